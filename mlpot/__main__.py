@@ -1,0 +1,3 @@
+from mlpot.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per `mlpot` subcommand: add_arguments(parser) and run(args)."""
