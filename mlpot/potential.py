@@ -1,0 +1,172 @@
+"""Potential = representation + heads + per-element reference energies and a scale.
+
+Energies are sums of per-atom energies E_i = scale · y_i + shift + E_ref[Z_i]; forces are
+−∂E/∂r by autograd (energy-conserving); the virial is −∂E/∂ε for a symmetric strain ε of
+positions, cell and image shifts, and the stress is −virial / volume (ASE sign).
+
+`Potential.forward(batch)` serves training and the ASE calculator; `ExportedForward` wraps
+it with the plain-tensor signature that the exported TorchScript file and LAMMPS call.
+Both are scriptable with torch.jit.script.
+"""
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from mlpot import keys as K
+from mlpot.heads import n_structures_of
+from mlpot.nn import scatter_add
+
+MAX_Z = 100
+
+
+class Potential(nn.Module):
+    def __init__(self, representation: nn.Module, energy_head: nn.Module, species: List[int],
+                 dipole_head: Optional[nn.Module] = None):
+        super().__init__()
+        self.representation = representation
+        self.energy_head = energy_head
+        self.dipole_head = dipole_head
+        self.cutoff: float = float(representation.cutoff)
+        self.n_interactions: int = int(representation.n_interactions)
+        self.species: List[int] = sorted(int(z) for z in species)
+        self.register_buffer("atomref", torch.zeros(MAX_Z))         # eV per atom of element Z
+        self.register_buffer("energy_scale", torch.ones(()))          # eV
+        self.register_buffer("energy_shift", torch.zeros(()))         # eV per atom
+
+    @torch.jit.unused
+    def set_energy_statistics(self, atomref: Dict[int, float], scale: float = 1.0, shift: float = 0.0):
+        """Per-element reference energies (eV), scale of the network output (eV) and a
+        per-atom shift (eV)."""
+        ref = torch.zeros(MAX_Z, dtype=self.atomref.dtype)
+        for z, e in atomref.items():
+            ref[int(z)] = float(e)
+        self.atomref.copy_(ref)
+        self.energy_scale.fill_(float(scale))
+        self.energy_shift.fill_(float(shift))
+
+    @property
+    @torch.jit.unused
+    def outputs(self) -> List[str]:
+        out = [K.ENERGY, K.ENERGIES, K.FORCES, K.VIRIAL, K.STRESS]
+        return out + ([K.DIPOLE] if self.dipole_head is not None else [])
+
+    def forward(self, inputs: Dict[str, torch.Tensor], compute_forces: bool = True,
+                compute_stress: bool = False, create_graph: bool = False) -> Dict[str, torch.Tensor]:
+        """inputs: batch dict (docs/conventions.md). Returns ENERGY [B], ENERGIES [N], and
+        FORCES [N, 3] / VIRIAL, STRESS [B, 3, 3] when asked, DIPOLE [B, 3] with a dipole head.
+        create_graph=True keeps the graph of the derivatives (training on forces, Hessians)."""
+        numbers = inputs[K.ATOMIC_NUMBERS]
+        n_atoms = numbers.shape[0]
+        n_structures = n_structures_of(inputs)
+        positions = inputs[K.POSITIONS]
+        if compute_forces and not positions.requires_grad:
+            positions = positions.detach().requires_grad_(True)
+        leaf_positions = positions
+        if K.BATCH in inputs:
+            batch = inputs[K.BATCH]
+        else:
+            batch = torch.zeros(n_atoms, dtype=torch.long, device=numbers.device)
+        idx_i = inputs[K.EDGE_INDEX][0]
+        idx_j = inputs[K.EDGE_INDEX][1]
+        if K.SHIFT_VECTORS in inputs:
+            shifts = inputs[K.SHIFT_VECTORS]
+        else:
+            cell = inputs[K.CELL].reshape(-1, 3, 3)
+            shifts = torch.einsum("ek,ekl->el", inputs[K.EDGE_SHIFTS], cell[batch[idx_i]])
+
+        strain = torch.zeros((n_structures, 3, 3), dtype=positions.dtype, device=positions.device)
+        if compute_stress:
+            strain.requires_grad_(True)
+            sym = 0.5 * (strain + strain.transpose(1, 2))
+            positions = positions + torch.einsum("ni,nij->nj", positions, sym[batch])
+            shifts = shifts + torch.einsum("ei,eij->ej", shifts, sym[batch[idx_i]])
+
+        vectors = positions[idx_j] - positions[idx_i] + shifts
+        data = inputs.copy()
+        data[K.POSITIONS] = positions
+        data[K.BATCH] = batch
+        data[K.EDGE_VECTORS] = vectors
+        data[K.EDGE_LENGTHS] = torch.linalg.norm(vectors, dim=1)
+
+        features = self.representation(data)
+        y = self.energy_head(features, numbers)[:, 0]
+        energies = self.energy_scale * y + self.energy_shift + self.atomref.to(y.dtype)[numbers]
+        summed = energies
+        if K.N_LOCAL in inputs:
+            local = torch.arange(n_atoms, device=numbers.device) < inputs[K.N_LOCAL]
+            summed = energies * local.to(energies.dtype)
+        energy = scatter_add(summed, batch, n_structures)
+        out: Dict[str, torch.Tensor] = {K.ENERGY: energy, K.ENERGIES: energies}
+
+        if compute_forces or compute_stress:
+            wrt: List[torch.Tensor] = []
+            if compute_forces:
+                wrt.append(leaf_positions)
+            if compute_stress:
+                wrt.append(strain)
+            grads = torch.autograd.grad([energy.sum()], wrt, create_graph=create_graph, allow_unused=True)
+            k = 0
+            if compute_forces:
+                g = grads[0]
+                out[K.FORCES] = -g if g is not None else torch.zeros_like(leaf_positions)
+                k = 1
+            if compute_stress:
+                g = grads[k]
+                virial = -g if g is not None else torch.zeros_like(strain)
+                cell = inputs[K.CELL].reshape(-1, 3, 3).to(virial.dtype)
+                volume = torch.linalg.det(cell).abs()
+                safe = torch.where(volume > 0, volume, torch.ones_like(volume))
+                stress = torch.where((volume > 0)[:, None, None], -virial / safe[:, None, None],
+                                     torch.zeros_like(virial))
+                out[K.VIRIAL] = virial
+                out[K.STRESS] = stress
+
+        if self.dipole_head is not None:
+            out.update(self.dipole_head(data, features))
+        return out
+
+
+class ExportedForward(nn.Module):
+    """The forward of an exported model, for one structure (ASE) or one MPI rank's atoms
+    (LAMMPS: local atoms first, then ghosts, all shift vectors zero).
+
+    forward(positions [N, 3] Å, atomic_numbers [N] int64, edge_index [2, E] int64,
+            shift_vectors [E, 3] Å (S·cell), cell [3, 3] Å, n_local: int, compute_virial: bool)
+    -> {"energy": [1] eV summed over atoms < n_local, "forces": [N, 3] eV/Å on all atoms,
+        "energies": [N] eV, "virial": [3, 3] eV (zeros if not asked), "dipole": [3] e·Å (if any)}
+    Positions, shift vectors and cell must be in the model's dtype.
+    """
+
+    def __init__(self, potential: Potential):
+        super().__init__()
+        self.potential = potential
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
+                shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
+                compute_virial: bool = True) -> Dict[str, torch.Tensor]:
+        n = positions.shape[0]
+        inputs: Dict[str, torch.Tensor] = {
+            K.POSITIONS: positions,
+            K.ATOMIC_NUMBERS: atomic_numbers,
+            K.EDGE_INDEX: edge_index,
+            K.SHIFT_VECTORS: shift_vectors,
+            K.CELL: cell.reshape(1, 3, 3),
+            K.BATCH: torch.zeros(n, dtype=torch.long, device=positions.device),
+            K.N_ATOMS: torch.full((1,), n, dtype=torch.long, device=positions.device),
+            K.N_LOCAL: torch.tensor(n_local, dtype=torch.long, device=positions.device),
+            K.TOTAL_CHARGE: torch.zeros(1, dtype=positions.dtype, device=positions.device),
+        }
+        out = self.potential(inputs, compute_forces=True, compute_stress=compute_virial)
+        result: Dict[str, torch.Tensor] = {
+            "energy": out[K.ENERGY].detach(),
+            "forces": out[K.FORCES].detach(),
+            "energies": out[K.ENERGIES].detach(),
+        }
+        if compute_virial:
+            result["virial"] = out[K.VIRIAL][0].detach()
+        else:
+            result["virial"] = torch.zeros((3, 3), dtype=positions.dtype, device=positions.device)
+        if K.DIPOLE in out:
+            result["dipole"] = out[K.DIPOLE][0].detach()
+        return result

@@ -1,0 +1,10 @@
+"""Representations: atomic environments -> atomic features [N, F].
+
+Each is an nn.Module with forward(inputs: Dict[str, Tensor]) -> Tensor [N, n_features],
+reading keys.ATOMIC_NUMBERS, keys.EDGE_INDEX, keys.EDGE_VECTORS, keys.EDGE_LENGTHS, and
+with attributes `cutoff` (Å), `n_features`, and `n_interactions` (message-passing layers:
+how many cutoffs away an atom's energy can feel another atom; LAMMPS needs it).
+"""
+from mlpot.representations.schnet import SchNet
+
+__all__ = ["SchNet"]

@@ -1,0 +1,49 @@
+"""Energy statistics fitted on the training set: per-element reference energies by least
+squares, and the scale of the network output."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def composition_matrix(numbers: Sequence[np.ndarray], species: Sequence[int]) -> np.ndarray:
+    """[B, n_species] count of each element in each structure."""
+    column = {int(z): k for k, z in enumerate(species)}
+    counts = np.zeros((len(numbers), len(species)))
+    for b, z in enumerate(numbers):
+        for value, n in zip(*np.unique(np.asarray(z), return_counts=True)):
+            if int(value) not in column:
+                raise ValueError(f"element Z={int(value)} in structure {b} is not among the species {list(species)}")
+            counts[b, column[int(value)]] = n
+    return counts
+
+
+def fit_atomrefs(numbers: Sequence[np.ndarray], energies: np.ndarray, species: Sequence[int],
+                 ridge: float = 1e-6) -> dict[int, float]:
+    """Per-element reference energies E_ref[Z] (eV) minimising Σ_b (E_b − Σ_Z n_bZ E_ref[Z])².
+
+    A small ridge term keeps the solution unique when compositions are collinear (e.g. one
+    molecule: then the mean energy is shared between elements in proportion to their counts).
+    """
+    energies = np.asarray(energies, dtype=float)
+    if not np.all(np.isfinite(energies)):
+        raise ValueError("energies contain NaN or inf; clean the data before fitting")
+    A = composition_matrix(numbers, species)
+    lhs = A.T @ A + ridge * np.eye(len(species)) * max(1.0, np.trace(A.T @ A) / len(species))
+    coef = np.linalg.solve(lhs, A.T @ energies)
+    return {int(z): float(c) for z, c in zip(species, coef)}
+
+
+def energy_scale(numbers: Sequence[np.ndarray], energies: np.ndarray, atomrefs: dict[int, float],
+                 forces: Sequence[np.ndarray] | None = None) -> float:
+    """Scale (eV) of the per-atom network output: the RMS of force components when forces
+    are given (the quantity training is dominated by), else the standard deviation of the
+    per-atom energy left after the reference energies. Never below 1e-3 eV."""
+    if forces is not None and len(forces):
+        all_forces = np.concatenate([np.asarray(f).reshape(-1) for f in forces])
+        scale = float(np.sqrt(np.mean(all_forces ** 2)))
+    else:
+        residual = [(e - sum(atomrefs[int(z)] for z in zs)) / len(zs) for zs, e in zip(numbers, energies)]
+        scale = float(np.std(residual))
+    return max(scale, 1e-3)
