@@ -19,19 +19,18 @@ def composition_matrix(numbers: Sequence[np.ndarray], species: Sequence[int]) ->
     return counts
 
 
-def fit_atomrefs(numbers: Sequence[np.ndarray], energies: np.ndarray, species: Sequence[int],
-                 ridge: float = 1e-6) -> dict[int, float]:
+def fit_atomrefs(numbers: Sequence[np.ndarray], energies: np.ndarray,
+                 species: Sequence[int]) -> dict[int, float]:
     """Per-element reference energies E_ref[Z] (eV) minimising Σ_b (E_b − Σ_Z n_bZ E_ref[Z])².
 
-    A small ridge term keeps the solution unique when compositions are collinear (e.g. one
-    molecule: then the mean energy is shared between elements in proportion to their counts).
+    When compositions are collinear (e.g. one molecule) the minimum-norm solution is taken,
+    which still reproduces the mean energy of every composition exactly.
     """
     energies = np.asarray(energies, dtype=float)
     if not np.all(np.isfinite(energies)):
         raise ValueError("energies contain NaN or inf; clean the data before fitting")
     A = composition_matrix(numbers, species)
-    lhs = A.T @ A + ridge * np.eye(len(species)) * max(1.0, np.trace(A.T @ A) / len(species))
-    coef = np.linalg.solve(lhs, A.T @ energies)
+    coef = np.linalg.lstsq(A, energies, rcond=None)[0]
     return {int(z): float(c) for z, c in zip(species, coef)}
 
 
