@@ -46,3 +46,26 @@ def energy_scale(numbers: Sequence[np.ndarray], energies: np.ndarray, atomrefs: 
         residual = [(e - sum(atomrefs[int(z)] for z in zs)) / len(zs) for zs, e in zip(numbers, energies)]
         scale = float(np.std(residual))
     return max(scale, 1e-3)
+
+
+def fit_statistics(potential, graphs: Sequence[dict]) -> dict:
+    """Fit everything a Potential learns from the training set before training starts:
+    reference energies, the output scale and (if the representation has one, e.g. wACSF)
+    the standardisation of its descriptors. `graphs` are mlpot.data.atoms_to_graph dicts
+    with labels. Returns what was fitted, for the run's log."""
+    from mlpot import keys as K
+
+    with_energy = [g for g in graphs if K.ENERGY in g]
+    if not with_energy:
+        raise ValueError("no training structure has an energy label; mlpot trains on energies (and forces)")
+    numbers = [g[K.ATOMIC_NUMBERS] for g in with_energy]
+    energies = np.array([float(g[K.ENERGY][0]) for g in with_energy])
+    forces = [g[K.FORCES] for g in with_energy if K.FORCES in g] or None
+    atomrefs = fit_atomrefs(numbers, energies, potential.species)
+    scale = energy_scale(numbers, energies, atomrefs, forces)
+    potential.set_energy_statistics(atomrefs, scale=scale, shift=0.0)
+    fitted = {"atomrefs_eV": atomrefs, "energy_scale_eV": scale}
+    fit_representation = getattr(potential.representation, "fit_standardization", None)
+    if fit_representation is not None:
+        fitted["representation"] = fit_representation(graphs)
+    return fitted
