@@ -46,6 +46,8 @@ DIPOLE_UNITS: dict[str, float] = {
     "e*ang": 1.0,
     "e*angstrom": 1.0,
     "eå": 1.0,
+    "eang": 1.0,          # SchNetPack's "eAng"
+    "ebohr": BOHR_ANG,
     "debye": DEBYE_EANG,
     "d": DEBYE_EANG,
     "e*bohr": BOHR_ANG,

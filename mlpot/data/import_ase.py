@@ -1,0 +1,75 @@
+"""Reader for everything ``ase.io`` reads (extxyz first of all, also a plain ASE db).
+
+Labels are looked up in this order (first hit wins):
+  energy  calculator results "energy", then info "energy", "Energy", "total_energy",
+          "free_energy", "U0", "E"
+  forces  calculator results "forces", then arrays "forces", "force", "Forces", "F"
+  stress  calculator results "stress", then info "stress" (6-vector or 3x3)
+  dipole  calculator results "dipole", then info "dipole", "dipole_moment"
+  charge  info "total_charge", "charge"; key "total_charge" of a db row
+ASE files carry no units: eV, Å (ASE's own units) are assumed unless given.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from mlpot.data.raw import RawFrame
+
+ENERGY_KEYS = ("energy", "Energy", "total_energy", "free_energy", "U0", "E")
+FORCE_KEYS = ("forces", "force", "Forces", "F")
+STRESS_KEYS = ("stress",)
+DIPOLE_KEYS = ("dipole", "dipole_moment")
+CHARGE_KEYS = ("total_charge", "charge")
+
+DEFAULT_UNITS = {"energy": "eV", "length": "Å", "forces": "eV/Å", "stress": "eV/Å^3",
+                 "dipole": "e*Å"}
+
+
+def _first(mapping, names):
+    for name in names:
+        if name in mapping and mapping[name] is not None:
+            return mapping[name]
+    return None
+
+
+def frame_from_atoms(index: int, atoms) -> RawFrame:
+    """Collect the labels of one ase.Atoms (source units untouched)."""
+    results = dict(atoms.calc.results) if atoms.calc is not None else {}
+    labels = {}
+    value = results.get("energy", _first(atoms.info, ENERGY_KEYS))
+    if value is not None:
+        labels["energy"] = value
+    value = results.get("forces", _first(atoms.arrays, FORCE_KEYS))
+    if value is not None:
+        labels["forces"] = value
+    value = results.get("stress", _first(atoms.info, STRESS_KEYS))
+    if value is not None:
+        labels["stress"] = value
+    value = results.get("dipole", _first(atoms.info, DIPOLE_KEYS))
+    if value is not None:
+        labels["dipole"] = value
+    value = _first(atoms.info, CHARGE_KEYS)
+    if value is not None:
+        labels["total_charge"] = value
+    return RawFrame(index, atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, labels)
+
+
+def read_ase(path, ase_format: str | None = None, limit: int | None = None
+             ) -> tuple[dict, Iterator[RawFrame]]:
+    """(declared units = {}, frames) for a file ``ase.io.iread`` can read."""
+    import ase.io
+
+    index = slice(None, limit)
+
+    def frames():
+        kwargs = {"format": ase_format} if ase_format else {}
+        for k, atoms in enumerate(ase.io.iread(str(path), index=index, **kwargs)):
+            frame = frame_from_atoms(k, atoms)
+            if "total_charge" not in frame.labels and "total_charge" in atoms.info:
+                frame.labels["total_charge"] = atoms.info["total_charge"]
+            yield frame
+
+    return {}, frames()
+
