@@ -12,6 +12,7 @@ import mlpot
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mlpot.commands.demo", "reference data with GFN2-xTB -> train -> export -> MD and spectra"),
+    "import": ("mlpot.commands.import_data", "reference data (extxyz, MD17 npz, SchNetPack db, ...) -> store in eV/Å"),
 }
 
 

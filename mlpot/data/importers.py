@@ -277,7 +277,8 @@ def import_data(src, out_db, *, format: str | None = None, energy_unit: str | No
         raise DataError(f"{src}: cannot read as {label} ({type(exc).__name__}: {exc}); "
                         f"check the file or pass --format") from exc
     if report.n_read == 0:
-        raise DataError(f"{src}: no structures found; is it the right file and format?")
+        raise DataError(f"{src}: no structures found when read as {label}; is it the right "
+                        f"file? pass --format to say what it is")
     if report.bad and on_bad == "refuse":
         raise DataError(f"{src}: {len(report.bad)} of {report.n_read} rows are bad and "
                         f"--on-bad refuse was asked, nothing written: {_list_bad(report.bad)}")
