@@ -141,10 +141,10 @@ def _check_frame(frame: RawFrame, factors: dict) -> tuple[object | None, str | N
     if pos.shape != (n, 3):
         return None, f"positions have shape {pos.shape}, expected ({n}, 3)"
     if not np.all(np.isfinite(pos)):
-        return None, "positions contain NaN or inf"
+        return None, "positions have NaN or inf values"
     cell = np.asarray(frame.cell, dtype=float).reshape(3, 3)
     if not np.all(np.isfinite(cell)):
-        return None, "cell contains NaN or inf"
+        return None, "cell has NaN or inf values"
     results = {}
     shapes = {"forces": [(n, 3)], "dipole": [(3,), (1, 3)], "stress": [(6,), (3, 3), (9,), (1, 3, 3)]}
     for label, value in frame.labels.items():
@@ -161,7 +161,7 @@ def _check_frame(frame: RawFrame, factors: dict) -> tuple[object | None, str | N
         elif arr.shape not in shapes[label]:
             return None, f"{label} has shape {arr.shape}, expected {shapes[label][0]}"
         if not np.all(np.isfinite(arr)):
-            return None, f"{label} contains NaN or inf"
+            return None, f"{label} has NaN or inf values"
         arr = arr * factors[label if label != "energy" else "energy"]
         if label == "energy":
             results["energy"] = float(arr)
