@@ -1,0 +1,44 @@
+"""`mlpot export RUN/best.ckpt -o model.pt [--dtype float32|float64]`: a training checkpoint ->
+one TorchScript file with its metadata (docs/exported_model.md)."""
+
+
+def add_arguments(parser):
+    parser.add_argument("checkpoint", help="training checkpoint, e.g. RUN/best.ckpt")
+    parser.add_argument("-o", "--output", default="model.pt", help="model file to write (default: model.pt)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="float32: fast (MD, LAMMPS); float64: Hessians, NVE, finite differences")
+    parser.add_argument("--training-data", default=None,
+                        help="where the training data came from (default: from the checkpoint's config)")
+
+
+def training_data_of(checkpoint_path: str) -> str:
+    """Where the training data came from, from the checkpoint's config (data.train and, when
+    given, data.val / data.test)."""
+    from mlpot.train.checkpoint import load_checkpoint
+
+    data = load_checkpoint(checkpoint_path).get("config", {}).get("data", {})
+    parts = [f"{key}: {data[key]}" for key in ("train", "val", "test") if data.get(key)]
+    return "; ".join(parts) or "unknown"
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from mlpot.export import export_model
+    from mlpot.export_metadata import format_metadata
+
+    if not Path(args.checkpoint).is_file():
+        print(f"mlpot export: checkpoint {args.checkpoint} not found")
+        return 2
+    from mlpot.train.checkpoint import CheckpointError, load_potential
+
+    try:
+        potential = load_potential(args.checkpoint)
+        training_data = args.training_data or training_data_of(args.checkpoint)
+    except CheckpointError as err:
+        print(f"mlpot export: {err}")
+        return 2
+    metadata = export_model(potential, args.output, args.dtype, training_data=training_data)
+    print(f"wrote {args.output}")
+    print(format_metadata(metadata))
+    return 0

@@ -1,0 +1,21 @@
+"""`mlpot info model.pt [--json]`: the metadata of an exported model file."""
+
+
+def add_arguments(parser):
+    parser.add_argument("model", help="model file written by `mlpot export`")
+    parser.add_argument("--json", action="store_true", help="print the metadata as JSON")
+
+
+def run(args) -> int:
+    import json
+
+    from mlpot.export import read_metadata
+    from mlpot.export_metadata import format_metadata
+
+    try:
+        metadata = read_metadata(args.model)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"mlpot info: {err}")
+        return 2
+    print(json.dumps(metadata, indent=2, ensure_ascii=False) if args.json else format_metadata(metadata))
+    return 0

@@ -1,0 +1,81 @@
+"""Export a Potential as one self-describing TorchScript file, and load it back.
+
+The file holds `torch.jit.script(ExportedForward(potential))` — the same forward that was
+trained, scripted, no model surgery — and the metadata JSON as the extra file `mlpot.json`
+(keys in docs/exported_model.md). It runs with only torch installed, from Python
+(torch.jit.load) or C++ (libtorch, the LAMMPS plugin).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlpot.export_metadata import DTYPES, METADATA_NAME, build_metadata, check_metadata
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def script_potential(potential, dtype: str = "float32") -> torch.jit.ScriptModule:
+    """The scripted ExportedForward of a copy of `potential` in `dtype`, on the CPU, in eval mode.
+    `potential` itself is left unchanged."""
+    from mlpot.potential import ExportedForward
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    model = copy.deepcopy(potential).to(device="cpu", dtype=TORCH_DTYPES[dtype]).eval()
+    return torch.jit.script(ExportedForward(model))
+
+
+def export_model(potential, path, dtype: str = "float32", training_data: str = "unknown",
+                 metadata_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write `potential` to `path` as one TorchScript file; returns the metadata written.
+
+    dtype: "float32" (fast, LAMMPS default) or "float64" (NVE, Hessians, finite differences).
+    training_data: where the training data came from (free text, stored in the metadata).
+    """
+    metadata = build_metadata(potential, dtype, training_data, metadata_extra)
+    scripted = script_potential(potential, dtype)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(scripted, str(path), _extra_files={METADATA_NAME: json.dumps(metadata, indent=1)})
+    return metadata
+
+
+def read_metadata(path) -> dict[str, Any]:
+    """The metadata of a model file, checked, without loading the model."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} not found; write one with `mlpot export`")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_NAME}")]
+            if not names:
+                raise ValueError(f"{path}: not an mlpot model file (no {METADATA_NAME} inside); "
+                                 "write one with `mlpot export`")
+            text = archive.read(names[0]).decode("utf-8")
+    except zipfile.BadZipFile:
+        raise ValueError(f"{path}: not an mlpot model file (not a TorchScript archive); "
+                         "write one with `mlpot export`") from None
+    try:
+        metadata = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not an mlpot model file ({METADATA_NAME} is not valid JSON: {err})") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path}: not an mlpot model file ({METADATA_NAME} is not a JSON object)")
+    return check_metadata(metadata, str(path))
+
+
+def load_model(path, device: str | torch.device = "cpu") -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+    """(scripted module on `device`, metadata) of an exported model file, in eval mode.
+
+    The module's forward(positions, atomic_numbers, edge_index, shift_vectors, cell, n_local,
+    compute_virial) is documented in mlpot.potential.ExportedForward.
+    """
+    metadata = read_metadata(path)
+    module = torch.jit.load(str(path), map_location=device)
+    return module.eval(), metadata

@@ -1,0 +1,61 @@
+"""Tiny models and structures for the export, calculator and md_examples tests."""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+import torch
+from ase.build import molecule
+from torch import nn
+
+from mlpot import keys as K
+from mlpot.heads import n_structures_of
+from mlpot.model_config import ModelConfig, build_potential
+from mlpot.nn import scatter_add
+
+SPECIES = [1, 6, 8]
+CUTOFF = 4.0  # Å
+
+
+class ChargeDipole(nn.Module):
+    """Test dipole head: latent charges q_i = w·h_i, neutral per structure; μ = Σ q_i r_i [B, 3] e·Å."""
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.charge = nn.Linear(n_features, 1)
+
+    def forward(self, data: Dict[str, torch.Tensor], features: torch.Tensor) -> Dict[str, torch.Tensor]:
+        batch = data[K.BATCH]
+        n_structures = n_structures_of(data)
+        q = self.charge(features)[:, 0]
+        total = scatter_add(q, batch, n_structures)
+        count = scatter_add(torch.ones_like(q), batch, n_structures)
+        q = q - (total / count)[batch]
+        return {K.DIPOLE: scatter_add(q[:, None] * data[K.POSITIONS], batch, n_structures)}
+
+
+def tiny_potential(dipole: bool = True, seed: int = 0, dtype: torch.dtype = torch.float64):
+    """A small random SchNet (16 features, 2 interactions) for H, C, O with realistic atomrefs."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8, cutoff=CUTOFF)
+    potential = build_potential(cfg, SPECIES)
+    if dipole:
+        potential.dipole_head = ChargeDipole(16)
+    potential.set_energy_statistics({1: -13.6, 6: -1030.0, 8: -2040.0}, scale=0.5, shift=0.0)
+    return potential.to(dtype).eval()
+
+
+def ethanol(rattle: float = 0.05, seed: int = 1):
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(rattle, seed=seed)
+    return atoms
+
+
+def periodic_ethanol(box: float = 5.5):
+    """Ethanol in a small triclinic periodic box: images closer than the cutoff."""
+    atoms = ethanol()
+    atoms.cell = [[box, 0.0, 0.0], [0.4, box, 0.0], [0.3, -0.2, box]]
+    atoms.pbc = True
+    atoms.center()
+    atoms.positions += np.array([0.1, -0.2, 0.3])
+    return atoms

@@ -1,0 +1,172 @@
+"""Exported model files: round trip (eager, scripted, fresh process), dtypes, metadata, errors."""
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from export_helpers import CUTOFF, periodic_ethanol, tiny_potential
+from mlpot import keys as K
+from mlpot.cli import main
+from mlpot.data.batch import atoms_to_batch
+from mlpot.export import export_model, load_model, read_metadata, script_potential
+from mlpot.export_metadata import FORMAT_VERSION, REQUIRED_KEYS
+
+# Runs in a fresh interpreter: only torch is imported, no mlpot classes.
+FRESH_PROCESS = """
+import sys, torch
+module = torch.jit.load(sys.argv[1])
+inp = torch.load(sys.argv[2])
+out = module(inp["positions"], inp["atomic_numbers"], inp["edge_index"], inp["shift_vectors"],
+             inp["cell"], int(inp["positions"].shape[0]), True)
+assert not [m for m in sys.modules if m.startswith(("mlpot", "ase"))], "only torch may be imported"
+torch.save(dict(out), sys.argv[3])
+"""
+
+
+@pytest.fixture(scope="module")
+def potential():
+    return tiny_potential(dipole=True)
+
+
+def exported_inputs(atoms, dtype):
+    batch = atoms_to_batch(atoms, CUTOFF, dtype=torch.float64)
+    cell = batch[K.CELL][0]
+    shift_vectors = batch[K.EDGE_SHIFTS] @ cell
+    return {"positions": batch[K.POSITIONS].to(dtype), "atomic_numbers": batch[K.ATOMIC_NUMBERS],
+            "edge_index": batch[K.EDGE_INDEX], "shift_vectors": shift_vectors.to(dtype),
+            "cell": cell.to(dtype)}, batch
+
+
+def call(module, inp):
+    return module(inp["positions"], inp["atomic_numbers"], inp["edge_index"], inp["shift_vectors"],
+                  inp["cell"], int(inp["positions"].shape[0]), True)
+
+
+def test_round_trip_eager_scripted_fresh_process(potential, tmp_path):
+    atoms = periodic_ethanol()
+    inp, batch = exported_inputs(atoms, torch.float64)
+    assert batch[K.EDGE_SHIFTS].abs().sum() > 0, "the test structure must have periodic images"
+    eager = potential(batch, compute_forces=True, compute_stress=True)
+    scripted = call(script_potential(potential, "float64"), inp)
+    path = tmp_path / "model.pt"
+    export_model(potential, path, "float64")
+    torch.save(inp, tmp_path / "inputs.pt")
+    subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(path), str(tmp_path / "inputs.pt"),
+                    str(tmp_path / "outputs.pt")], check=True, cwd=tmp_path, timeout=120)
+    fresh = torch.load(tmp_path / "outputs.pt")
+    expected = {"energy": eager[K.ENERGY], "energies": eager[K.ENERGIES], "forces": eager[K.FORCES],
+                "virial": eager[K.VIRIAL][0], "dipole": eager[K.DIPOLE][0]}
+    assert set(fresh) == set(expected)
+    for name, value in expected.items():
+        assert fresh[name].dtype == torch.float64
+        torch.testing.assert_close(scripted[name], value.detach(), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(fresh[name], value.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_float32_export_agrees_with_float64(potential, tmp_path):
+    export_model(potential, tmp_path / "m32.pt", "float32")
+    export_model(potential, tmp_path / "m64.pt", "float64")
+    m32, meta32 = load_model(tmp_path / "m32.pt")
+    m64, meta64 = load_model(tmp_path / "m64.pt")
+    assert (meta32["dtype"], meta64["dtype"]) == ("float32", "float64")
+    atoms = periodic_ethanol()
+    out32 = call(m32, exported_inputs(atoms, torch.float32)[0])
+    out64 = call(m64, exported_inputs(atoms, torch.float64)[0])
+    assert out32["forces"].dtype == torch.float32 and out64["forces"].dtype == torch.float64
+    # energies are ~-6000 eV: float32 keeps ~7 digits
+    torch.testing.assert_close(out32["energy"].double(), out64["energy"], rtol=2e-6, atol=0)
+    torch.testing.assert_close(out32["forces"].double(), out64["forces"], rtol=0, atol=1e-4)
+    # exporting must leave the caller's potential as it was
+    assert next(potential.parameters()).dtype == torch.float64
+
+
+def test_metadata_content(potential, tmp_path):
+    path = tmp_path / "model.pt"
+    written = export_model(potential, path, "float32", training_data="rMD17 ethanol, 1000 frames",
+                           metadata_extra={"note": "test"})
+    metadata = read_metadata(path)
+    assert metadata == written
+    assert set(REQUIRED_KEYS) <= set(metadata)
+    assert metadata["format_version"] == FORMAT_VERSION == 1
+    assert metadata["cutoff"] == CUTOFF and isinstance(metadata["cutoff"], float)
+    assert metadata["n_interactions"] == 2
+    assert metadata["species"] == [1, 6, 8] and metadata["species_symbols"] == ["H", "C", "O"]
+    assert metadata["dtype"] == "float32"
+    assert metadata["units"] == {"energy": "eV", "length": "Å", "force": "eV/Å", "virial": "eV",
+                                 "dipole": "e·Å"}
+    assert metadata["outputs"] == ["energy", "energies", "forces", "virial", "dipole"]
+    assert metadata["representation"] == "schnet"
+    assert metadata["training_data"] == "rMD17 ethanol, 1000 frames"
+    assert metadata["note"] == "test"
+    datetime.datetime.fromisoformat(metadata["created"])
+    no_dipole = tiny_potential(dipole=False)
+    assert export_model(no_dipole, tmp_path / "nd.pt")["outputs"] == ["energy", "energies", "forces", "virial"]
+    with pytest.raises(ValueError, match="cutoff"):
+        export_model(potential, tmp_path / "bad.pt", metadata_extra={"cutoff": 9.0})
+    with pytest.raises(ValueError, match="dtype"):
+        export_model(potential, tmp_path / "bad.pt", dtype="float16")
+
+
+def test_info_command(potential, tmp_path, capsys):
+    path = tmp_path / "model.pt"
+    export_model(potential, path, "float64")
+    assert main(["info", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "H (1), C (6), O (8)" in text and "float64" in text and "4 Å" in text
+    assert main(["info", "--json", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out) == read_metadata(path)
+    assert main(["info", str(tmp_path / "missing.pt")]) == 2
+    assert "not found" in capsys.readouterr().out
+
+
+def test_newer_format_fails_clearly(potential, tmp_path):
+    path = tmp_path / "future.pt"
+    metadata = export_model(potential, path)
+    metadata["format_version"] = FORMAT_VERSION + 1
+    torch.jit.save(script_potential(potential), str(path), _extra_files={"mlpot.json": json.dumps(metadata)})
+    with pytest.raises(ValueError, match=r"model file format 2 is newer than this mlpot \(supports ≤ 1\); "
+                                         r"upgrade mlpot"):
+        load_model(path)
+
+
+def test_not_an_mlpot_file(potential, tmp_path):
+    plain = tmp_path / "plain.pt"
+    torch.jit.save(script_potential(potential), str(plain))
+    text = tmp_path / "text.pt"
+    text.write_text("hello")
+    broken = tmp_path / "broken.pt"
+    torch.jit.save(script_potential(potential), str(broken), _extra_files={"mlpot.json": "{not json"})
+    for path in (plain, text, broken):
+        with pytest.raises(ValueError, match="not an mlpot model file"):
+            load_model(path)
+    with pytest.raises(FileNotFoundError, match="mlpot export"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_export_command_from_checkpoint(tmp_path, capsys):
+    checkpoint = pytest.importorskip("mlpot.train.checkpoint")
+    import dataclasses
+
+    from mlpot.model_config import ModelConfig
+    potential = tiny_potential(dipole=False, dtype=torch.float32)
+    cfg = ModelConfig(n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8, cutoff=CUTOFF)
+    weights = potential.state_dict()
+    checkpoint.save_checkpoint({"config": {"data": {"train": "/data/ethanol.db"}},
+                                "model_config": dataclasses.asdict(cfg), "species": [1, 6, 8],
+                                "dtype": "float32", "model": weights, "model_ema": weights},
+                               tmp_path / "best.ckpt")
+    out = tmp_path / "model.pt"
+    assert main(["export", str(tmp_path / "best.ckpt"), "-o", str(out), "--dtype", "float64"]) == 0
+    module, metadata = load_model(out)
+    assert metadata["dtype"] == "float64" and metadata["training_data"] == "train: /data/ethanol.db"
+    inp64 = exported_inputs(periodic_ethanol(), torch.float64)[0]
+    expected = call(script_potential(potential, "float64"), inp64)
+    torch.testing.assert_close(call(module, inp64)["energy"], expected["energy"], rtol=1e-12, atol=0)
+    assert main(["export", str(tmp_path / "missing.ckpt"), "-o", str(out)]) == 2
+    capsys.readouterr()
