@@ -13,6 +13,8 @@ import mlpot
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mlpot.commands.demo", "reference data with GFN2-xTB -> train -> export -> MD and spectra"),
     "import": ("mlpot.commands.import_data", "reference data (extxyz, MD17 npz, SchNetPack db, ...) -> store in eV/Å"),
+    "export": ("mlpot.commands.export", "training checkpoint -> one TorchScript model file with metadata"),
+    "info": ("mlpot.commands.info", "print the metadata of an exported model file"),
 }
 
 
