@@ -57,9 +57,11 @@ def to_plain(obj):
 def _update_digest(h, obj) -> None:
     """Feed a canonical byte form of `obj` into the hash `h`."""
     if isinstance(obj, torch.Tensor):
-        t = obj.detach().cpu().contiguous()
+        t = obj.detach().cpu()
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        flat = t.reshape(-1).clone(memory_format=torch.contiguous_format)
+        if flat.numel():
+            h.update(flat.view(torch.uint8).numpy().tobytes())
     elif isinstance(obj, dict):
         h.update(f"D{len(obj)}".encode())
         for key in sorted(obj, key=lambda k: (type(k).__name__, str(k))):

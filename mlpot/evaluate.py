@@ -1,0 +1,116 @@
+"""Errors of a trained model on labelled structures, and a parity plot.
+
+    from mlpot.evaluate import load_model, evaluate_potential, predict, parity_plot
+    potential = load_model("runs/ethanol/best.ckpt")
+    errors = evaluate_potential(potential, structures)      # dict, meV / meV/Å
+    parity_plot(predict(potential, structures), "parity.png")
+
+Energies are compared per structure (meV) and per atom (meV/atom); forces per Cartesian
+component (meV/Å). Labels are read from each structure's calculator results (eV, eV/Å).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlpot import keys as K
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """A Potential from a training checkpoint (.ckpt) or an exported model file (.pt)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} not found")
+    if path.suffix == ".pt":
+        try:
+            from mlpot.export import load_exported_potential
+        except ImportError:
+            raise ValueError(f"{path}: evaluating exported .pt models needs mlpot.export; "
+                             f"evaluate the training checkpoint (.ckpt) instead") from None
+        return load_exported_potential(path, device=device)
+    from mlpot.train.checkpoint import load_potential
+
+    return load_potential(path, device=device)
+
+
+def predict(potential, structures, batch_size: int = 32, device=None) -> dict:
+    """Reference and predicted values for `structures` (ase.Atoms with labels):
+    n_atoms [B], energy_ref/energy_pred [B] eV, and forces_ref/forces_pred [N, 3] eV/Å
+    when every structure has forces."""
+    from mlpot.data.batch import atoms_to_graph, collate
+
+    if len(structures) == 0:
+        raise ValueError("no structures to evaluate")
+    param = next(iter(potential.parameters()), None)
+    dtype = param.dtype if param is not None else torch.float32
+    device = device or (param.device if param is not None else "cpu")
+    out: dict[str, list] = {"n_atoms": [], "energy_ref": [], "energy_pred": [],
+                            "forces_ref": [], "forces_pred": []}
+    for start in range(0, len(structures), batch_size):
+        chunk = structures[start:start + batch_size]
+        batch = collate([atoms_to_graph(a, potential.cutoff) for a in chunk], dtype, device)
+        if K.ENERGY not in batch:
+            raise ValueError(f"structures {start}..{start + len(chunk) - 1}: not every structure has an "
+                             f"energy label; evaluate labelled data")
+        pred = potential(batch, compute_forces=True)
+        out["n_atoms"].append(batch[K.N_ATOMS].cpu().numpy())
+        out["energy_ref"].append(batch[K.ENERGY].double().cpu().numpy())
+        out["energy_pred"].append(pred[K.ENERGY].detach().double().cpu().numpy())
+        if K.FORCES in batch:
+            out["forces_ref"].append(batch[K.FORCES].double().cpu().numpy())
+            out["forces_pred"].append(pred[K.FORCES].detach().double().cpu().numpy())
+    result = {k: np.concatenate(v) for k, v in out.items() if v}
+    if "forces_ref" in result and len(out["forces_ref"]) != len(out["energy_ref"]):
+        result.pop("forces_ref"), result.pop("forces_pred")  # forces only where every batch has them
+    return result
+
+
+def errors(pred: dict) -> dict:
+    """MAE and RMSE from `predict` output: energy in meV and meV/atom, forces in meV/Å."""
+    de = pred["energy_pred"] - pred["energy_ref"]
+    per_atom = de / pred["n_atoms"]
+    result = {"n_structures": int(len(de)),
+              "energy_mae_meV": 1000 * float(np.mean(np.abs(de))),
+              "energy_rmse_meV": 1000 * float(np.sqrt(np.mean(de ** 2))),
+              "energy_mae_meV_per_atom": 1000 * float(np.mean(np.abs(per_atom))),
+              "energy_rmse_meV_per_atom": 1000 * float(np.sqrt(np.mean(per_atom ** 2)))}
+    if "forces_ref" in pred:
+        df = pred["forces_pred"] - pred["forces_ref"]
+        result.update(forces_mae_meV_per_A=1000 * float(np.mean(np.abs(df))),
+                      forces_rmse_meV_per_A=1000 * float(np.sqrt(np.mean(df ** 2))),
+                      n_force_components=int(df.size))
+    return result
+
+
+def evaluate_potential(potential, structures, batch_size: int = 32, device=None) -> dict:
+    """errors(predict(...)): MAE/RMSE of energies and forces and the number of structures."""
+    return errors(predict(potential, structures, batch_size, device))
+
+
+def parity_plot(pred: dict, path: str | Path) -> None:
+    """Predicted against reference energy per atom (meV/atom, mean removed) and force
+    components (eV/Å), with MAEs in the titles, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    err = errors(pred)
+    panels = [("energy per atom (eV/atom)", pred["energy_ref"] / pred["n_atoms"],
+               pred["energy_pred"] / pred["n_atoms"], f"MAE {err['energy_mae_meV_per_atom']:.3g} meV/atom")]
+    if "forces_ref" in pred:
+        panels.append(("force component (eV/Å)", pred["forces_ref"].ravel(), pred["forces_pred"].ravel(),
+                       f"MAE {err['forces_mae_meV_per_A']:.3g} meV/Å"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
+    for ax, (label, ref, prd, title) in zip(axes[0], panels):
+        ax.scatter(ref, prd, s=4, alpha=0.5)
+        lo, hi = float(min(ref.min(), prd.min())), float(max(ref.max(), prd.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set(xlabel=f"reference {label}", ylabel=f"predicted {label}", title=title)
+    fig.suptitle(f"{err['n_structures']} structures")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,399 @@
+"""The training loop: Adam on ρ·(ΔE)² + mean |ΔF|², EMA weights for validation, learning-rate
+decay, early stopping, a wall-clock budget, atomic checkpoints and data parallelism.
+
+    from mlpot.train import load_config, train
+    summary = train(load_config("ethanol.yaml"), resume=False, force=False, quiet=False)
+
+The run folder (cfg.output) receives best.ckpt (best validation loss), last.ckpt (end of
+the latest epoch), metrics.csv, learning_curve.png, config.yaml and split.npz. After an
+interruption at any moment, train(cfg, resume=True) continues from last.ckpt with the same
+split, weights, EMA, optimizer, scheduler and epoch counter; the epoch that was running is
+done again (batch order is seeded by (seed, epoch), so it is the same epoch).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlpot import keys as K
+from mlpot.data.batch import collate
+from mlpot.train import distributed as dist
+from mlpot.train.checkpoint import load_checkpoint, save_checkpoint, to_plain
+from mlpot.train.config import TrainConfig, save_config
+from mlpot.train.ema import EMA
+from mlpot.train.losses import add_sums, error_sums, weighted_loss
+from mlpot.train.metrics import plot_learning_curve, summarize, write_metrics_csv
+
+SUM_KEYS = ("loss", "n_structures", "n_force_components", "energy_abs", "energy_sq",
+            "energy_per_atom_abs", "energy_per_atom_sq", "forces_abs", "forces_sq",
+            "stress_abs", "stress_sq", "n_stress_components", "dipole_abs", "dipole_sq",
+            "n_dipole_components", "stop")
+PLOT_EVERY_S = 60.0
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss, unusable run folder, mismatched resume)."""
+
+
+class RunExistsError(TrainingError):
+    """The run folder already holds checkpoints and neither resume nor force was asked."""
+
+
+@dataclasses.dataclass
+class Progress:
+    """Counters saved in every checkpoint."""
+    epoch: int = 0                 # completed epochs
+    step: int = 0                  # optimizer steps
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0            # epochs since the best validation loss
+    elapsed_s: float = 0.0         # training wall time over all sessions
+    history: list = dataclasses.field(default_factory=list)
+    stop_reason: str = ""
+
+
+def _reduce(sums: dict, ctx, dtype=torch.float64) -> dict:
+    """Sum the SUM_KEYS of `sums` over ranks."""
+    vec = torch.tensor([float(sums.get(k, 0.0)) for k in SUM_KEYS], dtype=dtype)
+    if ctx.distributed:
+        vec = vec.to(ctx.device)
+        dist.all_reduce_sum(vec, ctx)
+    return dict(zip(SUM_KEYS, vec.cpu().tolist()))
+
+
+def _make_scheduler(optimizer, tcfg):
+    if tcfg.scheduler == "exponential":
+        gamma = tcfg.decay_rate ** (1.0 / tcfg.decay_steps)
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
+    if tcfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=tcfg.plateau_factor, patience=tcfg.plateau_patience,
+            min_lr=tcfg.min_lr)
+    return None
+
+
+def check_run_folder(out: Path, resume: bool, force: bool) -> Path | None:
+    """last.ckpt to resume from, or None for a new run; refuses to overwrite a run."""
+    existing = [p.name for p in (out / "last.ckpt", out / "best.ckpt") if p.exists()]
+    if resume:
+        return out / "last.ckpt" if (out / "last.ckpt").exists() else None
+    if existing and not force:
+        raise RunExistsError(f"{out} already holds {' and '.join(existing)} from an earlier run; pass "
+                             f"--resume to continue it or --force to start over (overwrites them)")
+    return None
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, ctx: dist.DistContext, resume: bool = False,
+                 force: bool = False, quiet: bool = False, log=None):
+        self.cfg, self.ctx, self.quiet = cfg, ctx, quiet
+        self.out = Path(cfg.output)
+        self.tcfg = cfg.training
+        self.dtype = getattr(torch, self.tcfg.dtype)
+        self._log = log or print
+        self.weights = {K.ENERGY: self.tcfg.energy_weight, K.FORCES: self.tcfg.forces_weight,
+                        K.STRESS: self.tcfg.stress_weight, K.DIPOLE: self.tcfg.dipole_weight}
+        self.resume = resume
+        state = self._load_resume_state(resume, force)
+        self._build(state)
+
+    # ---------------------------------------------------------------- setup
+    def log(self, message: str) -> None:
+        if self.ctx.is_main and not self.quiet:
+            self._log(message)
+
+    def _load_resume_state(self, resume: bool, force: bool):
+        """Rank 0 checks the run folder and reads last.ckpt; every rank gets the result."""
+        result = None
+        if self.ctx.is_main:
+            try:
+                path = check_run_folder(self.out, resume, force)
+                result = ("ok", load_checkpoint(path) if path is not None else None)
+                if resume and path is None:
+                    self.log(f"no last.ckpt in {self.out}: starting a new run")
+                if force and not resume:
+                    for name in ("last.ckpt", "best.ckpt"):
+                        (self.out / name).unlink(missing_ok=True)
+            except Exception as exc:
+                result = ("error", exc)
+        result = dist.broadcast_object(result, self.ctx)
+        if result[0] == "error":
+            raise result[1]
+        return result[1]
+
+    def _build(self, state: dict | None) -> None:
+        from mlpot.model_config import build_potential
+        from mlpot.statistics import fit_statistics
+        from mlpot.train.data import load_training_data
+        from mlpot.data.splits import load_split
+
+        cfg, tcfg = self.cfg, self.tcfg
+        split = None
+        if state is not None:
+            if state["model_config"] != dataclasses.asdict(cfg.model):
+                raise TrainingError(f"the model: section differs from the one in {self.out / 'last.ckpt'}; "
+                                    f"resume with the same model settings, or --force to start over")
+            split = {k: v.numpy() for k, v in state["split"].items()}
+        elif self.resume and cfg.data.split is None and (self.out / "split.npz").exists():
+            split = load_split(self.out / "split.npz")  # killed before the first checkpoint
+        self.data = load_training_data(cfg.data, cfg.model.cutoff, split,
+                                       log=self.log)
+        self.n_atoms = self.data.train.n_atoms()
+        torch.manual_seed(tcfg.seed)
+        species = list(state["species"]) if state is not None else self.data.species
+        missing = sorted(set(self.data.species) - set(species))
+        if missing:
+            raise TrainingError(f"elements {missing} are in the data but not in the checkpoint's species "
+                                f"{species}; start a new run with --force")
+        self.species = species
+        self.potential = build_potential(cfg.model, species).to(self.dtype)
+        self.statistics = state.get("statistics", {}) if state is not None else {}
+        if state is None:
+            graphs = [self.data.train[i] for i in range(len(self.data.train))]
+            self.statistics = to_plain(fit_statistics(self.potential, graphs))
+        self.potential.to(self.ctx.device)
+        dist.broadcast_module(self.potential, self.ctx)
+        self.ema = EMA(self.potential, tcfg.ema_decay)
+        self.optimizer = torch.optim.Adam(self.potential.parameters(), lr=tcfg.lr)
+        self.scheduler = _make_scheduler(self.optimizer, tcfg)
+        self.progress = Progress()
+        if state is not None:
+            self._restore(state)
+
+    def _restore(self, state: dict) -> None:
+        self.potential.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["model_ema"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state.get("scheduler") is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError) as exc:
+            raise TrainingError(f"cannot restore the optimizer/scheduler from {self.out / 'last.ckpt'} "
+                                f"({exc}); keep training.scheduler as it was, or --force") from None
+        fields = {f.name for f in dataclasses.fields(Progress)}
+        self.progress = Progress(**{k: state[k] for k in fields if k in state})
+        self.progress.history = [dict(r) for r in self.progress.history]
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        p = self.progress
+        return {
+            "config": self.cfg.to_dict(), "model_config": dataclasses.asdict(self.cfg.model),
+            "species": list(self.species), "dtype": self.tcfg.dtype,
+            "model": self.potential.state_dict(), "model_ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "split": {k: torch.as_tensor(np.asarray(v)) for k, v in self.data.split.items()},
+            "statistics": self.statistics, **dataclasses.asdict(p),
+        }
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # ---------------------------------------------------------------- epochs
+    def _forward(self, model, batch, create_graph: bool):
+        return model(batch, compute_forces=K.FORCES in batch,
+                     compute_stress=K.STRESS in batch and self.weights[K.STRESS] > 0,
+                     create_graph=create_graph)
+
+    def _global_counts(self, idx: np.ndarray) -> dict:
+        n = float(len(idx))
+        return {K.ENERGY: n, K.FORCES: 3.0 * float(self.n_atoms[idx].sum()),
+                K.STRESS: 9.0 * n, K.DIPOLE: 3.0 * n}
+
+    def train_epoch(self, started: float) -> dict:
+        """One pass over the training set (or until the time budget runs out)."""
+        from tqdm import tqdm
+
+        epoch = self.progress.epoch
+        n, bs = len(self.data.train), self.tcfg.batch_size
+        order = np.random.default_rng([self.tcfg.seed, epoch]).permutation(n)
+        starts = range(0, n, bs)
+        bar = tqdm(total=len(starts), desc=f"epoch {epoch + 1}", leave=False, dynamic_ncols=True,
+                   disable=self.quiet or not self.ctx.is_main or not sys.stderr.isatty())
+        totals, step_losses = {}, []
+        params = [p for p in self.potential.parameters() if p.requires_grad]
+        self.potential.train()
+        try:
+            for b, start in enumerate(starts):
+                idx = order[start:start + bs]
+                local = dist.shard(idx, self.ctx)
+                self.optimizer.zero_grad(set_to_none=True)
+                sums = {}
+                if len(local):
+                    batch = collate([self.data.train[int(i)] for i in local], self.dtype, self.ctx.device)
+                    pred = self._forward(self.potential, batch, create_graph=True)
+                    loss = weighted_loss(pred, batch, self.weights, self._global_counts(idx))
+                    loss.backward()
+                    sums = error_sums(pred, batch)
+                    sums["loss"] = float(loss.detach())
+                over_time = (self.tcfg.max_time is not None and
+                             self.progress.elapsed_s + time.monotonic() - started > self.tcfg.max_time)
+                sums["stop"] = 1.0 if (over_time and self.ctx.is_main) else 0.0
+                dist.sync_gradients(params, self.ctx)
+                reduced = _reduce(sums, self.ctx)
+                if not math.isfinite(reduced["loss"]):
+                    raise TrainingError(f"the loss is {reduced['loss']} at epoch {epoch + 1}, batch {b + 1}; "
+                                        f"lower training.lr, set training.max_grad_norm, or check the data "
+                                        f"for outliers. The checkpoints of epoch {epoch} are intact.")
+                if self.tcfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, self.tcfg.max_grad_norm)
+                self.optimizer.step()
+                self.ema.update(self.potential, self.progress.step)
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.ExponentialLR):
+                    self.scheduler.step()
+                self.progress.step += 1
+                step_losses.append(reduced["loss"])
+                add_sums(totals, reduced)
+                live = summarize(totals, self.weights)
+                bar.set_postfix(loss=f"{reduced['loss']:.3g}",
+                                E_meV=f"{live.get('energy_mae_meV', float('nan')):.3g}",
+                                F_meV_A=f"{live.get('forces_mae_meV_per_A', float('nan')):.3g}")
+                bar.update(1)
+                if reduced["stop"] > 0:
+                    self.progress.stop_reason = "max_time"
+                    break
+        finally:
+            bar.close()
+        result = summarize(totals, self.weights)
+        result["loss"] = float(np.mean(step_losses)) if step_losses else float("nan")
+        return result
+
+    def validate(self, model=None, dataset=None) -> dict:
+        """Loss and MAEs of `model` (default: the EMA weights) on `dataset` (default: validation)."""
+        model = self.ema.model if model is None else model
+        dataset = self.data.val if dataset is None else dataset
+        local = dist.shard(np.arange(len(dataset)), self.ctx)
+        totals: dict = {}
+        model.eval()
+        for start in range(0, len(local), self.tcfg.batch_size):
+            idx = local[start:start + self.tcfg.batch_size]
+            batch = collate([dataset[int(i)] for i in idx], self.dtype, self.ctx.device)
+            pred = self._forward(model, batch, create_graph=False)
+            add_sums(totals, error_sums(pred, batch))
+        return summarize(_reduce(totals, self.ctx), self.weights)
+
+    # ---------------------------------------------------------------- files
+    def _write_files(self, improved: bool, plot: bool) -> None:
+        if not self.ctx.is_main:
+            return
+        state = self.state_dict()
+        if improved:  # best first: a crash in between redoes this epoch and rewrites best.ckpt
+            save_checkpoint(state, self.out / "best.ckpt")
+        save_checkpoint(state, self.out / "last.ckpt")
+        write_metrics_csv(self.progress.history, self.out / "metrics.csv")
+        if plot:
+            plot_learning_curve(self.progress.history, self.out / "learning_curve.png")
+
+    def _write_run_files(self) -> None:
+        if not self.ctx.is_main:
+            return
+        from mlpot.data.splits import save_split
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.out / "config.yaml")
+        save_split(self.data.split, self.out / "split.npz")
+
+    # ---------------------------------------------------------------- loop
+    def _should_stop(self) -> str:
+        p, t = self.progress, self.tcfg
+        if p.stop_reason == "max_time" or (t.max_time is not None and p.elapsed_s >= t.max_time):
+            return "max_time"
+        if p.epoch >= t.max_epochs:
+            return "max_epochs"
+        if t.patience is not None and p.bad_epochs >= t.patience:
+            return "early_stopping"
+        return ""
+
+    def fit(self) -> dict:
+        self._write_run_files()
+        p = self.progress
+        p.stop_reason = ""
+        self.log(f"training {self.cfg.model.representation} on {len(self.data.train)} structures "
+                 f"(validation {len(self.data.val)}), species {self.species}, "
+                 f"{self.ctx.world_size} process(es) on {self.ctx.device}, into {self.out}")
+        if p.epoch:
+            self.log(f"resuming after epoch {p.epoch} (step {p.step}, best validation loss "
+                     f"{p.best_val_loss:.4g} at epoch {p.best_epoch})")
+        last_plot = -math.inf
+        while not (reason := self._should_stop()):
+            started = time.monotonic()
+            train = self.train_epoch(started)
+            val = self.validate()
+            p.epoch += 1
+            p.elapsed_s += time.monotonic() - started
+            improved = val["loss"] < p.best_val_loss
+            if improved:
+                p.best_val_loss, p.best_epoch, p.bad_epochs = val["loss"], p.epoch, 0
+            else:
+                p.bad_epochs += 1
+            row = {"epoch": p.epoch, "train_loss": train["loss"], "val_loss": val["loss"],
+                   "val_energy_mae_meV": val.get("energy_mae_meV"),
+                   "val_forces_mae_meV_per_A": val.get("forces_mae_meV_per_A"),
+                   "train_energy_mae_meV": train.get("energy_mae_meV"),
+                   "train_forces_mae_meV_per_A": train.get("forces_mae_meV_per_A"),
+                   "lr": self.lr(), "epoch_time_s": time.monotonic() - started, "wall_time_s": p.elapsed_s}
+            p.history.append(row)
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.scheduler.step(val["loss"])
+            plot = time.monotonic() - last_plot > PLOT_EVERY_S
+            last_plot = time.monotonic() if plot else last_plot
+            self._write_files(improved, plot)
+            self.log(_epoch_line(row, self.tcfg.max_epochs, improved))
+        p.stop_reason = reason
+        if p.history:
+            self._write_files(False, True)
+        self.log(f"stopped ({reason}) after epoch {p.epoch}; best validation loss {p.best_val_loss:.4g} "
+                 f"at epoch {p.best_epoch}; files in {self.out}")
+        return {"output": str(self.out), "epochs": p.epoch, "stop_reason": reason,
+                "best_epoch": p.best_epoch, "best_val_loss": p.best_val_loss,
+                "last": p.history[-1] if p.history else None}
+
+
+def _epoch_line(row: dict, max_epochs: int, improved: bool) -> str:
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+    return (f"epoch {row['epoch']}/{max_epochs}  train {fmt(row['train_loss'], '.4g')}  "
+            f"val {fmt(row['val_loss'], '.4g')}  E {fmt(row['val_energy_mae_meV'], '.3g')} meV  "
+            f"F {fmt(row['val_forces_mae_meV_per_A'], '.3g')} meV/Å  lr {row['lr']:.3g}  "
+            f"{row['epoch_time_s']:.1f} s{'  *' if improved else ''}")
+
+
+def train(cfg: TrainConfig, resume: bool = False, force: bool = False, quiet: bool = False,
+          log=None) -> dict:
+    """Train as configured (one process, or data-parallel under torchrun). Returns a summary:
+    output, epochs, stop_reason, best_epoch, best_val_loss, last metrics row."""
+    if cfg.training.num_threads:
+        torch.set_num_threads(cfg.training.num_threads)
+    ctx = dist.setup(cfg.training.device)
+    try:
+        trainer = Trainer(cfg, ctx, resume=resume, force=force, quiet=quiet, log=log)
+        summary = trainer.fit()
+        if cfg.data.test and ctx.is_main:
+            summary["test"] = _evaluate_test(trainer)
+        return summary
+    finally:
+        dist.teardown(ctx)
+
+
+def _evaluate_test(trainer: Trainer) -> dict:
+    """Errors of best.ckpt on data.test, written to test_metrics.json."""
+    import json
+
+    from mlpot.evaluate import evaluate_potential
+    from mlpot.train.checkpoint import load_potential
+    from mlpot.train.data import read_structures
+
+    d = trainer.cfg.data
+    structures = read_structures(d.test, d.format, d.energy_unit, d.force_unit, d.length_unit)
+    potential = load_potential(trainer.out / "best.ckpt", device=trainer.ctx.device)
+    result = evaluate_potential(potential, structures, batch_size=trainer.tcfg.batch_size)
+    (trainer.out / "test_metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    trainer.log("test set: " + json.dumps(result))
+    return result
