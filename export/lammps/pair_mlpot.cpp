@@ -1,0 +1,196 @@
+/* pair_style mlpot: see pair_mlpot.h. */
+#include "pair_mlpot.h"
+
+#include "mlpot_model.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "domain.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+#include "utils.h"
+
+#include <cstring>
+#include <exception>
+
+using namespace LAMMPS_NS;
+
+static const char *SYNTAX = "pair_coeff * * model.pt C H O (one element symbol per atom type)";
+
+PairMLPot::PairMLPot(LAMMPS *lmp) : Pair(lmp), result_(std::make_unique<mlpot::Result>()) {
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  ghostneigh = 1;                 // message passing needs the neighbours of ghost atoms too
+  no_virial_fdotr_compute = 1;    // the model returns its virial (strain derivative)
+  centroidstressflag = CENTROID_NOTAVAIL;
+}
+
+PairMLPot::~PairMLPot() {
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+    memory->destroy(cutghost);
+  }
+}
+
+void PairMLPot::allocate() {
+  allocated = 1;
+  const int n = atom->ntypes + 1;
+  memory->create(setflag, n, n, "pair:setflag");
+  memory->create(cutsq, n, n, "pair:cutsq");
+  memory->create(cutghost, n, n, "pair:cutghost");
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) setflag[i][j] = 0;
+}
+
+void PairMLPot::settings(int narg, char **) {
+  if (narg != 0) error->all(FLERR, "pair_style mlpot takes no arguments; give the model in pair_coeff: {}", SYNTAX);
+}
+
+void PairMLPot::coeff(int narg, char **arg) {
+  if (!allocated) allocate();
+  if (narg < 3 || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_style mlpot needs {}", SYNTAX);
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "pair_style mlpot needs units metal (the model works in eV and Å), not units {}: "
+                      "put `units metal` at the top of the input", update->unit_style);
+  const std::string path = arg[2];
+  try {
+    model_ = std::make_unique<mlpot::Model>(path);
+  } catch (const std::exception &e) {
+    error->all(FLERR, std::string(e.what()));
+  }
+  const mlpot::ModelInfo &info = model_->info();
+  const std::string known = utils::join_words(info.symbols, " ");
+
+  const int ntypes = atom->ntypes;
+  const int n_symbols = narg - 3;
+  if (n_symbols < ntypes)
+    error->all(FLERR, "LAMMPS atom type {} has no element: pair_coeff * * {} lists {} symbol(s) for {} atom "
+                      "types; give one element symbol per type, in type order (model knows {})",
+               n_symbols + 1, path, n_symbols, ntypes, known);
+  if (n_symbols > ntypes)
+    error->all(FLERR, "pair_coeff * * {} lists {} element symbols but there are only {} atom types: "
+                      "give exactly one symbol per type", path, n_symbols, ntypes);
+
+  type_to_z_.assign(ntypes + 1, 0);
+  for (int t = 1; t <= ntypes; t++) {
+    const std::string symbol = arg[2 + t];
+    for (size_t k = 0; k < info.symbols.size(); k++)
+      if (info.symbols[k] == symbol) type_to_z_[t] = info.species[k];
+    if (type_to_z_[t] == 0)
+      error->all(FLERR, "element {} (atom type {}) is not known to the model {}, which knows {}: "
+                        "fix the symbol in pair_coeff or use a model trained on {}",
+                 symbol, t, path, known, symbol);
+  }
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair mlpot: {} (mlpot {}, {}), cutoff {} A, {} interactions, elements {}\n", path,
+                   info.mlpot_version, info.dtype, info.cutoff, info.n_interactions, known);
+}
+
+double PairMLPot::ghost_shell() const {
+  const mlpot::ModelInfo &info = model_->info();
+  const int hops = info.n_interactions > 0 ? info.n_interactions : 1;
+  return hops * info.cutoff + neighbor->skin;
+}
+
+void PairMLPot::init_style() {
+  if (!model_) error->all(FLERR, "pair_style mlpot has no model: add {}", SYNTAX);
+  if (force->newton_pair == 0)
+    error->all(FLERR, "pair_style mlpot needs newton pair on (forces on ghost atoms are summed back to "
+                      "their owners): remove `newton off` or write `newton on`");
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "pair_style mlpot needs units metal (eV, Å), not units {}", update->unit_style);
+  for (int t = 1; t <= atom->ntypes; t++)
+    if (t >= (int) type_to_z_.size() || type_to_z_[t] == 0)
+      error->all(FLERR, "LAMMPS atom type {} has no element: give one element symbol per type in {}", t, SYNTAX);
+
+  neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+
+  // Message passing over n_interactions layers: a local atom's energy depends on atoms up
+  // to n_interactions × cutoff away, so every rank needs ghosts that far out.
+  const double shell = ghost_shell();
+  if (comm->cutghostuser < shell) {
+    comm->cutghostuser = shell;
+    if (comm->me == 0)
+      utils::logmesg(lmp, "pair mlpot: ghost cutoff set to {:.4f} A (n_interactions x cutoff + skin)\n", shell);
+  }
+}
+
+double PairMLPot::init_one(int i, int j) {
+  const double cutoff = model_->info().cutoff;
+  cutghost[i][j] = cutghost[j][i] = cutoff;
+  return cutoff;
+}
+
+void PairMLPot::build_edges() {
+  double **x = atom->x;
+  const double cutoff = model_->info().cutoff;
+  const double cutsq_model = cutoff * cutoff;
+  const int n_with_neighbors = list->inum + list->gnum;
+  edge_i_.clear();
+  edge_j_.clear();
+  for (int ii = 0; ii < n_with_neighbors; ii++) {
+    const int i = list->ilist[ii];
+    const int *neighbors = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; jj++) {
+      const int j = neighbors[jj] & NEIGHMASK;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
+        edge_i_.push_back(i);
+        edge_j_.push_back(j);
+      }
+    }
+  }
+}
+
+void PairMLPot::compute(int eflag, int vflag) {
+  ev_init(eflag, vflag);
+  if (vflag_atom || cvflag_atom)
+    error->all(FLERR, "pair_style mlpot has no per-atom virial: remove compute stress/atom "
+                      "(the global pressure and virial are available)");
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  if (nall == 0) return;
+
+  int *type = atom->type;
+  numbers_.resize(nall);
+  for (int i = 0; i < nall; i++) numbers_[i] = type_to_z_[type[i]];
+  build_edges();
+
+  // cell rows a = (xprd, 0, 0), b = (xy, yprd, 0), c = (xz, yz, zprd)
+  const double cell[9] = {domain->xprd, 0.0, 0.0, domain->xy, domain->yprd, 0.0,
+                          domain->xz, domain->yz, domain->zprd};
+  mlpot::Result &r = *result_;
+  try {
+    model_->evaluate(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, cell, nlocal,
+                     vflag_global != 0, eflag_atom != 0, r);
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair mlpot: model evaluation failed: {}", e.what());
+  }
+
+  double **f = atom->f;
+  for (int i = 0; i < nall; i++)
+    for (int k = 0; k < 3; k++) f[i][k] += r.forces[3 * i + k];
+  if (eflag_global) eng_vdwl += r.energy;
+  if (eflag_atom)
+    for (int i = 0; i < nlocal; i++) eatom[i] += r.energies[i];
+  if (vflag_global) {
+    // LAMMPS order xx, yy, zz, xy, xz, yz; this rank's share, LAMMPS sums over ranks
+    virial[0] += r.virial[0];
+    virial[1] += r.virial[4];
+    virial[2] += r.virial[8];
+    virial[3] += r.virial[1];
+    virial[4] += r.virial[2];
+    virial[5] += r.virial[5];
+  }
+}
