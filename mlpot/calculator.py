@@ -1,0 +1,144 @@
+"""MLPotCalculator: an exported mlpot model (one TorchScript file) as an ASE calculator.
+
+    from mlpot import MLPotCalculator
+    atoms.calc = MLPotCalculator("model.pt")          # device="cpu", skin=0.5 Å
+    atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(), calc.get_hessian(atoms)
+
+Units: eV, Å, eV/Å, eV/Å³ (stress, ASE sign and Voigt order xx yy zz yz xz xy), e·Å (dipole).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from mlpot.export import TORCH_DTYPES, load_model
+from mlpot.skin_neighbors import SkinNeighborList
+
+
+def voigt_stress(virial: np.ndarray, volume: float) -> np.ndarray:
+    """Stress −W/V (eV/Å³) as ASE's Voigt 6-vector (xx, yy, zz, yz, xz, xy); virial W [3, 3] eV."""
+    s = -np.asarray(virial, dtype=float) / volume
+    return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+
+
+class MLPotCalculator(Calculator):
+    """ASE calculator for a model file written by `mlpot export`.
+
+    model: path of the .pt file. device: torch device ("cpu", "cuda"). skin: Å added to the
+    cutoff of the neighbour list, which is rebuilt only when an atom moved more than skin/2 or
+    the cell, pbc or atomic numbers changed (`n_neighbor_builds` counts builds, `n_evaluations`
+    model calls). The dtype is the one the model was exported in. torch.set_num_threads is left
+    to the caller.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "dipole"]
+
+    def __init__(self, model, device: str | torch.device = "cpu", skin: float = 0.5, **kwargs):
+        super().__init__(**kwargs)
+        self.model_path = str(model)
+        self.device = torch.device(device)
+        self.module, self.metadata = load_model(model, self.device)
+        self.dtype = TORCH_DTYPES[self.metadata["dtype"]]
+        self.cutoff = float(self.metadata["cutoff"])
+        self.species = np.array(self.metadata["species"], dtype=np.int64)
+        outputs = self.metadata["outputs"]
+        self.implemented_properties = [p for p in MLPotCalculator.implemented_properties
+                                       if p != "dipole" or "dipole" in outputs]
+        self.neighbors = SkinNeighborList(self.cutoff, skin, self.dtype, self.device)
+        self.n_evaluations = 0
+        self._numbers_key: np.ndarray | None = None
+        self._numbers_t: torch.Tensor | None = None
+
+    @property
+    def n_neighbor_builds(self) -> int:
+        return self.neighbors.n_builds
+
+    # --- inputs ---------------------------------------------------------------------------
+    def _check(self, atoms) -> None:
+        unknown = sorted(set(atoms.numbers.tolist()) - set(self.species.tolist()))
+        if unknown:
+            from ase.data import chemical_symbols
+            raise ValueError(
+                f"element(s) {', '.join(chemical_symbols[z] for z in unknown)} not in the model "
+                f"{self.model_path}, which was trained on {', '.join(self.metadata['species_symbols'])}; "
+                "use a model trained on these elements")
+        if not np.all(np.isfinite(atoms.positions)):
+            bad = np.nonzero(~np.isfinite(atoms.positions).all(axis=1))[0]
+            raise ValueError(f"positions of atoms {bad[:10].tolist()} are NaN or inf; "
+                             "check the structure (or the MD step that produced it)")
+
+    def _numbers_tensor(self, numbers: np.ndarray) -> torch.Tensor:
+        if self._numbers_key is None or not np.array_equal(numbers, self._numbers_key):
+            self._numbers_key = numbers.copy()
+            self._numbers_t = torch.from_numpy(numbers.astype(np.int64)).to(self.device)
+        return self._numbers_t
+
+    def _inputs(self, atoms, requires_grad: bool = False):
+        """(positions, numbers, edge_index, shift_vectors, cell) tensors for the model."""
+        self._check(atoms)
+        positions = np.asarray(atoms.positions, dtype=float)
+        cell = np.asarray(atoms.cell.array, dtype=float)
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        numbers = np.asarray(atoms.numbers)
+        positions_t = torch.from_numpy(positions).to(device=self.device, dtype=self.dtype)
+        edge_index, shift_vectors = self.neighbors.edges(positions, positions_t, numbers, cell, pbc)
+        if requires_grad:
+            positions_t.requires_grad_(True)
+        cell_t = torch.from_numpy(cell).to(device=self.device, dtype=self.dtype)
+        return positions_t, self._numbers_tensor(numbers), edge_index, shift_vectors, cell_t
+
+    # --- ASE interface --------------------------------------------------------------------
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        want_stress = "stress" in properties
+        if want_stress and not atoms.pbc.all():
+            raise PropertyNotImplementedError(
+                f"stress is defined only for 3-D periodic systems, but pbc = {atoms.pbc.tolist()}; "
+                "set atoms.pbc = True and a cell, or do not ask for the stress")
+        positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms)
+        out = self.module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress)
+        self.n_evaluations += 1
+        energy = float(out["energy"].sum())
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": out["energies"].detach().cpu().double().numpy(),
+            "forces": out["forces"].detach().cpu().double().numpy(),
+        }
+        if want_stress:
+            virial = out["virial"].detach().cpu().double().numpy()
+            self.results["stress"] = voigt_stress(virial, abs(atoms.cell.volume))
+        if "dipole" in out:
+            self.results["dipole"] = out["dipole"].detach().cpu().double().numpy()
+
+    def get_hessian(self, atoms=None) -> np.ndarray:
+        """∂²E/∂r∂r by automatic differentiation: [3N, 3N] eV/Å², symmetric, rows/columns ordered
+        (atom 0 x, y, z, atom 1 x, ...). Computed in the model's dtype (export float64 for
+        vibrational analysis)."""
+        atoms = self.atoms if atoms is None else atoms
+        if atoms is None:
+            raise ValueError("get_hessian needs atoms: call get_hessian(atoms)")
+        potential = getattr(self.module, "potential", None)
+        if potential is None:
+            raise ValueError(f"{self.model_path} has no scripted `potential` submodule; "
+                             "re-export it with `mlpot export`")
+        positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms, requires_grad=True)
+        n = len(atoms)
+        inputs = {
+            "positions": positions, "atomic_numbers": numbers, "edge_index": edge_index,
+            "shift_vectors": shift_vectors, "cell": cell.reshape(1, 3, 3),
+            "batch": torch.zeros(n, dtype=torch.long, device=self.device),
+            "n_atoms": torch.full((1,), n, dtype=torch.long, device=self.device),
+            "total_charge": torch.zeros(1, dtype=self.dtype, device=self.device),
+        }
+        forces = potential(inputs, True, False, True)["forces"].reshape(-1)
+        rows = []
+        for k in range(3 * n):
+            (grad,) = torch.autograd.grad([forces[k]], [positions], retain_graph=k < 3 * n - 1,
+                                          allow_unused=True)
+            rows.append(torch.zeros(3 * n, dtype=self.dtype, device=self.device) if grad is None
+                        else -grad.reshape(-1))
+        hessian = torch.stack(rows).detach().cpu().double().numpy()
+        return 0.5 * (hessian + hessian.T)

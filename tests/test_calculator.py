@@ -1,0 +1,232 @@
+"""MLPotCalculator: the ASE calculator contract, caching, skin logic, Hessian, Infrared, NVE."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
+
+from export_helpers import CUTOFF, ethanol, periodic_ethanol, tiny_potential
+from mlpot import MLPotCalculator
+from mlpot import keys as K
+from mlpot.data.batch import atoms_to_batch
+from mlpot.export import export_model
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The test machine is shared: one thread avoids oversubscription (results do not depend on it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def potential():
+    return tiny_potential(dipole=True)
+
+
+@pytest.fixture(scope="module")
+def model64(potential, tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "model64.pt"
+    export_model(potential, path, "float64")
+    return path
+
+
+def fresh(model, atoms, properties=("energy", "forces")):
+    """Results of a new calculator (no cache, no skin) for a copy of `atoms`."""
+    atoms = atoms.copy()
+    atoms.calc = MLPotCalculator(model, skin=0.0)
+    atoms.calc.calculate(atoms, list(properties))
+    return atoms.calc.results
+
+
+def test_contract_shapes_and_eager_agreement(potential, model64):
+    atoms = periodic_ethanol()
+    atoms.calc = MLPotCalculator(model64)
+    n = len(atoms)
+    energy = atoms.get_potential_energy()
+    assert isinstance(energy, float)
+    assert atoms.get_potential_energy(force_consistent=True) == energy
+    assert atoms.get_potential_energies().shape == (n,)
+    assert atoms.get_potential_energies().sum() == pytest.approx(energy, rel=1e-13)
+    assert atoms.get_forces().shape == (n, 3)
+    assert atoms.get_stress().shape == (6,)
+    assert atoms.get_dipole_moment().shape == (3,)
+    eager = {k: v.detach() for k, v in
+             potential(atoms_to_batch(atoms, CUTOFF, dtype=torch.float64), compute_stress=True).items()}
+    assert energy == pytest.approx(float(eager[K.ENERGY][0]), rel=1e-13)
+    np.testing.assert_allclose(atoms.get_forces(), eager[K.FORCES].numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(atoms.get_dipole_moment(), eager[K.DIPOLE][0].numpy(), atol=1e-12)
+    s = eager[K.STRESS][0].numpy()
+    np.testing.assert_allclose(atoms.get_stress(), [s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]],
+                               rtol=0, atol=1e-12)
+    virial = eager[K.VIRIAL][0].numpy()
+    np.testing.assert_allclose(atoms.get_stress(voigt=False), -virial / atoms.get_volume(), atol=1e-12)
+
+
+def test_stress_is_strain_derivative_and_forces_are_gradient(model64):
+    atoms = periodic_ethanol()
+    calc = MLPotCalculator(model64)
+    atoms.calc = calc
+    numerical = calculate_numerical_stress(atoms, eps=1e-5, voigt=True)
+    np.testing.assert_allclose(atoms.get_stress(), numerical, rtol=0, atol=1e-8)
+    assert np.abs(atoms.get_stress()).max() > 1e-4, "stress too small to test anything"
+    np.testing.assert_allclose(atoms.get_forces(), calculate_numerical_forces(atoms, eps=1e-4),
+                               rtol=0, atol=2e-7)
+
+
+def test_stress_needs_3d_periodicity(model64):
+    for pbc in (False, [True, True, False]):
+        atoms = periodic_ethanol()
+        atoms.pbc = pbc
+        atoms.calc = MLPotCalculator(model64)
+        atoms.get_forces()
+        with pytest.raises(PropertyNotImplementedError, match="3-D periodic"):
+            atoms.get_stress()
+
+
+def test_no_dipole_without_dipole_head(tmp_path):
+    path = tmp_path / "nodipole.pt"
+    export_model(tiny_potential(dipole=False), path, "float64")
+    atoms = ethanol()
+    atoms.calc = MLPotCalculator(path)
+    assert "dipole" not in atoms.calc.implemented_properties
+    atoms.get_forces()
+    with pytest.raises(PropertyNotImplementedError):
+        atoms.get_dipole_moment()
+
+
+def test_cache_reused_then_invalidated_by_each_change(model64):
+    atoms = periodic_ethanol()
+    calc = MLPotCalculator(model64)
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    atoms.get_forces()
+    atoms.get_potential_energy()
+    assert calc.n_evaluations == 1, "unchanged atoms must reuse the results"
+
+    def changed(change):
+        before = calc.n_evaluations, atoms.get_potential_energy()
+        change(atoms)
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        expected = fresh(model64, atoms)
+        assert calc.n_evaluations == before[0] + 1
+        assert energy != before[1]
+        assert energy == pytest.approx(expected["energy"], rel=1e-13)
+        np.testing.assert_allclose(forces, expected["forces"], atol=1e-12)
+
+    changed(lambda a: a.positions.__setitem__((0, 0), a.positions[0, 0] + 0.01))  # in place
+    changed(lambda a: a.set_atomic_numbers(np.roll(a.numbers, 1)))
+    changed(lambda a: a.set_cell(a.cell.array * 1.02, scale_atoms=False))
+    changed(lambda a: a.set_pbc([True, True, False]))
+    changed(lambda a: a.set_pbc(False))
+
+
+def test_skin_reuses_list_until_an_atom_moves_half_the_skin(model64):
+    # two molecules; O of the second starts 0.1 Å beyond the cutoff from C of the first
+    first, second = ethanol(rattle=0.0), ethanol(rattle=0.0)
+    c, o = 0, 2
+    assert first.get_chemical_symbols()[c] == "C" and second.get_chemical_symbols()[o] == "O"
+    direction = np.array([1.0, 0.0, 0.0])
+    second.positions += first.positions[c] - second.positions[o] + (CUTOFF + 0.1) * direction + [0, 3.0, 0]
+    second.positions -= [0, 3.0, 0]
+    atoms = first + second
+    o_index = len(first) + o
+    calc = MLPotCalculator(model64, skin=0.5)
+    atoms.calc = calc
+    atoms.get_forces()
+    assert calc.n_neighbor_builds == 1
+
+    def step(shift, builds):
+        atoms.positions[o_index] += shift
+        forces = atoms.get_forces()
+        assert calc.n_neighbor_builds == builds
+        expected = fresh(model64, atoms)
+        assert atoms.get_potential_energy() == pytest.approx(expected["energy"], rel=1e-13)
+        np.testing.assert_allclose(forces, expected["forces"], atol=1e-12)
+
+    distance = lambda: atoms.get_distance(c, o_index)  # noqa: E731
+    step(-0.2 * direction, 1)          # moved 0.2 < skin/2: same list, the pair is now inside
+    assert distance() < CUTOFF
+    step(+0.2 * direction, 1)          # back outside: filtered again, no rebuild
+    assert distance() > CUTOFF
+    step(+0.24 * direction, 1)         # 0.24 from where the list was built: still no rebuild
+    step(+0.02 * direction, 2)         # 0.26 > skin/2: rebuilt
+    step(0.0 * direction, 2)
+    atoms.set_cell(np.eye(3) * 30.0)   # cell change rebuilds even without motion
+    step(0.0 * direction, 3)
+    atoms.numbers[0] = 8               # so does a change of numbers
+    step(0.0 * direction, 4)
+
+
+def test_unknown_element_and_nan_positions(model64):
+    atoms = Atoms("SiH4", positions=np.random.default_rng(0).normal(0, 1.0, (5, 3)))
+    atoms.calc = MLPotCalculator(model64)
+    with pytest.raises(ValueError, match=r"element\(s\) Si not in the model .* trained on H, C, O"):
+        atoms.get_potential_energy()
+    atoms = ethanol()
+    atoms.positions[3, 1] = np.nan
+    atoms.calc = MLPotCalculator(model64)
+    with pytest.raises(ValueError, match=r"positions of atoms \[3\] are NaN"):
+        atoms.get_forces()
+
+
+def test_hessian_equals_finite_differences_of_forces(model64):
+    atoms = ethanol()
+    calc = MLPotCalculator(model64)
+    atoms.calc = calc
+    hessian = calc.get_hessian(atoms)
+    n = len(atoms)
+    assert hessian.shape == (3 * n, 3 * n)
+    np.testing.assert_array_equal(hessian, hessian.T)
+    h = 1e-4
+    x0 = atoms.positions.copy()
+    numerical = np.zeros_like(hessian)
+    for k in range(3 * n):
+        for sign in (1, -1):
+            atoms.positions = x0
+            atoms.positions[k // 3, k % 3] += sign * h
+            numerical[k] -= sign * atoms.get_forces().ravel() / (2 * h)
+    atoms.positions = x0
+    assert np.abs(hessian).max() > 0.1
+    np.testing.assert_allclose(hessian, 0.5 * (numerical + numerical.T), rtol=0, atol=1e-6)
+
+
+def test_ase_infrared_runs(model64, tmp_path):
+    from ase.vibrations import Infrared
+
+    atoms = ethanol()
+    calc = MLPotCalculator(model64)
+    atoms.calc = calc
+    ir = Infrared(atoms, name=str(tmp_path / "ir"), delta=0.005)
+    ir.run()
+    ir.read()
+    intensities = ir.intensities
+    assert intensities.shape == (3 * len(atoms),) and np.all(np.isfinite(intensities))
+    assert intensities.max() > 0
+    # ASE's finite-difference Hessian against ours
+    fd = ir.get_vibrations().get_hessian_2d()
+    np.testing.assert_allclose(fd, calc.get_hessian(atoms), rtol=0, atol=1e-3 * np.abs(fd).max())
+
+
+def test_float64_nve_conserves_energy(model64):
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.verlet import VelocityVerlet
+
+    atoms = ethanol()
+    calc = MLPotCalculator(model64, skin=0.5)
+    atoms.calc = calc
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    Stationary(atoms)
+    dynamics = VelocityVerlet(atoms, timestep=0.5 * units.fs)
+    energies = []
+    dynamics.attach(lambda: energies.append(atoms.get_total_energy()), interval=10)
+    dynamics.run(2000)
+    deviation = np.abs(np.array(energies) - energies[0]).max() / len(atoms)
+    assert deviation < 1e-4, f"total energy wandered {deviation:.2e} eV/atom in 2000 steps"
+    assert 1 < calc.n_neighbor_builds < calc.n_evaluations / 2, "the skin list was not reused"
