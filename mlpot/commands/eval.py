@@ -25,9 +25,8 @@ def run(args) -> int:
 
     try:
         potential = load_model(args.model, device=args.device)
-        structures = read_structures(args.data, args.format, args.energy_unit, args.force_unit)
-        if args.limit is not None:
-            structures = structures[:args.limit]
+        structures = read_structures(args.data, args.format, args.energy_unit, args.force_unit,
+                                     limit=args.limit)
         pred = predict(potential, structures, batch_size=args.batch_size)
     except (CheckpointError, DataError, FileNotFoundError, ValueError) as exc:
         print(f"mlpot eval: error: {exc}", file=sys.stderr)

@@ -30,21 +30,25 @@ def is_store(path: Path) -> bool:
 
 
 def read_structures(path: str | Path, format: str | None = None, energy_unit: str | None = None,
-                    force_unit: str | None = None, length_unit: str | None = None, log=None) -> list:
-    """All structures of a data file as ase.Atoms with labels in eV/Å (atoms.calc.results)."""
+                    force_unit: str | None = None, length_unit: str | None = None, log=None,
+                    limit: int | None = None) -> list:
+    """The structures of a data file (all, or the first `limit`) as ase.Atoms with labels
+    in eV/Å (atoms.calc.results)."""
     from mlpot.data.store import read_store
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} not found (check data.train / data.val / data.test)")
     if is_store(path) and not any((format, energy_unit, force_unit, length_unit)):
-        return read_store(path)
+        from mlpot.data.store import store_size
+
+        return read_store(path, None if limit is None else range(min(limit, store_size(path))))
     from mlpot.data.importers import import_data
 
     with tempfile.TemporaryDirectory(prefix="mlpot-import-") as tmp:
         store = Path(tmp) / "data.db"
         report = import_data(path, store, format=format, energy_unit=energy_unit,
-                             force_unit=force_unit, length_unit=length_unit)
+                             force_unit=force_unit, length_unit=length_unit, limit=limit)
         if log is not None:
             log(report.summary())
         return read_store(store)
