@@ -14,6 +14,11 @@ from mlpot import keys as K
 from mlpot.data.batch import atoms_to_batch
 from mlpot.export import export_model
 
+try:  # ASE ≥ 3.29
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -215,13 +220,13 @@ def test_ase_infrared_runs(model64, tmp_path):
 
 def test_float64_nve_conserves_energy(model64):
     from ase import units
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary
     from ase.md.verlet import VelocityVerlet
 
     atoms = ethanol()
     calc = MLPotCalculator(model64, skin=0.5)
     atoms.calc = calc
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
     Stationary(atoms)
     dynamics = VelocityVerlet(atoms, timestep=0.5 * units.fs)
     energies = []
