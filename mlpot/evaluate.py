@@ -1,7 +1,7 @@
 """Errors of a trained model on labelled structures, and a parity plot.
 
     from mlpot.evaluate import load_model, evaluate_potential, predict, parity_plot
-    potential = load_model("runs/ethanol/best.ckpt")
+    potential = load_model("runs/ethanol/best.ckpt")         # or an exported "model.pt"
     errors = evaluate_potential(potential, structures)      # dict, meV / meV/Å
     parity_plot(predict(potential, structures), "parity.png")
 
@@ -18,31 +18,92 @@ import torch
 from mlpot import keys as K
 
 
+class ExportedModel:
+    """An exported model file (mlpot.export), evaluated through its own scripted forward one
+    structure at a time — exactly what the ASE calculator and LAMMPS run."""
+
+    def __init__(self, module, metadata: dict, device="cpu"):
+        self.module, self.metadata = module, metadata
+        self.cutoff = float(metadata["cutoff"])
+        self.species = [int(z) for z in metadata["species"]]
+        self.dtype = {"float32": torch.float32, "float64": torch.float64}[metadata["dtype"]]
+        self.device = torch.device(device)
+
+    def energy_forces(self, atoms) -> tuple[float, np.ndarray]:
+        """(energy eV, forces [N, 3] eV/Å) of one ase.Atoms."""
+        from mlpot.neighbors import neighbor_list
+
+        i, j, S = neighbor_list(atoms, self.cutoff)
+        cell = np.asarray(atoms.cell.array, dtype=float)
+
+        def tensor(x, dtype=self.dtype):
+            return torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)
+
+        out = self.module(tensor(atoms.positions), tensor(atoms.numbers, torch.long),
+                          tensor(np.stack([i, j]), torch.long), tensor(S @ cell), tensor(cell),
+                          len(atoms), False)
+        return float(out["energy"].sum()), out["forces"].double().cpu().numpy()
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """A Potential from a training checkpoint (.ckpt) or an exported model file (.pt)."""
+    """A training checkpoint (.ckpt) as a Potential, or an exported model file (.pt, see
+    mlpot.export) as an ExportedModel."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} not found")
     if path.suffix == ".pt":
-        try:
-            from mlpot.export import load_exported_potential
-        except ImportError:
-            raise ValueError(f"{path}: evaluating exported .pt models needs mlpot.export; "
-                             f"evaluate the training checkpoint (.ckpt) instead") from None
-        return load_exported_potential(path, device=device)
+        from mlpot.export import load_model as load_exported
+
+        module, metadata = load_exported(path, device=device)
+        return ExportedModel(module, metadata, device)
     from mlpot.train.checkpoint import load_potential
 
     return load_potential(path, device=device)
 
 
+def check_species(model, structures) -> None:
+    """ValueError if the structures hold elements the model was not trained on."""
+    present = sorted({int(z) for atoms in structures for z in np.unique(atoms.numbers)})
+    unknown = sorted(set(present) - set(model.species))
+    if unknown:
+        raise ValueError(f"the data holds elements Z={unknown} that the model was not trained on "
+                         f"(species {list(model.species)}); evaluate data of those elements only")
+
+
+def _predict_exported(model: ExportedModel, structures) -> dict:
+    from mlpot.data.batch import labels_from_atoms
+
+    out: dict[str, list] = {"n_atoms": [], "energy_ref": [], "energy_pred": [], "forces_ref": [],
+                            "forces_pred": []}
+    for k, atoms in enumerate(structures):
+        labels = labels_from_atoms(atoms)
+        if K.ENERGY not in labels:
+            raise ValueError(f"structure {k} has no energy label; evaluate labelled data")
+        energy, forces = model.energy_forces(atoms)
+        out["n_atoms"].append([len(atoms)])
+        out["energy_ref"].append(labels[K.ENERGY])
+        out["energy_pred"].append([energy])
+        if K.FORCES in labels:
+            out["forces_ref"].append(labels[K.FORCES])
+            out["forces_pred"].append(forces)
+    result = {k: np.concatenate(v) for k, v in out.items() if v}
+    if len(out["forces_ref"]) != len(structures):
+        result.pop("forces_ref", None), result.pop("forces_pred", None)
+    return result
+
+
 def predict(potential, structures, batch_size: int = 32, device=None) -> dict:
-    """Reference and predicted values for `structures` (ase.Atoms with labels):
+    """Reference and predicted values for `structures` (ase.Atoms with labels) from a
+    Potential (batched) or an ExportedModel (one structure at a time):
     n_atoms [B], energy_ref/energy_pred [B] eV, and forces_ref/forces_pred [N, 3] eV/Å
     when every structure has forces."""
     from mlpot.data.batch import atoms_to_graph, collate
 
     if len(structures) == 0:
         raise ValueError("no structures to evaluate")
+    check_species(potential, structures)
+    if isinstance(potential, ExportedModel):
+        return _predict_exported(potential, structures)
     param = next(iter(potential.parameters()), None)
     dtype = param.dtype if param is not None else torch.float32
     device = device or (param.device if param is not None else "cpu")

@@ -138,3 +138,29 @@ def test_nan_loss_stops_naming_epoch_and_batch(tmp_path, monkeypatch):
     with pytest.raises(TrainingError, match="epoch 2, batch 2"):
         train(load_config(config), quiet=True)
     assert load_checkpoint(tmp_path / "run" / "last.ckpt")["epoch"] == 1
+
+
+def test_eval_of_exported_model_matches_the_checkpoint(trained, capsys, tmp_path):
+    _, data, run, _ = trained
+    model = tmp_path / "model.pt"
+    assert main(["export", str(run / "best.ckpt"), "-o", str(model)]) == 0
+    capsys.readouterr()
+    results = []
+    for path in (run / "best.ckpt", model):
+        assert main(["eval", str(path), str(data)]) == 0
+        results.append(json.loads(capsys.readouterr().out))
+    for key in ("n_structures", "energy_mae_meV", "forces_mae_meV_per_A", "forces_rmse_meV_per_A"):
+        assert results[1][key] == pytest.approx(results[0][key], rel=1e-4), key
+
+
+def test_eval_refuses_elements_the_model_does_not_know(trained, tmp_path, capsys):
+    import ase.io
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    _, _, run, _ = trained
+    water = Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    water.calc = SinglePointCalculator(water, energy=-14.0, forces=np.zeros((3, 3)))
+    ase.io.write(tmp_path / "water.xyz", water, format="extxyz")
+    assert main(["eval", str(run / "best.ckpt"), str(tmp_path / "water.xyz")]) == 2
+    assert "Z=[1, 8]" in capsys.readouterr().err
