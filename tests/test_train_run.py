@@ -164,3 +164,9 @@ def test_eval_refuses_elements_the_model_does_not_know(trained, tmp_path, capsys
     ase.io.write(tmp_path / "water.xyz", water, format="extxyz")
     assert main(["eval", str(run / "best.ckpt"), str(tmp_path / "water.xyz")]) == 2
     assert "Z=[1, 8]" in capsys.readouterr().err
+
+
+def test_resume_with_another_model_is_refused(trained, capsys):
+    config, _, run, _ = trained
+    assert main(["train", str(config), "--resume", "--quiet", "--set", "model.n_filters=32"]) == 2
+    assert "model.n_filters" in capsys.readouterr().err

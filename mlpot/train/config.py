@@ -248,7 +248,10 @@ def load_config(path: str | Path, overrides=None) -> TrainConfig:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    """Write the config (absolute paths) as YAML; it loads back to an equal TrainConfig."""
+    """Write the config (absolute paths) as YAML, atomically; it loads back to an equal TrainConfig."""
     import yaml
 
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    from mlpot.train.checkpoint import atomic_write_bytes
+
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+    atomic_write_bytes(Path(path), lambda fh: fh.write(text.encode()))

@@ -50,8 +50,9 @@ def weighted_loss(pred: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor],
 
 @torch.no_grad()
 def error_sums(pred: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
-    """Sums for MAE/RMSE over a dataset: energy (eV, per structure and per atom), forces
-    (eV/Å per component) and counts. Add them up over batches, then divide."""
+    """Sums for MAE/RMSE over a dataset: absolute and squared errors of the energy (eV, per
+    structure and per atom), forces (eV/Å per component), stress and dipole components where
+    present, and the counts. Add them up over batches (add_sums), then divide."""
     out = {"n_structures": float(batch[K.N_ATOMS].shape[0]), "n_force_components": 0.0}
     if K.ENERGY in batch and K.ENERGY in pred:
         de = pred[K.ENERGY].detach() - batch[K.ENERGY].to(pred[K.ENERGY].dtype)

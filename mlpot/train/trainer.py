@@ -136,8 +136,10 @@ class Trainer:
         cfg, tcfg = self.cfg, self.tcfg
         split = None
         if state is not None:
-            if state["model_config"] != dataclasses.asdict(cfg.model):
-                raise TrainingError(f"the model: section differs from the one in {self.out / 'last.ckpt'}; "
+            current = dataclasses.asdict(cfg.model)
+            changed = sorted(k for k, v in state["model_config"].items() if current.get(k, v) != v)
+            if changed:
+                raise TrainingError(f"model.{', model.'.join(changed)} differ from {self.out / 'last.ckpt'}; "
                                     f"resume with the same model settings, or --force to start over")
             split = {k: v.numpy() for k, v in state["split"].items()}
         elif self.resume and cfg.data.split is None and (self.out / "split.npz").exists():
@@ -297,6 +299,8 @@ class Trainer:
         from mlpot.data.splits import save_split
 
         self.out.mkdir(parents=True, exist_ok=True)
+        for leftover in self.out.glob(".*.tmp*"):   # from a write cut short by a kill
+            leftover.unlink(missing_ok=True)
         save_config(self.cfg, self.out / "config.yaml")
         save_split(self.data.split, self.out / "split.npz")
 
