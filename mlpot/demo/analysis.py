@@ -1,0 +1,126 @@
+"""Demo stage 3: use the exported model as a chemist would — test errors, geometry
+optimisation, harmonic frequencies and IR intensities, NVT MD and spectra from it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Trajectory:
+    """Frames of an MD run every `dt` fs: velocities [T, N, 3] Å/fs, dipoles [T, 3] e·Å
+    (None without a dipole), temperature [T] K, potential energy [T] eV."""
+    dt: float
+    velocities: np.ndarray
+    dipoles: np.ndarray | None
+    temperature: np.ndarray
+    potential_energy: np.ndarray
+    error: str = ""
+
+
+@dataclass
+class Harmonic:
+    minimum: object
+    modes: object
+    intensities: np.ndarray
+    optimisation_steps: int     # negative: did not converge in that many steps
+    extra: dict = field(default_factory=dict)
+
+
+def test_errors(calc, structures) -> dict:
+    """MAE of energy (meV), forces (meV/Å) and dipole (e·Å) of `calc` on labelled structures."""
+    de, df, dmu = [], [], []
+    for atoms in structures:
+        ref = atoms.calc.results
+        work = atoms.copy()
+        work.calc = calc
+        de.append(work.get_potential_energy() - ref["energy"])
+        df.append((work.get_forces() - ref["forces"]).ravel())
+        if "dipole" in ref and "dipole" in calc.implemented_properties:
+            dmu.append(work.get_dipole_moment() - ref["dipole"])
+    out = {"n": len(structures), "energy_mae_meV": 1000 * float(np.mean(np.abs(de))),
+           "forces_mae_meV_per_A": 1000 * float(np.mean(np.abs(np.concatenate(df))))}
+    if dmu:
+        out["dipole_mae_eA"] = float(np.mean(np.abs(np.array(dmu))))
+    return out
+
+
+def harmonic_analysis(start, calc, fmax: float, max_steps: int = 1000) -> Harmonic:
+    """Optimise `start` with `calc`, then normal modes (analytic Hessian when the calculator
+    has get_hessian, else finite differences) and IR intensities (finite-difference dipole
+    derivatives, km/mol)."""
+    from mlpot.demo.reference_stage import optimise
+    from mlpot.spectra import finite_difference_derivatives, ir_intensities, normal_modes
+
+    minimum, steps = optimise(start, calc, fmax=fmax, steps=max_steps, require=False)
+    work = minimum.copy()
+    work.calc = calc
+    fd_hessian, dmu = finite_difference_derivatives(work, delta=0.005)
+    extra = {}
+    if hasattr(calc, "get_hessian"):
+        hessian = calc.get_hessian(work)
+        extra["analytic_vs_fd_hessian_max_abs"] = float(np.abs(hessian - fd_hessian).max())
+    else:
+        hessian = fd_hessian
+    modes = normal_modes(hessian, work.get_masses(), work.positions)
+    intensities = ir_intensities(dmu, modes) if dmu is not None else np.zeros(len(modes.frequencies))
+    return Harmonic(minimum, modes, intensities, steps, extra)
+
+
+def run_nvt(start, calc, temperature: float, time_fs: float, timestep: float, seed: int = 0,
+            friction: float = 0.002, progress: bool = True) -> Trajectory:
+    """Langevin NVT MD from `start` with velocities from a Maxwell–Boltzmann distribution;
+    records every step. A failure (e.g. an exploding model) is kept in `error`."""
+    from ase import units
+    from ase.constraints import FixCom
+    from ase.md import velocitydistribution as vd
+    from ase.md.langevin import Langevin
+
+    work = start.copy()
+    work.calc = calc
+    work.set_constraint(FixCom())
+    rng = np.random.default_rng(seed)
+    getattr(vd, "thermalize_momenta", vd.MaxwellBoltzmannDistribution)(work, temperature_K=temperature, rng=rng)
+    vd.Stationary(work)
+    vd.ZeroRotation(work)
+    dyn = Langevin(work, timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,
+                   fixcm=False, rng=rng)
+    has_dipole = "dipole" in getattr(calc, "implemented_properties", ())
+    frames = {"v": [], "mu": [], "T": [], "E": []}
+
+    def record():
+        frames["v"].append(work.get_velocities() * units.fs)          # Å/fs
+        frames["T"].append(work.get_temperature())
+        frames["E"].append(work.get_potential_energy())
+        if has_dipole:
+            frames["mu"].append(work.get_dipole_moment())
+
+    n_steps = int(round(time_fs / timestep))
+    error = ""
+    steps = range(n_steps)
+    if progress:
+        from tqdm import tqdm
+        steps = tqdm(steps, desc=f"NVT MD {temperature:g} K", unit="step", mininterval=1.0)
+    try:
+        record()
+        for _ in steps:
+            dyn.run(1)
+            record()
+    except (ValueError, RuntimeError) as exc:
+        error = f"MD stopped after {len(frames['v']) - 1} of {n_steps} steps: {exc}"
+    return Trajectory(timestep, np.array(frames["v"]), np.array(frames["mu"]) if has_dipole else None,
+                      np.array(frames["T"]), np.array(frames["E"]), error)
+
+
+def md_spectra(traj: Trajectory, masses) -> dict:
+    """Power spectrum (VACF) and IR spectrum (dipole) of a trajectory, Hann window, 4x zero
+    padding, correlation up to half the run."""
+    from mlpot.spectra import ir_spectrum, power_spectrum
+
+    out = {}
+    if len(traj.velocities) >= 8:
+        out["power"] = power_spectrum(traj.velocities, masses, traj.dt)
+        if traj.dipoles is not None:
+            out["ir"] = ir_spectrum(traj.dipoles, traj.dt)
+    return out

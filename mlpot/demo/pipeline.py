@@ -1,0 +1,113 @@
+"""`mlpot demo` end to end: GFN2-xTB reference -> SchNet (energies, forces, dipoles) ->
+model.pt -> optimisation, harmonic and MD spectra -> report.md and PNGs."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run as asked (e.g. the output folder holds earlier results)."""
+
+
+def check_output_folder(out: Path, force: bool) -> Path:
+    """Refuse a non-empty output folder unless force (then its demo files are overwritten)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"{out} exists and is not a folder; choose another --out")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise DemoError(f"{out} already holds results; pass --out NEW_FOLDER, or --force to "
+                        f"overwrite the demo's files in it")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+class Stopwatch:
+    """Wall time of named stages, printed as each one ends."""
+
+    def __init__(self, log=print):
+        self.timings: dict[str, float] = {}
+        self.log = log
+
+    @contextmanager
+    def stage(self, name: str):
+        self.log(f"[{len(self.timings) + 1}] {name} ...")
+        start = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - start
+        self.log(f"    {name}: {self.timings[name]:.1f} s")
+
+
+def aligned_rmsd(a, b) -> float:
+    """RMSD (Å) of two conformations of the same molecule after optimal superposition."""
+    from ase.build import minimize_rotation_and_translation
+
+    moved = b.copy()
+    minimize_rotation_and_translation(a, moved)
+    return float(np.sqrt(np.mean(np.sum((moved.positions - a.positions) ** 2, axis=1))))
+
+
+def run_demo(settings, log=print) -> dict:
+    """Run every stage; returns the results (paths, timings, errors, frequency MAE)."""
+    import torch
+
+    from mlpot.calculator import MLPotCalculator
+    from mlpot.data.splits import load_split
+    from mlpot.data.store import read_store
+    from mlpot.demo.analysis import harmonic_analysis, md_spectra, run_nvt, test_errors
+    from mlpot.demo.reference_stage import build_molecule, make_reference
+    from mlpot.demo.report import make_figures, write_report
+    from mlpot.demo.train_stage import train_and_export
+    from mlpot.reference import default_calculator
+    from mlpot.spectra import frequency_mae
+
+    start = build_molecule(settings.molecule)          # fail early on a bad name
+    out = check_output_folder(Path(settings.out), settings.force)
+    torch.set_num_threads(settings.threads)
+    clock = Stopwatch(log)
+    log(f"mlpot demo: {settings.molecule} ({start.get_chemical_formula()}), output in {out.resolve()}")
+
+    with clock.stage("GFN2-xTB reference (optimisation, Hessian, sampling)"):
+        ref = make_reference(settings, out, log)
+    with clock.stage("training SchNet and export"):
+        train = train_and_export(settings, ref.store, out, log)
+    torch.set_num_threads(1)     # one small molecule: threads only add overhead from here on
+    calc = MLPotCalculator(train["model"])
+    with clock.stage("test-set errors of model.pt"):
+        split = load_split(train["run_folder"] / "split.npz")
+        errors = test_errors(calc, read_store(ref.store, split["test"]))
+        log("  " + ", ".join(f"{k} {v:.4g}" for k, v in errors.items()))
+    with clock.stage("optimisation and harmonic analysis with model.pt"):
+        model = harmonic_analysis(start, calc, settings.fmax, settings.opt_steps)
+        if model.optimisation_steps < 0:
+            log(f"  warning: the model's optimisation did not reach fmax={settings.fmax} eV/Å in "
+                f"{-model.optimisation_steps} steps; frequencies are at the last geometry")
+        mae = frequency_mae(ref.modes, model.modes)
+        rmsd = aligned_rmsd(ref.minimum, model.minimum)
+        log(f"  frequency MAE vs GFN2-xTB: {mae:.1f} cm⁻¹; geometry RMSD {rmsd:.3f} Å")
+    md_info, spectra = {}, {}
+    runs = (("SchNet (mlpot)", calc, model.minimum),
+            ("GFN2-xTB", default_calculator("GFN2-xTB"), ref.minimum))
+    with clock.stage(f"NVT MD, {settings.md_time:g} fs at {settings.md_temperature:g} K (model and GFN2-xTB)"):
+        for label, md_calc, geometry in runs:
+            traj = run_nvt(geometry, md_calc, settings.md_temperature, settings.md_time,
+                           settings.md_timestep, seed=settings.seed)
+            spectra[label] = md_spectra(traj, geometry.get_masses())
+            md_info[label] = (traj.error or f"{len(traj.velocities) - 1} steps, mean temperature "
+                              f"{traj.temperature[1:].mean():.0f} K, potential energy range "
+                              f"{np.ptp(traj.potential_energy):.3f} eV")
+            log(f"  {label}: {md_info[label]}")
+    with clock.stage("figures and report"):
+        figures = make_figures(out, ref, model, spectra)
+        results = {"reference": ref, "model": model, "training": train, "test_errors": errors,
+                   "frequency_mae": mae, "rmsd": rmsd, "md": md_info, "figures": figures,
+                   "timings": clock.timings}
+        report = write_report(out / "report.md", settings, results)
+    total = sum(clock.timings.values())
+    log(f"done in {total:.0f} s: frequency MAE {mae:.1f} cm⁻¹ vs GFN2-xTB. Report: {report.resolve()}")
+    log(f"figures: {', '.join(str(p) for p in figures.values())}; model: {train['model']}")
+    results["report"] = report
+    return results

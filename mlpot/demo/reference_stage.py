@@ -1,0 +1,80 @@
+"""Demo stage 1: GFN2-xTB reference — optimised geometry, harmonic frequencies and IR
+intensities (the target of the comparison), and the labelled training set."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class ReferenceResult:
+    minimum: object          # ase.Atoms at the GFN2-xTB minimum (no calculator)
+    modes: object            # mlpot.spectra.NormalModes of GFN2-xTB
+    intensities: np.ndarray  # [M] km/mol
+    store: Path              # labelled configurations
+    n_md: int
+    n_normal_mode: int
+    method: str
+
+
+def build_molecule(name: str):
+    """ase.build.molecule(name) with a clear error for unknown names."""
+    from ase.build import molecule
+    from ase.collections import g2
+
+    try:
+        return molecule(name)
+    except KeyError:
+        raise ValueError(f"unknown molecule {name!r}; use a name from ase.build.molecule, e.g. "
+                         f"CH3CH2OH, H2O, CH3COOH ({len(g2.names)} names in ase.collections.g2)") from None
+
+
+def optimise(atoms, calculator, fmax: float, steps: int = 500, require: bool = True):
+    """BFGS to fmax (eV/Å); returns a copy at the minimum (no calculator) and the step count.
+    If it does not converge in `steps`: raise when `require`, else return where it stopped
+    (the caller reports it; a negative step count marks it)."""
+    from ase.optimize import BFGS
+
+    work = atoms.copy()
+    work.calc = calculator
+    opt = BFGS(work, logfile=None)
+    converged = opt.run(fmax=fmax, steps=steps)
+    if not converged and require:
+        raise RuntimeError(f"geometry optimisation did not reach fmax={fmax} eV/Å in {steps} steps")
+    result = work.copy()
+    result.calc = None
+    n = opt.get_number_of_steps()
+    return result, (n if converged else -n)
+
+
+def make_reference(settings, out: Path, log=print) -> ReferenceResult:
+    from mlpot.reference import (default_calculator, reference_modes, sample_md, sample_normal_modes,
+                                 write_reference)
+    from mlpot.spectra import ir_intensities
+
+    calc = default_calculator("GFN2-xTB")
+    start = build_molecule(settings.molecule)
+    minimum, steps = optimise(start, calc, fmax=1e-4)
+    log(f"  GFN2-xTB geometry optimised in {steps} BFGS steps")
+    modes, dmu = reference_modes(minimum, calc, delta=0.005)
+    intensities = ir_intensities(dmu, modes)
+    log(f"  GFN2-xTB harmonic frequencies (cm⁻¹): {np.array2string(modes.frequencies, precision=0)}")
+    n_total = settings.n_md + settings.n_normal_mode
+    md = sample_md(minimum, calc, settings.sampling_temperature, settings.n_md,
+                   interval=settings.md_interval, seed=settings.seed)
+    nm = sample_normal_modes(minimum, calc, settings.sampling_temperature, settings.n_normal_mode,
+                             modes=modes, seed=settings.seed + 1)
+    structures = md + nm
+    order = np.random.default_rng(settings.seed).permutation(n_total)
+    store = out / "reference.db"
+    write_reference(store, [structures[i] for i in order], calc, force=settings.force,
+                    settings={"molecule": settings.molecule,
+                              "temperature_K": settings.sampling_temperature,
+                              "n_md": settings.n_md, "md_interval_steps": settings.md_interval,
+                              "n_normal_mode": settings.n_normal_mode})
+    log(f"  {n_total} labelled configurations ({settings.n_md} MD, {settings.n_normal_mode} "
+        f"normal-mode) -> {store}")
+    return ReferenceResult(minimum, modes, intensities, store, settings.n_md, settings.n_normal_mode,
+                           "GFN2-xTB (tblite)")

@@ -1,0 +1,101 @@
+"""Demo stage 4: figures and report.md."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def make_figures(out: Path, ref, model, spectra: dict) -> dict:
+    """PNGs comparing model and GFN2-xTB; returns {name: path}."""
+    from mlpot.spectra.plots import plot_frequency_parity, plot_spectra, plot_stick_spectra
+
+    top = 1.1 * max(ref.modes.frequencies.max(), model.modes.frequencies.max(), 1000.0)
+    xlim = (0.0, float(np.ceil(top / 100) * 100))
+    figures = {
+        "ir_harmonic": plot_stick_spectra(
+            out / "ir_harmonic.png",
+            {"GFN2-xTB": (ref.modes.frequencies, ref.intensities),
+             "SchNet (mlpot)": (model.modes.frequencies, model.intensities)},
+            xlim=xlim, title="Harmonic IR spectra at each method's own minimum"),
+        "frequencies": plot_frequency_parity(out / "frequencies.png", ref.modes.frequencies,
+                                             model.modes.frequencies, ("GFN2-xTB", "SchNet")),
+    }
+    power = {label: s["power"] for label, s in spectra.items() if "power" in s}
+    if power:
+        figures["power_spectrum"] = plot_spectra(
+            out / "power_spectrum.png", power, xlim=xlim, title="Power spectrum (VACF) from NVT MD",
+            sticks={"SchNet harmonic": model.modes.frequencies})
+    ir = {label: s["ir"] for label, s in spectra.items() if "ir" in s}
+    if ir:
+        figures["ir_md"] = plot_spectra(out / "ir_md.png", ir, xlim=xlim,
+                                        title="IR spectrum from the dipole autocorrelation (NVT MD)")
+    return figures
+
+
+def mode_table(ref, model) -> list[str]:
+    from mlpot.spectra import match_modes
+
+    pairs = match_modes(ref.modes, model.modes, "order")
+    lines = ["| mode | GFN2-xTB (cm⁻¹) | SchNet (cm⁻¹) | Δ (cm⁻¹) | GFN2-xTB IR (km/mol) | SchNet IR (km/mol) |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for k, j in enumerate(pairs):
+        f_ref, f_model = ref.modes.frequencies[k], model.modes.frequencies[j]
+        lines.append(f"| {k + 1} | {f_ref:.0f} | {f_model:.0f} | {f_model - f_ref:+.0f} | "
+                     f"{ref.intensities[k]:.1f} | {model.intensities[j]:.1f} |")
+    return lines
+
+
+def write_report(path: Path, settings, results: dict) -> Path:
+    """report.md: what was done, how long each stage took, how accurate the model is."""
+    ref, model, train = results["reference"], results["model"], results["training"]
+    timings, errors, figures = results["timings"], results["test_errors"], results["figures"]
+    last = train.get("last") or {}
+    lines = [
+        f"# mlpot demo: {settings.molecule}", "",
+        f"Reference: {ref.method}; model: SchNet ({settings.n_atom_basis} features, "
+        f"{settings.n_interactions} interactions, cutoff {settings.cutoff} Å) trained on energies, "
+        f"forces and dipoles; exported to `model.pt` (float64).", "",
+        "## Timings", "", "| stage | seconds |", "|---|---:|",
+        *[f"| {name} | {seconds:.1f} |" for name, seconds in timings.items()],
+        f"| **total** | **{sum(timings.values()):.1f}** |", "",
+        "## Data and training", "",
+        f"- {ref.n_md + ref.n_normal_mode} GFN2-xTB configurations: {ref.n_md} from Langevin MD at "
+        f"{settings.sampling_temperature:g} K (one every {settings.md_interval} steps of 0.5 fs) and "
+        f"{ref.n_normal_mode} from normal-mode sampling at {settings.sampling_temperature:g} K; "
+        f"stored in `reference.db`.",
+        f"- training stopped after {train['epochs']} epochs ({train['stop_reason']}); best epoch "
+        f"{train['best_epoch']}; last validation MAE: energy {_fmt(last.get('val_energy_mae_meV'))} meV, "
+        f"forces {_fmt(last.get('val_forces_mae_meV_per_A'))} meV/Å. Run folder: `training/` "
+        f"(metrics.csv, learning_curve.png, checkpoints).",
+        f"- held-out test set ({errors['n']} configurations, exported model through MLPotCalculator): "
+        f"energy MAE {errors['energy_mae_meV']:.1f} meV, forces MAE "
+        f"{errors['forces_mae_meV_per_A']:.1f} meV/Å"
+        + (f", dipole MAE {errors['dipole_mae_eA']:.4f} e·Å "
+           f"({errors['dipole_mae_eA'] / 0.20819434:.3f} D)." if "dipole_mae_eA" in errors else "."), "",
+        "## Harmonic frequencies and IR intensities", "",
+        f"Each method at its own minimum (BFGS; GFN2-xTB to 1e-4 eV/Å, the model to {settings.fmax:g} eV/Å "
+        + (f"in {model.optimisation_steps} steps" if model.optimisation_steps >= 0 else
+           f"— **not reached in {-model.optimisation_steps} steps**, analysed where it stopped")
+        + f", starting from the ase.build geometry). Model Hessian by "
+        f"automatic differentiation; IR intensities from finite-difference dipole derivatives (km/mol, "
+        f"as ASE's Infrared). Modes paired in order of frequency.", "",
+        f"**Frequency MAE: {results['frequency_mae']:.1f} cm⁻¹** over {len(ref.modes.frequencies)} modes; "
+        f"geometry RMSD to the GFN2-xTB minimum {results['rmsd']:.3f} Å.", "",
+        *mode_table(ref, model), "",
+    ]
+    if "analytic_vs_fd_hessian_max_abs" in model.extra:
+        lines += [f"Analytic vs finite-difference Hessian of the model: max |Δ| = "
+                  f"{model.extra['analytic_vs_fd_hessian_max_abs']:.2e} eV/Å².", ""]
+    lines += ["## Molecular dynamics", ""]
+    for label, info in results["md"].items():
+        lines.append(f"- {label}: {info}")
+    lines += ["", "## Figures", ""]
+    lines += [f"- `{p.name}`" for p in figures.values()]
+    lines += ["", "## Settings", "", "```", *[f"{k}: {v}" for k, v in settings.to_dict().items()], "```", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
