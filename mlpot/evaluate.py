@@ -10,12 +10,15 @@ component (meV/Å). Labels are read from each structure's calculator results (eV
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mlpot import keys as K
+from mlpot.data.batch import atoms_to_graph
+from mlpot.train.baseline import baseline, collate_relative, reference_energies, take_atomref
 
 
 class ExportedModel:
@@ -96,9 +99,9 @@ def predict(potential, structures, batch_size: int = 32, device=None) -> dict:
     """Reference and predicted values for `structures` (ase.Atoms with labels) from a
     Potential (batched) or an ExportedModel (one structure at a time):
     n_atoms [B], energy_ref/energy_pred [B] eV, and forces_ref/forces_pred [N, 3] eV/Å
-    when every structure has forces."""
-    from mlpot.data.batch import atoms_to_graph, collate
-
+    when every structure has forces. Energies of a Potential are summed relative to its
+    reference energies and the references added back in float64 (mlpot.train.baseline), so
+    float32 models are not limited by float32's resolution of large total energies."""
     if len(structures) == 0:
         raise ValueError("no structures to evaluate")
     check_species(potential, structures)
@@ -107,20 +110,23 @@ def predict(potential, structures, batch_size: int = 32, device=None) -> dict:
     param = next(iter(potential.parameters()), None)
     dtype = param.dtype if param is not None else torch.float32
     device = device or (param.device if param is not None else "cpu")
+    model = copy.deepcopy(potential)
+    atomref = take_atomref(model)   # energies relative to the references, summed in float64
     out: dict[str, list] = {"n_atoms": [], "energy_ref": [], "energy_pred": [],
                             "forces_ref": [], "forces_pred": []}
     for start in range(0, len(structures), batch_size):
-        chunk = structures[start:start + batch_size]
-        batch = collate([atoms_to_graph(a, potential.cutoff) for a in chunk], dtype, device)
-        if K.ENERGY not in batch:
-            raise ValueError(f"structures {start}..{start + len(chunk) - 1}: not every structure has an "
+        graphs = [atoms_to_graph(a, potential.cutoff) for a in structures[start:start + batch_size]]
+        energies = reference_energies(graphs)
+        if energies is None:
+            raise ValueError(f"structures {start}..{start + len(graphs) - 1}: not every structure has an "
                              f"energy label; evaluate labelled data")
-        pred = potential(batch, compute_forces=True)
+        batch = collate_relative(graphs, atomref, dtype, device)
+        pred = model(batch, compute_forces=True)
         out["n_atoms"].append(batch[K.N_ATOMS].cpu().numpy())
-        out["energy_ref"].append(batch[K.ENERGY].double().cpu().numpy())
-        out["energy_pred"].append(pred[K.ENERGY].detach().double().cpu().numpy())
+        out["energy_ref"].append(energies)
+        out["energy_pred"].append(pred[K.ENERGY].detach().double().cpu().numpy() + baseline(graphs, atomref))
         if K.FORCES in batch:
-            out["forces_ref"].append(batch[K.FORCES].double().cpu().numpy())
+            out["forces_ref"].append(np.concatenate([g[K.FORCES] for g in graphs]))
             out["forces_pred"].append(pred[K.FORCES].detach().double().cpu().numpy())
     result = {k: np.concatenate(v) for k, v in out.items() if v}
     if "forces_ref" in result and len(out["forces_ref"]) != len(out["energy_ref"]):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mlpot import keys as K
-from mlpot.data.batch import collate
+from mlpot.train.baseline import collate_relative, take_atomref, with_atomref
 from mlpot.train import distributed as dist
 from mlpot.train.checkpoint import load_checkpoint, save_checkpoint, to_plain
 from mlpot.train.config import TrainConfig, save_config
@@ -161,6 +161,7 @@ class Trainer:
             self.statistics = to_plain(fit_statistics(self.potential, graphs))
         self.potential.to(self.ctx.device)
         dist.broadcast_module(self.potential, self.ctx)
+        self.atomref = take_atomref(self.potential)   # energies relative to it, in float64
         self.ema = EMA(self.potential, tcfg.ema_decay)
         self.optimizer = torch.optim.Adam(self.potential.parameters(), lr=tcfg.lr)
         self.scheduler = _make_scheduler(self.optimizer, tcfg)
@@ -170,7 +171,8 @@ class Trainer:
 
     def _restore(self, state: dict) -> None:
         self.potential.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["model_ema"])
+        self.atomref = take_atomref(self.potential)
+        self.ema.load_state_dict(with_atomref(state["model_ema"], np.zeros_like(self.atomref)))
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             if self.scheduler is not None and state.get("scheduler") is not None:
@@ -188,7 +190,8 @@ class Trainer:
         return {
             "config": self.cfg.to_dict(), "model_config": dataclasses.asdict(self.cfg.model),
             "species": list(self.species), "dtype": self.tcfg.dtype,
-            "model": self.potential.state_dict(), "model_ema": self.ema.state_dict(),
+            "model": with_atomref(self.potential.state_dict(), self.atomref),
+            "model_ema": with_atomref(self.ema.state_dict(), self.atomref),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "split": {k: torch.as_tensor(np.asarray(v)) for k, v in self.data.split.items()},
@@ -229,7 +232,8 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 sums = {}
                 if len(local):
-                    batch = collate([self.data.train[int(i)] for i in local], self.dtype, self.ctx.device)
+                    batch = collate_relative([self.data.train[int(i)] for i in local], self.atomref,
+                                             self.dtype, self.ctx.device)
                     pred = self._forward(self.potential, batch, create_graph=True)
                     loss = weighted_loss(pred, batch, self.weights, self._global_counts(idx))
                     loss.backward()
@@ -276,7 +280,8 @@ class Trainer:
         model.eval()
         for start in range(0, len(local), self.tcfg.batch_size):
             idx = local[start:start + self.tcfg.batch_size]
-            batch = collate([dataset[int(i)] for i in idx], self.dtype, self.ctx.device)
+            batch = collate_relative([dataset[int(i)] for i in idx], self.atomref, self.dtype,
+                                     self.ctx.device)
             pred = self._forward(model, batch, create_graph=False)
             add_sums(totals, error_sums(pred, batch))
         return summarize(_reduce(totals, self.ctx), self.weights)
