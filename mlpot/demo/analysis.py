@@ -46,14 +46,18 @@ def test_errors(calc, structures) -> dict:
     return out
 
 
-def harmonic_analysis(start, calc, fmax: float, max_steps: int = 1000) -> Harmonic:
-    """Optimise `start` with `calc`, then normal modes (analytic Hessian when the calculator
-    has get_hessian, else finite differences) and IR intensities (finite-difference dipole
-    derivatives, km/mol)."""
+def harmonic_analysis(start, calc, fmax: float, max_steps: int = 1000, align_to=None) -> Harmonic:
+    """Optimise `start` with `calc`, superpose the minimum on `align_to` (so that normal modes
+    of two methods can be paired by overlap), then normal modes (analytic Hessian when the
+    calculator has get_hessian, else finite differences) and IR intensities
+    (finite-difference dipole derivatives, km/mol)."""
     from mlpot.demo.reference_stage import optimise
     from mlpot.spectra import finite_difference_derivatives, ir_intensities, normal_modes
 
     minimum, steps = optimise(start, calc, fmax=fmax, steps=max_steps, require=False)
+    if align_to is not None:
+        from ase.build import minimize_rotation_and_translation
+        minimize_rotation_and_translation(align_to, minimum)
     work = minimum.copy()
     work.calc = calc
     fd_hessian, dmu = finite_difference_derivatives(work, delta=0.005)
@@ -69,9 +73,11 @@ def harmonic_analysis(start, calc, fmax: float, max_steps: int = 1000) -> Harmon
 
 
 def run_nvt(start, calc, temperature: float, time_fs: float, timestep: float, seed: int = 0,
-            friction: float = 0.002, progress: bool = True) -> Trajectory:
-    """Langevin NVT MD from `start` with velocities from a Maxwell–Boltzmann distribution;
-    records every step. A failure (e.g. an exploding model) is kept in `error`."""
+            friction: float = 0.002, hot_start: bool = True, progress: bool = True) -> Trajectory:
+    """Langevin NVT MD from `start`, recording every step. Velocities are drawn at 2T when
+    `hot_start` (from a minimum, equipartition moves half of the kinetic energy into the
+    potential, so the run starts near T instead of T/2; the weak friction, 1/fs, would take
+    ~1/friction to get there). A failure (e.g. an exploding model) is kept in `error`."""
     from ase import units
     from ase.constraints import FixCom
     from ase.md import velocitydistribution as vd
@@ -81,7 +87,8 @@ def run_nvt(start, calc, temperature: float, time_fs: float, timestep: float, se
     work.calc = calc
     work.set_constraint(FixCom())
     rng = np.random.default_rng(seed)
-    getattr(vd, "thermalize_momenta", vd.MaxwellBoltzmannDistribution)(work, temperature_K=temperature, rng=rng)
+    getattr(vd, "thermalize_momenta", vd.MaxwellBoltzmannDistribution)(
+        work, temperature_K=(2 if hot_start else 1) * temperature, rng=rng)
     vd.Stationary(work)
     vd.ZeroRotation(work)
     dyn = Langevin(work, timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,
