@@ -23,7 +23,8 @@ from mlpot.train.baseline import baseline, collate_relative, reference_energies,
 
 class ExportedModel:
     """An exported model file (mlpot.export), evaluated through its own scripted forward one
-    structure at a time — exactly what the ASE calculator and LAMMPS run."""
+    structure at a time — what the ASE calculator and LAMMPS run — with its reference
+    energies taken out of the module and added back in float64, as for checkpoints."""
 
     def __init__(self, module, metadata: dict, device="cpu"):
         self.module, self.metadata = module, metadata
@@ -31,6 +32,12 @@ class ExportedModel:
         self.species = [int(z) for z in metadata["species"]]
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[metadata["dtype"]]
         self.device = torch.device(device)
+        self.atomref = np.zeros(100)
+        inner = getattr(module, "potential", None)
+        if inner is not None and hasattr(inner, "atomref"):   # sum relative to it in float64
+            self.atomref = inner.atomref.detach().double().cpu().numpy().copy()
+            with torch.no_grad():
+                inner.atomref.zero_()
 
     def energy_forces(self, atoms) -> tuple[float, np.ndarray]:
         """(energy eV, forces [N, 3] eV/Å) of one ase.Atoms."""
@@ -45,7 +52,8 @@ class ExportedModel:
         out = self.module(tensor(atoms.positions), tensor(atoms.numbers, torch.long),
                           tensor(np.stack([i, j]), torch.long), tensor(S @ cell), tensor(cell),
                           len(atoms), False)
-        return float(out["energy"].sum()), out["forces"].double().cpu().numpy()
+        energy = float(out["energy"].sum()) + float(self.atomref[atoms.numbers].sum())
+        return energy, out["forces"].double().cpu().numpy()
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):

@@ -54,3 +54,16 @@ def test_relative_labels_keep_float64_differences():
     batch = collate_relative(graphs, atomref, torch.float32, "cpu")
     expected = [a.calc.results["energy"] for a in structures]
     np.testing.assert_allclose(batch[K.ENERGY].numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_exported_model_evaluated_to_sub_meV_on_large_energies(tmp_path):
+    from mlpot.evaluate import load_model
+    from mlpot.export import export_model
+
+    torch.manual_seed(1)
+    potential = build_potential(ModelConfig(**TINY_MODEL), [29])
+    potential.set_energy_statistics({29: OFFSET}, scale=0.5)
+    structures = self_labelled(potential, emt_clusters(10, seed=6))
+    export_model(potential, tmp_path / "model.pt", dtype="float32")
+    errors = evaluate_potential(load_model(tmp_path / "model.pt"), structures)
+    assert errors["energy_mae_meV"] < 0.05 and errors["forces_mae_meV_per_A"] < 0.05
