@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from mlpot.heads import Atomwise
+from mlpot.heads import Atomwise, DipoleMoment, ElementalAtomwise, ElementalDipoleMoment
 from mlpot.potential import Potential
 
-REPRESENTATIONS = ("schnet",)
+REPRESENTATIONS = ("schnet", "wacsf", "acsf")
+SYMMETRY_FUNCTIONS = ("wacsf", "acsf")  # Behler–Parrinello: one output network per element
 
 
 @dataclass
@@ -19,6 +20,10 @@ class ModelConfig:
     n_filters: int = 128
     n_interactions: int = 3
     n_rbf: int = 20
+    # wACSF / ACSF (symmetry functions, mlpot.representations.wacsf); SchNetPack's wACSF defaults
+    n_radial: int = 22                  # radial G2 per neighbour channel
+    n_angular: int = 5                  # angular Gaussian widths per (zeta, lambda = ±1)
+    zetas: List[float] = field(default_factory=lambda: [1.0])
     # output network
     n_hidden: Optional[List[int]] = None  # hidden widths of the output MLP; default: halving pyramid
     n_layers: int = 2
@@ -30,22 +35,47 @@ class ModelConfig:
                              f"{', '.join(REPRESENTATIONS)}")
         if not self.cutoff > 0:
             raise ValueError(f"model.cutoff must be positive (Å), got {self.cutoff}")
+        if self.representation in SYMMETRY_FUNCTIONS:
+            if self.n_radial < 2 or self.n_angular < 0:
+                raise ValueError(f"model.n_radial must be >= 2 and model.n_angular >= 0, got "
+                                 f"{self.n_radial} and {self.n_angular}")
+            if self.n_angular > 0 and (not self.zetas or any(float(z) < 1 for z in self.zetas)):
+                raise ValueError(f"model.zetas must be a non-empty list of exponents >= 1, got {self.zetas}")
 
 
-def build_representation(cfg: ModelConfig):
+def build_representation(cfg: ModelConfig, species: Optional[List[int]] = None):
+    """The representation named by cfg; ACSF needs `species` (atomic numbers)."""
     if cfg.representation == "schnet":
         from mlpot.representations.schnet import SchNet
         return SchNet(n_atom_basis=cfg.n_atom_basis, n_filters=cfg.n_filters,
                       n_interactions=cfg.n_interactions, n_rbf=cfg.n_rbf, cutoff=cfg.cutoff)
+    if cfg.representation == "wacsf":
+        from mlpot.representations.wacsf import WACSF
+        return WACSF(n_radial=cfg.n_radial, n_angular=cfg.n_angular, zetas=cfg.zetas,
+                     cutoff=cfg.cutoff, species=species)
+    if cfg.representation == "acsf":
+        from mlpot.representations.wacsf import ACSF
+        if not species:
+            raise ValueError("the acsf representation needs the species (atomic numbers) of the training set")
+        return ACSF(species, n_radial=cfg.n_radial, n_angular=cfg.n_angular, zetas=cfg.zetas,
+                    cutoff=cfg.cutoff)
     raise ValueError(f"unknown representation {cfg.representation!r}")
 
 
 def build_potential(cfg: ModelConfig, species: List[int]) -> Potential:
-    """A Potential for the elements `species` (atomic numbers); statistics not yet fitted."""
-    representation = build_representation(cfg)
-    head = Atomwise(representation.n_features, 1, cfg.n_hidden, cfg.n_layers)
+    """A Potential for the elements `species` (atomic numbers); statistics not yet fitted.
+    SchNet gets one output network for all atoms; (w)ACSF one per element (Behler–Parrinello)."""
+    representation = build_representation(cfg, species)
+    n_features = representation.n_features
+    elemental = cfg.representation in SYMMETRY_FUNCTIONS
+    if elemental:
+        head = ElementalAtomwise(n_features, species, 1, cfg.n_hidden, cfg.n_layers)
+    else:
+        head = Atomwise(n_features, 1, cfg.n_hidden, cfg.n_layers)
     dipole_head = None
     if cfg.dipole:
-        from mlpot.heads import DipoleMoment
-        dipole_head = DipoleMoment(representation.n_features, cfg.n_hidden, cfg.n_layers)
+        if elemental:
+            dipole_head = ElementalDipoleMoment(n_features, species, cfg.n_hidden, cfg.n_layers)
+        else:
+            dipole_head = DipoleMoment(n_features, cfg.n_hidden, cfg.n_layers)
     return Potential(representation, head, species, dipole_head)

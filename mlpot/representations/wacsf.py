@@ -1,0 +1,218 @@
+"""Atom-centred symmetry functions: wACSF (Gastegger et al., J. Chem. Phys. 148, 241709
+(2018)) and element-resolved ACSF (Behler, J. Chem. Phys. 134, 074106 (2011)).
+
+Radial, one per centre μ_k (Å):
+    G2_k(i) = Σ_j g(Z_j) exp(−η (r_ij − μ_k)²) f_c(r_ij),
+    μ_k evenly spaced from `radial_start` to the cutoff, η = 1 / (2 Δμ²).
+Angular (Behler's G4 with centred Gaussians), one per width σ_m, ζ and λ = ±1:
+    G4(i) = 2^(1−ζ) Σ_{j≠k} g(Z_j, Z_k) (1 + λ cos θ_ijk)^ζ
+            · exp(−η_m (r_ij² + r_ik² + r_jk²)) f_c(r_ij) f_c(r_ik) f_c(r_jk),
+    σ_m evenly spaced from `angular_start` to the cutoff, η_m = 1 / (2 σ_m²); the sum runs
+    over ordered pairs of distinct neighbours (each unordered pair counted twice).
+f_c is the cosine cutoff. wACSF: g(Z_j) = Z_j, g(Z_j, Z_k) = Z_j Z_k, so the size does not
+grow with the number of elements. ACSF: one radial block per neighbour element and one
+angular block per unordered pair of neighbour elements of the model's species.
+
+Descriptors are standardised, (G − mean) / std per descriptor, with statistics of the
+training set (`fit_standardization`); until fitted the standardisation is the identity.
+"""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from mlpot import keys as K
+from mlpot.nn import CosineCutoff, scatter_add
+from mlpot.nn.species import N_ELEMENTS, species_index, species_table
+from mlpot.representations.triplets import edge_pairs
+
+
+class SymmetryFunctions(nn.Module):
+    """wACSF (species=None or element_resolved=False) or ACSF (element_resolved=True).
+
+    forward(inputs) -> standardised descriptors [N, n_features]. No message passing:
+    n_interactions = 1 (an atom's energy depends on neighbours within one cutoff).
+    """
+
+    def __init__(self, species: Optional[List[int]] = None, element_resolved: bool = False,
+                 n_radial: int = 22, n_angular: int = 5, zetas: Sequence[float] = (1.0,),
+                 cutoff: float = 5.0, radial_start: float = 0.5, angular_start: float = 1.0):
+        super().__init__()
+        if n_radial < 2:
+            raise ValueError(f"n_radial must be at least 2 (the width is the centre spacing), got {n_radial}")
+        if n_angular < 0:
+            raise ValueError(f"n_angular must be 0 or more, got {n_angular}")
+        if not 0 <= radial_start < cutoff or not 0 < angular_start <= cutoff:
+            raise ValueError(f"radial_start ({radial_start} Å) and angular_start ({angular_start} Å) "
+                             f"must lie below the cutoff ({cutoff} Å)")
+        zetas = [float(z) for z in zetas]
+        if n_angular > 0 and (not zetas or any(z < 1 for z in zetas)):
+            raise ValueError(f"zetas must be a non-empty list of exponents >= 1, got {zetas}")
+        if element_resolved and not species:
+            raise ValueError("element-resolved ACSF needs the model's species (atomic numbers)")
+        self.cutoff = float(cutoff)
+        self.n_interactions = 1
+        self.element_resolved = element_resolved
+        self.cutoff_fn = CosineCutoff(cutoff)
+
+        centers = torch.linspace(radial_start, cutoff, n_radial, dtype=torch.float64)
+        self.radial_eta = 0.5 / float(centers[1] - centers[0]) ** 2
+        self.register_buffer("radial_centers", centers.to(torch.get_default_dtype()))
+        widths = torch.linspace(angular_start, cutoff, max(n_angular, 1), dtype=torch.float64)[:n_angular]
+        self.register_buffer("angular_eta", (0.5 / widths ** 2).to(torch.get_default_dtype()))
+        zeta = torch.tensor([z for z in zetas for _ in (1, -1)], dtype=torch.float64)
+        lam = torch.tensor([lam for _ in zetas for lam in (1.0, -1.0)], dtype=torch.float64)
+        self.register_buffer("zeta", zeta.to(torch.get_default_dtype()))
+        self.register_buffer("lambda_", lam.to(torch.get_default_dtype()))
+        self.register_buffer("angle_norm", (2.0 ** (1.0 - zeta)).to(torch.get_default_dtype()))
+
+        if element_resolved:
+            self.species: List[int] = sorted(int(z) for z in species)
+            n_channels = len(self.species)
+            weight = torch.ones(N_ELEMENTS)
+            table = species_table(self.species)
+        else:
+            self.species = sorted(int(z) for z in species) if species else []
+            n_channels = 1
+            weight = torch.arange(N_ELEMENTS, dtype=torch.float64).to(torch.get_default_dtype())
+            table = torch.zeros(N_ELEMENTS, dtype=torch.long)
+        pair = torch.zeros(n_channels, n_channels, dtype=torch.long)
+        k = 0
+        for a in range(n_channels):
+            for b in range(a, n_channels):
+                pair[a, b] = k
+                pair[b, a] = k
+                k += 1
+        self.n_channels = n_channels
+        self.n_pair_channels = k
+        self.register_buffer("element_weight", weight)
+        self.register_buffer("element_channel", table)
+        self.register_buffer("pair_channel", pair)
+
+        self.n_radial = n_radial
+        self.n_angular = n_angular
+        self.n_theta = 2 * len(zetas) if n_angular > 0 else 0
+        self.n_features = n_channels * n_radial + self.n_pair_channels * self.n_theta * n_angular
+        self.register_buffer("sf_mean", torch.zeros(self.n_features))
+        self.register_buffer("sf_std", torch.ones(self.n_features))
+
+    def channels(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        """Channel of each atom as a neighbour [N]: its element index (ACSF) or 0 (wACSF)."""
+        if self.element_resolved:
+            return species_index(self.element_channel, atomic_numbers)
+        if atomic_numbers.numel() > 0 and (bool((atomic_numbers < 1).any())
+                                           or bool((atomic_numbers >= self.element_channel.shape[0]).any())):
+            raise ValueError("atomic numbers must lie in 1..118")
+        return self.element_channel[atomic_numbers]
+
+    def descriptors(self, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
+                    vectors: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Raw (unstandardised) symmetry functions [N, n_features] from edges r_ij [E, 3] Å."""
+        n_atoms = atomic_numbers.shape[0]
+        keep = torch.nonzero(lengths < self.cutoff).squeeze(1)
+        idx_i = edge_index[0][keep]
+        idx_j = edge_index[1][keep]
+        v = vectors[keep]
+        d = lengths[keep]
+        channel = self.channels(atomic_numbers)
+        weight = self.element_weight.to(d.dtype)[atomic_numbers]
+        fc = self.cutoff_fn(d)
+
+        diff = d[:, None] - self.radial_centers[None, :]
+        g2 = torch.exp(-self.radial_eta * diff * diff) * (fc * weight[idx_j])[:, None]
+        radial = scatter_add(g2, idx_i * self.n_channels + channel[idx_j], n_atoms * self.n_channels)
+        radial = radial.reshape(n_atoms, self.n_channels * self.n_radial)
+        if self.n_angular == 0:
+            return radial
+
+        e1, e2 = edge_pairs(idx_i, n_atoms)
+        v1 = v[e1]
+        v2 = v[e2]
+        d1 = d[e1]
+        d2 = d[e2]
+        d12 = torch.linalg.norm(v2 - v1, dim=1)
+        cos = (v1 * v2).sum(1) / (d1 * d2)
+        gauss = torch.exp(-self.angular_eta[None, :] * (d1 * d1 + d2 * d2 + d12 * d12)[:, None])
+        base = (1.0 + self.lambda_[None, :] * cos[:, None]).clamp(min=0.0)
+        angle = self.angle_norm[None, :] * torch.pow(base, self.zeta[None, :])
+        j = idx_j[e1]
+        k = idx_j[e2]
+        # factor 2: each unordered pair stands for the two ordered pairs (j, k) and (k, j)
+        prefactor = 2.0 * fc[e1] * fc[e2] * self.cutoff_fn(d12) * weight[j] * weight[k]
+        g4 = (angle[:, :, None] * gauss[:, None, :]).reshape(-1, self.n_theta * self.n_angular)
+        g4 = g4 * prefactor[:, None]
+        target = idx_i[e1] * self.n_pair_channels + self.pair_channel[channel[j], channel[k]]
+        angular = scatter_add(g4, target, n_atoms * self.n_pair_channels)
+        angular = angular.reshape(n_atoms, self.n_pair_channels * self.n_theta * self.n_angular)
+        return torch.cat([radial, angular], dim=1)
+
+    def forward(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        raw = self.descriptors(inputs[K.ATOMIC_NUMBERS], inputs[K.EDGE_INDEX],
+                               inputs[K.EDGE_VECTORS], inputs[K.EDGE_LENGTHS])
+        return (raw - self.sf_mean) / self.sf_std
+
+    @torch.jit.unused
+    def fit_standardization(self, graphs: Sequence[dict], batch_size: int = 64) -> Dict[str, int]:
+        """Set the mean and standard deviation of each descriptor over all atoms of `graphs`
+        (mlpot.data.atoms_to_graph dicts). Descriptors that never vary (e.g. an element pair
+        absent from the data) keep std 1. Returns counts for the log."""
+        from mlpot.data.batch import collate
+
+        if len(graphs) == 0:
+            raise ValueError("fit_standardization needs at least one structure")
+        dtype = self.sf_mean.dtype
+        device = self.sf_mean.device
+        total = torch.zeros(self.n_features, dtype=torch.float64)
+        total_sq = torch.zeros(self.n_features, dtype=torch.float64)
+        n_atoms = 0
+        with torch.no_grad():
+            for start in range(0, len(graphs), batch_size):
+                batch = collate(list(graphs[start:start + batch_size]), dtype, device)
+                vectors = edge_vectors_of(batch)
+                raw = self.descriptors(batch[K.ATOMIC_NUMBERS], batch[K.EDGE_INDEX], vectors,
+                                       torch.linalg.norm(vectors, dim=1)).to(torch.float64).cpu()
+                total += raw.sum(0)
+                total_sq += (raw * raw).sum(0)
+                n_atoms += raw.shape[0]
+        mean = total / n_atoms
+        var = (total_sq / n_atoms - mean * mean).clamp(min=0.0)
+        std = var.sqrt()
+        constant = std <= 1e-10 * mean.abs().clamp(min=1.0)
+        std = torch.where(constant, torch.ones_like(std), std)
+        self.sf_mean.copy_(mean.to(dtype))
+        self.sf_std.copy_(std.to(dtype))
+        return {"n_atoms": n_atoms, "n_descriptors": self.n_features, "constant_descriptors": int(constant.sum())}
+
+
+def edge_vectors_of(batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """r_ij = r_j − r_i + S·cell [E, 3] Å for a collated batch."""
+    i, j = batch[K.EDGE_INDEX][0], batch[K.EDGE_INDEX][1]
+    positions = batch[K.POSITIONS]
+    if K.SHIFT_VECTORS in batch:
+        shifts = batch[K.SHIFT_VECTORS]
+    else:
+        cell = batch[K.CELL].reshape(-1, 3, 3)
+        structure = batch[K.BATCH][i] if K.BATCH in batch else torch.zeros_like(i)
+        shifts = torch.einsum("ek,ekl->el", batch[K.EDGE_SHIFTS].to(positions.dtype), cell[structure])
+    return positions[j] - positions[i] + shifts
+
+
+class WACSF(SymmetryFunctions):
+    """Weighted ACSF: radial weight Z_j, angular weight Z_j Z_k (any element)."""
+
+    def __init__(self, n_radial: int = 22, n_angular: int = 5, zetas: Sequence[float] = (1.0,),
+                 cutoff: float = 5.0, radial_start: float = 0.5, angular_start: float = 1.0,
+                 species: Optional[List[int]] = None):
+        super().__init__(species, False, n_radial, n_angular, zetas, cutoff, radial_start, angular_start)
+
+
+class ACSF(SymmetryFunctions):
+    """Classic element-resolved ACSF for the elements `species` (atomic numbers)."""
+
+    def __init__(self, species: List[int], n_radial: int = 22, n_angular: int = 5,
+                 zetas: Sequence[float] = (1.0,), cutoff: float = 5.0, radial_start: float = 0.5,
+                 angular_start: float = 1.0):
+        super().__init__(species, True, n_radial, n_angular, zetas, cutoff, radial_start, angular_start)
+
+
+__all__ = ["SymmetryFunctions", "WACSF", "ACSF", "edge_vectors_of"]
