@@ -23,8 +23,10 @@ def test_source_hash_follows_the_sources(tmp_path):
     (copy / "pair_mlpot.cpp").write_text((copy / "pair_mlpot.cpp").read_text() + "\n// changed\n")
     changed = build.source_hash(copy)
     assert changed != original
-    assert build.build_key("2.13.0+cpu", "2025.7.22.4.0", changed) != build.build_key("2.13.0+cpu", "2025.7.22.4.0", original)
-    assert build.build_key("2.13.0+cpu", "2025.7.22.4.0", original) != build.build_key("2.14.0+cpu", "2025.7.22.4.0", original)
+    key = build.build_key("2.13.0+cpu", "2025.7.22.4.0", original)
+    assert build.build_key("2.13.0+cpu", "2025.7.22.4.0", changed) != key
+    assert build.build_key("2.14.0+cpu", "2025.7.22.4.0", original) != key
+    assert build.build_key("2.13.0+cpu", "2025.8.1.0.0", original) != key
 
 
 def test_missing_sources_give_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -63,14 +63,18 @@ def cmake_commands(src: Path, build: Path, jobs: int) -> list[list[str]]:
 
 def _compile(src: Path, build: Path, jobs: int, verbose: bool) -> Path:
     if shutil.which("cmake") is None:
-        raise RuntimeError("cmake not found: install CMake >= 3.18 and a C++20 compiler (e.g. apt-get install cmake g++)")
+        raise RuntimeError("cmake not found: install CMake >= 3.18 and a C++20 compiler "
+                           "(e.g. apt-get install cmake g++)")
     build.mkdir(parents=True, exist_ok=True)
     log_path = build / "build.log"
     with open(log_path, "w") as log:
         for cmd in cmake_commands(src, build, jobs):
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
-            done = subprocess.run(cmd, stdout=None if verbose else log, stderr=subprocess.STDOUT if not verbose else None)
+            if verbose:
+                done = subprocess.run(cmd)
+            else:
+                done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
             if done.returncode != 0:
                 tail = "" if verbose else "".join(log_path.read_text().splitlines(True)[-15:])
                 raise RuntimeError(f"building the LAMMPS plugin failed ({' '.join(cmd[:2])}); "

@@ -39,10 +39,12 @@ def lmp_command(n_ranks: int = 1) -> list[str]:
 
 def run_lammps(input_file: str | Path, n_ranks: int = 1, plugin: str | Path | None = None,
                cwd: str | Path | None = None, threads: int | None = None, log: str = "none",
-               timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Run `lmp -in input_file` (on n_ranks ranks); returns the finished process with its
-    output as text. Raises RuntimeError with the LAMMPS error line when LAMMPS fails."""
+               variables: dict | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run `lmp -in input_file [-var NAME VALUE ...]` (on n_ranks ranks); returns the finished
+    process with its output as text. Raises RuntimeError with the LAMMPS error line on failure."""
     cmd = lmp_command(n_ranks) + ["-in", str(input_file), "-log", log, "-nocite"]
+    for name, value in (variables or {}).items():
+        cmd += ["-var", str(name), str(value)]
     done = subprocess.run(cmd, cwd=cwd, env=lammps_env(plugin, threads), capture_output=True, text=True,
                           timeout=timeout)
     if done.returncode != 0:

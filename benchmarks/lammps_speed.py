@@ -1,0 +1,162 @@
+"""MD time per step: LAMMPS with pair_style mlpot (1 and 2 MPI ranks) vs the ASE path
+(MLPotCalculator + VelocityVerlet), for 192-atom water and 1728-atom Si, and how much the
+ghost shell of n_interactions × cutoff (+ skin) inflates the atoms each rank evaluates.
+
+    .venv/bin/python benchmarks/lammps_speed.py                 # SchNetPack-size model (128/128/3, 5 Å)
+    .venv/bin/python benchmarks/lammps_speed.py --tiny --steps 5
+
+Threads: 1 rank and the ASE path use --threads torch threads; 2 ranks use --threads/2 each,
+so both use the same cores. The ASE path runs the scripted graph without TorchScript's
+profiling executor, as the plugin does (it re-specialises on every new edge count);
+--profiling-executor keeps torch's default. Prints a table and writes JSON (--json).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import units
+from ase.build import bulk, molecule
+from ase.md.verlet import VelocityVerlet
+
+from mlpot.calculator import MLPotCalculator
+from mlpot.export import export_model
+from mlpot.lammps import build_plugin, run_lammps, write_lammps_data
+from mlpot.model_config import ModelConfig, build_potential
+
+
+def water_box(n_side=4, spacing=3.1):
+    water = molecule("H2O")
+    atoms = None
+    for i in range(n_side):
+        for j in range(n_side):
+            for k in range(n_side):
+                m = water.copy()
+                m.translate(np.array([i, j, k]) * spacing)
+                atoms = m if atoms is None else atoms + m
+    atoms.set_cell([n_side * spacing] * 3)
+    atoms.pbc = True
+    return atoms
+
+
+SYSTEMS = {
+    "water_192": (water_box, ["H", "O"]),
+    "si_1728": (lambda: bulk("Si", "diamond", a=5.43, cubic=True).repeat(6), ["Si"]),
+}
+
+
+def make_model(path: Path, species, tiny: bool) -> ModelConfig:
+    if tiny:
+        cfg = ModelConfig(cutoff=3.0, n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8)
+    else:   # the architecture of shared/bench/md_speed.py (SchNetPack reference)
+        cfg = ModelConfig(cutoff=5.0, n_atom_basis=128, n_filters=128, n_interactions=3, n_rbf=20)
+    torch.manual_seed(0)
+    potential = build_potential(cfg, species)
+    potential.set_energy_statistics({z: -1.0 for z in species}, scale=0.1)
+    export_model(potential, path, dtype="float32")
+    return cfg
+
+
+def lammps_input(data: Path, model: Path, symbols, steps: int, warmup: int, skin: float) -> str:
+    return "\n".join([
+        "units metal", "atom_style atomic", "boundary p p p", f"read_data {data}",
+        f"neighbor {skin} bin", "neigh_modify every 1 delay 0 check yes",
+        "pair_style mlpot", f"pair_coeff * * {model} {' '.join(symbols)}",
+        "velocity all create 300 12345", "fix nve all nve", "timestep 0.0005", "thermo 1000",
+        f"run {warmup}", f"run {steps}"]) + "\n"
+
+
+def lammps_step_time(workdir: Path, inp: str, ranks: int, threads: int, plugin: Path) -> dict:
+    path = workdir / f"in_{ranks}.lmp"
+    path.write_text(inp)
+    done = run_lammps(path, n_ranks=ranks, plugin=plugin, cwd=workdir, threads=threads)
+    loops = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps", done.stdout)
+    seconds, steps = float(loops[-1][0]), int(loops[-1][1])
+    per_rank = {key: float(v) for key, v in re.findall(r"^(Nlocal|Nghost):\s+([0-9.eE+-]+) ave", done.stdout, re.M)}
+    return {"ms_per_step": 1000 * seconds / steps, "nlocal_per_rank": per_rank["Nlocal"],
+            "nghost_per_rank": per_rank["Nghost"]}
+
+
+def one_cutoff_ghosts(workdir: Path, data: Path, cutoff: float, skin: float, ranks: int) -> float:
+    """Ghosts per rank if only one cutoff (+ skin) of ghosts were needed (pair_style zero)."""
+    inp = "\n".join(["units metal", "atom_style atomic", "boundary p p p", f"read_data {data}",
+                     f"neighbor {skin} bin", f"pair_style zero {cutoff}", "pair_coeff * *", "run 0"]) + "\n"
+    path = workdir / f"in_zero_{ranks}.lmp"
+    path.write_text(inp)
+    done = run_lammps(path, n_ranks=ranks, cwd=workdir, threads=1)
+    return float(re.search(r"^Nghost:\s+([0-9.eE+-]+) ave", done.stdout, re.M).group(1))
+
+
+def ase_step_time(atoms, model: Path, steps: int, warmup: int) -> float:
+    atoms = atoms.copy()
+    atoms.calc = MLPotCalculator(model)
+    rng = np.random.default_rng(12345)
+    atoms.set_velocities(rng.normal(size=(len(atoms), 3)) * np.sqrt(300 * units.kB / atoms.get_masses())[:, None])
+    dyn = VelocityVerlet(atoms, timestep=0.5 * units.fs)
+    dyn.run(warmup)
+    start = time.perf_counter()
+    dyn.run(steps)
+    return 1000 * (time.perf_counter() - start) / steps
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny model (16/16/2, 3 Å) instead of 128/128/3, 5 Å")
+    parser.add_argument("--steps", type=int, default=10, help="timed MD steps")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed MD steps first")
+    parser.add_argument("--threads", type=int, default=2, help="cores to use in total")
+    parser.add_argument("--skin", type=float, default=1.0, help="neighbour skin, Å")
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--profiling-executor", action="store_true",
+                        help="keep TorchScript's profiling executor in the ASE path")
+    args = parser.parse_args(argv)
+    if not args.profiling_executor:
+        torch._C._set_graph_executor_optimize(False)
+
+    plugin = build_plugin()
+    torch.set_num_threads(args.threads)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for name in args.systems:
+            make_atoms, symbols = SYSTEMS[name]
+            atoms = make_atoms()
+            model = workdir / f"{name}.pt"
+            cfg = make_model(model, sorted(set(atoms.numbers)), args.tiny)
+            data = write_lammps_data(workdir / f"{name}.data", atoms, symbols)
+            row = {"system": name, "atoms": len(atoms), "cutoff": cfg.cutoff, "n_interactions": cfg.n_interactions,
+                   "skin": args.skin, "ase_ms_per_step": ase_step_time(atoms, model, args.steps, args.warmup)}
+            inp = lammps_input(data, model, symbols, args.steps, args.warmup, args.skin)
+            for ranks in (1, 2):
+                threads = max(1, args.threads // ranks)
+                r = lammps_step_time(workdir, inp, ranks, threads, plugin)
+                ghosts_one = one_cutoff_ghosts(workdir, data, cfg.cutoff, args.skin, ranks)
+                row[f"lammps_{ranks}rank_ms_per_step"] = r["ms_per_step"]
+                row[f"{ranks}rank_atoms_evaluated_per_rank"] = r["nlocal_per_rank"] + r["nghost_per_rank"]
+                row[f"{ranks}rank_inflation"] = (r["nlocal_per_rank"] + r["nghost_per_rank"]) / r["nlocal_per_rank"]
+                row[f"{ranks}rank_inflation_one_cutoff"] = (r["nlocal_per_rank"] + ghosts_one) / r["nlocal_per_rank"]
+            results.append(row)
+            print(json.dumps(row), flush=True)
+
+    print(f"\n{'system':10} {'atoms':>6} {'ASE ms':>9} {'LMP 1r ms':>10} {'LMP 2r ms':>10} "
+          f"{'atoms/rank 1r':>14} {'2r':>8} {'inflation 1r':>13} {'2r':>6} {'1-cutoff shell 1r':>18} {'2r':>6}")
+    for r in results:
+        print(f"{r['system']:10} {r['atoms']:6d} {r['ase_ms_per_step']:9.1f} {r['lammps_1rank_ms_per_step']:10.1f} "
+              f"{r['lammps_2rank_ms_per_step']:10.1f} {r['1rank_atoms_evaluated_per_rank']:14.0f} "
+              f"{r['2rank_atoms_evaluated_per_rank']:8.0f} {r['1rank_inflation']:13.1f} {r['2rank_inflation']:6.1f} "
+              f"{r['1rank_inflation_one_cutoff']:18.1f} {r['2rank_inflation_one_cutoff']:6.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
