@@ -15,7 +15,7 @@ from mlpot.train.checkpoint import load_checkpoint
 from mlpot.train.metrics import read_metrics_csv
 from test_train_fixtures import write_config, write_emt_data
 
-TRAINING = {"max_epochs": 500, "batch_size": 8}
+TRAINING = {"max_epochs": 500, "batch_size": 8, "checkpoint_every": 0}   # last.ckpt after every batch
 
 
 def _kill_during_training(config, run, min_epoch=3, timeout=90.0):
@@ -44,7 +44,7 @@ def test_kill_and_resume_continues_the_same_run(tmp_path):
     _kill_during_training(config, run)
 
     before = load_checkpoint(run / "last.ckpt")       # intact whenever the kill came
-    k = before["epoch"]
+    k = before["epoch"]                               # (+ before["batch_in_epoch"] batches)
     assert 3 <= k < TRAINING["max_epochs"]
     target = k + 2
     summary = train(load_config(config, [f"training.max_epochs={target}"]), resume=True, quiet=True)
@@ -80,3 +80,36 @@ def test_resume_without_checkpoint_starts_and_keeps_the_split(tmp_path):
     train(load_config(config), resume=True, quiet=True)
     state = load_checkpoint(tmp_path / "run" / "last.ckpt")
     assert state["split"]["train"].tolist() == list(range(4, 16))
+
+
+def test_resume_inside_an_epoch_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    import mlpot.train.trainer as trainer
+
+    data = write_emt_data(tmp_path / "emt.xyz", n=32)
+    training = {"max_epochs": 3, "batch_size": 4, "checkpoint_every": 0}     # 6 batches per epoch
+    crashed = write_config(tmp_path / "crashed", data, n_train=24, n_val=8, training=training)
+    real_loss, calls = trainer.weighted_loss, []
+
+    def crash_at_epoch_2_batch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 9:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "weighted_loss", crash_at_epoch_2_batch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config(crashed), quiet=True)
+    monkeypatch.setattr(trainer, "weighted_loss", real_loss)
+    state = load_checkpoint(tmp_path / "crashed" / "run" / "last.ckpt")
+    assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (1, 2, 8)
+    resumed = train(load_config(crashed), resume=True, quiet=True)
+
+    straight = write_config(tmp_path / "straight", data, n_train=24, n_val=8, training=training)
+    reference = train(load_config(straight), quiet=True)
+    for key in ("train_loss", "val_loss", "val_forces_mae_meV_per_A"):
+        assert resumed["last"][key] == pytest.approx(reference["last"][key], rel=1e-5), key
+    a = load_checkpoint(tmp_path / "crashed" / "run" / "last.ckpt")
+    b = load_checkpoint(tmp_path / "straight" / "run" / "last.ckpt")
+    assert a["step"] == b["step"] == 18 and a["batch_in_epoch"] == 0
+    for key, value in b["model_ema"].items():
+        torch.testing.assert_close(a["model_ema"][key], value, rtol=1e-4, atol=1e-6)

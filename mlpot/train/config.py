@@ -51,6 +51,7 @@ class TrainingConfig:
     batch_size: int = 32                  # structures per optimizer step (global, all ranks)
     max_epochs: int = 1000
     max_time: Optional[Union[float, str]] = None  # wall-clock budget: seconds, or "30m", "2h"
+    checkpoint_every: Optional[Union[float, str]] = "10m"  # also save last.ckpt inside long epochs
     lr: float = 5e-4                      # Adam learning rate
     scheduler: str = "plateau"            # exponential | plateau | none
     decay_rate: float = 0.96              # exponential: lr = lr0 * decay_rate ** (step / decay_steps)
@@ -94,6 +95,10 @@ class TrainingConfig:
             if not ok:
                 raise ConfigError(message)
         self.max_time = parse_duration(self.max_time)
+        if self.checkpoint_every not in (None, 0, 0.0, "0"):
+            self.checkpoint_every = parse_duration(self.checkpoint_every, "training.checkpoint_every")
+        elif self.checkpoint_every is not None:
+            self.checkpoint_every = 0.0
 
 
 @dataclass
@@ -111,7 +116,7 @@ class TrainConfig:
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "training": TrainingConfig}
 
 
-def parse_duration(value) -> Optional[float]:
+def parse_duration(value, name: str = "training.max_time") -> Optional[float]:
     """Seconds from a number or a string like "90", "30s", "45m", "1.5h", "2d"; None stays None."""
     if value is None:
         return None
@@ -120,10 +125,10 @@ def parse_duration(value) -> Optional[float]:
     else:
         match = re.fullmatch(r"\s*([0-9.]+)\s*([smhd]?)\s*", str(value))
         if match is None:
-            raise ConfigError(f"training.max_time={value!r}: use seconds or a number with s, m, h or d")
+            raise ConfigError(f"{name}={value!r}: use seconds or a number with s, m, h or d")
         seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
     if seconds <= 0:
-        raise ConfigError(f"training.max_time must be positive, got {value!r}")
+        raise ConfigError(f"{name} must be positive, got {value!r}")
     return seconds
 
 

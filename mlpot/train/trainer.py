@@ -56,6 +56,9 @@ class Progress:
     elapsed_s: float = 0.0         # training wall time over all sessions
     history: list = dataclasses.field(default_factory=list)
     stop_reason: str = ""
+    batch_in_epoch: int = 0        # batches of the running epoch done (mid-epoch checkpoints)
+    epoch_sums: dict = dataclasses.field(default_factory=dict)     # its summed errors so far
+    epoch_losses: list = dataclasses.field(default_factory=list)   # its batch losses so far
 
 
 def _reduce(sums: dict, ctx, dtype=torch.float64) -> dict:
@@ -222,11 +225,15 @@ class Trainer:
         starts = range(0, n, bs)
         bar = tqdm(total=len(starts), desc=f"epoch {epoch + 1}", leave=False, dynamic_ncols=True,
                    disable=self.quiet or not self.ctx.is_main or not sys.stderr.isatty())
-        totals, step_losses = {}, []
+        b0 = self.progress.batch_in_epoch          # > 0 when resuming inside this epoch
+        bar.update(b0)
+        totals, step_losses = dict(self.progress.epoch_sums), list(self.progress.epoch_losses)
         params = [p for p in self.potential.parameters() if p.requires_grad]
         self.potential.train()
         try:
             for b, start in enumerate(starts):
+                if b < b0:
+                    continue
                 idx = order[start:start + bs]
                 local = dist.shard(idx, self.ctx)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -247,7 +254,7 @@ class Trainer:
                 if not math.isfinite(reduced["loss"]):
                     raise TrainingError(f"the loss is {reduced['loss']} at epoch {epoch + 1}, batch {b + 1}; "
                                         f"lower training.lr, set training.max_grad_norm, or check the data "
-                                        f"for outliers. The checkpoints of epoch {epoch} are intact.")
+                                        f"for outliers. last.ckpt (from before this batch) is intact.")
                 if self.tcfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, self.tcfg.max_grad_norm)
                 self.optimizer.step()
@@ -265,11 +272,32 @@ class Trainer:
                 if reduced["stop"] > 0:
                     self.progress.stop_reason = "max_time"
                     break
+                if b + 1 < len(starts) and self._checkpoint_due():
+                    self._save_inside_epoch(b + 1, totals, step_losses, started)
         finally:
             bar.close()
+        p = self.progress
+        p.batch_in_epoch, p.epoch_sums, p.epoch_losses = 0, {}, []
         result = summarize(totals, self.weights)
         result["loss"] = float(np.mean(step_losses)) if step_losses else float("nan")
         return result
+
+    def _checkpoint_due(self) -> bool:
+        every = self.tcfg.checkpoint_every
+        return every is not None and time.monotonic() - self._last_save >= every
+
+    def _save_inside_epoch(self, batches_done: int, totals: dict, losses: list, started: float) -> None:
+        """last.ckpt in the middle of an epoch: a resume skips the first `batches_done` batches."""
+        p = self.progress
+        p.batch_in_epoch, p.epoch_sums, p.epoch_losses = batches_done, dict(totals), list(losses)
+        elapsed = p.elapsed_s
+        p.elapsed_s = elapsed + time.monotonic() - started
+        try:
+            if self.ctx.is_main:
+                save_checkpoint(self.state_dict(), self.out / "last.ckpt")
+        finally:
+            p.elapsed_s = elapsed
+        self._last_save = time.monotonic()
 
     def validate(self, model=None, dataset=None) -> dict:
         """Loss and MAEs of `model` (default: the EMA weights) on `dataset` (default: validation)."""
@@ -327,10 +355,12 @@ class Trainer:
         self.log(f"training {self.cfg.model.representation} on {len(self.data.train)} structures "
                  f"(validation {len(self.data.val)}), species {self.species}, "
                  f"{self.ctx.world_size} process(es) on {self.ctx.device}, into {self.out}")
-        if p.epoch:
-            self.log(f"resuming after epoch {p.epoch} (step {p.step}, best validation loss "
+        if p.epoch or p.batch_in_epoch:
+            inside = f", batch {p.batch_in_epoch} of epoch {p.epoch + 1}" if p.batch_in_epoch else ""
+            self.log(f"resuming after epoch {p.epoch}{inside} (step {p.step}, best validation loss "
                      f"{p.best_val_loss:.4g} at epoch {p.best_epoch})")
         last_plot = -math.inf
+        self._last_save = time.monotonic()
         while not (reason := self._should_stop()):
             started = time.monotonic()
             train = self.train_epoch(started)
@@ -354,6 +384,7 @@ class Trainer:
             plot = time.monotonic() - last_plot > PLOT_EVERY_S
             last_plot = time.monotonic() if plot else last_plot
             self._write_files(improved, plot)
+            self._last_save = time.monotonic()
             self.log(_epoch_line(row, self.tcfg.max_epochs, improved))
         p.stop_reason = reason
         if p.history:
