@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("train_run")
     data = write_emt_data(folder / "emt.xyz", n=60)
     config = write_config(folder, data, training={"max_epochs": 12})
-    summary = train(load_config(config), quiet=True)
+    summary = train(load_config(config, [f"data.test={data}"]), quiet=True)
     return config, data, folder / "run", summary
 
 
@@ -45,7 +45,9 @@ def test_run_folder_holds_every_file(trained):
     split = np.load(run / "split.npz")
     assert (len(split["train"]), len(split["val"])) == (40, 20)
     assert not set(split["train"]) & set(split["val"])
-    assert load_config(run / "config.yaml") == load_config(trained[0])
+    assert load_config(run / "config.yaml") == load_config(trained[0], [f"data.test={trained[1]}"])
+    test_metrics = json.loads((run / "test_metrics.json").read_text())
+    assert test_metrics["n_structures"] == 60 and test_metrics == trained[3]["test"]
 
 
 def test_checkpoint_is_plain_and_rebuilds_the_validated_model(trained):
