@@ -3,7 +3,6 @@ or evaluation: both compare energies relative to the reference energies, in floa
 import copy
 
 import numpy as np
-import pytest
 import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 
