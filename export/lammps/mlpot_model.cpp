@@ -47,7 +47,8 @@ static ModelInfo parse_metadata(const std::string &path, const std::string &text
     info.symbols = meta.at("species_symbols").get<std::vector<std::string>>();
     info.dtype = meta.at("dtype").get<std::string>();
   } catch (const json::exception &e) {
-    throw std::runtime_error(not_export + " (mlpot.json: " + first_line(e.what()) + "): export the model again with `mlpot export`");
+    throw std::runtime_error(not_export + " (mlpot.json: " + first_line(e.what()) +
+                             "): export the model again with `mlpot export`");
   }
   if (info.species.size() != info.symbols.size() || info.species.empty())
     throw std::runtime_error(not_export + " (mlpot.json: species and species_symbols differ in length)");
@@ -67,8 +68,8 @@ Model::Model(const std::string &path) : impl_(std::make_unique<Impl>()) {
   try {
     impl_->module = torch::jit::load(path, torch::kCPU, extra);
   } catch (const c10::Error &e) {
-    throw std::runtime_error("cannot read " + path + " as a TorchScript model (" + first_line(e.what_without_backtrace()) +
-                             "): give pair_coeff a file written by `mlpot export`");
+    throw std::runtime_error("cannot read " + path + " as a TorchScript model (" +
+                             first_line(e.what_without_backtrace()) + "): give pair_coeff a file written by `mlpot export`");
   }
   info_ = parse_metadata(path, extra[METADATA_NAME]);
   impl_->dtype = info_.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;

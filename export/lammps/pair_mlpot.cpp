@@ -151,6 +151,34 @@ void PairMLPot::build_edges() {
       }
     }
   }
+  keep_needed_edges();
+}
+
+void PairMLPot::keep_needed_edges() {
+  // The energy of the local atoms after T layers needs layer-(T-1) features of atoms one
+  // hop away, ..., layer-1 features of atoms T-1 hops away: only atoms at most T-1 hops
+  // (edges within the cutoff) from a local atom receive messages. Edges into atoms further
+  // out only change energies that are never summed, so they are dropped (exact).
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  const int n_layers = model_->info().n_interactions > 0 ? model_->info().n_interactions : 1;
+  const int far = n_layers;  // hop count of every atom not reached within n_layers - 1 hops
+  hops_.assign(nall, far);
+  for (int i = 0; i < nlocal; i++) hops_[i] = 0;
+  const size_t n_edges = edge_i_.size();
+  for (int hop = 0; hop < n_layers - 1; hop++)
+    for (size_t e = 0; e < n_edges; e++)
+      if (hops_[edge_i_[e]] == hop && hops_[edge_j_[e]] > hop + 1) hops_[edge_j_[e]] = hop + 1;
+  size_t kept = 0;
+  for (size_t e = 0; e < n_edges; e++) {
+    if (hops_[edge_i_[e]] < far) {
+      edge_i_[kept] = edge_i_[e];
+      edge_j_[kept] = edge_j_[e];
+      kept++;
+    }
+  }
+  edge_i_.resize(kept);
+  edge_j_.resize(kept);
 }
 
 void PairMLPot::compute(int eflag, int vflag) {

@@ -41,9 +41,11 @@ class PairMLPot : public Pair {
   std::vector<int64_t> type_to_z_;      // [ntypes + 1] atomic number of each LAMMPS type, 0 = none
   std::vector<int64_t> numbers_;        // [nall] atomic numbers, reused between steps
   std::vector<int64_t> edge_i_, edge_j_;
+  std::vector<int> hops_;               // [nall] message-passing hops from the nearest local atom
 
   void allocate();
-  void build_edges();
+  void build_edges();                   // model edges from the full ghost neighbour list
+  void keep_needed_edges();             // drop edges into atoms >= n_interactions hops out
   double ghost_shell() const;           // Å, n_interactions × cutoff + skin
 };
 
