@@ -40,7 +40,7 @@ def main(argv=None) -> int:
             "data": {"train": args.data, "n_train": args.n_train, "n_val": 32},
             "model": {"representation": "schnet", "cutoff": 5.0, "n_atom_basis": 128, "n_filters": 128,
                       "n_interactions": 3, "n_rbf": 20},
-            "training": {"batch_size": 32, "device": args.device},
+            "training": {"batch_size": 32, "device": args.device, "checkpoint_every": None},
             "output": tmp})
         trainer = Trainer(cfg, dist.setup(args.device), quiet=True)
         trainer.train_epoch(time.monotonic())                 # warm-up: builds the neighbour lists

@@ -103,6 +103,7 @@ class Trainer:
         self.weights = {K.ENERGY: self.tcfg.energy_weight, K.FORCES: self.tcfg.forces_weight,
                         K.STRESS: self.tcfg.stress_weight, K.DIPOLE: self.tcfg.dipole_weight}
         self.resume = resume
+        self._last_save = time.monotonic()   # of last.ckpt (for training.checkpoint_every)
         state = self._load_resume_state(resume, force)
         self._build(state)
 
