@@ -8,6 +8,7 @@ import numpy as np
 
 def make_figures(out: Path, ref, model, spectra: dict) -> dict:
     """PNGs comparing model and GFN2-xTB; returns {name: path}."""
+    from mlpot.spectra import match_modes
     from mlpot.spectra.plots import plot_frequency_parity, plot_spectra, plot_stick_spectra
 
     top = 1.1 * max(ref.modes.frequencies.max(), model.modes.frequencies.max(), 1000.0)
@@ -18,8 +19,9 @@ def make_figures(out: Path, ref, model, spectra: dict) -> dict:
             {"GFN2-xTB": (ref.modes.frequencies, ref.intensities),
              "SchNet (mlpot)": (model.modes.frequencies, model.intensities)},
             xlim=xlim, title="Harmonic IR spectra at each method's own minimum"),
-        "frequencies": plot_frequency_parity(out / "frequencies.png", ref.modes.frequencies,
-                                             model.modes.frequencies, ("GFN2-xTB", "SchNet")),
+        "frequencies": plot_frequency_parity(   # the same pairing as the report's table
+            out / "frequencies.png", ref.modes.frequencies,
+            model.modes.frequencies[match_modes(ref.modes, model.modes, "overlap")], ("GFN2-xTB", "SchNet")),
     }
     power = {label: s["power"] for label, s in spectra.items() if "power" in s}
     if power:
