@@ -74,6 +74,17 @@ TRAINING = {"lr": 1e-3, "scheduler": "plateau", "plateau_factor": 0.5, "plateau_
             "max_epochs": 100_000, "checkpoint_every": "5m", "seed": 0}
 
 
+def unmatched_published(readme_text: str) -> list[str]:
+    """The published figures above that the data README does not state (it should: they were
+    copied from it), e.g. ["ethanol PaiNN 2.7/10"]."""
+    text = " ".join(readme_text.split())
+    missing = [f"{mol} {name} {e:g}/{f:g}" for mol, table in PUBLISHED_RMD17.items()
+               for name, (e, f) in table.items() if f"{name} {e:g}/{f:g}" not in text]
+    missing += [f"{name} {el} {e:g}/{f:g}" for el, table in PUBLISHED_ZUO.items()
+                for name, (e, f) in table.items() if f"{el} {e:g}/{f:g}" not in text]
+    return missing
+
+
 def all_runs() -> list[tuple[str, str]]:
     """(model, dataset) pairs in the benchmark's order of priority."""
     first = [("schnet", "ethanol"), ("wacsf", "ethanol"), ("schnet", "Si")]
@@ -154,8 +165,12 @@ def our_errors(entry: dict) -> tuple[float, float]:
     return test["energy_mae_meV_per_atom"], test["forces_mae_meV_per_A"] / 1000.0
 
 
+def _pair(energy: float, force: float, spec: str = "g") -> str:
+    return f"{format(energy, spec)} / {format(force, spec)}"
+
+
 def format_table(entries: list[dict]) -> str:
-    """Plain-text table: ours next to the published MAEs (energy / force)."""
+    """Plain-text tables (rMD17, Zuo): our test MAEs next to the published ones, energy / force."""
     lines = []
     for family, units, published in (("rmd17", "E meV/molecule / F meV/Å", PUBLISHED_RMD17),
                                      ("zuo", "E meV/atom / F eV/Å", PUBLISHED_ZUO)):
@@ -163,19 +178,37 @@ def format_table(entries: list[dict]) -> str:
         if not rows:
             continue
         names = SHOWN[family]
-        head = f"{'dataset':<14}{'model':<8}{'budget':>8}{'epochs':>8}{'ours':>16}" + \
-            "".join(f"{n:>14}" for n in names)
+        head = (f"{'dataset':<14}{'model':<8}{'budget':>8}{'epochs':>8}{'ours':>16}"
+                + "".join(f"{n:>14}" for n in names))
         lines += [f"test MAE, {units}", head, "-" * len(head)]
         for e in rows:
-            energy, force = our_errors(e)
-            digits = ".3g"
-            cells = "".join(f"{format(published[e['dataset']][n][0], 'g') + ' / ' + format(published[e['dataset']][n][1], 'g'):>14}"
-                            for n in names)
-            ours = f"{format(energy, digits)} / {format(force, digits)}"
+            theirs = "".join(f"{_pair(*published[e['dataset']][n]):>14}" for n in names)
             lines.append(f"{e['dataset']:<14}{e['model']:<8}{e['budget_min']:>6g} m{e['epochs']:>8}"
-                         f"{ours:>16}{cells}")
+                         f"{_pair(*our_errors(e), '.3g'):>16}{theirs}")
         lines.append("")
     return "\n".join(lines)
+
+
+def environment() -> dict:
+    """Where the numbers were measured: CPU, core count, torch and mlpot versions, git commit."""
+    import os
+    import platform
+    import subprocess
+
+    import torch
+
+    import mlpot
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "mlpot": getattr(mlpot, "__version__", "?"), "git_commit": commit or None}
 
 
 def merge_results(path: Path, entries: list[dict]) -> list[dict]:
@@ -185,10 +218,9 @@ def merge_results(path: Path, entries: list[dict]) -> list[dict]:
     merged.update({f"{e['model']}:{e['dataset']}": e for e in entries})
     order = {f"{m}:{d}": k for k, (m, d) in enumerate(all_runs())}
     runs = sorted(merged.values(), key=lambda e: order.get(f"{e['model']}:{e['dataset']}", 99))
-    import platform
-    payload = {"benchmark": "benchmarks/accuracy.py", "machine": platform.processor() or platform.machine(),
-               "note": "test MAEs of best.ckpt; budgets are wall-clock training time (training.max_time) "
-                       "on a shared 2-core CPU",
+    payload = {"benchmark": "benchmarks/accuracy.py", **environment(),
+               "note": "test MAEs of best.ckpt; budget_min is the wall-clock training time "
+                       "(training.max_time) on a CPU shared with other work",
                "runs": runs}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1) + "\n")
@@ -248,6 +280,10 @@ def main(argv=None) -> int:
         print(f"reference data not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
               + f"; this benchmark needs the shared data folder ({DATA}); pass --data FOLDER", file=sys.stderr)
         return 2
+    readme = data / "README.md"
+    if readme.is_file() and (differ := unmatched_published(readme.read_text())):
+        print(f"warning: {readme} does not state {', '.join(differ)}; the published columns may be stale",
+              file=sys.stderr)
     entries, shown = [], []
     for model, dataset in runs:
         try:
