@@ -9,69 +9,37 @@ md_nvt.png (temperature and energies against time) into --out.
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import matplotlib
 import numpy as np
 from ase import units
-from ase.build import molecule
-from ase.io import read
 from ase.md import MDLogger
 from ase.md.langevin import Langevin
 from ase.constraints import FixCom
-from ase.md.velocitydistribution import Stationary, ZeroRotation
 
 from mlpot import MLPotCalculator
-
-try:  # ASE ≥ 3.29
-    from ase.md.velocitydistribution import thermalize_momenta
-except ImportError:
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
+from mlpot.scripting import add_common_arguments, load_structure, prepare_run, thermalize
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ALIASES = {"ethanol": "CH3CH2OH", "methanol": "CH3OH", "water": "H2O"}
-
-
-def load_structure(args):
-    if args.structure:
-        return read(args.structure)
-    try:
-        return molecule(ALIASES.get(args.molecule, args.molecule))
-    except KeyError:
-        sys.exit(f"{args.molecule!r} is not a molecule ase.build.molecule knows; pass --structure FILE")
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="demo_output/model.pt", help="exported model file (mlpot export)")
-    parser.add_argument("--molecule", default="ethanol", help="name for ase.build.molecule (default ethanol)")
-    parser.add_argument("--structure", help="start from this file instead (any format ASE reads)")
+    add_common_arguments(parser, out="md_nvt_output", threads=0)
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
     parser.add_argument("--steps", type=int, default=2000, help="number of MD steps")
     parser.add_argument("--timestep", type=float, default=0.5, help="fs")
     parser.add_argument("--friction", type=float, default=0.01, help="Langevin friction (1/fs)")
     parser.add_argument("--interval", type=int, default=10, help="write and log every this many steps")
     parser.add_argument("--seed", type=int, default=0, help="random seed (velocities, thermostat)")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--out", default="md_nvt_output", help="output folder")
     args = parser.parse_args(argv)
-    if not Path(args.model).is_file():
-        sys.exit(f"model file {args.model} not found; run `mlpot demo` first or pass --model PATH")
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run(args)
 
     atoms = load_structure(args)
     atoms.calc = MLPotCalculator(args.model, device=args.device)
     rng = np.random.default_rng(args.seed)
-    thermalize_momenta(atoms, temperature_K=args.temperature, rng=rng)
-    Stationary(atoms)
-    ZeroRotation(atoms)
+    thermalize(atoms, args.temperature, rng)
     atoms.set_constraint(FixCom())  # no drift of the centre of mass (instead of Langevin's fixcm)
     dynamics = Langevin(atoms, timestep=args.timestep * units.fs, temperature_K=args.temperature,
                         friction=args.friction / units.fs, fixcm=False, trajectory=str(out / "md_nvt.traj"),

@@ -9,50 +9,27 @@ optimize.log and optimize_energy.png into --out.
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import matplotlib
 import numpy as np
-from ase.build import molecule
-from ase.io import read, write
+from ase.io import write
 from ase.optimize import BFGS
 
 from mlpot import MLPotCalculator
+from mlpot.scripting import add_common_arguments, load_structure, prepare_run
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-ALIASES = {"ethanol": "CH3CH2OH", "methanol": "CH3OH", "water": "H2O"}
-
-
-def load_structure(args):
-    if args.structure:
-        return read(args.structure)
-    try:
-        return molecule(ALIASES.get(args.molecule, args.molecule))
-    except KeyError:
-        sys.exit(f"{args.molecule!r} is not a molecule ase.build.molecule knows; pass --structure FILE")
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="demo_output/model.pt", help="exported model file (mlpot export)")
-    parser.add_argument("--molecule", default="ethanol", help="name for ase.build.molecule (default ethanol)")
-    parser.add_argument("--structure", help="start from this file instead (any format ASE reads)")
+    add_common_arguments(parser, out="optimize_output", threads=0)
     parser.add_argument("--fmax", type=float, default=0.01, help="stop when all forces are below this (eV/Å)")
     parser.add_argument("--steps", type=int, default=500, help="at most this many BFGS steps")
     parser.add_argument("--rattle", type=float, default=0.05, help="random displacement of the start (Å)")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--out", default="optimize_output", help="output folder")
     args = parser.parse_args(argv)
-    if not Path(args.model).is_file():
-        sys.exit(f"model file {args.model} not found; run `mlpot demo` first or pass --model PATH")
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run(args)
 
     atoms = load_structure(args)
     atoms.rattle(args.rattle, seed=0)

@@ -13,35 +13,16 @@ power_spectrum.csv (wavenumber cm⁻¹, power, IR) into --out and prints the str
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from ase import units
-from ase.build import molecule
 from ase.constraints import FixCom
-from ase.io import read
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import Stationary, ZeroRotation
 
 from mlpot import MLPotCalculator
+from mlpot.scripting import add_common_arguments, load_structure, prepare_run, thermalize
 from mlpot.spectra import ir_spectrum, power_spectrum
 from mlpot.spectra.plots import plot_spectra
-
-try:  # ASE ≥ 3.29
-    from ase.md.velocitydistribution import thermalize_momenta
-except ImportError:
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
-
-ALIASES = {"ethanol": "CH3CH2OH", "methanol": "CH3OH", "water": "H2O"}
-
-
-def load_structure(args):
-    if args.structure:
-        return read(args.structure)
-    try:
-        return molecule(ALIASES.get(args.molecule, args.molecule))
-    except KeyError:
-        sys.exit(f"{args.molecule!r} is not a molecule ase.build.molecule knows; pass --structure FILE")
 
 
 def strongest_peaks(spectrum, n=6, low=100.0, high=4000.0):
@@ -54,9 +35,7 @@ def strongest_peaks(spectrum, n=6, low=100.0, high=4000.0):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="demo_output/model.pt", help="exported model file (mlpot export)")
-    parser.add_argument("--molecule", default="ethanol", help="name for ase.build.molecule (default ethanol)")
-    parser.add_argument("--structure", help="start from this file instead (any format ASE reads)")
+    add_common_arguments(parser, out="power_spectrum_output", threads=1, device=False)
     parser.add_argument("--temperature", type=float, default=300.0, help="K")
     parser.add_argument("--steps", type=int, default=4000, help="MD steps (recorded every step)")
     parser.add_argument("--equilibration", type=int, default=200, help="steps before recording")
@@ -65,25 +44,15 @@ def main(argv=None):
     parser.add_argument("--max-lag", type=float, default=None,
                         help="fs of correlation used (default half the run; shorter = smoother)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--out", default="power_spectrum_output", help="output folder")
     args = parser.parse_args(argv)
-    if not Path(args.model).is_file():
-        sys.exit(f"model file {args.model} not found; run `mlpot demo` first or pass --model PATH")
-    import torch
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run(args)
 
     atoms = load_structure(args)
     calc = MLPotCalculator(args.model)
     atoms.calc = calc
     has_dipole = "dipole" in calc.implemented_properties
     rng = np.random.default_rng(args.seed)
-    thermalize_momenta(atoms, temperature_K=args.temperature, rng=rng)
-    Stationary(atoms)
-    if not atoms.pbc.any():
-        ZeroRotation(atoms)
+    thermalize(atoms, args.temperature, rng)
     atoms.set_constraint(FixCom())
     dyn = Langevin(atoms, timestep=args.timestep * units.fs, temperature_K=args.temperature,
                    friction=args.friction / units.fs, fixcm=False, rng=rng)

@@ -18,26 +18,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase.build import molecule
-from ase.io import read
 from ase.optimize import BFGS
 from ase.vibrations import Infrared, Vibrations
 
 from mlpot import MLPotCalculator
+from mlpot.scripting import add_common_arguments, load_structure, prepare_run
 from mlpot.spectra import finite_difference_derivatives, ir_intensities, normal_modes
 from mlpot.spectra.plots import plot_stick_spectra
 
-ALIASES = {"ethanol": "CH3CH2OH", "methanol": "CH3OH", "water": "H2O"}
 ASE_KM_PER_MOL = 42.255  # ASE's (D/Å)²/amu -> km/mol factor
-
-
-def load_structure(args):
-    if args.structure:
-        return read(args.structure)
-    try:
-        return molecule(ALIASES.get(args.molecule, args.molecule))
-    except KeyError:
-        sys.exit(f"{args.molecule!r} is not a molecule ase.build.molecule knows; pass --structure FILE")
 
 
 def ase_finite_differences(atoms, out: Path, delta: float, with_dipole: bool):
@@ -61,20 +50,11 @@ def ase_finite_differences(atoms, out: Path, delta: float, with_dipole: bool):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="demo_output/model.pt", help="exported model file (mlpot export)")
-    parser.add_argument("--molecule", default="ethanol", help="name for ase.build.molecule (default ethanol)")
-    parser.add_argument("--structure", help="start from this file instead (any format ASE reads)")
+    add_common_arguments(parser, out="vibrations_output", threads=1, device=False)
     parser.add_argument("--fmax", type=float, default=1e-4, help="optimisation threshold (eV/Å)")
     parser.add_argument("--delta", type=float, default=0.005, help="finite-difference step (Å)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--out", default="vibrations_output", help="output folder")
     args = parser.parse_args(argv)
-    if not Path(args.model).is_file():
-        sys.exit(f"model file {args.model} not found; run `mlpot demo` first or pass --model PATH")
-    import torch
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run(args)
 
     atoms = load_structure(args)
     if atoms.pbc.any():

@@ -58,7 +58,8 @@ def run_demo(settings, log=print) -> dict:
     from mlpot.data.splits import load_split
     from mlpot.data.store import read_store
     from mlpot.demo.analysis import harmonic_analysis, md_spectra, run_nvt, test_errors
-    from mlpot.demo.reference_stage import build_molecule, make_reference
+    from mlpot.demo.reference_stage import make_reference
+    from mlpot.scripting import build_molecule
     from mlpot.demo.report import make_figures, write_report
     from mlpot.demo.train_stage import train_and_export
     from mlpot.reference import default_calculator

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from mlpot.scripting import build_molecule
 
 
 @dataclass
@@ -17,18 +18,6 @@ class ReferenceResult:
     n_md: int
     n_normal_mode: int
     method: str
-
-
-def build_molecule(name: str):
-    """ase.build.molecule(name) with a clear error for unknown names."""
-    from ase.build import molecule
-    from ase.collections import g2
-
-    try:
-        return molecule(name)
-    except KeyError:
-        raise ValueError(f"unknown molecule {name!r}; use a name from ase.build.molecule, e.g. "
-                         f"CH3CH2OH, H2O, CH3COOH ({len(g2.names)} names in ase.collections.g2)") from None
 
 
 def optimise(atoms, calculator, fmax: float, steps: int = 500, require: bool = True):
