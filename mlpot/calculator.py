@@ -30,6 +30,10 @@ class MLPotCalculator(Calculator):
     the cell, pbc or atomic numbers changed (`n_neighbor_builds` counts builds, `n_evaluations`
     model calls). The dtype is the one the model was exported in. torch.set_num_threads is left
     to the caller.
+
+    The model runs with TorchScript's graph optimisations off (torch.jit.optimized_execution,
+    scoped to each call): the profiling executor re-specialises the graph whenever the number of
+    edges changes, i.e. on almost every MD step, which costs more than it gains (docs/speed.md).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "dipole"]
@@ -98,7 +102,8 @@ class MLPotCalculator(Calculator):
                 f"stress is defined only for 3-D periodic systems, but pbc = {atoms.pbc.tolist()}; "
                 "set atoms.pbc = True and a cell, or do not ask for the stress")
         positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms)
-        out = self.module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress)
+        with torch.jit.optimized_execution(False):
+            out = self.module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress)
         self.n_evaluations += 1
         energy = float(out["energy"].sum())
         self.results = {
@@ -133,7 +138,8 @@ class MLPotCalculator(Calculator):
             "n_atoms": torch.full((1,), n, dtype=torch.long, device=self.device),
             "total_charge": torch.zeros(1, dtype=self.dtype, device=self.device),
         }
-        forces = potential(inputs, True, False, True)["forces"].reshape(-1)
+        with torch.jit.optimized_execution(False):
+            forces = potential(inputs, True, False, True)["forces"].reshape(-1)
         rows = []
         for k in range(3 * n):
             (grad,) = torch.autograd.grad([forces[k]], [positions], retain_graph=k < 3 * n - 1,

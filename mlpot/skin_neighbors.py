@@ -30,6 +30,7 @@ class SkinNeighborList:
         self._reference_positions: np.ndarray | None = None
         self._numbers = self._cell = self._pbc = None
         self._edge_index = self._shift_vectors = None
+        self._i = self._j = self._shift_vectors_np = None
 
     def needs_rebuild(self, positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray,
                       pbc: np.ndarray) -> bool:
@@ -45,8 +46,10 @@ class SkinNeighborList:
 
     def build(self, positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> None:
         i, j, shifts = neighbor_list_arrays(positions, cell, pbc, self.cutoff + self.skin)
+        self._i, self._j = i, j
         self._edge_index = torch.from_numpy(np.stack([i, j])).to(self.device)
         shift_vectors = shifts.astype(float) @ cell
+        self._shift_vectors_np = shift_vectors
         self._shift_vectors = torch.from_numpy(shift_vectors).to(device=self.device, dtype=self.dtype)
         self._reference_positions = positions.copy()
         self._numbers, self._cell, self._pbc = numbers.copy(), cell.copy(), pbc.copy()
@@ -59,7 +62,15 @@ class SkinNeighborList:
         if self.needs_rebuild(positions, numbers, cell, pbc):
             self.build(positions, numbers, cell, pbc)
         edge_index, shift_vectors = self._edge_index, self._shift_vectors
-        if self.skin > 0 and edge_index.shape[1] > 0:
+        if self.skin > 0 and edge_index.shape[1] > 0 and self.device.type == "cpu":
+            # in numpy on the float64 positions: fewer, cheaper operations than torch here
+            vectors = positions[self._j] - positions[self._i]
+            vectors += self._shift_vectors_np
+            inside = np.einsum("ij,ij->i", vectors, vectors) < self.cutoff ** 2
+            if not inside.all():
+                kept = torch.from_numpy(np.flatnonzero(inside))
+                edge_index, shift_vectors = edge_index.index_select(1, kept), shift_vectors.index_select(0, kept)
+        elif self.skin > 0 and edge_index.shape[1] > 0:
             with torch.no_grad():
                 vectors = positions_t[edge_index[1]] - positions_t[edge_index[0]] + shift_vectors
                 inside = (vectors * vectors).sum(dim=1) < self.cutoff ** 2
