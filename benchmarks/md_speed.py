@@ -1,0 +1,269 @@
+"""Energy+force call time of MLPotCalculator (SchNet and wACSF) against SchNetPack 2.1.1, the
+systems and protocol of ../shared/bench/md_speed.py, side by side in one run.
+
+    .venv/bin/python benchmarks/md_speed.py                  # ethanol, water 192, Si 216, Si 1728
+    .venv/bin/python benchmarks/md_speed.py --large          # + Si 13824 and Si 110592, peak memory
+    .venv/bin/python benchmarks/md_speed.py --rounds 3       # alternate implementations 3 times
+
+Architecture (the SchNet paper's MD17 setup, as in the reference script): SchNet with 128
+atom features, 128 filters, 3 interactions, 20 Gaussians, cosine cutoff 5 Å, float32; wACSF
+with mlpot's defaults (22 radial, 5 angular widths, cutoff 5 Å), float32. Each call follows a
+0.01 Å random displacement of every atom (so no cache answers it); the time is the median
+over --reps calls after two warm-up calls. Every (implementation, system) runs in its own
+process, so peak memory (ru_maxrss) is per run. SchNetPack runs in the venv made by
+../shared/bench/setup_schnetpack.sh (--spk-python), with its skin list (SPK_SKIN=0.3, its
+best setting); it is skipped when that venv is absent. MLPotCalculator keeps freed memory in
+the process (mlpot.calculator.keep_freed_memory); --spk-keep-memory gives SchNetPack the same
+glibc settings through the environment. The machine is shared: the load
+average is printed with the table, and only ratios from one run should be compared.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from ase.build import bulk, molecule
+
+CUTOFF = 5.0  # Å
+SPECIES = [1, 6, 8, 14]
+DEFAULT_SPK_PYTHON = Path.home() / ".cache" / "schnetpack-venv" / "bin" / "python"
+
+
+def water_box(n_side=4, spacing=3.1):
+    """(n_side³) water molecules on a cubic grid, periodic (as in ../shared/bench/md_speed.py)."""
+    water = molecule("H2O")
+    atoms = None
+    for i in range(n_side):
+        for j in range(n_side):
+            for k in range(n_side):
+                m = water.copy()
+                m.translate(np.array([i, j, k]) * spacing)
+                atoms = m if atoms is None else atoms + m
+    atoms.set_cell([n_side * spacing] * 3)
+    atoms.pbc = True
+    return atoms
+
+
+def silicon(repeat: int):
+    return bulk("Si", "diamond", a=5.43, cubic=True).repeat(repeat)
+
+
+SYSTEMS = {
+    "ethanol_9": lambda: molecule("CH3CH2OH"),
+    "water_192_pbc": lambda: water_box(4),
+    "si_216_pbc": lambda: silicon(3),
+    "si_1728_pbc": lambda: silicon(6),
+    "si_13824_pbc": lambda: silicon(12),
+    "si_110592_pbc": lambda: silicon(24),
+}
+STANDARD = ["ethanol_9", "water_192_pbc", "si_216_pbc", "si_1728_pbc"]
+LARGE = ["si_13824_pbc", "si_110592_pbc"]
+
+
+def seconds_per_call(atoms, reps: int) -> float:
+    """Median seconds of `reps` energy+force calls (after two warm-up calls), each after a
+    0.01 Å random displacement from the starting positions."""
+    rng = np.random.default_rng(0)
+    base = atoms.get_positions().copy()
+    times = []
+    for _ in range(reps + 2):
+        atoms.set_positions(base + rng.normal(scale=0.01, size=base.shape))
+        t0 = time.perf_counter()
+        atoms.get_forces()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times[2:]))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
+
+
+# --- models ------------------------------------------------------------------------------
+def export_mlpot_models(folder: Path) -> dict[str, Path]:
+    """SchNet 128/128/3/20 and wACSF (defaults), cutoff 5 Å, random weights, float32 files."""
+    import torch
+
+    from mlpot.export import export_model
+    from mlpot.model_config import ModelConfig, build_potential
+
+    paths = {}
+    configs = {"schnet": ModelConfig(representation="schnet", cutoff=CUTOFF, n_atom_basis=128,
+                                     n_filters=128, n_interactions=3, n_rbf=20),
+               "wacsf": ModelConfig(representation="wacsf", cutoff=CUTOFF)}
+    for name, cfg in configs.items():
+        torch.manual_seed(0)
+        paths[name] = folder / f"{name}.pt"
+        export_model(build_potential(cfg, SPECIES), paths[name], "float32", training_data="random weights")
+    return paths
+
+
+def schnetpack_calculator_factory(folder: Path):
+    """SchNetPack's SpkCalculator on its SchNet of the same architecture (reference script)."""
+    import schnetpack as spk
+    import schnetpack.transform as trn
+    import torch
+    from schnetpack.interfaces.ase_interface import SpkCalculator
+
+    torch.manual_seed(0)
+    representation = spk.representation.SchNet(
+        n_atom_basis=128, n_filters=128, n_interactions=3,
+        radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=CUTOFF), cutoff_fn=spk.nn.CosineCutoff(CUTOFF))
+    model = spk.model.NeuralNetworkPotential(
+        representation=representation, input_modules=[spk.atomistic.PairwiseDistances()],
+        output_modules=[spk.atomistic.Atomwise(n_in=128, output_key="energy"),
+                        spk.atomistic.Forces(energy_key="energy", force_key="forces")],
+        postprocessors=[trn.CastTo64()])
+    path = folder / "spk_model.pt"
+    torch.save(model, path)
+
+    def neighbors():
+        nl = trn.MatScipyNeighborList(cutoff=CUTOFF)
+        if os.environ.get("SPK_SKIN"):
+            nl = trn.SkinNeighborList(nl, cutoff_skin=float(os.environ["SPK_SKIN"]))
+        return nl
+    return lambda: SpkCalculator(model_file=str(path), neighbor_list=neighbors(), energy_unit="eV",
+                                 position_unit="Ang", dtype=torch.float32)
+
+
+def worker(args) -> int:
+    """One implementation on one system in this process; prints one JSON line."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.worker == "schnetpack":
+        make = schnetpack_calculator_factory(Path(tempfile.mkdtemp()))
+    else:
+        from mlpot.calculator import MLPotCalculator
+        make = lambda: MLPotCalculator(args.model)  # noqa: E731
+    atoms = SYSTEMS[args.system]()
+    atoms.calc = make()
+    seconds = seconds_per_call(atoms, args.reps)
+    print(json.dumps({"system": args.system, "atoms": len(atoms), "s_per_call": seconds,
+                      "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}), flush=True)
+    return 0
+
+
+# --- driver ------------------------------------------------------------------------------
+def run_worker(python: str, impl: str, system: str, reps: int, threads: int, model: Path | None,
+               extra_env: dict[str, str] | None = None) -> dict | None:
+    cmd = [python, str(Path(__file__).resolve()), "--worker", impl, "--system", system,
+           "--reps", str(reps), "--threads", str(threads)]
+    if model is not None:
+        cmd += ["--model", str(model)]
+    env = dict(os.environ, **(extra_env or {}))
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        print(f"  {impl} on {system} failed (exit {done.returncode}): {done.stderr.strip()[-400:]}",
+              file=sys.stderr)
+        return None
+    return json.loads(lines[-1])
+
+
+def available_memory_mb() -> float:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) / 1024.0
+    return float("inf")
+
+
+def format_table(rows: list[dict], have_spk: bool) -> str:
+    head = "| system | atoms | mlpot SchNet s/call | SchNetPack s/call | SchNetPack / mlpot | wACSF s/call | SchNet µs/atom | peak MB |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        def fmt(x, pattern="{:.4f}"):
+            return "—" if x is None else pattern.format(x)
+        ratio = (r["spk"] / r["schnet"]) if (r.get("spk") and r.get("schnet")) else None
+        per_atom = 1e6 * r["schnet"] / r["atoms"] if r.get("schnet") else None
+        lines.append(f"| {r['system']} | {r['atoms']} | {fmt(r.get('schnet'))} | {fmt(r.get('spk'))} | "
+                     f"{fmt(ratio, '{:.2f}×')} | {fmt(r.get('wacsf'))} | {fmt(per_atom, '{:.1f}')} | "
+                     f"{fmt(r.get('peak_mb'), '{:.0f}')} |")
+    if not have_spk:
+        lines.append("(SchNetPack venv not found: its columns are empty)")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("systems", nargs="*", help=f"default: {' '.join(STANDARD)}")
+    ap.add_argument("--large", action="store_true", help=f"also {' '.join(LARGE)} (time per atom, peak memory)")
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--large-reps", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1, help="alternate the implementations this many times")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--spk-python", default=str(DEFAULT_SPK_PYTHON))
+    ap.add_argument("--spk-skin", default="0.3")
+    ap.add_argument("--spk-keep-memory", action="store_true",
+                    help="give SchNetPack glibc's keep-freed-memory settings too (MALLOC_MMAP_MAX_=0, "
+                         "MALLOC_TRIM_THRESHOLD_), as MLPotCalculator sets them in-process")
+    ap.add_argument("--json", help="also write the rows as JSON here")
+    ap.add_argument("--worker", choices=["mlpot", "schnetpack"], help=argparse.SUPPRESS)
+    ap.add_argument("--system", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return worker(args)
+
+    systems = args.systems or STANDARD + (LARGE if args.large else [])
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        ap.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
+    have_spk = Path(args.spk_python).is_file()
+    spk_env = {"SPK_SKIN": args.spk_skin, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    if args.spk_keep_memory:
+        spk_env.update({"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1)})
+    load_before = os.getloadavg()
+    folder = Path(tempfile.mkdtemp(prefix="mlpot_md_speed_"))
+    models = export_mlpot_models(folder)
+    rows = []
+    for system in systems:
+        large = system in LARGE
+        reps = args.large_reps if large else args.reps
+        if system == "si_110592_pbc" and rows and rows[-1].get("peak_mb") and rows[-1]["system"] == "si_13824_pbc":
+            need = rows[-1]["peak_mb"] * 110592 / 13824
+            if need > 0.8 * available_memory_mb():
+                print(f"skipping {system}: ~{need:.0f} MB needed (from Si 13824), "
+                      f"{available_memory_mb():.0f} MB available", file=sys.stderr)
+                continue
+        runs: dict[str, list[dict]] = {"schnet": [], "spk": [], "wacsf": []}
+        for _ in range(args.rounds):
+            r = run_worker(sys.executable, "mlpot", system, reps, args.threads, models["schnet"])
+            runs["schnet"] += [r] if r else []
+            if have_spk and system != "si_110592_pbc":
+                r = run_worker(args.spk_python, "schnetpack", system, reps, args.threads, None, spk_env)
+                runs["spk"] += [r] if r else []
+            r = run_worker(sys.executable, "mlpot", system, reps, args.threads, models["wacsf"])
+            runs["wacsf"] += [r] if r else []
+        row = {"system": system, "atoms": len(SYSTEMS[system]())}
+        for key, results in runs.items():
+            if results:
+                row[key] = float(np.median([r["s_per_call"] for r in results]))
+        if runs["schnet"]:
+            row["peak_mb"] = max(r["peak_rss_mb"] for r in runs["schnet"])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores, {args.threads} torch threads, "
+          f"load average {load_before[0]:.2f} before / {os.getloadavg()[0]:.2f} after, "
+          f"SchNetPack with SPK_SKIN={args.spk_skin}"
+          f"{' and kept freed memory' if args.spk_keep_memory else ''}, median of {args.rounds} round(s)\n")
+    print(format_table(rows, have_spk))
+    by_name = {r["system"]: r for r in rows}
+    if "si_1728_pbc" in by_name and "si_13824_pbc" in by_name and by_name["si_1728_pbc"].get("schnet"):
+        a, b = by_name["si_1728_pbc"], by_name["si_13824_pbc"]
+        print(f"\nSchNet time per atom, Si 13824 / Si 1728: {b['schnet'] / b['atoms'] / (a['schnet'] / a['atoms']):.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
