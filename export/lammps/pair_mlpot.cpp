@@ -21,7 +21,30 @@ using namespace LAMMPS_NS;
 
 static const char *SYNTAX = "pair_coeff * * model.pt C H O (one element symbol per atom type)";
 
-PairMLPot::PairMLPot(LAMMPS *lmp) : Pair(lmp), result_(std::make_unique<mlpot::Result>()) {
+namespace LAMMPS_NS {
+// FeatureExchange through the pair style's forward and reverse communication.
+class LammpsFeatureExchange : public mlpot::FeatureExchange {
+ public:
+  explicit LammpsFeatureExchange(PairMLPot *pair) : pair_(pair) {}
+  void owned_to_ghosts(double *rows) override {
+    pair_->comm_rows_ = rows;
+    pair_->comm->forward_comm(pair_);
+    pair_->comm_rows_ = nullptr;
+  }
+  void ghosts_to_owned(double *rows) override {
+    pair_->comm_rows_ = rows;
+    pair_->comm->reverse_comm(pair_);
+    pair_->comm_rows_ = nullptr;
+  }
+
+ private:
+  PairMLPot *pair_;
+};
+}  // namespace LAMMPS_NS
+
+PairMLPot::PairMLPot(LAMMPS *lmp)
+    : Pair(lmp), result_(std::make_unique<mlpot::Result>()),
+      exchange_impl_(std::make_unique<LammpsFeatureExchange>(this)) {
   single_enable = 0;
   restartinfo = 0;
   one_coeff = 1;
@@ -49,8 +72,26 @@ void PairMLPot::allocate() {
     for (int j = 0; j < n; j++) setflag[i][j] = 0;
 }
 
-void PairMLPot::settings(int narg, char **) {
-  if (narg != 0) error->all(FLERR, "pair_style mlpot takes no arguments; give the model in pair_coeff: {}", SYNTAX);
+void PairMLPot::settings(int narg, char **arg) {
+  requested_ = Mode::Automatic;
+  if (narg == 1 && strcmp(arg[0], "exchange") == 0) requested_ = Mode::Exchange;
+  else if (narg == 1 && strcmp(arg[0], "shell") == 0) requested_ = Mode::Shell;
+  else if (narg != 0)
+    error->all(FLERR, "pair_style mlpot takes no argument or one of exchange, shell (got {} argument(s), first "
+                      "'{}'); give the model in pair_coeff: {}", narg, arg[0], SYNTAX);
+  if (model_) choose_mode();
+}
+
+void PairMLPot::choose_mode() {
+  const mlpot::ModelInfo &info = model_->info();
+  if (requested_ == Mode::Exchange && !info.per_layer)
+    error->all(FLERR, "pair_style mlpot exchange needs a model exported with its layers one at a time "
+                      "(SchNet, mlpot.json message_passing = per_layer): export it again with `mlpot export`, "
+                      "or use pair_style mlpot shell");
+  exchange_ = info.per_layer && requested_ != Mode::Shell;
+  // ghost atoms need neighbour lists only when the whole model runs over several hops
+  ghostneigh = (!exchange_ && info.n_interactions > 1) ? 1 : 0;
+  comm_forward = comm_reverse = exchange_ ? info.n_features : 0;
 }
 
 void PairMLPot::coeff(int narg, char **arg) {
@@ -91,15 +132,18 @@ void PairMLPot::coeff(int narg, char **arg) {
   }
   for (int i = 1; i <= ntypes; i++)
     for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+  choose_mode();
 
   if (comm->me == 0)
-    utils::logmesg(lmp, "pair mlpot: {} (mlpot {}, {}), cutoff {} A, {} interactions, elements {}\n", path,
-                   info.mlpot_version, info.dtype, info.cutoff, info.n_interactions, known);
+    utils::logmesg(lmp, "pair mlpot: {} (mlpot {}, {}), cutoff {} A, {} interactions, elements {}, {}\n", path,
+                   info.mlpot_version, info.dtype, info.cutoff, info.n_interactions, known,
+                   exchange_ ? "features exchanged between layers (ghosts within one cutoff)"
+                             : "whole model on a ghost shell of n_interactions x cutoff");
 }
 
 double PairMLPot::ghost_shell() const {
   const mlpot::ModelInfo &info = model_->info();
-  const int hops = info.n_interactions > 0 ? info.n_interactions : 1;
+  const int hops = (info.n_interactions > 0 && !exchange_) ? info.n_interactions : 1;
   return hops * info.cutoff + neighbor->skin;
 }
 
@@ -114,12 +158,13 @@ void PairMLPot::init_style() {
     if (t >= (int) type_to_z_.size() || type_to_z_[t] == 0)
       error->all(FLERR, "LAMMPS atom type {} has no element: give one element symbol per type in {}", t, SYNTAX);
 
-  neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+  neighbor->add_request(this, ghostneigh ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST : NeighConst::REQ_FULL);
 
-  // Message passing over n_interactions layers: a local atom's energy depends on atoms up
-  // to n_interactions × cutoff away, so every rank needs ghosts that far out.
+  // Whole model over n_interactions layers: a local atom's energy depends on atoms up to
+  // n_interactions × cutoff away, so every rank needs ghosts that far out. With features
+  // exchanged between layers (or one layer), one cutoff: LAMMPS' default ghost cutoff.
   const double shell = ghost_shell();
-  if (comm->cutghostuser < shell) {
+  if (ghostneigh && comm->cutghostuser < shell) {
     comm->cutghostuser = shell;
     if (comm->me == 0)
       utils::logmesg(lmp, "pair mlpot: ghost cutoff set to {:.4f} A (n_interactions x cutoff + skin)\n", shell);
@@ -181,6 +226,67 @@ void PairMLPot::keep_needed_edges() {
   edge_j_.resize(kept);
 }
 
+void PairMLPot::build_local_edges() {
+  double **x = atom->x;
+  const double cutoff = model_->info().cutoff;
+  const double cutsq_model = cutoff * cutoff;
+  edge_i_.clear();
+  edge_j_.clear();
+  for (int ii = 0; ii < list->inum; ii++) {
+    const int i = list->ilist[ii];
+    const int *neighbors = list->firstneigh[i];
+    for (int jj = 0; jj < list->numneigh[i]; jj++) {
+      const int j = neighbors[jj] & NEIGHMASK;
+      const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
+        edge_i_.push_back(i);
+        edge_j_.push_back(j);
+      }
+    }
+  }
+}
+
+int PairMLPot::pack_forward_comm(int n, int *list, double *buf, int, int *) {
+  const int width = comm_forward;
+  for (int k = 0; k < n; k++) std::memcpy(buf + k * width, comm_rows_ + (size_t) list[k] * width, width * sizeof(double));
+  return n * width;
+}
+
+void PairMLPot::unpack_forward_comm(int n, int first, double *buf) {
+  std::memcpy(comm_rows_ + (size_t) first * comm_forward, buf, (size_t) n * comm_forward * sizeof(double));
+}
+
+int PairMLPot::pack_reverse_comm(int n, int first, double *buf) {
+  std::memcpy(buf, comm_rows_ + (size_t) first * comm_reverse, (size_t) n * comm_reverse * sizeof(double));
+  return n * comm_reverse;
+}
+
+void PairMLPot::unpack_reverse_comm(int n, int *list, double *buf) {
+  const int width = comm_reverse;
+  for (int k = 0; k < n; k++) {
+    double *row = comm_rows_ + (size_t) list[k] * width;
+    for (int c = 0; c < width; c++) row[c] += buf[k * width + c];
+  }
+}
+
+void PairMLPot::compute_exchange(int nlocal, int nall) {
+  const int n_layers = model_->info().n_interactions;
+  if (nall == 0) {   // nothing here, but the neighbouring ranks' exchanges still need this one
+    double none = 0.0;
+    for (int t = 0; t + 1 < n_layers; t++) exchange_impl_->owned_to_ghosts(&none);
+    for (int t = 0; t + 1 < n_layers; t++) exchange_impl_->ghosts_to_owned(&none);
+    return;
+  }
+  build_local_edges();
+  mlpot::Result &r = *result_;
+  try {
+    model_->evaluate_per_layer(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, nlocal,
+                               vflag_global != 0, eflag_atom != 0, *exchange_impl_, r);
+  } catch (const std::exception &e) {
+    error->one(FLERR, "pair mlpot: model evaluation failed: {}", e.what());
+  }
+}
+
 void PairMLPot::compute(int eflag, int vflag) {
   ev_init(eflag, vflag);
   if (vflag_atom || cvflag_atom)
@@ -188,11 +294,17 @@ void PairMLPot::compute(int eflag, int vflag) {
                       "(the global pressure and virial are available)");
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
-  if (nall == 0) return;
-
   int *type = atom->type;
   numbers_.resize(nall);
   for (int i = 0; i < nall; i++) numbers_[i] = type_to_z_[type[i]];
+  if (exchange_) {
+    compute_exchange(nlocal, nall);
+    if (nall == 0) return;
+    accumulate(nlocal, nall);
+    return;
+  }
+  if (nall == 0) return;
+
   build_edges();
 
   // cell rows a = (xprd, 0, 0), b = (xy, yprd, 0), c = (xz, yz, zprd)
@@ -205,7 +317,11 @@ void PairMLPot::compute(int eflag, int vflag) {
   } catch (const std::exception &e) {
     error->one(FLERR, "pair mlpot: model evaluation failed: {}", e.what());
   }
+  accumulate(nlocal, nall);
+}
 
+void PairMLPot::accumulate(int nlocal, int nall) {
+  const mlpot::Result &r = *result_;
   double **f = atom->f;
   for (int i = 0; i < nall; i++)
     for (int k = 0; k < 3; k++) f[i][k] += r.forces[3 * i + k];

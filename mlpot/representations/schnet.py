@@ -12,6 +12,9 @@ Two evaluations of the same function (docs/speed.md):
 The pair path needs a symmetric list ((i, j, S) and (j, i, −S) both present, as every mlpot
 neighbour list is). A cheap checksum over the edge list detects lists that are not; they
 take the reference path, so the result is the same function either way.
+
+Per layer (`embed`, then `layer(t, ...)` for t = 0 .. T-1): the reference path one interaction
+at a time, for the LAMMPS plugin, which exchanges features of ghost atoms between layers.
 """
 from typing import Dict, List, Optional, Tuple
 
@@ -36,12 +39,13 @@ class SchNetInteraction(nn.Module):
             Dense(n_filters, n_atom_basis, activation=ShiftedSoftplus()), Dense(n_atom_basis, n_atom_basis))
 
     def forward(self, h: torch.Tensor, rbf: torch.Tensor, fcut: torch.Tensor,
-                idx_i: torch.Tensor, idx_j: torch.Tensor) -> torch.Tensor:
-        """Reference path. h [N, F], rbf [E, n_rbf], fcut [E], idx_i/idx_j [E] -> update of h [N, F]."""
+                idx_i: torch.Tensor, idx_j: torch.Tensor, n_targets: int = -1) -> torch.Tensor:
+        """Reference path. h [N, F], rbf [E, n_rbf], fcut [E], idx_i/idx_j [E] -> update of h
+        [N, F], or of its first n_targets rows only (every idx_i < n_targets) when n_targets >= 0."""
         w = self.filter_network(rbf) * fcut[:, None]
         x = self.in2f(h)
         messages = x[idx_j] * w
-        x = scatter_add(messages, idx_i, h.shape[0])
+        x = scatter_add(messages, idx_i, h.shape[0] if n_targets < 0 else n_targets)
         return self.f2out(x)
 
     def first_filter_layer(self) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +123,7 @@ class SchNet(nn.Module):
         idx_i = inputs[K.EDGE_INDEX][0]
         idx_j = inputs[K.EDGE_INDEX][1]
         d = inputs[K.EDGE_LENGTHS]
-        h = self.embedding(inputs[K.ATOMIC_NUMBERS])
+        h = self.embed(inputs[K.ATOMIC_NUMBERS])
         if self.use_pairs and K.EDGE_VECTORS in inputs and len(self.interactions) > 0:
             half = half_of_symmetric_list(idx_i, idx_j, inputs[K.EDGE_VECTORS], h.shape[0])
             if half is not None:
@@ -129,6 +133,24 @@ class SchNet(nn.Module):
         for interaction in self.interactions:
             h = h + interaction(h, rbf, fcut, idx_i, idx_j)
         return h
+
+    def embed(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        """Features before the first interaction, h_0 [N, F], of atomic_numbers [N]."""
+        return self.embedding(atomic_numbers)
+
+    def layer(self, t: int, h: torch.Tensor, d: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
+              n_targets: int) -> torch.Tensor:
+        """Interaction t alone, reference path: h_{t+1} [n_targets, F] of the first n_targets
+        atoms from h_t [N, F] of all atoms, edges (idx_i < n_targets, idx_j) [E] at d [E] Å.
+        The edges need not be symmetric (the LAMMPS plugin passes only edges into local atoms)."""
+        if t < 0 or t >= self.n_interactions:
+            raise ValueError("SchNet.layer: interaction index out of range")
+        out = h[:n_targets]
+        for k, interaction in enumerate(self.interactions):
+            if k == t:
+                update = interaction(h, self.radial_basis(d), self.cutoff_fn(d), idx_i, idx_j, n_targets)
+                out = out + update
+        return out
 
     def forward_pairs(self, h: torch.Tensor, d: torch.Tensor, idx_i: torch.Tensor,
                       idx_j: torch.Tensor) -> torch.Tensor:

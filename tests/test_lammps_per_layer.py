@@ -1,0 +1,94 @@
+"""The per-layer methods of an exported SchNet model (embed, interaction, readout: what the
+LAMMPS plugin's feature exchange calls) against the model's forward: energy, per-atom
+energies, forces and virial from a layer-by-layer evaluation with an edge-vector virial.
+No LAMMPS needed."""
+import pytest
+import torch
+from ase.build import bulk, molecule
+
+from mlpot import keys as K
+from mlpot.data.batch import atoms_to_batch
+from mlpot.export import script_potential
+from mlpot.export_metadata import build_metadata
+from mlpot.model_config import ModelConfig, build_potential
+
+CUTOFF = 3.0  # Å
+
+
+def tiny(representation="schnet", species=(1, 8, 14)):
+    torch.manual_seed(0)
+    cfg = ModelConfig(representation=representation, cutoff=CUTOFF, n_atom_basis=16, n_filters=16,
+                      n_interactions=2, n_rbf=8)
+    potential = build_potential(cfg, list(species))
+    potential.set_energy_statistics({z: -1.0 - 0.1 * z for z in species}, scale=5.0)
+    return potential.double().eval()
+
+
+def structures():
+    silicon = bulk("Si", "diamond", a=5.43).repeat(2)
+    silicon.cell[1, 0] += 0.2
+    silicon.rattle(0.05, seed=2)
+    water = molecule("H2O")
+    water.rattle(0.05, seed=1)
+    return {"si_cell": silicon, "water_molecule": water}
+
+
+def per_layer(module, batch, n_interactions):
+    """Energy, energies, forces, virial of one structure, layer by layer; the virial is
+    −Σ_e r_e ⊗ ∂E/∂r_e over the edge vectors (symmetrised), as the plugin computes it."""
+    positions = batch[K.POSITIONS].clone().requires_grad_(True)
+    edges = batch[K.EDGE_INDEX]
+    shifts = batch[K.EDGE_SHIFTS] @ batch[K.CELL].reshape(3, 3)
+    vectors = positions[edges[1]] - positions[edges[0]] + shifts
+    vectors.retain_grad()
+    numbers = batch[K.ATOMIC_NUMBERS]
+    n = numbers.shape[0]
+    h = module.embed(numbers)
+    for t in range(n_interactions):
+        h = module.interaction(t, h, vectors, edges, n)
+    energies = module.readout(h, numbers)
+    energies.sum().backward()
+    g = vectors.grad.T @ vectors.detach()
+    return {"energy": energies.sum().detach(), "energies": energies.detach(), "forces": -positions.grad,
+            "virial": -0.5 * (g + g.T)}
+
+
+@pytest.mark.parametrize("name", ["si_cell", "water_molecule"])
+def test_layers_one_at_a_time_equal_forward(name):
+    potential = tiny()
+    module = script_potential(potential, "float64")
+    atoms = structures()[name]
+    batch = atoms_to_batch(atoms, CUTOFF, dtype=torch.float64)
+    shifts = batch[K.EDGE_SHIFTS] @ batch[K.CELL].reshape(3, 3)
+    whole = module(batch[K.POSITIONS], batch[K.ATOMIC_NUMBERS], batch[K.EDGE_INDEX], shifts,
+                   batch[K.CELL].reshape(3, 3), len(atoms), True)
+    layered = per_layer(module, batch, potential.n_interactions)
+    assert whole["forces"].abs().max() > 0.05
+    assert abs(float(layered["energy"] - whole["energy"][0])) < 1e-10
+    assert (layered["energies"] - whole["energies"]).abs().max() < 1e-10
+    assert (layered["forces"] - whole["forces"]).abs().max() < 1e-10
+    assert (layered["virial"] - whole["virial"]).abs().max() < 1e-9
+
+
+def test_interaction_updates_only_the_target_atoms():
+    """With n_targets < N the first rows equal the full layer's when every edge points into them."""
+    module = script_potential(tiny(), "float64")
+    batch = atoms_to_batch(structures()["si_cell"], CUTOFF, dtype=torch.float64)
+    edges = batch[K.EDGE_INDEX]
+    vectors = (batch[K.POSITIONS][edges[1]] - batch[K.POSITIONS][edges[0]]
+               + batch[K.EDGE_SHIFTS] @ batch[K.CELL].reshape(3, 3))
+    h = module.embed(batch[K.ATOMIC_NUMBERS])
+    full = module.interaction(0, h, vectors, edges, h.shape[0])
+    into_first = edges[0] < 5
+    part = module.interaction(0, h, vectors[into_first], edges[:, into_first], 5)
+    assert part.shape == (5, h.shape[1])
+    assert (part - full[:5]).abs().max() < 1e-12
+    with pytest.raises(Exception, match="out of range"):
+        module.interaction(2, h, vectors, edges, h.shape[0])
+
+
+def test_metadata_names_the_message_passing_export():
+    assert build_metadata(tiny(), "float64")["message_passing"] == "per_layer"
+    wacsf = tiny("wacsf", species=(1, 8))
+    assert build_metadata(wacsf, "float64")["message_passing"] == "whole_graph"
+    assert not hasattr(script_potential(wacsf, "float64"), "interaction")
