@@ -182,9 +182,11 @@ class ExportedPerLayer(ExportedForward):
     rank needs ghosts within one cutoff instead of n_interactions cutoffs).
 
     embed(atomic_numbers [N]) -> h_0 [N, F]
-    interaction(t: int, h [N, F], edge_vectors [E, 3] Å, edge_index [2, E], n_targets: int)
+    interaction(t: int, h [N, F], edge_vectors [E, 3] Å, edge_index [2, E], n_targets: int,
+                n_two_way: int = 0)
         -> h_{t+1} [n_targets, F] of the first n_targets atoms (every edge_index[0] < n_targets;
-           edge_vectors[e] = r_j − r_i + shift, as in forward)
+           edge_vectors[e] = r_j − r_i + shift, as in forward; messages go j -> i, and also
+           i -> j along the first n_two_way edges: pairs of atoms < n_targets listed once)
     readout(h [n, F], atomic_numbers [n]) -> per-atom energies [n] eV
     The energy of atoms 0 .. n-1 is readout(h_T[:n], numbers[:n]).sum(); forces and the virial
     follow by autograd through the edge vectors of every layer.
@@ -196,9 +198,9 @@ class ExportedPerLayer(ExportedForward):
 
     @torch.jit.export
     def interaction(self, t: int, h: torch.Tensor, edge_vectors: torch.Tensor, edge_index: torch.Tensor,
-                    n_targets: int) -> torch.Tensor:
+                    n_targets: int, n_two_way: int = 0) -> torch.Tensor:
         d = torch.linalg.norm(edge_vectors, dim=1)
-        return self.potential.representation.layer(t, h, d, edge_index[0], edge_index[1], n_targets)
+        return self.potential.representation.layer(t, h, d, edge_index[0], edge_index[1], n_targets, n_two_way)
 
     @torch.jit.export
     def readout(self, h: torch.Tensor, atomic_numbers: torch.Tensor) -> torch.Tensor:

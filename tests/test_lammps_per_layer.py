@@ -33,19 +33,36 @@ def structures():
     return {"si_cell": silicon, "water_molecule": water}
 
 
-def per_layer(module, batch, n_interactions):
+def one_way_then_pairs(edges, shifts, n_targets):
+    """(edges, shifts, n_two_way) as the plugin passes them: edges into atoms < n_targets only,
+    pairs of two such atoms once (i < j) and first, as two-way edges."""
+    i, j = edges
+    assert bool((i != j).all())   # no periodic self-images in these structures
+    into = i < n_targets
+    pair = into & (j < n_targets) & (i < j)
+    one_way = into & (j >= n_targets)
+    order = torch.cat([torch.nonzero(pair).squeeze(1), torch.nonzero(one_way).squeeze(1)])
+    return edges[:, order], shifts[order], int(pair.sum())
+
+
+def per_layer(module, batch, n_interactions, two_way=False):
     """Energy, energies, forces, virial of one structure, layer by layer; the virial is
-    −Σ_e r_e ⊗ ∂E/∂r_e over the edge vectors (symmetrised), as the plugin computes it."""
+    −Σ_e r_e ⊗ ∂E/∂r_e over the edge vectors (symmetrised), as the plugin computes it.
+    two_way: each pair listed once, with messages both ways."""
     positions = batch[K.POSITIONS].clone().requires_grad_(True)
     edges = batch[K.EDGE_INDEX]
     shifts = batch[K.EDGE_SHIFTS] @ batch[K.CELL].reshape(3, 3)
+    n_two_way = 0
+    if two_way:
+        edges, shifts, n_two_way = one_way_then_pairs(edges, shifts, positions.shape[0])
+        assert 2 * n_two_way == batch[K.EDGE_INDEX].shape[1]
     vectors = positions[edges[1]] - positions[edges[0]] + shifts
     vectors.retain_grad()
     numbers = batch[K.ATOMIC_NUMBERS]
     n = numbers.shape[0]
     h = module.embed(numbers)
     for t in range(n_interactions):
-        h = module.interaction(t, h, vectors, edges, n)
+        h = module.interaction(t, h, vectors, edges, n, n_two_way)
     energies = module.readout(h, numbers)
     energies.sum().backward()
     g = vectors.grad.T @ vectors.detach()
@@ -53,8 +70,9 @@ def per_layer(module, batch, n_interactions):
             "virial": -0.5 * (g + g.T)}
 
 
+@pytest.mark.parametrize("two_way", [False, True], ids=["directed", "two_way_pairs"])
 @pytest.mark.parametrize("name", ["si_cell", "water_molecule"])
-def test_layers_one_at_a_time_equal_forward(name):
+def test_layers_one_at_a_time_equal_forward(name, two_way):
     potential = tiny()
     module = script_potential(potential, "float64")
     atoms = structures()[name]
@@ -62,7 +80,7 @@ def test_layers_one_at_a_time_equal_forward(name):
     shifts = batch[K.EDGE_SHIFTS] @ batch[K.CELL].reshape(3, 3)
     whole = module(batch[K.POSITIONS], batch[K.ATOMIC_NUMBERS], batch[K.EDGE_INDEX], shifts,
                    batch[K.CELL].reshape(3, 3), len(atoms), True)
-    layered = per_layer(module, batch, potential.n_interactions)
+    layered = per_layer(module, batch, potential.n_interactions, two_way)
     assert whole["forces"].abs().max() > 0.05
     assert abs(float(layered["energy"] - whole["energy"][0])) < 1e-10
     assert (layered["energies"] - whole["energies"]).abs().max() < 1e-10
@@ -83,6 +101,12 @@ def test_interaction_updates_only_the_target_atoms():
     part = module.interaction(0, h, vectors[into_first], edges[:, into_first], 5)
     assert part.shape == (5, h.shape[1])
     assert (part - full[:5]).abs().max() < 1e-12
+    shifts = batch[K.EDGE_SHIFTS] @ batch[K.CELL].reshape(3, 3)
+    mixed, mixed_shifts, n_two_way = one_way_then_pairs(edges, shifts, 5)
+    assert n_two_way > 0 and mixed.shape[1] > n_two_way
+    mixed_vectors = batch[K.POSITIONS][mixed[1]] - batch[K.POSITIONS][mixed[0]] + mixed_shifts
+    two_way = module.interaction(0, h, mixed_vectors, mixed, 5, n_two_way)
+    assert (two_way - full[:5]).abs().max() < 1e-12
     with pytest.raises(Exception, match="out of range"):
         module.interaction(2, h, vectors, edges, h.shape[0])
 

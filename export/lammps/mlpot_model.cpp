@@ -101,7 +101,7 @@ static void tensor_to_rows(const torch::Tensor &t, std::vector<double> &buffer) 
 
 void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, int64_t n,
                                const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
-                               int64_t n_local, bool want_virial, bool want_energies,
+                               int64_t n_two_way, int64_t n_local, bool want_virial, bool want_energies,
                                FeatureExchange &exchange, Result &out) {
   torch::AutoGradMode grad_enabled(true);
   const torch::Dtype dtype = impl_->dtype;
@@ -126,7 +126,7 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
   std::vector<torch::Tensor> inputs, outputs;          // h_t [n, F] (leaves) and h_{t+1} [n_local, F]
   torch::Tensor h = impl_->module.get_method("embed")({z}).toTensor().detach().requires_grad_(true);
   for (int t = 0; t < n_layers; t++) {
-    torch::Tensor next = interaction({t, h, vectors, edges, n_local}).toTensor();
+    torch::Tensor next = interaction({t, h, vectors, edges, n_local, n_two_way}).toTensor();
     inputs.push_back(h);
     outputs.push_back(next);
     if (t + 1 < n_layers) {

@@ -226,24 +226,34 @@ void PairMLPot::keep_needed_edges() {
   edge_j_.resize(kept);
 }
 
-void PairMLPot::build_local_edges() {
+int PairMLPot::build_local_edges() {
+  // Pairs of two local atoms once (i < j; the full list holds both directions), then edges
+  // from ghosts into local atoms: the model sends messages both ways along the first ones.
   double **x = atom->x;
+  const int nlocal = atom->nlocal;
   const double cutoff = model_->info().cutoff;
   const double cutsq_model = cutoff * cutoff;
   edge_i_.clear();
   edge_j_.clear();
+  ghost_edge_i_.clear();
+  ghost_edge_j_.clear();
   for (int ii = 0; ii < list->inum; ii++) {
     const int i = list->ilist[ii];
     const int *neighbors = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       const int j = neighbors[jj] & NEIGHMASK;
+      if (j < nlocal && j <= i) continue;
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
       if (dx * dx + dy * dy + dz * dz < cutsq_model) {
-        edge_i_.push_back(i);
-        edge_j_.push_back(j);
+        (j < nlocal ? edge_i_ : ghost_edge_i_).push_back(i);
+        (j < nlocal ? edge_j_ : ghost_edge_j_).push_back(j);
       }
     }
   }
+  const int n_two_way = static_cast<int>(edge_i_.size());
+  edge_i_.insert(edge_i_.end(), ghost_edge_i_.begin(), ghost_edge_i_.end());
+  edge_j_.insert(edge_j_.end(), ghost_edge_j_.begin(), ghost_edge_j_.end());
+  return n_two_way;
 }
 
 int PairMLPot::pack_forward_comm(int n, int *list, double *buf, int, int *) {
@@ -277,10 +287,10 @@ void PairMLPot::compute_exchange(int nlocal, int nall) {
     for (int t = 0; t + 1 < n_layers; t++) exchange_impl_->ghosts_to_owned(&none);
     return;
   }
-  build_local_edges();
+  const int n_two_way = build_local_edges();
   mlpot::Result &r = *result_;
   try {
-    model_->evaluate_per_layer(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, nlocal,
+    model_->evaluate_per_layer(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, n_two_way, nlocal,
                                vflag_global != 0, eflag_atom != 0, *exchange_impl_, r);
   } catch (const std::exception &e) {
     error->one(FLERR, "pair mlpot: model evaluation failed: {}", e.what());

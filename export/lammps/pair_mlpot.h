@@ -61,7 +61,9 @@ class PairMLPot : public Pair {
   void allocate();
   void build_edges();                   // model edges from the full ghost neighbour list
   void keep_needed_edges();             // drop edges into atoms >= n_interactions hops out
-  void build_local_edges();             // edges into local atoms only (exchange mode)
+  int build_local_edges();              // exchange mode: local pairs once, then ghost -> local;
+                                        // returns the number of pairs (two-way edges)
+  std::vector<int64_t> ghost_edge_i_, ghost_edge_j_;
   void compute_exchange(int nlocal, int nall);
   void accumulate(int nlocal, int nall);  // result_ into energy, forces, eatom, virial
   void choose_mode();                   // after the model is read

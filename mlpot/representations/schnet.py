@@ -39,14 +39,21 @@ class SchNetInteraction(nn.Module):
             Dense(n_filters, n_atom_basis, activation=ShiftedSoftplus()), Dense(n_atom_basis, n_atom_basis))
 
     def forward(self, h: torch.Tensor, rbf: torch.Tensor, fcut: torch.Tensor,
-                idx_i: torch.Tensor, idx_j: torch.Tensor, n_targets: int = -1) -> torch.Tensor:
+                idx_i: torch.Tensor, idx_j: torch.Tensor, n_targets: int = -1,
+                n_two_way: int = 0) -> torch.Tensor:
         """Reference path. h [N, F], rbf [E, n_rbf], fcut [E], idx_i/idx_j [E] -> update of h
-        [N, F], or of its first n_targets rows only (every idx_i < n_targets) when n_targets >= 0."""
+        [N, F], or of its first n_targets rows only (every idx_i < n_targets) when n_targets >= 0.
+        Messages go j -> i; the first n_two_way edges also send i -> j (each of them stands for
+        an unordered pair of atoms < n_targets, listed once)."""
         w = self.filter_network(rbf) * fcut[:, None]
         x = self.in2f(h)
         messages = x[idx_j] * w
-        x = scatter_add(messages, idx_i, h.shape[0] if n_targets < 0 else n_targets)
-        return self.f2out(x)
+        x_out = scatter_add(messages, idx_i, h.shape[0] if n_targets < 0 else n_targets)
+        if n_two_way > 0:
+            pairs = torch.arange(n_two_way, device=h.device)
+            back = torch.index_select(x, 0, idx_i.index_select(0, pairs)) * w.index_select(0, pairs)
+            x_out = x_out.index_add(0, idx_j.index_select(0, pairs), back)
+        return self.f2out(x_out)
 
     def first_filter_layer(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(weight [n_filters, n_rbf], bias [n_filters]) of the filter's first dense layer."""
@@ -139,16 +146,17 @@ class SchNet(nn.Module):
         return self.embedding(atomic_numbers)
 
     def layer(self, t: int, h: torch.Tensor, d: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
-              n_targets: int) -> torch.Tensor:
+              n_targets: int, n_two_way: int = 0) -> torch.Tensor:
         """Interaction t alone, reference path: h_{t+1} [n_targets, F] of the first n_targets
         atoms from h_t [N, F] of all atoms, edges (idx_i < n_targets, idx_j) [E] at d [E] Å.
-        The edges need not be symmetric (the LAMMPS plugin passes only edges into local atoms)."""
+        The edges need not be symmetric (the LAMMPS plugin passes only edges into local atoms);
+        the first n_two_way edges carry messages both ways (pairs of atoms < n_targets, once)."""
         if t < 0 or t >= self.n_interactions:
             raise ValueError("SchNet.layer: interaction index out of range")
         out = h[:n_targets]
         for k, interaction in enumerate(self.interactions):
             if k == t:
-                update = interaction(h, self.radial_basis(d), self.cutoff_fn(d), idx_i, idx_j, n_targets)
+                update = interaction(h, self.radial_basis(d), self.cutoff_fn(d), idx_i, idx_j, n_targets, n_two_way)
                 out = out + update
         return out
 
