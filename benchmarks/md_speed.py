@@ -138,14 +138,15 @@ def worker(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    if args.worker == "schnetpack":
-        make = schnetpack_calculator_factory(Path(tempfile.mkdtemp()))
-    else:
-        from mlpot.calculator import MLPotCalculator
-        make = lambda: MLPotCalculator(args.model)  # noqa: E731
-    atoms = SYSTEMS[args.system]()
-    atoms.calc = make()
-    seconds = seconds_per_call(atoms, args.reps)
+    with tempfile.TemporaryDirectory() as folder:
+        if args.worker == "schnetpack":
+            make = schnetpack_calculator_factory(Path(folder))
+        else:
+            from mlpot.calculator import MLPotCalculator
+            make = lambda: MLPotCalculator(args.model)  # noqa: E731
+        atoms = SYSTEMS[args.system]()
+        atoms.calc = make()
+        seconds = seconds_per_call(atoms, args.reps)
     print(json.dumps({"system": args.system, "atoms": len(atoms), "s_per_call": seconds,
                       "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}), flush=True)
     return 0
@@ -218,12 +219,18 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
     have_spk = Path(args.spk_python).is_file()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="mlpot_md_speed_") as folder:
+        rows = measure(args, systems, export_mlpot_models(Path(folder)), have_spk)
+    print_report(args, rows, have_spk, load_before)
+    return 0
+
+
+def measure(args, systems: list[str], models: dict[str, Path], have_spk: bool) -> list[dict]:
+    """One row per system: median s/call of each implementation over --rounds, peak memory."""
     spk_env = {"SPK_SKIN": args.spk_skin, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
     if args.spk_keep_memory:
         spk_env.update({"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1)})
-    load_before = os.getloadavg()
-    folder = Path(tempfile.mkdtemp(prefix="mlpot_md_speed_"))
-    models = export_mlpot_models(folder)
     rows = []
     for system in systems:
         large = system in LARGE
@@ -251,6 +258,10 @@ def main(argv=None) -> int:
             row["peak_mb"] = max(r["peak_rss_mb"] for r in runs["schnet"])
         rows.append(row)
         print(json.dumps(row), flush=True)
+    return rows
+
+
+def print_report(args, rows: list[dict], have_spk: bool, load_before) -> None:
     print(f"\n{time.strftime('%Y-%m-%d %H:%M')} UTC, {os.cpu_count()} cores, {args.threads} torch threads, "
           f"load average {load_before[0]:.2f} before / {os.getloadavg()[0]:.2f} after, "
           f"SchNetPack with SPK_SKIN={args.spk_skin}"
@@ -262,7 +273,6 @@ def main(argv=None) -> int:
         print(f"\nSchNet time per atom, Si 13824 / Si 1728: {b['schnet'] / b['atoms'] / (a['schnet'] / a['atoms']):.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
-    return 0
 
 
 if __name__ == "__main__":
