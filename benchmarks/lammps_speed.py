@@ -24,27 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase import units
-from ase.build import bulk, molecule
+from ase.build import bulk
 from ase.md.verlet import VelocityVerlet
 
+from mlpot.systems import water_box
 from mlpot.calculator import MLPotCalculator
 from mlpot.export import export_model
 from mlpot.lammps import build_plugin, run_lammps, write_lammps_data
 from mlpot.model_config import ModelConfig, build_potential
-
-
-def water_box(n_side=4, spacing=3.1):
-    water = molecule("H2O")
-    atoms = None
-    for i in range(n_side):
-        for j in range(n_side):
-            for k in range(n_side):
-                m = water.copy()
-                m.translate(np.array([i, j, k]) * spacing)
-                atoms = m if atoms is None else atoms + m
-    atoms.set_cell([n_side * spacing] * 3)
-    atoms.pbc = True
-    return atoms
 
 
 SYSTEMS = {

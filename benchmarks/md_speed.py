@@ -30,30 +30,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ase.build import bulk, molecule
+from ase.build import molecule
+
+from mlpot.systems import silicon, water_box
 
 CUTOFF = 5.0  # Å
 SPECIES = [1, 6, 8, 14]
 DEFAULT_SPK_PYTHON = Path.home() / ".cache" / "schnetpack-venv" / "bin" / "python"
-
-
-def water_box(n_side=4, spacing=3.1):
-    """(n_side³) water molecules on a cubic grid, periodic (as in ../shared/bench/md_speed.py)."""
-    water = molecule("H2O")
-    atoms = None
-    for i in range(n_side):
-        for j in range(n_side):
-            for k in range(n_side):
-                m = water.copy()
-                m.translate(np.array([i, j, k]) * spacing)
-                atoms = m if atoms is None else atoms + m
-    atoms.set_cell([n_side * spacing] * 3)
-    atoms.pbc = True
-    return atoms
-
-
-def silicon(repeat: int):
-    return bulk("Si", "diamond", a=5.43, cubic=True).repeat(repeat)
 
 
 SYSTEMS = {

@@ -17,13 +17,14 @@ if shutil.which("cmake") is None:
     pytest.skip("cmake not installed: the LAMMPS plugin cannot be built", allow_module_level=True)
 
 from ase import units  # noqa: E402
-from ase.build import bulk, molecule  # noqa: E402
+from ase.build import bulk  # noqa: E402
 from ase.md.verlet import VelocityVerlet  # noqa: E402
 
 from mlpot.calculator import MLPotCalculator  # noqa: E402
 from mlpot.data.batch import atoms_to_batch  # noqa: E402
 from mlpot.export import export_model  # noqa: E402
 from mlpot.lammps import build_plugin, lammps_env, open_lammps, run_lammps, write_lammps_data  # noqa: E402
+from mlpot import systems  # noqa: E402
 from mlpot.model_config import ModelConfig, build_potential  # noqa: E402
 
 EV_PER_A3_TO_BAR = 1.6021765e6
@@ -57,16 +58,7 @@ def tiny_potential(species, cutoff=3.0, seed=0, representation="schnet"):
 
 def water_box(n_side=4, spacing=3.1):
     """64 rattled water molecules (192 atoms) in a cubic periodic box."""
-    water = molecule("H2O")
-    atoms = None
-    for i in range(n_side):
-        for j in range(n_side):
-            for k in range(n_side):
-                m = water.copy()
-                m.translate(np.array([i, j, k]) * spacing)
-                atoms = m if atoms is None else atoms + m
-    atoms.set_cell([n_side * spacing] * 3)
-    atoms.pbc = True
+    atoms = systems.water_box(n_side, spacing)
     atoms.rattle(0.05, seed=1)
     return atoms
 
