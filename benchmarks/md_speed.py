@@ -32,7 +32,10 @@ from pathlib import Path
 import numpy as np
 from ase.build import molecule
 
-from mlpot.systems import silicon, water_box
+# This script also runs itself inside the SchNetPack venv, where mlpot is not installed:
+# mlpot.systems needs only numpy and ASE, so import it from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mlpot.systems import silicon, water_box  # noqa: E402
 
 CUTOFF = 5.0  # Å
 SPECIES = [1, 6, 8, 14]
