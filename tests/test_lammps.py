@@ -120,16 +120,23 @@ def assert_matches(got, ref, tolerance=1e-6):
     assert np.abs(got["pressure"] - expected).max() < tolerance * max(1.0, np.abs(expected).max())
 
 
-@pytest.mark.parametrize("name", SYSTEMS)
-def test_single_point_matches_python(plugin, tmp_path, name):
-    """Both paths: features exchanged between layers (the default for SchNet, one cutoff of
-    ghosts) and the whole model on a ghost shell of n_interactions cutoffs (`shell`)."""
+def exported_system(tmp_path, name):
+    """(atoms, element symbols of the LAMMPS types, float64 potential, its exported file,
+    the LAMMPS data file) for SYSTEMS[name]."""
     make_atoms, symbols = SYSTEMS[name]
     atoms = make_atoms()
     potential = tiny_potential(sorted(set(atoms.numbers)))
     model = tmp_path / "model.pt"
     export_model(potential, model, dtype="float64")
     data = write_lammps_data(tmp_path / "system.data", atoms, symbols)
+    return atoms, symbols, potential, model, data
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_single_point_matches_python(plugin, tmp_path, name):
+    """Both paths: features exchanged between layers (the default for SchNet, one cutoff of
+    ghosts) and the whole model on a ghost shell of n_interactions cutoffs (`shell`)."""
+    atoms, symbols, potential, model, data = exported_system(tmp_path, name)
 
     ref = python_reference(potential, atoms)
     assert np.abs(ref["forces"]).max() > 0.05   # a model with real forces, not a trivial pass
@@ -186,12 +193,7 @@ def write_input(path, data, model, symbols, body, mode=""):
 def test_two_ranks_match_one_rank(plugin, tmp_path, name):
     """2 ranks vs 1 rank, both paths (features exchanged across ranks / ghost shell), and the
     Python model: energy, forces and pressure tensor."""
-    make_atoms, symbols = SYSTEMS[name]
-    atoms = make_atoms()
-    potential = tiny_potential(sorted(set(atoms.numbers)))
-    model = tmp_path / "model.pt"
-    export_model(potential, model, dtype="float64")
-    data = write_lammps_data(tmp_path / "system.data", atoms, symbols)
+    atoms, symbols, potential, model, data = exported_system(tmp_path, name)
     results = {}
     for ranks, mode in ((1, ""), (2, ""), (2, "shell")):
         tag = f"{ranks}{mode}"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import numpy as np
 
 from mlpot.data.raw import RawFrame
 
@@ -38,18 +37,11 @@ def frame_from_atoms(index: int, atoms) -> RawFrame:
     """Collect the labels of one ase.Atoms (source units untouched)."""
     results = dict(atoms.calc.results) if atoms.calc is not None else {}
     labels = {}
-    value = results.get("energy", _first(atoms.info, ENERGY_KEYS))
-    if value is not None:
-        labels["energy"] = value
-    value = results.get("forces", _first(atoms.arrays, FORCE_KEYS))
-    if value is not None:
-        labels["forces"] = value
-    value = results.get("stress", _first(atoms.info, STRESS_KEYS))
-    if value is not None:
-        labels["stress"] = value
-    value = results.get("dipole", _first(atoms.info, DIPOLE_KEYS))
-    if value is not None:
-        labels["dipole"] = value
+    for label, where, names in (("energy", atoms.info, ENERGY_KEYS), ("forces", atoms.arrays, FORCE_KEYS),
+                                ("stress", atoms.info, STRESS_KEYS), ("dipole", atoms.info, DIPOLE_KEYS)):
+        value = results.get(label, _first(where, names))
+        if value is not None:
+            labels[label] = value
     value = _first(atoms.info, CHARGE_KEYS)
     if value is not None:
         labels["total_charge"] = value
