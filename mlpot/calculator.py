@@ -13,6 +13,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from mlpot.export import TORCH_DTYPES, load_model
+from mlpot.potential import structure_inputs
 from mlpot.skin_neighbors import SkinNeighborList
 
 
@@ -158,13 +159,7 @@ class MLPotCalculator(Calculator):
                              "re-export it with `mlpot export`")
         positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms, requires_grad=True)
         n = len(atoms)
-        inputs = {
-            "positions": positions, "atomic_numbers": numbers, "edge_index": edge_index,
-            "shift_vectors": shift_vectors, "cell": cell.reshape(1, 3, 3),
-            "batch": torch.zeros(n, dtype=torch.long, device=self.device),
-            "n_atoms": torch.full((1,), n, dtype=torch.long, device=self.device),
-            "total_charge": torch.zeros(1, dtype=self.dtype, device=self.device),
-        }
+        inputs = structure_inputs(positions, numbers, edge_index, shift_vectors, cell, n)
         with torch.jit.optimized_execution(False):
             forces = potential(inputs, True, False, True)["forces"].reshape(-1)
         rows = []

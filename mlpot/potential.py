@@ -131,6 +131,25 @@ class Potential(nn.Module):
         return out
 
 
+def structure_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
+                     shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int) -> Dict[str, torch.Tensor]:
+    """The batch dict of one structure (or one MPI rank's atoms) from plain tensors: positions
+    [N, 3] Å, atomic_numbers [N], edge_index [2, E], shift_vectors [E, 3] Å, cell [3, 3] Å;
+    energy is summed over atoms < n_local; total charge 0."""
+    n = positions.shape[0]
+    return {
+        K.POSITIONS: positions,
+        K.ATOMIC_NUMBERS: atomic_numbers,
+        K.EDGE_INDEX: edge_index,
+        K.SHIFT_VECTORS: shift_vectors,
+        K.CELL: cell.reshape(1, 3, 3),
+        K.BATCH: torch.zeros(n, dtype=torch.long, device=positions.device),
+        K.N_ATOMS: torch.full((1,), n, dtype=torch.long, device=positions.device),
+        K.N_LOCAL: torch.tensor(n_local, dtype=torch.long, device=positions.device),
+        K.TOTAL_CHARGE: torch.zeros(1, dtype=positions.dtype, device=positions.device),
+    }
+
+
 class ExportedForward(nn.Module):
     """The forward of an exported model, for one structure (ASE) or one MPI rank's atoms
     (LAMMPS: local atoms first, then ghosts, all shift vectors zero).
@@ -149,18 +168,7 @@ class ExportedForward(nn.Module):
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                 shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
                 compute_virial: bool = True) -> Dict[str, torch.Tensor]:
-        n = positions.shape[0]
-        inputs: Dict[str, torch.Tensor] = {
-            K.POSITIONS: positions,
-            K.ATOMIC_NUMBERS: atomic_numbers,
-            K.EDGE_INDEX: edge_index,
-            K.SHIFT_VECTORS: shift_vectors,
-            K.CELL: cell.reshape(1, 3, 3),
-            K.BATCH: torch.zeros(n, dtype=torch.long, device=positions.device),
-            K.N_ATOMS: torch.full((1,), n, dtype=torch.long, device=positions.device),
-            K.N_LOCAL: torch.tensor(n_local, dtype=torch.long, device=positions.device),
-            K.TOTAL_CHARGE: torch.zeros(1, dtype=positions.dtype, device=positions.device),
-        }
+        inputs = structure_inputs(positions, atomic_numbers, edge_index, shift_vectors, cell, n_local)
         out = self.potential(inputs, compute_forces=True, compute_stress=compute_virial)
         result: Dict[str, torch.Tensor] = {
             "energy": out[K.ENERGY].detach(),
