@@ -74,20 +74,23 @@ def peak_rss_mb() -> float:
 
 # --- models ------------------------------------------------------------------------------
 def export_mlpot_models(folder: Path) -> dict[str, Path]:
-    """SchNet 128/128/3/20 and wACSF (defaults), cutoff 5 Å, random weights, float32 files."""
+    """SchNet 128/128/3/20 with the fused kernels ("schnet") and with the plain-PyTorch reference
+    kernels ("schnet_torch"), and wACSF (defaults), cutoff 5 Å, random weights, float32 files."""
     import torch
 
     from mlpot.export import export_model
     from mlpot.model_config import ModelConfig, build_potential
 
     paths = {}
-    configs = {"schnet": ModelConfig(representation="schnet", cutoff=CUTOFF, n_atom_basis=128,
-                                     n_filters=128, n_interactions=3, n_rbf=20),
-               "wacsf": ModelConfig(representation="wacsf", cutoff=CUTOFF)}
-    for name, cfg in configs.items():
+    schnet = ModelConfig(representation="schnet", cutoff=CUTOFF, n_atom_basis=128, n_filters=128,
+                         n_interactions=3, n_rbf=20)
+    configs = {"schnet": (schnet, "fused"), "schnet_torch": (schnet, "reference"),
+               "wacsf": (ModelConfig(representation="wacsf", cutoff=CUTOFF), "reference")}
+    for name, (cfg, kernels) in configs.items():
         torch.manual_seed(0)
         paths[name] = folder / f"{name}.pt"
-        export_model(build_potential(cfg, SPECIES), paths[name], "float32", training_data="random weights")
+        export_model(build_potential(cfg, SPECIES), paths[name], "float32", training_data="random weights",
+                     kernels=kernels)
     return paths
 
 
@@ -164,7 +167,8 @@ def available_memory_mb() -> float:
 
 
 def format_table(rows: list[dict], have_spk: bool) -> str:
-    head = "| system | atoms | mlpot SchNet s/call | SchNetPack s/call | SchNetPack / mlpot | wACSF s/call | SchNet µs/atom | peak MB |"
+    head = ("| system | atoms | mlpot SchNet s/call | SchNetPack s/call | SchNetPack / mlpot | "
+            "mlpot, PyTorch kernels s/call | wACSF s/call | SchNet µs/atom | peak MB |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         def fmt(x, pattern="{:.4f}"):
@@ -172,7 +176,7 @@ def format_table(rows: list[dict], have_spk: bool) -> str:
         ratio = (r["spk"] / r["schnet"]) if (r.get("spk") and r.get("schnet")) else None
         per_atom = 1e6 * r["schnet"] / r["atoms"] if r.get("schnet") else None
         lines.append(f"| {r['system']} | {r['atoms']} | {fmt(r.get('schnet'))} | {fmt(r.get('spk'))} | "
-                     f"{fmt(ratio, '{:.2f}×')} | {fmt(r.get('wacsf'))} | {fmt(per_atom, '{:.1f}')} | "
+                     f"{fmt(ratio, '{:.2f}×')} | {fmt(r.get('schnet_torch'))} | {fmt(r.get('wacsf'))} | {fmt(per_atom, '{:.1f}')} | "
                      f"{fmt(r.get('peak_mb'), '{:.0f}')} |")
     if not have_spk:
         lines.append("(SchNetPack venv not found: its columns are empty)")
@@ -187,6 +191,7 @@ def main(argv=None) -> int:
     ap.add_argument("--large-reps", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=1, help="alternate the implementations this many times")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--large-torch", action="store_true", help="also run the PyTorch kernels on the large systems")
     ap.add_argument("--spk-python", default=str(DEFAULT_SPK_PYTHON))
     ap.add_argument("--spk-skin", default="0.3")
     ap.add_argument("--spk-keep-memory", action="store_true",
@@ -227,10 +232,13 @@ def measure(args, systems: list[str], models: dict[str, Path], have_spk: bool) -
                 print(f"skipping {system}: ~{need:.0f} MB needed (from Si 13824), "
                       f"{available_memory_mb():.0f} MB available", file=sys.stderr)
                 continue
-        runs: dict[str, list[dict]] = {"schnet": [], "spk": [], "wacsf": []}
+        runs: dict[str, list[dict]] = {"schnet": [], "schnet_torch": [], "spk": [], "wacsf": []}
         for _ in range(args.rounds):
             r = run_worker(sys.executable, "mlpot", system, reps, args.threads, models["schnet"])
             runs["schnet"] += [r] if r else []
+            if not large or args.large_torch:
+                r = run_worker(sys.executable, "mlpot", system, reps, args.threads, models["schnet_torch"])
+                runs["schnet_torch"] += [r] if r else []
             if have_spk and system != "si_110592_pbc":
                 r = run_worker(args.spk_python, "schnetpack", system, reps, args.threads, None, spk_env)
                 runs["spk"] += [r] if r else []

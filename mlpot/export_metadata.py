@@ -12,6 +12,7 @@ from typing import Any
 FORMAT_VERSION = 1
 METADATA_NAME = "mlpot.json"
 DTYPES = ("float32", "float64")
+KERNELS = ("fused", "reference")  # see mlpot.export
 UNITS = {"energy": "eV", "length": "Å", "force": "eV/Å", "virial": "eV", "dipole": "e·Å"}
 REQUIRED_KEYS = ("format_version", "mlpot_version", "cutoff", "n_interactions", "species",
                  "species_symbols", "dtype", "units", "outputs", "representation",
@@ -35,7 +36,7 @@ def exported_outputs(potential) -> list[str]:
 
 
 def build_metadata(potential, dtype: str, training_data: str = "unknown",
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                   extra: dict[str, Any] | None = None, kernels: str = "reference") -> dict[str, Any]:
     """Metadata of `potential` exported in `dtype` ("float32" | "float64").
 
     `extra` adds keys (it may not replace the required ones, which describe the model itself).
@@ -59,10 +60,11 @@ def build_metadata(potential, dtype: str, training_data: str = "unknown",
         "representation": type(potential.representation).__name__.lower(),
         "training_data": str(training_data),
         "message_passing": message_passing(potential),
+        "kernels": kernels,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     for key, value in (extra or {}).items():
-        if (key in REQUIRED_KEYS or key == "message_passing") and key != "training_data":
+        if (key in REQUIRED_KEYS or key in ("message_passing", "kernels")) and key != "training_data":
             raise ValueError(f"metadata key {key!r} is set by export_model from the model itself; "
                              "pass other keys in metadata_extra")
         metadata[key] = value

@@ -17,9 +17,12 @@ from mlpot.data.batch import atoms_to_batch
 from mlpot.export import export_model, load_model, read_metadata, script_potential
 from mlpot.export_metadata import FORMAT_VERSION, REQUIRED_KEYS
 
-# Runs in a fresh interpreter: only torch is imported, no mlpot classes.
+# Runs in a fresh interpreter: only torch is imported, no mlpot classes (a file with fused
+# kernels needs their library, given as a 4th argument, loaded first).
 FRESH_PROCESS = """
 import sys, torch
+if len(sys.argv) > 4:
+    torch.ops.load_library(sys.argv[4])
 module = torch.jit.load(sys.argv[1])
 inp = torch.load(sys.argv[2])
 out = module(inp["positions"], inp["atomic_numbers"], inp["edge_index"], inp["shift_vectors"],
@@ -27,6 +30,14 @@ out = module(inp["positions"], inp["atomic_numbers"], inp["edge_index"], inp["sh
 assert not [m for m in sys.modules if m.startswith(("mlpot", "ase"))], "only torch may be imported"
 torch.save(dict(out), sys.argv[3])
 """
+
+
+def fused_library():
+    from mlpot import ops
+
+    if not ops.available():
+        pytest.skip(f"fused kernels not available: {ops.error()}")
+    return ops.load()
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +59,19 @@ def call(module, inp):
                   inp["cell"], int(inp["positions"].shape[0]), True)
 
 
-def test_round_trip_eager_scripted_fresh_process(potential, tmp_path):
+@pytest.mark.parametrize("kernels", ["reference", "fused"])
+def test_round_trip_eager_scripted_fresh_process(potential, tmp_path, kernels):
+    library = [] if kernels == "reference" else [str(fused_library())]
     atoms = periodic_ethanol()
     inp, batch = exported_inputs(atoms, torch.float64)
     assert batch[K.EDGE_SHIFTS].abs().sum() > 0, "the test structure must have periodic images"
     eager = potential(batch, compute_forces=True, compute_stress=True)
-    scripted = call(script_potential(potential, "float64"), inp)
+    scripted = call(script_potential(potential, "float64", kernels), inp)
     path = tmp_path / "model.pt"
-    export_model(potential, path, "float64")
+    assert export_model(potential, path, "float64", kernels=kernels)["kernels"] == kernels
     torch.save(inp, tmp_path / "inputs.pt")
     subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(path), str(tmp_path / "inputs.pt"),
-                    str(tmp_path / "outputs.pt")], check=True, cwd=tmp_path, timeout=120)
+                    str(tmp_path / "outputs.pt")] + library, check=True, cwd=tmp_path, timeout=120)
     fresh = torch.load(tmp_path / "outputs.pt")
     expected = {"energy": eager[K.ENERGY], "energies": eager[K.ENERGIES], "forces": eager[K.FORCES],
                 "virial": eager[K.VIRIAL][0], "dipole": eager[K.DIPOLE][0]}

@@ -3,6 +3,7 @@
 and with the whole-model ghost shell, 2 MPI ranks vs 1 and vs Python, a wACSF model, NVE energy
 conservation vs MLPotCalculator, entry-point discovery, the one-line input errors and the
 md_examples/lammps input. The plugin is built once per session from a clean cache (~20-50 s)."""
+import os
 import shutil
 import subprocess
 import sys
@@ -33,8 +34,21 @@ SETUP = ["units metal", "atom_style atomic", "boundary p p p"]
 
 @pytest.fixture(scope="session")
 def plugin_cache(tmp_path_factory):
-    """A clean MLPOT_CACHE_DIR for this session (the plugin lands in its lammps/ folder)."""
-    return tmp_path_factory.mktemp("mlpot_cache")
+    """A clean MLPOT_CACHE_DIR for this session (the plugin lands in its lammps/ folder), set for
+    this process too; its ops/ folder links to the usual fused-kernel cache (no second compile)."""
+    from mlpot.ops.build import cache_root
+
+    kernels = cache_root()
+    kernels.mkdir(parents=True, exist_ok=True)
+    folder = tmp_path_factory.mktemp("mlpot_cache")
+    (folder / "ops").symlink_to(kernels, target_is_directory=True)
+    previous = os.environ.get("MLPOT_CACHE_DIR")
+    os.environ["MLPOT_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("MLPOT_CACHE_DIR", None)
+    else:
+        os.environ["MLPOT_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

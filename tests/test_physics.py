@@ -1,4 +1,5 @@
-"""One physics suite for every model: SchNet, wACSF and ACSF, in float32 and float64.
+"""One physics suite for every model: SchNet (PyTorch kernels and mlpot's fused C++ kernels),
+wACSF and ACSF, in float32 and float64.
 
 Tiny models with random weights, random reference energies, scale and shift (and, for
 symmetry functions, a fitted standardisation), so every path of the Potential is used.
@@ -19,7 +20,7 @@ from mlpot.potential import ExportedForward
 
 SPECIES = [1, 6, 8, 14]
 CUTOFF = 3.0  # Å
-REPRESENTATIONS = ["schnet", "wacsf", "acsf"]
+REPRESENTATIONS = ["schnet", "schnet_fused", "wacsf", "acsf"]
 
 # tolerances per dtype: finite-difference step (Å), forces (eV/Å), energies (eV)
 TOL = {
@@ -65,6 +66,15 @@ def tiny_config(representation):
 
 
 def build_tiny(representation):
+    """The tiny model; "schnet_fused": SchNet with the fused kernels and frozen parameters (as
+    exported, so the hand-written backward runs; derivatives of it use the composite one)."""
+    fused = representation == "schnet_fused"
+    if fused:
+        from mlpot import ops
+
+        if not ops.available():
+            pytest.skip(f"fused kernels not available: {ops.error()}")
+        representation = "schnet"
     torch.manual_seed(7)
     model = build_potential(tiny_config(representation), SPECIES).double()
     rng = np.random.default_rng(3)
@@ -78,6 +88,10 @@ def build_tiny(representation):
                 atoms.rattle(0.1, seed=10 + seed)
                 structures.append(atoms)
         model.representation.fit_standardization([atoms_to_graph(a, CUTOFF) for a in structures])
+    if fused:
+        ops.use_fused_kernels(model)
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
     return model
 
 

@@ -7,6 +7,8 @@
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
+#include <dlfcn.h>
+
 #include <stdexcept>
 
 namespace mlpot {
@@ -61,15 +63,37 @@ static ModelInfo parse_metadata(const std::string &path, const std::string &text
   return info;
 }
 
+// Load mlpot's fused kernels (torch.ops.mlpot.*, compiled by `mlpot lammps build` with the
+// plugin) once per process; models exported with "kernels": "fused" call them. Returns "" when
+// loaded, else why not. Python processes that loaded the same file already share it.
+static const std::string &fused_kernels_error() {
+  static const std::string error = [] {
+#ifdef MLPOT_OPS_LIBRARY
+    if (dlopen(MLPOT_OPS_LIBRARY, RTLD_NOW | RTLD_GLOBAL)) return std::string();
+    const char *why = dlerror();
+    return std::string("cannot load " MLPOT_OPS_LIBRARY ": ") + (why ? why : "unknown error");
+#else
+    return std::string("the plugin was built without them");
+#endif
+  }();
+  return error;
+}
+
 Model::Model(const std::string &path) : impl_(std::make_unique<Impl>()) {
   // The profiling executor re-specialises the graph for every new atom or edge count, which
   // changes at every neighbour-list rebuild in MD (measured: ~7x slower steps, seconds-long
   // stalls). Plain execution of the scripted graph is steady. Process-wide setting.
   torch::jit::setGraphExecutorOptimize(false);
   torch::jit::ExtraFilesMap extra{{METADATA_NAME, ""}};
+  fused_kernels_error();  // loads them if it can; a model that needs them reports the reason below
   try {
     impl_->module = torch::jit::load(path, torch::kCPU, extra);
   } catch (const c10::Error &e) {
+    const std::string what = e.what_without_backtrace();
+    if (what.find("mlpot::") != std::string::npos && !fused_kernels_error().empty())
+      throw std::runtime_error(path + " uses mlpot's fused kernels, which this plugin cannot load (" +
+                               fused_kernels_error() + "): rebuild it with `mlpot lammps build --force`, "
+                               "or export the model with `mlpot export --kernels reference`");
     throw std::runtime_error("cannot read " + path + " as a TorchScript model (" +
                              first_line(e.what_without_backtrace()) + "): give pair_coeff a file written by `mlpot export`");
   }

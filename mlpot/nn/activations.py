@@ -8,9 +8,9 @@ LN2 = math.log(2.0)
 
 
 def shifted_softplus(x: torch.Tensor) -> torch.Tensor:
-    return nn.functional.softplus(x) - LN2
+    return nn.functional.softplus(x) - 0.6931471805599453  # ln 2 (a literal: TorchScript)
 
 
 class ShiftedSoftplus(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.softplus(x) - 0.6931471805599453  # ln 2
+        return shifted_softplus(x)

@@ -13,5 +13,10 @@ class CosineCutoff(nn.Module):
         self.cutoff = float(cutoff)
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
-        f = 0.5 * (torch.cos(d * (math.pi / self.cutoff)) + 1.0)
-        return f * (d < self.cutoff).to(d.dtype)
+        return cosine_cutoff(d, self.cutoff)
+
+
+def cosine_cutoff(d: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """½ (cos(π d / cutoff) + 1) for d < cutoff, else 0; d [E] Å -> [E]."""
+    f = 0.5 * (torch.cos(d * (math.pi / cutoff)) + 1.0)
+    return f * (d < cutoff).to(d.dtype)

@@ -18,5 +18,10 @@ class GaussianRBF(nn.Module):
         self.coeff = -0.5 / width ** 2
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
-        diff = d[:, None] - self.centers
-        return torch.exp(self.coeff * diff * diff)
+        return gaussian_rbf(d, self.centers, self.coeff)
+
+
+def gaussian_rbf(d: torch.Tensor, centers: torch.Tensor, coeff: float) -> torch.Tensor:
+    """exp(coeff (d − μ_k)²): d [E] Å, centers μ [K] Å, coeff 1/Å² (negative) -> [E, K]."""
+    diff = d[:, None] - centers
+    return torch.exp(coeff * diff * diff)

@@ -4,25 +4,24 @@ Learned element embeddings, then T interaction blocks (no weight sharing), each 
 update h_i += f2out( Σ_j in2f(h)_j ⊙ W_t(r_ij) ), where the filter W_t(r) is a two-layer
 network (shifted softplus) of Gaussian-expanded distances times a cosine cutoff.
 
-Two evaluations of the same function (docs/speed.md):
-- pair path (default, `use_pairs = True`): the filters depend only on d_ij = d_ji, so they are
-  evaluated once per unordered pair on the half of a symmetric edge list, and each pair sends
-  its message both ways; the first filter layers of all interactions are one matrix product.
-- reference path (`use_pairs = False`): the straightforward per-edge formulation.
-The pair path needs a symmetric list ((i, j, S) and (j, i, −S) both present, as every mlpot
-neighbour list is). A cheap checksum over the edge list detects lists that are not; they
-take the reference path, so the result is the same function either way.
+The convolution is a kernel module (representations/convolution.py): plain PyTorch by default,
+or mlpot's fused C++ operator (mlpot.ops.use_fused_kernels, done on export); same function.
+The filters depend only on d_ij = d_ji, so on a symmetric edge list ((i, j, S) and (j, i, −S)
+both present, as every mlpot neighbour list is) they are evaluated once per unordered pair,
+each pair sending its message both ways (`use_pairs`, default). A cheap checksum over the edge
+list detects lists that are not symmetric; they are evaluated edge by edge, the same function.
 
-Per layer (`embed`, then `layer(t, ...)` for t = 0 .. T-1): the reference path one interaction
-at a time, for the LAMMPS plugin, which exchanges features of ghost atoms between layers.
+Per layer (`embed`, then `layer(t, ...)` for t = 0 .. T-1), for the LAMMPS plugin, which
+exchanges features of ghost atoms between layers.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional
 
 import torch
 from torch import nn
 
 from mlpot import keys as K
-from mlpot.nn import CosineCutoff, Dense, GaussianRBF, ShiftedSoftplus, scatter_add
+from mlpot.nn import Dense, GaussianRBF, ShiftedSoftplus
+from mlpot.representations.convolution import ReferenceConvolution
 
 MAX_Z = 100
 
@@ -37,42 +36,18 @@ class SchNetInteraction(nn.Module):
             Dense(n_rbf, n_filters, activation=ShiftedSoftplus()), Dense(n_filters, n_filters))
         self.f2out = nn.Sequential(
             Dense(n_filters, n_atom_basis, activation=ShiftedSoftplus()), Dense(n_atom_basis, n_atom_basis))
+        self.convolution = ReferenceConvolution()
 
-    def forward(self, h: torch.Tensor, rbf: torch.Tensor, fcut: torch.Tensor,
-                idx_i: torch.Tensor, idx_j: torch.Tensor, n_targets: int = -1,
-                n_two_way: int = 0) -> torch.Tensor:
-        """Reference path. h [N, F], rbf [E, n_rbf], fcut [E], idx_i/idx_j [E] -> update of h
-        [N, F], or of its first n_targets rows only (every idx_i < n_targets) when n_targets >= 0.
-        Messages go j -> i; the first n_two_way edges also send i -> j (each of them stands for
-        an unordered pair of atoms < n_targets, listed once)."""
-        w = self.filter_network(rbf) * fcut[:, None]
-        x = self.in2f(h)
-        messages = x[idx_j] * w
-        x_out = scatter_add(messages, idx_i, h.shape[0] if n_targets < 0 else n_targets)
-        if n_two_way > 0:
-            pairs = torch.arange(n_two_way, device=h.device)
-            back = torch.index_select(x, 0, idx_i.index_select(0, pairs)) * w.index_select(0, pairs)
-            x_out = x_out.index_add(0, idx_j.index_select(0, pairs), back)
-        return self.f2out(x_out)
-
-    def first_filter_layer(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(weight [n_filters, n_rbf], bias [n_filters]) of the filter's first dense layer."""
-        layer = self.filter_network[0]
-        return layer.weight, layer.bias
-
-    def forward_pairs(self, h: torch.Tensor, softplus_hidden: torch.Tensor, fcut: torch.Tensor,
-                      idx_i: torch.Tensor, idx_j: torch.Tensor) -> torch.Tensor:
-        """Pair path. softplus_hidden [P, n_filters] = softplus(first filter layer) on the P
-        unordered pairs (i, j), fcut [P]; messages go j -> i and i -> j. Returns the update of h."""
+    def forward(self, h: torch.Tensor, d: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
+                centers: torch.Tensor, coeff: float, cutoff: float, n_two_way: int, n_out: int) -> torch.Tensor:
+        """Update of h [N, F] for its first n_out atoms, [n_out, F]: messages along edges
+        j -> i at d [E] Å (every idx_i < n_out), and also i -> j along the first n_two_way edges
+        (unordered pairs of atoms < n_out, listed once). centers [K] Å, coeff 1/Å²: the Gaussians."""
+        first = self.filter_network[0]
         second = self.filter_network[1]
-        # ssp(z) = softplus(z) − ln 2, and the −ln 2 folds into the next layer's bias
-        bias = second.bias - 0.6931471805599453 * second.weight.sum(dim=1)
-        w = nn.functional.linear(softplus_hidden, second.weight, bias) * fcut[:, None]
-        x = self.in2f(h)
-        out = torch.zeros_like(x)
-        out.index_add_(0, idx_i, torch.index_select(x, 0, idx_j) * w)
-        out.index_add_(0, idx_j, torch.index_select(x, 0, idx_i) * w)
-        return self.f2out(out)
+        x = self.convolution(d, self.in2f(h), idx_i, idx_j, first.weight, first.bias, second.weight,
+                             second.bias, centers, coeff, cutoff, n_two_way, n_out)
+        return self.f2out(x)
 
 
 def lexicographically_positive(v: torch.Tensor) -> torch.Tensor:
@@ -122,7 +97,6 @@ class SchNet(nn.Module):
         self.use_pairs: bool = True
         self.embedding = nn.Embedding(MAX_Z, n_atom_basis, padding_idx=0)
         self.radial_basis = GaussianRBF(n_rbf, cutoff)
-        self.cutoff_fn = CosineCutoff(cutoff)
         self.interactions = nn.ModuleList(
             [SchNetInteraction(n_atom_basis, n_rbf, n_filters) for _ in range(n_interactions)])
 
@@ -131,14 +105,16 @@ class SchNet(nn.Module):
         idx_j = inputs[K.EDGE_INDEX][1]
         d = inputs[K.EDGE_LENGTHS]
         h = self.embed(inputs[K.ATOMIC_NUMBERS])
+        n_atoms = h.shape[0]
+        n_two_way = 0
         if self.use_pairs and K.EDGE_VECTORS in inputs and len(self.interactions) > 0:
-            half = half_of_symmetric_list(idx_i, idx_j, inputs[K.EDGE_VECTORS], h.shape[0])
+            half = half_of_symmetric_list(idx_i, idx_j, inputs[K.EDGE_VECTORS], n_atoms)
             if half is not None:
-                return self.forward_pairs(h, d[half], idx_i[half], idx_j[half])
-        rbf = self.radial_basis(d)
-        fcut = self.cutoff_fn(d)
+                d, idx_i, idx_j = d[half], idx_i[half], idx_j[half]
+                n_two_way = d.shape[0]
         for interaction in self.interactions:
-            h = h + interaction(h, rbf, fcut, idx_i, idx_j)
+            h = h + interaction(h, d, idx_i, idx_j, self.radial_basis.centers, self.radial_basis.coeff,
+                                self.cutoff, n_two_way, n_atoms)
         return h
 
     def embed(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
@@ -147,33 +123,15 @@ class SchNet(nn.Module):
 
     def layer(self, t: int, h: torch.Tensor, d: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
               n_targets: int, n_two_way: int = 0) -> torch.Tensor:
-        """Interaction t alone, reference path: h_{t+1} [n_targets, F] of the first n_targets
-        atoms from h_t [N, F] of all atoms, edges (idx_i < n_targets, idx_j) [E] at d [E] Å.
-        The edges need not be symmetric (the LAMMPS plugin passes only edges into local atoms);
-        the first n_two_way edges carry messages both ways (pairs of atoms < n_targets, once)."""
+        """Interaction t alone: h_{t+1} [n_targets, F] of the first n_targets atoms from h_t
+        [N, F] of all atoms, edges (idx_i < n_targets, idx_j) [E] at d [E] Å. The edges need not
+        be symmetric (the LAMMPS plugin passes only edges into local atoms); the first n_two_way
+        edges carry messages both ways (pairs of atoms < n_targets, once)."""
         if t < 0 or t >= self.n_interactions:
             raise ValueError("SchNet.layer: interaction index out of range")
         out = h[:n_targets]
         for k, interaction in enumerate(self.interactions):
             if k == t:
-                update = interaction(h, self.radial_basis(d), self.cutoff_fn(d), idx_i, idx_j, n_targets, n_two_way)
-                out = out + update
+                out = out + interaction(h, d, idx_i, idx_j, self.radial_basis.centers, self.radial_basis.coeff,
+                                        self.cutoff, n_two_way, n_targets)
         return out
-
-    def forward_pairs(self, h: torch.Tensor, d: torch.Tensor, idx_i: torch.Tensor,
-                      idx_j: torch.Tensor) -> torch.Tensor:
-        """Pair path on P unordered pairs: d [P] Å, idx_i/idx_j [P]; h [N, F] the embeddings."""
-        weights: List[torch.Tensor] = []
-        biases: List[torch.Tensor] = []
-        for interaction in self.interactions:
-            weight, bias = interaction.first_filter_layer()
-            weights.append(weight)
-            biases.append(bias)
-        rbf = self.radial_basis(d)
-        fcut = self.cutoff_fn(d)
-        hidden = nn.functional.softplus(nn.functional.linear(rbf, torch.cat(weights), torch.cat(biases)))
-        # split, not slices: the backward of a slice fills a zero tensor of the whole width
-        chunks = hidden.split(self.n_filters, dim=1)
-        for t, interaction in enumerate(self.interactions):
-            h = h + interaction.forward_pairs(h, chunks[t], fcut, idx_i, idx_j)
-        return h

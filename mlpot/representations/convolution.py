@@ -1,0 +1,37 @@
+"""SchNet's continuous-filter convolution, as a kernel module with two implementations.
+
+Both compute, for edges p = (idx_i[p], idx_j[p]) at distances d[p]:
+    out[idx_i[p]] += x[idx_j[p]] * W(d[p])     for every edge
+    out[idx_j[p]] += x[idx_i[p]] * W(d[p])     also, for p < n_two_way (an unordered pair once)
+    W(d) = (w2 · ssp(w1 · rbf(d) + b1) + b2) · fc(d),  rbf_k(d) = exp(coeff (d − centers_k)²),
+    fc the cosine cutoff; out [n_out, F].
+ReferenceConvolution: plain PyTorch (any device, any order of derivatives), the reference.
+FusedConvolution: torch.ops.mlpot.cfconv (mlpot/ops/csrc), edge blocks in cache and a
+hand-written backward; CPU. mlpot.ops.use_fused_kernels swaps one for the other in a model.
+The kernels hold no parameters, so state dicts do not depend on the choice.
+"""
+import torch
+from torch import nn
+
+from mlpot.nn import cosine_cutoff, gaussian_rbf, shifted_softplus
+
+
+class ReferenceConvolution(nn.Module):
+    def forward(self, d: torch.Tensor, x: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
+                w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+                centers: torch.Tensor, coeff: float, cutoff: float, n_two_way: int, n_out: int) -> torch.Tensor:
+        hidden = shifted_softplus(nn.functional.linear(gaussian_rbf(d, centers, coeff), w1, b1))
+        w = nn.functional.linear(hidden, w2, b2) * cosine_cutoff(d, cutoff)[:, None]
+        out = torch.zeros((n_out, x.shape[1]), dtype=x.dtype, device=x.device)
+        out = out.index_add(0, idx_i, torch.index_select(x, 0, idx_j) * w)
+        if n_two_way > 0:
+            i2, j2 = idx_i[:n_two_way], idx_j[:n_two_way]
+            out = out.index_add(0, j2, torch.index_select(x, 0, i2) * w[:n_two_way])
+        return out
+
+
+class FusedConvolution(nn.Module):
+    def forward(self, d: torch.Tensor, x: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
+                w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+                centers: torch.Tensor, coeff: float, cutoff: float, n_two_way: int, n_out: int) -> torch.Tensor:
+        return torch.ops.mlpot.cfconv(d.to(x.dtype), x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out)

@@ -1,0 +1,138 @@
+"""mlpot's fused C++ convolution (torch.ops.mlpot.cfconv) against the plain-PyTorch reference
+kernel it replaces: values and first derivatives (hand-written backward) to float64 rounding,
+float32 within 1e-4 of the force scale, second derivatives (composite backward), weight
+gradients, every edge layout the model and the LAMMPS plugin use, clear errors."""
+import re
+
+import pytest
+import torch
+
+from mlpot import ops
+from mlpot.representations.convolution import FusedConvolution, ReferenceConvolution
+
+if not ops.available():
+    pytest.skip(f"fused kernels not available: {ops.error()}", allow_module_level=True)
+
+CUTOFF = 5.0
+
+
+def case(dtype, n_edges=300, n_atoms=40, n_out=30, n_two_way=100, features=16, hidden=12, n_rbf=9, seed=0):
+    """Arguments of one convolution call: distances spread over (0.3, 5.6) Å, so some edges lie
+    beyond the cutoff; every idx_i < n_out, idx_j < n_out on the two-way edges."""
+    g = torch.Generator().manual_seed(seed)
+    d = torch.rand(n_edges, generator=g, dtype=dtype) * 5.3 + 0.3
+    x = torch.randn(n_atoms, features, generator=g, dtype=dtype)
+    idx_i = torch.randint(0, n_out, (n_edges,), generator=g)
+    idx_j = torch.randint(0, n_atoms, (n_edges,), generator=g)
+    idx_j[:n_two_way] = torch.randint(0, n_out, (n_two_way,), generator=g)
+    w1 = torch.randn(hidden, n_rbf, generator=g, dtype=dtype)
+    b1 = torch.randn(hidden, generator=g, dtype=dtype)
+    w2 = torch.randn(features, hidden, generator=g, dtype=dtype) / 3
+    b2 = torch.randn(features, generator=g, dtype=dtype)
+    centers = torch.linspace(0.0, CUTOFF, n_rbf, dtype=dtype)
+    coeff = -0.5 / float(centers[1] - centers[0]) ** 2
+    return [d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, CUTOFF, n_two_way, n_out]
+
+
+def value_and_grads(kernel, args, grad_out_seed=1):
+    d = args[0].clone().requires_grad_(True)
+    x = args[1].clone().requires_grad_(True)
+    out = kernel(d, x, *args[2:])
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(grad_out_seed), dtype=torch.float64)
+    g = g.to(out.dtype)
+    grad_d, grad_x = torch.autograd.grad(out, [d, x], g)
+    return out.detach(), grad_d, grad_x
+
+
+LAYOUTS = {
+    "one_way": dict(n_two_way=0),                       # full edge list, or LAMMPS ghost edges
+    "pairs": dict(n_two_way=300, n_atoms=30),           # every edge an unordered pair
+    "mixed": dict(n_two_way=100),                       # LAMMPS: local pairs, then ghost edges
+    "no_edges": dict(n_edges=0, n_two_way=0),
+    "wide": dict(features=128, hidden=128, n_rbf=20, n_edges=700, n_two_way=350),  # several blocks
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_fused_equals_reference_float64(layout):
+    args = case(torch.float64, **LAYOUTS[layout])
+    fused = value_and_grads(FusedConvolution(), args)
+    reference = value_and_grads(ReferenceConvolution(), args)
+    for a, b in zip(fused, reference):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["mixed", "wide"])
+def test_fused_float32_within_rounding_of_float64_reference(layout):
+    args64 = case(torch.float64, **LAYOUTS[layout])
+    args32 = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args64]
+    fused = value_and_grads(FusedConvolution(), args32)
+    reference = value_and_grads(ReferenceConvolution(), args64)
+    for a, b in zip(fused, reference):
+        scale = float(b.abs().max())
+        assert float((a.double() - b).abs().max()) <= 1e-4 * scale
+
+
+def test_second_derivatives_and_weight_gradients_by_finite_differences():
+    args = case(torch.float64, n_edges=40, n_atoms=8, n_out=6, n_two_way=15, features=5, hidden=4, n_rbf=6)
+    d, x = args[0].requires_grad_(True), args[1].requires_grad_(True)
+    op = torch.ops.mlpot.cfconv
+    assert torch.autograd.gradcheck(lambda d, x: op(d, x, *args[2:]), (d, x))
+    assert torch.autograd.gradgradcheck(lambda d, x: op(d, x, *args[2:]), (d, x))
+    weights = tuple(w.requires_grad_(True) for w in args[4:8])
+    assert torch.autograd.gradcheck(lambda *w: op(args[0], args[1], args[2], args[3], *w, *args[8:]), weights)
+
+
+def test_layers_sharing_weights_get_each_contribution_once():
+    """Two convolutions in a row with the same weights requiring grad (the composite backward
+    must not follow the graph into the earlier call)."""
+    args = case(torch.float64, n_two_way=0, n_out=40)
+    weights = [w.clone().requires_grad_(True) for w in args[4:8]]
+    results = []
+    for kernel in (FusedConvolution(), ReferenceConvolution()):
+        d = args[0].clone().requires_grad_(True)
+        first = kernel(d, args[1], args[2], args[3], *weights, *args[8:])
+        second = kernel(d, first, args[2], args[3], *weights, *args[8:])
+        results.append(torch.autograd.grad(second.square().sum(), [d] + weights))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_many_threads_same_result():
+    args = case(torch.float64, **LAYOUTS["wide"])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = value_and_grads(FusedConvolution(), args)
+        torch.set_num_threads(max(2, before))
+        many = value_and_grads(FusedConvolution(), args)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(one, many):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.__setitem__(1, a[1].float()), "dtype"),
+    (lambda a: a.__setitem__(2, a[2].clone().fill_(29).index_fill_(0, torch.tensor([0]), 35)), "idx_i must be < n_out"),
+    (lambda a: a.__setitem__(3, a[3].clone().index_fill_(0, torch.tensor([5]), 40)), "idx_j must be < x.size(0)"),
+    (lambda a: a.__setitem__(3, a[3].clone().index_fill_(0, torch.tensor([0]), 35)), "two-way edges need idx_j < n_out"),
+    (lambda a: a.__setitem__(6, a[6][:, :5]), "weight shapes"),
+    (lambda a: a.__setitem__(11, 301), "n_two_way out of range"),
+])
+def test_bad_inputs_are_named(change, message):
+    args = case(torch.float64)
+    change(args)
+    with pytest.raises(RuntimeError, match=re.escape(message)):
+        torch.ops.mlpot.cfconv(*args)
+
+
+def test_swapping_kernels_keeps_state_dict_and_scripts():
+    from mlpot.model_config import ModelConfig, build_potential
+
+    potential = build_potential(ModelConfig(n_atom_basis=8, n_filters=8, n_interactions=2, n_rbf=5, cutoff=3.0), [1, 8])
+    keys = set(potential.state_dict())
+    assert ops.use_fused_kernels(potential) == 2 and ops.uses_fused_kernels(potential)
+    assert set(potential.state_dict()) == keys
+    torch.jit.script(potential)
+    assert ops.use_fused_kernels(potential, fused=False) == 2 and not ops.uses_fused_kernels(potential)
