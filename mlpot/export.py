@@ -3,13 +3,15 @@
 The file holds `torch.jit.script(ExportedForward(potential))` — the same forward that was
 trained, scripted, no model surgery (for SchNet `ExportedPerLayer`, which adds the layers one at
 a time as exported methods; metadata "message_passing": "per_layer") — and the metadata JSON as
-the extra file `mlpot.json` (keys in docs/exported_model.md). It runs with only torch installed, from Python
-(torch.jit.load) or C++ (libtorch, the LAMMPS plugin).
+the extra file `mlpot.json` (keys in docs/exported_model.md). It runs from Python (torch.jit.load)
+or C++ (libtorch, the LAMMPS plugin); with "reference" kernels it needs only torch.
 
 Kernels (metadata "kernels"): "fused" files call mlpot's C++ operators (torch.ops.mlpot.*,
 mlpot.ops): load_model and the LAMMPS plugin load them first; plain torch needs
 `torch.ops.load_library(mlpot.ops.load())`. "reference" files need nothing but torch. The
 default ("auto") is fused wherever the operators compile, else reference with a warning.
+"tabulated" (opt-in, an approximation) replaces SchNet's filters by cubic splines with knots
+`table_spacing` Å apart (metadata "table_spacing"); also C++ operators.
 """
 from __future__ import annotations
 
@@ -34,20 +36,22 @@ def resolve_kernels(kernels: str, potential) -> str:
     from mlpot.representations.convolution import ReferenceConvolution
 
     if kernels not in ("auto",) + KERNELS:
-        raise ValueError(f"kernels must be auto, fused or reference, got {kernels!r}")
+        raise ValueError(f"kernels must be auto, {', '.join(KERNELS)}, got {kernels!r}")
     if kernels == "reference" or not any(isinstance(m, ReferenceConvolution) for m in potential.modules()):
         return "reference"
     if ops.available():
-        return "fused"
-    if kernels == "fused":
-        raise RuntimeError(f"the fused kernels are not available: {ops.error()}")
+        return "fused" if kernels == "auto" else kernels
+    if kernels != "auto":
+        raise RuntimeError(f"the {kernels} kernels are not available: {ops.error()}")
     warnings.warn(f"mlpot: exporting with the PyTorch reference kernels (slower): {ops.error()}", stacklevel=3)
     return "reference"
 
 
-def script_potential(potential, dtype: str = "float32", kernels: str = "reference") -> torch.jit.ScriptModule:
+def script_potential(potential, dtype: str = "float32", kernels: str = "reference",
+                     table_spacing: float = 0.01) -> torch.jit.ScriptModule:
     """The scripted ExportedForward of a copy of `potential` in `dtype`, on the CPU, in eval mode,
-    parameters frozen, with "fused" or "reference" kernels. `potential` itself is left unchanged."""
+    parameters frozen, with "fused", "reference" or "tabulated" kernels (knots `table_spacing` Å
+    apart). `potential` itself is left unchanged."""
     from mlpot import ops
     from mlpot.potential import ExportedForward, ExportedPerLayer
 
@@ -56,22 +60,33 @@ def script_potential(potential, dtype: str = "float32", kernels: str = "referenc
     model = copy.deepcopy(potential).to(device="cpu", dtype=TORCH_DTYPES[dtype]).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    ops.use_fused_kernels(model, fused=resolve_kernels(kernels, model) == "fused")
+    chosen = resolve_kernels(kernels, model)
+    if chosen == "tabulated":
+        ops.use_tabulated_kernels(model, table_spacing)
+    else:
+        ops.use_fused_kernels(model, fused=chosen == "fused")
     wrapper = ExportedPerLayer if message_passing(potential) == "per_layer" else ExportedForward
     return torch.jit.script(wrapper(model))
 
 
 def export_model(potential, path, dtype: str = "float32", training_data: str = "unknown",
-                 metadata_extra: dict[str, Any] | None = None, kernels: str = "auto") -> dict[str, Any]:
+                 metadata_extra: dict[str, Any] | None = None, kernels: str = "auto",
+                 table_spacing: float = 0.01) -> dict[str, Any]:
     """Write `potential` to `path` as one TorchScript file; returns the metadata written.
 
     dtype: "float32" (fast, LAMMPS default) or "float64" (NVE, Hessians, finite differences).
     training_data: where the training data came from (free text, stored in the metadata).
-    kernels: "auto" (fused where available), "fused" or "reference" (plain PyTorch, portable).
+    kernels: "auto" (fused where available), "fused", "reference" (plain PyTorch, portable) or
+    "tabulated" (splines with knots table_spacing Å apart: faster, approximate, opt-in).
     """
     chosen = resolve_kernels(kernels, potential)
-    metadata = build_metadata(potential, dtype, training_data, metadata_extra, kernels=chosen)
-    scripted = script_potential(potential, dtype, chosen)
+    scripted = script_potential(potential, dtype, chosen, table_spacing)
+    extra = dict(metadata_extra or {})
+    if chosen == "tabulated":
+        from mlpot.representations.convolution import knot_spacing
+
+        extra["table_spacing"] = knot_spacing(float(potential.cutoff), table_spacing)
+    metadata = build_metadata(potential, dtype, training_data, extra, kernels=chosen)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.jit.save(scripted, str(path), _extra_files={METADATA_NAME: json.dumps(metadata, indent=1)})
@@ -109,11 +124,11 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[torch.jit.Scri
     compute_virial) is documented in mlpot.potential.ExportedForward.
     """
     metadata = read_metadata(path)
-    if metadata.get("kernels") == "fused":
+    if metadata.get("kernels") in ("fused", "tabulated"):
         from mlpot import ops
 
         if not ops.available():
-            raise RuntimeError(f"{path} uses mlpot's fused kernels, which are not available here "
+            raise RuntimeError(f"{path} uses mlpot's {metadata['kernels']} kernels, which are not available here "
                                f"({ops.error()}); re-export the model with `mlpot export --kernels reference`")
     module = torch.jit.load(str(path), map_location=device)
     return module.eval(), metadata

@@ -12,7 +12,7 @@ from typing import Any
 FORMAT_VERSION = 1
 METADATA_NAME = "mlpot.json"
 DTYPES = ("float32", "float64")
-KERNELS = ("fused", "reference")  # see mlpot.export
+KERNELS = ("fused", "reference", "tabulated")  # see mlpot.export
 UNITS = {"energy": "eV", "length": "Å", "force": "eV/Å", "virial": "eV", "dipole": "e·Å"}
 REQUIRED_KEYS = ("format_version", "mlpot_version", "cutoff", "n_interactions", "species",
                  "species_symbols", "dtype", "units", "outputs", "representation",

@@ -1,5 +1,5 @@
-"""One physics suite for every model: SchNet (PyTorch kernels and mlpot's fused C++ kernels),
-wACSF and ACSF, in float32 and float64.
+"""One physics suite for every model: SchNet (PyTorch kernels, mlpot's fused C++ kernels and
+its tabulated-filter kernels), wACSF and ACSF, in float32 and float64.
 
 Tiny models with random weights, random reference energies, scale and shift (and, for
 symmetry functions, a fitted standardisation), so every path of the Potential is used.
@@ -20,7 +20,7 @@ from mlpot.potential import ExportedForward
 
 SPECIES = [1, 6, 8, 14]
 CUTOFF = 3.0  # Å
-REPRESENTATIONS = ["schnet", "schnet_fused", "wacsf", "acsf"]
+REPRESENTATIONS = ["schnet", "schnet_fused", "schnet_tabulated", "wacsf", "acsf"]
 
 # tolerances per dtype: finite-difference step (Å), forces (eV/Å), energies (eV)
 TOL = {
@@ -66,10 +66,11 @@ def tiny_config(representation):
 
 
 def build_tiny(representation):
-    """The tiny model; "schnet_fused": SchNet with the fused kernels and frozen parameters (as
-    exported, so the hand-written backward runs; derivatives of it use the composite one)."""
-    fused = representation == "schnet_fused"
-    if fused:
+    """The tiny model; "schnet_fused" / "schnet_tabulated": SchNet with the fused or tabulated
+    kernels and frozen parameters (as exported, so the hand-written backward runs; derivatives of
+    it use the composite one)."""
+    kernels = representation.split("_")[1] if representation.startswith("schnet_") else "reference"
+    if kernels != "reference":
         from mlpot import ops
 
         if not ops.available():
@@ -88,8 +89,11 @@ def build_tiny(representation):
                 atoms.rattle(0.1, seed=10 + seed)
                 structures.append(atoms)
         model.representation.fit_standardization([atoms_to_graph(a, CUTOFF) for a in structures])
-    if fused:
-        ops.use_fused_kernels(model)
+    if kernels != "reference":
+        if kernels == "fused":
+            ops.use_fused_kernels(model)
+        else:
+            ops.use_tabulated_kernels(model, spacing=0.01)
         for parameter in model.parameters():
             parameter.requires_grad_(False)
     return model

@@ -1,4 +1,4 @@
-"""`mlpot export RUN/best.ckpt -o model.pt [--dtype float32|float64] [--kernels auto|fused|reference]`: a training checkpoint ->
+"""`mlpot export RUN/best.ckpt -o model.pt [--dtype float32|float64] [--kernels auto|fused|reference|tabulated]`: a training checkpoint ->
 one TorchScript file with its metadata (docs/exported_model.md)."""
 
 
@@ -7,9 +7,13 @@ def add_arguments(parser):
     parser.add_argument("-o", "--output", default="model.pt", help="model file to write (default: model.pt)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="float32: fast (MD, LAMMPS); float64: Hessians, NVE, finite differences")
-    parser.add_argument("--kernels", choices=("auto", "fused", "reference"), default="auto",
+    parser.add_argument("--kernels", choices=("auto", "fused", "reference", "tabulated"), default="auto",
                         help="fused: mlpot's C++ kernels (fast; needs mlpot or the LAMMPS plugin to load); "
-                             "reference: plain PyTorch, loads with torch alone; auto (default): fused if they compile")
+                             "reference: plain PyTorch, loads with torch alone; auto (default): fused if they "
+                             "compile; tabulated: SchNet filters as splines (fastest, approximate: check its "
+                             "error with benchmarks/tabulated_error.py)")
+    parser.add_argument("--table-spacing", type=float, default=0.01,
+                        help="knot spacing of --kernels tabulated, Å (default 0.01)")
     parser.add_argument("--training-data", default=None,
                         help="where the training data came from (default: from the checkpoint's config)")
 
@@ -42,7 +46,7 @@ def run(args) -> int:
         print(f"mlpot export: {err}")
         return 2
     metadata = export_model(potential, args.output, args.dtype, training_data=training_data,
-                            kernels=args.kernels)
+                            kernels=args.kernels, table_spacing=args.table_spacing)
     print(f"wrote {args.output}")
     print(format_metadata(metadata))
     return 0

@@ -9,19 +9,31 @@ ReferenceConvolution: plain PyTorch (any device, any order of derivatives), the 
 FusedConvolution: torch.ops.mlpot.cfconv (mlpot/ops/csrc), edge blocks in cache and a
 hand-written backward; CPU. mlpot.ops.use_fused_kernels swaps one for the other in a model.
 The kernels hold no parameters, so state dicts do not depend on the choice.
+TabulatedConvolution (an approximation, opt-in on export): W(d)·fc(d) of one trained
+interaction as a cubic Hermite spline on knots spaced `spacing` Å (torch.ops.mlpot.cfconv_tabulated);
+its table is a buffer and the weights passed in are ignored.
 """
+import math
+from typing import Tuple
+
 import torch
 from torch import nn
 
 from mlpot.nn import cosine_cutoff, gaussian_rbf, shifted_softplus
 
 
+def cutoff_filter(d: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+                  centers: torch.Tensor, coeff: float, cutoff: float) -> torch.Tensor:
+    """The filter W(d)·fc(d) [E, F] at distances d [E] Å."""
+    hidden = shifted_softplus(nn.functional.linear(gaussian_rbf(d, centers, coeff), w1, b1))
+    return nn.functional.linear(hidden, w2, b2) * cosine_cutoff(d, cutoff)[:, None]
+
+
 class ReferenceConvolution(nn.Module):
     def forward(self, d: torch.Tensor, x: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
                 w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                 centers: torch.Tensor, coeff: float, cutoff: float, n_two_way: int, n_out: int) -> torch.Tensor:
-        hidden = shifted_softplus(nn.functional.linear(gaussian_rbf(d, centers, coeff), w1, b1))
-        w = nn.functional.linear(hidden, w2, b2) * cosine_cutoff(d, cutoff)[:, None]
+        w = cutoff_filter(d, w1, b1, w2, b2, centers, coeff, cutoff)
         out = torch.zeros((n_out, x.shape[1]), dtype=x.dtype, device=x.device)
         out = out.index_add(0, idx_i, torch.index_select(x, 0, idx_j) * w)
         if n_two_way > 0:
@@ -35,3 +47,39 @@ class FusedConvolution(nn.Module):
                 w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                 centers: torch.Tensor, coeff: float, cutoff: float, n_two_way: int, n_out: int) -> torch.Tensor:
         return torch.ops.mlpot.cfconv(d.to(x.dtype), x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out)
+
+
+def knot_spacing(cutoff: float, spacing: float) -> float:
+    """The knot spacing (Å) used for a requested one: cutoff / ⌈cutoff / spacing⌉."""
+    if not spacing > 0:
+        raise ValueError(f"table spacing must be > 0 Å, got {spacing}")
+    return cutoff / max(1, math.ceil(cutoff / spacing - 1e-9))
+
+
+def filter_table(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, centers: torch.Tensor,
+                 coeff: float, cutoff: float, spacing: float) -> Tuple[torch.Tensor, float]:
+    """(table [M + 1, 2F] float64 = [W(d_k), h W'(d_k)] at knots d_k = k h, h) with M = ⌈cutoff /
+    spacing⌉ and h = cutoff / M Å; W the filter times the cutoff, slopes by forward-mode autograd."""
+    h = knot_spacing(cutoff, spacing)
+    n_intervals = round(cutoff / h)
+    knots = torch.arange(n_intervals + 1, dtype=torch.float64) * h
+    weights = [t.detach().double() for t in (w1, b1, w2, b2, centers)]
+
+    def at(d):
+        return cutoff_filter(d, weights[0], weights[1], weights[2], weights[3], weights[4], coeff, cutoff)
+
+    values, slopes = torch.func.jvp(at, (knots,), (torch.ones_like(knots),))
+    return torch.cat([values, h * slopes], dim=1), h
+
+
+class TabulatedConvolution(nn.Module):
+    def __init__(self, table: torch.Tensor, spacing: float):
+        super().__init__()
+        self.register_buffer("table", table)
+        self.spacing = float(spacing)
+
+    def forward(self, d: torch.Tensor, x: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
+                w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+                centers: torch.Tensor, coeff: float, cutoff: float, n_two_way: int, n_out: int) -> torch.Tensor:
+        return torch.ops.mlpot.cfconv_tabulated(d.to(x.dtype), x, idx_i, idx_j, self.table, self.spacing, cutoff,
+                                                n_two_way, n_out)

@@ -20,6 +20,7 @@
 #include <torch/library.h>
 #include <torch/torch.h>
 
+#include "messages.h"
 #include "vector_math.h"
 
 #include <algorithm>
@@ -58,12 +59,6 @@ void radial_block(const T* d, int64_t n, const T* centers, int64_t K, Geometry g
   }
 }
 
-// Sum the per-thread partial results into the first.
-void reduce_partials(std::vector<Tensor>& partial) {
-  for (size_t t = 1; t < partial.size(); ++t)
-    if (partial[t].defined()) partial[0].add_(partial[t]);
-}
-
 struct Inputs {
   Tensor d, x, idx_i, idx_j, w1, b1, w2, b2, centers;
   Geometry g;
@@ -74,26 +69,14 @@ Inputs checked(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tens
                const Tensor& b1, const Tensor& w2, const Tensor& b2, const Tensor& centers, double coeff,
                double cutoff, int64_t n_two_way, int64_t n_out) {
   TORCH_CHECK(d.device().is_cpu(), "mlpot::cfconv runs on the CPU only; use the reference kernel elsewhere");
-  TORCH_CHECK(d.dim() == 1 && x.dim() == 2 && idx_i.dim() == 1 && idx_j.dim() == 1,
-              "mlpot::cfconv: d, idx_i, idx_j must be [P] and x [N, F]");
-  TORCH_CHECK(idx_i.size(0) == d.size(0) && idx_j.size(0) == d.size(0), "mlpot::cfconv: d, idx_i, idx_j differ in length");
-  TORCH_CHECK(idx_i.scalar_type() == torch::kLong && idx_j.scalar_type() == torch::kLong, "mlpot::cfconv: indices must be int64");
+  TORCH_CHECK(d.dim() == 1 && x.dim() == 2, "mlpot::cfconv: d must be [P] and x [N, F]");
+  mlpot::check_edges(idx_i, idx_j, d.size(0), x.size(0), n_two_way, n_out, "mlpot::cfconv");
   const auto dtype = x.scalar_type();
   for (const Tensor* t : {&d, &w1, &b1, &w2, &b2, &centers})
     TORCH_CHECK(t->scalar_type() == dtype, "mlpot::cfconv: all floating inputs must share x's dtype");
   const int64_t H = w1.size(0), K = w1.size(1), F = x.size(1);
   TORCH_CHECK(centers.numel() == K && b1.numel() == H && w2.size(0) == F && w2.size(1) == H && b2.numel() == F,
               "mlpot::cfconv: weight shapes do not match (w1 [H, K], b1 [H], w2 [F, H], b2 [F], centers [K])");
-  TORCH_CHECK(n_two_way >= 0 && n_two_way <= d.size(0), "mlpot::cfconv: n_two_way out of range");
-  TORCH_CHECK(n_out >= 0, "mlpot::cfconv: n_out must be >= 0");
-  if (d.size(0) > 0) {
-    TORCH_CHECK(idx_i.min().item<int64_t>() >= 0 && idx_j.min().item<int64_t>() >= 0, "mlpot::cfconv: negative index");
-    TORCH_CHECK(idx_i.max().item<int64_t>() < n_out, "mlpot::cfconv: idx_i must be < n_out");
-    TORCH_CHECK(idx_j.max().item<int64_t>() < x.size(0), "mlpot::cfconv: idx_j must be < x.size(0)");
-    if (n_two_way > 0)
-      TORCH_CHECK(idx_j.narrow(0, 0, n_two_way).max().item<int64_t>() < n_out,
-                  "mlpot::cfconv: two-way edges need idx_j < n_out");
-  }
   return {d.contiguous(), x.contiguous(), idx_i.contiguous(), idx_j.contiguous(), w1.contiguous(), b1.contiguous(),
           w2.contiguous(), b2.contiguous(), centers.contiguous(), {coeff, cutoff}, n_two_way, n_out};
 }
@@ -111,13 +94,7 @@ Tensor cfconv_composite(const Inputs& in) {
   auto fc = 0.5 * (torch::cos(in.d * (M_PI / in.g.cutoff)) + 1.0) * (in.d < in.g.cutoff).to(in.d.scalar_type());
   auto hidden = at::softplus(at::linear(rbf, in.w1, in.b1), 1.0, SOFTPLUS_THRESHOLD) - LN2;
   auto w = at::linear(hidden, in.w2, in.b2) * fc.unsqueeze(1);
-  auto out = torch::zeros({in.n_out, in.x.size(1)}, in.x.options());
-  out = out.index_add(0, in.idx_i, in.x.index_select(0, in.idx_j) * w);
-  if (in.n_two_way > 0) {
-    auto ii = in.idx_i.narrow(0, 0, in.n_two_way), jj = in.idx_j.narrow(0, 0, in.n_two_way);
-    out = out.index_add(0, jj, in.x.index_select(0, ii) * w.narrow(0, 0, in.n_two_way));
-  }
-  return out;
+  return mlpot::scatter_messages(in.x, w, in.idx_i, in.idx_j, in.n_two_way, in.n_out);
 }
 
 struct Forward {
@@ -192,7 +169,7 @@ Forward forward_kernel(const Inputs& in, bool keep) {
     }
   });
   partial[0] = r.out;
-  reduce_partials(partial);
+  mlpot::reduce_partials(partial);
   return r;
 }
 
@@ -286,7 +263,7 @@ std::pair<Tensor, Tensor> backward_kernel(const Inputs& in, const Tensor& sig_al
     }
   });
   partial[0] = grad_x;
-  reduce_partials(partial);
+  mlpot::reduce_partials(partial);
   return {grad_d, grad_x};
 }
 
