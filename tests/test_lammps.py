@@ -183,6 +183,28 @@ def test_wacsf_model_uses_one_cutoff_of_ghosts(plugin, tmp_path):
     assert "exchange, shell" in lammps_error(plugin, start + ["pair_style mlpot fast"])
 
 
+def test_every_kernel_kind_runs_in_lammps(plugin, tmp_path):
+    """Files with reference (plain PyTorch), fused and tabulated kernels: LAMMPS equals the
+    Python model of each (the default exports above are fused); the tabulated file is within
+    its spline error of the exact model."""
+    from mlpot.calculator import MLPotCalculator
+
+    atoms, symbols, potential, _, data = exported_system(tmp_path, "water_192")
+    ref = python_reference(potential, atoms)
+    for kernels in ("reference", "fused", "tabulated"):
+        model = tmp_path / f"{kernels}.pt"
+        assert export_model(potential, model, dtype="float64", kernels=kernels)["kernels"] == kernels
+        got = lammps_single_point(plugin, model, data, symbols)
+        if kernels == "tabulated":
+            same = atoms.copy()
+            same.calc = MLPotCalculator(model)
+            assert np.abs(got["forces"] - same.get_forces()).max() < 1e-9
+            assert abs(got["energy"] - same.get_potential_energy()) < 1e-9
+            assert 0 < np.abs(got["forces"] - ref["forces"]).max() < 1e-4
+        else:
+            assert_matches(got, ref)
+
+
 def test_float32_model_matches_python(plugin, tmp_path):
     atoms = silicon_triclinic()
     potential = tiny_potential([14])
