@@ -67,10 +67,10 @@ struct Inputs {
 
 Inputs checked(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tensor& idx_j, const Tensor& w1,
                const Tensor& b1, const Tensor& w2, const Tensor& b2, const Tensor& centers, double coeff,
-               double cutoff, int64_t n_two_way, int64_t n_out) {
+               double cutoff, int64_t n_two_way, int64_t n_out, bool check_indices = true) {
   TORCH_CHECK(d.device().is_cpu(), "mlpot::cfconv runs on the CPU only; use the reference kernel elsewhere");
   TORCH_CHECK(d.dim() == 1 && x.dim() == 2, "mlpot::cfconv: d must be [P] and x [N, F]");
-  mlpot::check_edges(idx_i, idx_j, d.size(0), x.size(0), n_two_way, n_out, "mlpot::cfconv");
+  if (check_indices) mlpot::check_edges(idx_i, idx_j, d.size(0), x.size(0), n_two_way, n_out, "mlpot::cfconv");
   const auto dtype = x.scalar_type();
   for (const Tensor* t : {&d, &w1, &b1, &w2, &b2, &centers})
     TORCH_CHECK(t->scalar_type() == dtype, "mlpot::cfconv: all floating inputs must share x's dtype");
@@ -317,7 +317,7 @@ class CFConv : public torch::autograd::Function<CFConv> {
       for (size_t m = 0; m < which.size(); ++m) result[which[m]] = g[m];
       return result;
     }
-    Inputs in = detached(checked(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], coeff, cutoff, n_two_way, n_out));
+    Inputs in = detached(checked(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], coeff, cutoff, n_two_way, n_out, false));
     std::pair<Tensor, Tensor> g;
     AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_backward", [&] {
       g = backward_kernel<scalar_t>(in, sig, ctx->saved_data["filter"].toTensor(), grads[0]);

@@ -56,7 +56,7 @@ struct Inputs {
 };
 
 Inputs checked(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tensor& idx_j, const Tensor& table,
-               double spacing, double cutoff, int64_t n_two_way, int64_t n_out) {
+               double spacing, double cutoff, int64_t n_two_way, int64_t n_out, bool check_indices = true) {
   TORCH_CHECK(d.device().is_cpu(), "mlpot::cfconv_tabulated runs on the CPU only");
   TORCH_CHECK(d.dim() == 1 && x.dim() == 2, "mlpot::cfconv_tabulated: d must be [P] and x [N, F]");
   TORCH_CHECK(d.scalar_type() == x.scalar_type() && table.scalar_type() == x.scalar_type(),
@@ -65,7 +65,7 @@ Inputs checked(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tens
               "mlpot::cfconv_tabulated: table must be [M + 1, 2F] with M >= 1");
   TORCH_CHECK(spacing > 0 && cutoff > 0 && std::abs((table.size(0) - 1) * spacing - cutoff) <= 1e-6 * cutoff,
               "mlpot::cfconv_tabulated: the table's knots must span [0, cutoff] (M × spacing = cutoff)");
-  mlpot::check_edges(idx_i, idx_j, d.size(0), x.size(0), n_two_way, n_out, "mlpot::cfconv_tabulated");
+  if (check_indices) mlpot::check_edges(idx_i, idx_j, d.size(0), x.size(0), n_two_way, n_out, "mlpot::cfconv_tabulated");
   return {d.contiguous(), x.contiguous(), idx_i.contiguous(), idx_j.contiguous(), table.contiguous(),
           spacing, cutoff, n_two_way, n_out};
 }
@@ -234,7 +234,7 @@ class TabulatedConv : public torch::autograd::Function<TabulatedConv> {
       for (size_t m = 0; m < which.size(); ++m) result[which[m]] = g[m];
       return result;
     }
-    Inputs in = detached(checked(s[0], s[1], s[2], s[3], s[4], spacing, cutoff, n_two_way, n_out));
+    Inputs in = detached(checked(s[0], s[1], s[2], s[3], s[4], spacing, cutoff, n_two_way, n_out, false));
     std::pair<Tensor, Tensor> g;
     AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_tabulated_backward",
                                [&] { g = backward_kernel<scalar_t>(in, grads[0]); });

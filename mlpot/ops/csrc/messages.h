@@ -30,10 +30,12 @@ inline void check_edges(const torch::Tensor& idx_i, const torch::Tensor& idx_j, 
   TORCH_CHECK(n_two_way >= 0 && n_two_way <= n_edges, name, ": n_two_way out of range");
   TORCH_CHECK(n_out >= 0, name, ": n_out must be >= 0");
   if (n_edges == 0) return;
-  TORCH_CHECK(idx_i.min().item<int64_t>() >= 0 && idx_j.min().item<int64_t>() >= 0, name, ": negative index");
-  TORCH_CHECK(idx_i.max().item<int64_t>() < n_out, name, ": idx_i must be < n_out");
-  TORCH_CHECK(idx_j.max().item<int64_t>() < x_rows, name, ": idx_j must be < x.size(0)");
-  if (n_two_way > 0)
+  const auto [min_i, max_i] = torch::aminmax(idx_i);
+  const auto [min_j, max_j] = torch::aminmax(idx_j);
+  TORCH_CHECK(min_i.item<int64_t>() >= 0 && min_j.item<int64_t>() >= 0, name, ": negative index");
+  TORCH_CHECK(max_i.item<int64_t>() < n_out, name, ": idx_i must be < n_out");
+  TORCH_CHECK(max_j.item<int64_t>() < x_rows, name, ": idx_j must be < x.size(0)");
+  if (n_two_way > 0 && max_j.item<int64_t>() >= n_out)
     TORCH_CHECK(idx_j.narrow(0, 0, n_two_way).max().item<int64_t>() < n_out, name,
                 ": two-way edges need idx_j < n_out");
 }
