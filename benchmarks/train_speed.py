@@ -106,17 +106,11 @@ def schnetpack_batches(path: str, n_train: int, device: torch.device) -> list[di
 
 def schnetpack_speed(args) -> dict:
     import schnetpack as spk
+    from schnetpack_schnet import schnetpack_schnet
 
     device = torch.device(args.device)
     batches = schnetpack_batches(args.data, args.n_train, device)
-    torch.manual_seed(0)
-    representation = spk.representation.SchNet(
-        n_atom_basis=128, n_filters=128, n_interactions=3,
-        radial_basis=spk.nn.GaussianRBF(n_rbf=20, cutoff=CUTOFF), cutoff_fn=spk.nn.CosineCutoff(CUTOFF))
-    model = spk.model.NeuralNetworkPotential(
-        representation=representation, input_modules=[spk.atomistic.PairwiseDistances()],
-        output_modules=[spk.atomistic.Atomwise(n_in=128, output_key="energy"),
-                        spk.atomistic.Forces(energy_key="energy", force_key="forces")]).to(device)
+    model = schnetpack_schnet(CUTOFF).to(device)
     model.train()                                             # Forces: create_graph=True
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
 
