@@ -194,3 +194,18 @@ def test_tabulated_table_must_span_the_cutoff():
     kernel = tabulated(args, 0.05)
     with pytest.raises(RuntimeError, match="knots must span"):
         torch.ops.mlpot.cfconv_tabulated(args[0], args[1], args[2], args[3], kernel.table, 0.04, CUTOFF, 100, 30)
+
+
+def test_off_cpu_formulations_match_the_operators():
+    """What a fused or tabulated file runs on a GPU (plain PyTorch, no operator) equals the
+    operators; checked here on the CPU by calling those formulations directly."""
+    from mlpot.representations.convolution import cutoff_filter, send_messages, spline_filter
+
+    args = case(torch.float64, **LAYOUTS["mixed"])
+    d, x, idx_i, idx_j = args[:4]
+    n_two_way, n_out = args[11], args[12]
+    exact = send_messages(x, cutoff_filter(d, *args[4:11]), idx_i, idx_j, n_two_way, n_out)
+    torch.testing.assert_close(exact, torch.ops.mlpot.cfconv(*args), rtol=1e-12, atol=1e-12)
+    kernel = tabulated(args, 0.05)
+    spline = send_messages(x, spline_filter(d, kernel.table, kernel.spacing, CUTOFF), idx_i, idx_j, n_two_way, n_out)
+    torch.testing.assert_close(spline, kernel(*args), rtol=1e-12, atol=1e-12)

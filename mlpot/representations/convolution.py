@@ -7,11 +7,13 @@ Both compute, for edges p = (idx_i[p], idx_j[p]) at distances d[p]:
     fc the cosine cutoff; out [n_out, F].
 ReferenceConvolution: plain PyTorch (any device, any order of derivatives), the reference.
 FusedConvolution: torch.ops.mlpot.cfconv (mlpot/ops/csrc), edge blocks in cache and a
-hand-written backward; CPU. mlpot.ops.use_fused_kernels swaps one for the other in a model.
+hand-written backward; on the CPU (other devices take the reference formulation, so an exported
+file runs anywhere). mlpot.ops.use_fused_kernels swaps one for the other in a model.
 The kernels hold no parameters, so state dicts do not depend on the choice.
 TabulatedConvolution (an approximation, opt-in on export): W(d)·fc(d) of one trained
 interaction as a cubic Hermite spline on knots spaced `spacing` Å (torch.ops.mlpot.cfconv_tabulated);
-its table is a buffer and the weights passed in are ignored.
+its table is a buffer and the weights passed in are ignored; off the CPU the same spline in
+PyTorch (`spline_filter`).
 """
 import math
 from typing import Tuple
@@ -29,23 +31,32 @@ def cutoff_filter(d: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch
     return nn.functional.linear(hidden, w2, b2) * cosine_cutoff(d, cutoff)[:, None]
 
 
+def send_messages(x: torch.Tensor, w: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
+                  n_two_way: int, n_out: int) -> torch.Tensor:
+    """out [n_out, F]: out[idx_i] += x[idx_j] * w per edge, and out[idx_j] += x[idx_i] * w on the
+    first n_two_way edges; x [N, F], w [E, F]."""
+    out = torch.zeros((n_out, x.shape[1]), dtype=x.dtype, device=x.device)
+    out = out.index_add(0, idx_i, torch.index_select(x, 0, idx_j) * w)
+    if n_two_way > 0:
+        i2, j2 = idx_i[:n_two_way], idx_j[:n_two_way]
+        out = out.index_add(0, j2, torch.index_select(x, 0, i2) * w[:n_two_way])
+    return out
+
+
 class ReferenceConvolution(nn.Module):
     def forward(self, d: torch.Tensor, x: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
                 w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                 centers: torch.Tensor, coeff: float, cutoff: float, n_two_way: int, n_out: int) -> torch.Tensor:
-        w = cutoff_filter(d, w1, b1, w2, b2, centers, coeff, cutoff)
-        out = torch.zeros((n_out, x.shape[1]), dtype=x.dtype, device=x.device)
-        out = out.index_add(0, idx_i, torch.index_select(x, 0, idx_j) * w)
-        if n_two_way > 0:
-            i2, j2 = idx_i[:n_two_way], idx_j[:n_two_way]
-            out = out.index_add(0, j2, torch.index_select(x, 0, i2) * w[:n_two_way])
-        return out
+        return send_messages(x, cutoff_filter(d, w1, b1, w2, b2, centers, coeff, cutoff), idx_i, idx_j, n_two_way, n_out)
 
 
 class FusedConvolution(nn.Module):
     def forward(self, d: torch.Tensor, x: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
                 w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                 centers: torch.Tensor, coeff: float, cutoff: float, n_two_way: int, n_out: int) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return send_messages(x, cutoff_filter(d, w1, b1, w2, b2, centers, coeff, cutoff), idx_i, idx_j,
+                                 n_two_way, n_out)
         return torch.ops.mlpot.cfconv(d.to(x.dtype), x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out)
 
 
@@ -72,6 +83,21 @@ def filter_table(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch
     return torch.cat([values, h * slopes], dim=1), h
 
 
+def spline_filter(d: torch.Tensor, table: torch.Tensor, spacing: float, cutoff: float) -> torch.Tensor:
+    """The tabulated filter [E, F] at d [E] Å: cubic Hermite between knots k·spacing, table
+    [M + 1, 2F] = [W(d_k), spacing·W'(d_k)]; 0 from the cutoff on."""
+    n_features = table.shape[1] // 2
+    u = d.clamp(min=0.0) / spacing
+    k = torch.clamp(torch.floor(u.detach()), 0, table.shape[0] - 2).long()
+    t = (u - k.to(u.dtype))[:, None]
+    lower, upper = table[k], table[k + 1]
+    t2 = t * t
+    t3 = t2 * t
+    w = ((2 * t3 - 3 * t2 + 1) * lower[:, :n_features] + (t3 - 2 * t2 + t) * lower[:, n_features:]
+         + (3 * t2 - 2 * t3) * upper[:, :n_features] + (t3 - t2) * upper[:, n_features:])
+    return w * (d < cutoff).to(w.dtype)[:, None]
+
+
 class TabulatedConvolution(nn.Module):
     def __init__(self, table: torch.Tensor, spacing: float):
         super().__init__()
@@ -81,5 +107,7 @@ class TabulatedConvolution(nn.Module):
     def forward(self, d: torch.Tensor, x: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
                 w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                 centers: torch.Tensor, coeff: float, cutoff: float, n_two_way: int, n_out: int) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return send_messages(x, spline_filter(d, self.table, self.spacing, cutoff), idx_i, idx_j, n_two_way, n_out)
         return torch.ops.mlpot.cfconv_tabulated(d.to(x.dtype), x, idx_i, idx_j, self.table, self.spacing, cutoff,
                                                 n_two_way, n_out)
