@@ -183,3 +183,43 @@ def test_export_command_from_checkpoint(tmp_path, capsys):
     torch.testing.assert_close(call(module, inp64)["energy"], expected["energy"], rtol=1e-12, atol=0)
     assert main(["export", str(tmp_path / "missing.ckpt"), "-o", str(out)]) == 2
     capsys.readouterr()
+
+
+KERNELS_DISABLED = """
+import sys, warnings
+from export_helpers import tiny_potential
+from mlpot.export import export_model, load_model
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    meta = export_model(tiny_potential(dipole=False), sys.argv[1] + "/auto.pt", "float64")
+assert meta["kernels"] == "reference", meta["kernels"]
+assert any("reference kernels" in str(w.message) for w in caught), [str(w.message) for w in caught]
+load_model(sys.argv[1] + "/auto.pt")
+try:
+    load_model(sys.argv[2])
+except RuntimeError as err:
+    print(err)
+else:
+    raise SystemExit("a fused file loaded without the operators")
+"""
+
+
+@pytest.mark.parametrize("how", ["MLPOT_KERNELS=reference", "no compiler"])
+def test_without_operators_export_falls_back_and_fused_files_say_why(potential, tmp_path, how):
+    import os
+    from pathlib import Path
+
+    fused_library()
+    fused = tmp_path / "fused.pt"
+    export_model(potential, fused, "float64", kernels="fused")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
+    if how == "no compiler":
+        env.update(MLPOT_CACHE_DIR=str(tmp_path / "cache"), CXX="false")   # an empty cache, a failing compiler
+    else:
+        env["MLPOT_KERNELS"] = "reference"
+    done = subprocess.run([sys.executable, "-c", KERNELS_DISABLED, str(tmp_path), str(fused)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "uses mlpot's fused kernels" in done.stdout and "--kernels reference" in done.stdout
+    expected = "MLPOT_KERNELS=reference" if how != "no compiler" else "compiling the fused kernels failed"
+    assert expected in done.stdout
