@@ -181,6 +181,14 @@ def test_export_command_from_checkpoint(tmp_path, capsys):
     inp64 = exported_inputs(periodic_ethanol(), torch.float64)[0]
     expected = call(script_potential(potential, "float64"), inp64)
     torch.testing.assert_close(call(module, inp64)["energy"], expected["energy"], rtol=1e-12, atol=0)
+    fast = tmp_path / "fast.pt"
+    assert main(["export", str(tmp_path / "best.ckpt"), "-o", str(fast), "--dtype", "float64",
+                 "--kernels", "tabulated", "--table-spacing", "0.02"]) == 0
+    fast_module, fast_metadata = load_model(fast)
+    assert fast_metadata["kernels"] == "tabulated" and fast_metadata["table_spacing"] == pytest.approx(0.02)
+    forces, exact = call(fast_module, inp64)["forces"], call(module, inp64)["forces"]
+    assert 0 < float((forces - exact).abs().max()) < 1e-4 * float(exact.abs().max())
+    assert main(["info", str(fast)]) == 0 and "tabulated" in capsys.readouterr().out
     assert main(["export", str(tmp_path / "missing.ckpt"), "-o", str(out)]) == 2
     capsys.readouterr()
 
