@@ -1,4 +1,4 @@
-"""SchNet's pair path (filters once per unordered pair, fused first layers) against the
+"""SchNet's pair path (filters once per unordered pair, messages both ways) against the
 straightforward per-edge reference path: same energies, forces and virials, on a molecule,
 a periodic cell smaller than the cutoff (self-images) and a batch; exported model too; lists
 that are not symmetric are detected and take the reference path."""
