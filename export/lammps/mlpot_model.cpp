@@ -125,8 +125,8 @@ static void tensor_to_rows(const torch::Tensor &t, std::vector<double> &buffer) 
 
 void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, int64_t n,
                                const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
-                               int64_t n_two_way, int64_t n_local, bool want_virial, bool want_energies,
-                               FeatureExchange &exchange, Result &out) {
+                               const std::vector<int64_t> &feature_j, int64_t n_two_way, int64_t n_local,
+                               bool want_virial, bool want_energies, FeatureExchange &exchange, Result &out) {
   torch::AutoGradMode grad_enabled(true);
   const torch::Dtype dtype = impl_->dtype;
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
@@ -141,7 +141,7 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
     for (int k = 0; k < 3; k++) vec[3 * e + k] = positions[3 * edge_j[e] + k] - positions[3 * edge_i[e] + k];
   if (n_edges > 0) {
     std::copy(edge_i.begin(), edge_i.end(), edges.data_ptr<int64_t>());
-    std::copy(edge_j.begin(), edge_j.end(), edges.data_ptr<int64_t>() + n_edges);
+    std::copy(feature_j.begin(), feature_j.end(), edges.data_ptr<int64_t>() + n_edges);
   }
   torch::Tensor vectors = rows_to_tensor(vec, n_edges, 3, dtype).requires_grad_(true);
 

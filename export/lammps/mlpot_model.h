@@ -56,13 +56,15 @@ class Model {
 
   // Layer by layer (info().per_layer): features of ghosts come from their owners through
   // `exchange` after each layer, gradients go back before each earlier layer, so the ghosts
-  // need only reach one cutoff. Edges (i < n_local, j any atom), messages j -> i; the first
-  // n_two_way edges are pairs of local atoms listed once, messages both ways. Positions
-  // [n*3] Å. Forces on local and ghost atoms; virial −Σ_e r_e ⊗ ∂E/∂r_e (symmetrised).
+  // need only reach one cutoff. Edges (i < n_local, j any atom), r_e = x_j − x_i, messages
+  // j -> i carrying the features of atom feature_j[e] (j itself, or the local atom a ghost j
+  // is an image of); the first n_two_way edges are pairs of local atoms (or of a local atom
+  // and the owner of a periodic image) listed once, messages both ways. Positions [n*3] Å.
+  // Forces on local and ghost atoms; virial −Σ_e r_e ⊗ ∂E/∂r_e (symmetrised).
   void evaluate_per_layer(const double *positions, const int64_t *numbers, int64_t n,
                           const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
-                          int64_t n_two_way, int64_t n_local, bool want_virial, bool want_energies,
-                          FeatureExchange &exchange, Result &out);
+                          const std::vector<int64_t> &feature_j, int64_t n_two_way, int64_t n_local,
+                          bool want_virial, bool want_energies, FeatureExchange &exchange, Result &out);
 
  private:
   struct Impl;

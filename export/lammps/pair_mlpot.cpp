@@ -227,14 +227,23 @@ void PairMLPot::keep_needed_edges() {
 }
 
 int PairMLPot::build_local_edges() {
-  // Pairs of two local atoms once (i < j; the full list holds both directions), then edges
-  // from ghosts into local atoms: the model sends messages both ways along the first ones.
+  // Pairs once, messages both ways: two local atoms (i < j; the full list holds both
+  // directions), and a local atom with a periodic image (a ghost) of another local atom, whose
+  // features are then that atom's own — the ghost j is mapped to its owner o, and of the two
+  // entries of the pair (i with o's image, o with i's image) the one with tag i < tag o is kept
+  // (equal tags, an atom and its own image: the one with r_ij lexicographically positive).
+  // Then edges from the remaining ghosts (owned by other ranks) into local atoms, one way.
   double **x = atom->x;
+  const tagint *tag = atom->tag;
   const int nlocal = atom->nlocal;
   const double cutoff = model_->info().cutoff;
   const double cutsq_model = cutoff * cutoff;
+  local_of_tag_.clear();
+  local_of_tag_.reserve(2 * nlocal);
+  for (int i = 0; i < nlocal; i++) local_of_tag_[tag[i]] = i;
   edge_i_.clear();
   edge_j_.clear();
+  feature_j_.clear();
   ghost_edge_i_.clear();
   ghost_edge_j_.clear();
   for (int ii = 0; ii < list->inum; ii++) {
@@ -244,15 +253,30 @@ int PairMLPot::build_local_edges() {
       const int j = neighbors[jj] & NEIGHMASK;
       if (j < nlocal && j <= i) continue;
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
-        (j < nlocal ? edge_i_ : ghost_edge_i_).push_back(i);
-        (j < nlocal ? edge_j_ : ghost_edge_j_).push_back(j);
+      if (dx * dx + dy * dy + dz * dz >= cutsq_model) continue;
+      int owner = j;
+      if (j >= nlocal) {
+        const auto found = local_of_tag_.find(tag[j]);
+        owner = found == local_of_tag_.end() ? -1 : found->second;
       }
+      if (owner < 0) {                       // a ghost of another rank's atom: one way
+        ghost_edge_i_.push_back(i);
+        ghost_edge_j_.push_back(j);
+        continue;
+      }
+      if (j >= nlocal) {                     // an image of local atom `owner`: keep one entry
+        const bool positive = dx > 0 || (dx == 0 && (dy > 0 || (dy == 0 && dz > 0)));
+        if (!(tag[i] < tag[j] || (tag[i] == tag[j] && positive))) continue;
+      }
+      edge_i_.push_back(i);
+      edge_j_.push_back(j);
+      feature_j_.push_back(owner);
     }
   }
   const int n_two_way = static_cast<int>(edge_i_.size());
   edge_i_.insert(edge_i_.end(), ghost_edge_i_.begin(), ghost_edge_i_.end());
   edge_j_.insert(edge_j_.end(), ghost_edge_j_.begin(), ghost_edge_j_.end());
+  feature_j_.insert(feature_j_.end(), ghost_edge_j_.begin(), ghost_edge_j_.end());
   return n_two_way;
 }
 
@@ -290,8 +314,8 @@ void PairMLPot::compute_exchange(int nlocal, int nall) {
   const int n_two_way = build_local_edges();
   mlpot::Result &r = *result_;
   try {
-    model_->evaluate_per_layer(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, n_two_way, nlocal,
-                               vflag_global != 0, eflag_atom != 0, *exchange_impl_, r);
+    model_->evaluate_per_layer(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, feature_j_, n_two_way,
+                               nlocal, vflag_global != 0, eflag_atom != 0, *exchange_impl_, r);
   } catch (const std::exception &e) {
     error->one(FLERR, "pair mlpot: model evaluation failed: {}", e.what());
   }

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace mlpot {
@@ -61,9 +62,12 @@ class PairMLPot : public Pair {
   void allocate();
   void build_edges();                   // model edges from the full ghost neighbour list
   void keep_needed_edges();             // drop edges into atoms >= n_interactions hops out
-  int build_local_edges();              // exchange mode: local pairs once, then ghost -> local;
+  int build_local_edges();              // exchange mode: local pairs once (periodic images of
+                                        // local atoms mapped to them), then ghost -> local;
                                         // returns the number of pairs (two-way edges)
   std::vector<int64_t> ghost_edge_i_, ghost_edge_j_;
+  std::vector<int64_t> feature_j_;      // exchange mode: whose features edge e carries
+  std::unordered_map<tagint, int> local_of_tag_;   // exchange mode: local index of each owned atom
   void compute_exchange(int nlocal, int nall);
   void accumulate(int nlocal, int nall);  // result_ into energy, forces, eatom, virial
   void choose_mode();                   // after the model is read
