@@ -35,6 +35,11 @@ class ModelConfig:
                              f"{', '.join(REPRESENTATIONS)}")
         if not self.cutoff > 0:
             raise ValueError(f"model.cutoff must be positive (Å), got {self.cutoff}")
+        if self.representation == "schnet" and (self.n_interactions < 1 or self.n_atom_basis < 1
+                                                or self.n_filters < 1 or self.n_rbf < 2):
+            raise ValueError("model.n_interactions, n_atom_basis and n_filters must be >= 1 and n_rbf >= 2 "
+                             f"(a SchNet without interactions does not see the geometry), got "
+                             f"{self.n_interactions}, {self.n_atom_basis}, {self.n_filters}, {self.n_rbf}")
         if self.representation in SYMMETRY_FUNCTIONS:
             if self.n_radial < 2 or self.n_angular < 0:
                 raise ValueError(f"model.n_radial must be >= 2 and model.n_angular >= 0, got "

@@ -75,6 +75,8 @@ def test_config_rejects_bad_symmetry_function_settings():
         ModelConfig(representation="wacsf", zetas=[])
     with pytest.raises(ValueError, match="unknown representation"):
         ModelConfig(representation="soap")
+    with pytest.raises(ValueError, match="does not see the geometry"):
+        ModelConfig(representation="schnet", n_interactions=0)
     default = ModelConfig(representation="wacsf")
     model = build_potential(default, [1, 6, 7, 8, 9])
     assert model.representation.n_features == 22 + 5 * 2
