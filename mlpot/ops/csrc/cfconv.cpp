@@ -124,13 +124,10 @@ Forward forward_kernel(const Inputs& in, bool keep) {
   const int64_t* ii = in.idx_i.data_ptr<int64_t>();
   const int64_t* jj = in.idx_j.data_ptr<int64_t>();
   const int64_t n_blocks = (P + BLOCK - 1) / BLOCK;
-  std::vector<Tensor> partial(at::get_num_threads());
+  mlpot::PerThreadSum out_sum(r.out);
 
   at::parallel_for(0, n_blocks, 1, [&](int64_t first, int64_t last) {
-    const int tid = at::get_thread_num();
-    Tensor acc = tid == 0 ? r.out : torch::zeros({in.n_out, F}, opts);
-    if (tid != 0) partial[tid] = acc;
-    T* out = acc.data_ptr<T>();
+    T* out = out_sum.mine().data_ptr<T>();
     Tensor rbf = torch::empty({BLOCK, K}, opts), act = torch::empty({BLOCK, H}, opts);
     Tensor sig_local = keep ? Tensor() : torch::empty({BLOCK, H}, opts);
     Tensor filter_local = keep ? Tensor() : torch::empty({BLOCK, F}, opts);
@@ -168,8 +165,7 @@ Forward forward_kernel(const Inputs& in, bool keep) {
       }
     }
   });
-  partial[0] = r.out;
-  mlpot::reduce_partials(partial);
+  out_sum.sum();
   return r;
 }
 
@@ -192,13 +188,10 @@ std::pair<Tensor, Tensor> backward_kernel(const Inputs& in, const Tensor& sig_al
   const Tensor b2s = (in.b2 - LN2 * in.w2.sum(1)).contiguous();  // as in the forward
   const T* b2 = b2s.data_ptr<T>();
   const int64_t n_blocks = (P + BLOCK - 1) / BLOCK;
-  std::vector<Tensor> partial(at::get_num_threads());
+  mlpot::PerThreadSum grad_x_sum(grad_x);
 
   at::parallel_for(0, n_blocks, 1, [&](int64_t first, int64_t last) {
-    const int tid = at::get_thread_num();
-    Tensor acc = tid == 0 ? grad_x : torch::zeros({N, F}, opts);
-    if (tid != 0) partial[tid] = acc;
-    T* gx = acc.data_ptr<T>();
+    T* gx = grad_x_sum.mine().data_ptr<T>();
     Tensor rbf = torch::empty({BLOCK, K}, opts), g_filter = torch::empty({BLOCK, F}, opts);
     Tensor g_act = torch::empty({BLOCK, H}, opts);
     Tensor g_rbf = torch::empty({BLOCK, K}, opts);
@@ -262,8 +255,7 @@ std::pair<Tensor, Tensor> backward_kernel(const Inputs& in, const Tensor& sig_al
       }
     }
   });
-  partial[0] = grad_x;
-  mlpot::reduce_partials(partial);
+  grad_x_sum.sum();
   return {grad_d, grad_x};
 }
 

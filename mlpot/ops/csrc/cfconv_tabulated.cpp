@@ -31,6 +31,12 @@ struct Spline {
   bool inside;                    // d < cutoff
 };
 
+// Σ basis × knot data at feature f: rows lo, up [2F] = [values, h·slopes] of the two knots.
+template <typename T>
+inline T hermite(const T* lo, const T* up, int64_t F, int64_t f, T a, T b, T c, T e) {
+  return a * lo[f] + b * lo[F + f] + c * up[f] + e * up[F + f];
+}
+
 inline Spline locate(double d, double spacing, int64_t n_intervals, double cutoff) {
   Spline s{};
   s.inside = d < cutoff;
@@ -99,12 +105,9 @@ Tensor forward_kernel(const Inputs& in) {
   const T* table = in.table.data_ptr<T>();
   const int64_t* ii = in.idx_i.data_ptr<int64_t>();
   const int64_t* jj = in.idx_j.data_ptr<int64_t>();
-  std::vector<Tensor> partial(at::get_num_threads());
+  mlpot::PerThreadSum out_sum(out);
   at::parallel_for(0, P, GRAIN, [&](int64_t first, int64_t last) {
-    const int tid = at::get_thread_num();
-    Tensor acc = tid == 0 ? out : torch::zeros({in.n_out, F}, in.x.options());
-    if (tid != 0) partial[tid] = acc;
-    T* o = acc.data_ptr<T>();
+    T* o = out_sum.mine().data_ptr<T>();
     std::vector<T> w(F);
     for (int64_t p = first; p < last; ++p) {
       const Spline s = locate(d[p], in.spacing, M, in.cutoff);
@@ -113,7 +116,7 @@ Tensor forward_kernel(const Inputs& in) {
       const T* up = lo + 2 * F;
       const T a = s.h00, b = s.h10, c = s.h01, e = s.h11;
 #pragma omp simd
-      for (int64_t f = 0; f < F; ++f) w[f] = a * lo[f] + b * lo[F + f] + c * up[f] + e * up[F + f];
+      for (int64_t f = 0; f < F; ++f) w[f] = hermite(lo, up, F, f, a, b, c, e);
       const int64_t i = ii[p], j = jj[p];
       T* oi = o + i * F;
       const T* xj = x + j * F;
@@ -131,8 +134,7 @@ Tensor forward_kernel(const Inputs& in) {
       }
     }
   });
-  partial[0] = out;
-  mlpot::reduce_partials(partial);
+  out_sum.sum();
   return out;
 }
 
@@ -148,12 +150,9 @@ std::pair<Tensor, Tensor> backward_kernel(const Inputs& in, const Tensor& grad_o
   const int64_t* ii = in.idx_i.data_ptr<int64_t>();
   const int64_t* jj = in.idx_j.data_ptr<int64_t>();
   T* gd = grad_d.data_ptr<T>();
-  std::vector<Tensor> partial(at::get_num_threads());
+  mlpot::PerThreadSum grad_x_sum(grad_x);
   at::parallel_for(0, P, GRAIN, [&](int64_t first, int64_t last) {
-    const int tid = at::get_thread_num();
-    Tensor acc = tid == 0 ? grad_x : torch::zeros({N, F}, in.x.options());
-    if (tid != 0) partial[tid] = acc;
-    T* gx = acc.data_ptr<T>();
+    T* gx = grad_x_sum.mine().data_ptr<T>();
     for (int64_t p = first; p < last; ++p) {
       const Spline s = locate(d[p], in.spacing, M, in.cutoff);
       if (!s.inside) continue;
@@ -172,8 +171,8 @@ std::pair<Tensor, Tensor> backward_kernel(const Inputs& in, const Tensor& grad_o
         T* gxi = gx + i * F;
 #pragma omp simd reduction(+ : sum)
         for (int64_t f = 0; f < F; ++f) {
-          const T w = a * lo[f] + b * lo[F + f] + c * up[f] + e * up[F + f];
-          const T dw = da * lo[f] + db * lo[F + f] + dc * up[f] + de * up[F + f];
+          const T w = hermite(lo, up, F, f, a, b, c, e);
+          const T dw = hermite(lo, up, F, f, da, db, dc, de);
           sum += (goi[f] * xj[f] + goj[f] * xi[f]) * dw;
           gxj[f] += goi[f] * w;
           gxi[f] += goj[f] * w;
@@ -181,8 +180,8 @@ std::pair<Tensor, Tensor> backward_kernel(const Inputs& in, const Tensor& grad_o
       } else {
 #pragma omp simd reduction(+ : sum)
         for (int64_t f = 0; f < F; ++f) {
-          const T w = a * lo[f] + b * lo[F + f] + c * up[f] + e * up[F + f];
-          const T dw = da * lo[f] + db * lo[F + f] + dc * up[f] + de * up[F + f];
+          const T w = hermite(lo, up, F, f, a, b, c, e);
+          const T dw = hermite(lo, up, F, f, da, db, dc, de);
           sum += goi[f] * xj[f] * dw;
           gxj[f] += goi[f] * w;
         }
@@ -190,8 +189,7 @@ std::pair<Tensor, Tensor> backward_kernel(const Inputs& in, const Tensor& grad_o
       gd[p] = sum;
     }
   });
-  partial[0] = grad_x;
-  mlpot::reduce_partials(partial);
+  grad_x_sum.sum();
   return {grad_d, grad_x};
 }
 

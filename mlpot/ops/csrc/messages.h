@@ -1,8 +1,10 @@
 // Shared by the convolution kernels: the composite (ATen, differentiable) message scatter.
 #pragma once
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mlpot {
@@ -40,9 +42,25 @@ inline void check_edges(const torch::Tensor& idx_i, const torch::Tensor& idx_j, 
                 ": two-way edges need idx_j < n_out");
 }
 
-// Sum per-thread partial results (undefined where a thread had no work) into the first.
-inline void reduce_partials(std::vector<torch::Tensor>& partial) {
-  for (size_t t = 1; t < partial.size(); ++t)
-    if (partial[t].defined()) partial[0].add_(partial[t]);
-}
+// An output [rows, F] accumulated by the threads of one at::parallel_for: thread 0 adds into
+// the output itself, every other thread into its own zeroed copy; sum() adds the copies in.
+class PerThreadSum {
+ public:
+  explicit PerThreadSum(torch::Tensor out) : out_(std::move(out)), copies_(at::get_num_threads()) {}
+  // The tensor the calling thread accumulates into (call once per thread, inside the loop body).
+  torch::Tensor mine() {
+    const int tid = at::get_thread_num();
+    if (tid == 0) return out_;
+    copies_[tid] = torch::zeros_like(out_);
+    return copies_[tid];
+  }
+  void sum() {
+    for (size_t t = 1; t < copies_.size(); ++t)
+      if (copies_[t].defined()) out_.add_(copies_[t]);
+  }
+
+ private:
+  torch::Tensor out_;
+  std::vector<torch::Tensor> copies_;
+};
 }  // namespace mlpot
