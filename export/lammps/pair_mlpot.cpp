@@ -238,9 +238,12 @@ int PairMLPot::build_local_edges() {
   const int nlocal = atom->nlocal;
   const double cutoff = model_->info().cutoff;
   const double cutsq_model = cutoff * cutoff;
-  local_of_tag_.clear();
-  local_of_tag_.reserve(2 * nlocal);
-  for (int i = 0; i < nlocal; i++) local_of_tag_[tag[i]] = i;
+  if (neighbor->ago == 0 || static_cast<int>(local_of_tag_.size()) != nlocal) {
+    // local indices and tags only change when LAMMPS re-neighbours (atoms migrate, are sorted)
+    local_of_tag_.clear();
+    local_of_tag_.reserve(2 * nlocal);
+    for (int i = 0; i < nlocal; i++) local_of_tag_[tag[i]] = i;
+  }
   edge_i_.clear();
   edge_j_.clear();
   feature_j_.clear();

@@ -67,7 +67,8 @@ class PairMLPot : public Pair {
                                         // returns the number of pairs (two-way edges)
   std::vector<int64_t> ghost_edge_i_, ghost_edge_j_;
   std::vector<int64_t> feature_j_;      // exchange mode: whose features edge e carries
-  std::unordered_map<tagint, int> local_of_tag_;   // exchange mode: local index of each owned atom
+  std::unordered_map<tagint, int> local_of_tag_;   // exchange mode: local index of each owned atom,
+                                                   // rebuilt when LAMMPS re-neighbours
   void compute_exchange(int nlocal, int nall);
   void accumulate(int nlocal, int nall);  // result_ into energy, forces, eatom, virial
   void choose_mode();                   // after the model is read
