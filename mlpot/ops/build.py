@@ -95,4 +95,6 @@ def build_library(force: bool = False, verbose: bool = False) -> Path:
                 raise RuntimeError(f"compiling the fused kernels failed; log in {log}\n"
                                    + "\n".join((done.stderr or "").splitlines()[-10:]))
         os.replace(staging, target)
+        for obj in target.parent.glob("*.o"):   # intermediate objects of the link above
+            obj.unlink()
     return target
