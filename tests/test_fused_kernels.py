@@ -83,6 +83,72 @@ def test_second_derivatives_and_weight_gradients_by_finite_differences():
     assert torch.autograd.gradcheck(lambda *w: op(args[0], args[1], args[2], args[3], *w, *args[8:]), weights)
 
 
+def force_training_gradients(kernel, args, seed=2):
+    """Parameter gradients of a force-matching loss through two convolutions in a row (as in
+    training: forces with create_graph, then loss.backward restricted to the parameters), with
+    features that depend on both the positions and the parameters."""
+    g = torch.Generator().manual_seed(seed)
+    d0, x0 = args[0], args[1]
+    n_edges, dtype = d0.shape[0], d0.dtype
+    positions = (d0 + 0.0).requires_grad_(True)            # one "coordinate" per edge
+    mix = torch.randn(x0.shape[1], x0.shape[1], generator=g, dtype=dtype) / 4
+    h = x0.clone().requires_grad_(True)                     # an embedding (a parameter)
+    weights = [w.clone().requires_grad_(True) for w in args[4:8]]
+    d = positions * 1.0
+    x = torch.tanh(h @ mix)
+    first = kernel(d, x, args[2], args[3], *weights, *args[8:])
+    if args[11] == n_edges or args[12] == x0.shape[0]:      # output rows can feed the next call
+        x2 = torch.tanh(torch.cat([first, x[first.shape[0]:]]) @ mix)
+        out = kernel(d, x2, args[2], args[3], *weights, *args[8:])
+    else:
+        out = first
+    energy = torch.nn.functional.softplus(out).sum()
+    forces = -torch.autograd.grad(energy, positions, create_graph=True)[0]
+    target = torch.randn(forces.shape, generator=g, dtype=dtype)
+    loss = 0.01 * energy.square() + (forces - target).square().sum()
+    params = [h] + weights
+    return [energy.detach(), forces.detach()] + list(torch.autograd.grad(loss, params))
+
+
+@pytest.mark.parametrize("layout", ["one_way", "pairs", "mixed", "no_edges", "wide"])
+def test_force_training_gradients_equal_reference_float64(layout):
+    """The hand-written derivatives of the first derivatives (training on forces) against
+    PyTorch's double backward of the reference formulation."""
+    args = case(torch.float64, **LAYOUTS[layout])
+    fused = force_training_gradients(FusedConvolution(), args)
+    reference = force_training_gradients(ReferenceConvolution(), args)
+    for a, b in zip(fused, reference):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_first_order_weight_gradients_equal_reference():
+    """Energy-only training: hand-written weight gradients without a kept graph."""
+    args = case(torch.float64, **LAYOUTS["mixed"])
+    results = []
+    for kernel in (FusedConvolution(), ReferenceConvolution()):
+        weights = [w.clone().requires_grad_(True) for w in args[4:8]]
+        x = args[1].clone().requires_grad_(True)
+        out = kernel(args[0], x, args[2], args[3], *weights, *args[8:])
+        results.append(torch.autograd.grad(out.sin().sum(), [x] + weights))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
+def test_gradient_of_the_gradient_by_finite_differences():
+    """gradgradcheck with the weights: the hand-written second derivatives in the output
+    gradient, x and the weights (d is differentiated through the composite formulation)."""
+    args = case(torch.float64, n_edges=40, n_atoms=8, n_out=6, n_two_way=15, features=5, hidden=4, n_rbf=6)
+    d = args[0].clone().requires_grad_(True)
+    op = torch.ops.mlpot.cfconv
+
+    def forces_then_weights(x, w1, b1, w2, b2):
+        out = op(d, x, args[2], args[3], w1, b1, w2, b2, *args[8:])
+        return torch.autograd.grad(out.sin().sum(), d, create_graph=True)[0]
+
+    inputs = tuple(t.clone().requires_grad_(True) for t in [args[1]] + args[4:8])
+    assert torch.autograd.gradcheck(forces_then_weights, inputs)
+
+
 def test_layers_sharing_weights_get_each_contribution_once():
     """Two convolutions in a row with the same weights requiring grad (the composite backward
     must not follow the graph into the earlier call)."""

@@ -70,6 +70,7 @@ class TrainingConfig:
     dtype: str = "float32"                # float32 | float64
     device: str = "auto"                  # auto | cpu | cuda | cuda:N
     num_threads: Optional[int] = None     # torch CPU threads per process; None = torch default
+    kernels: str = "auto"                 # SchNet convolution: auto | fused | reference
 
     def __post_init__(self):
         checks = [
@@ -88,6 +89,7 @@ class TrainingConfig:
             (self.energy_weight + self.forces_weight > 0,
              "training.energy_weight and forces_weight cannot both be 0"),
             (self.dtype in ("float32", "float64"), "training.dtype must be float32 or float64"),
+            (self.kernels in ("auto", "fused", "reference"), "training.kernels must be auto, fused or reference"),
             (self.device == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None,
              "training.device must be auto, cpu, cuda or cuda:N"),
         ]

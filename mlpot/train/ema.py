@@ -32,8 +32,8 @@ class EMA:
         """Move the average one step towards the weights of `model`; `step` (0-based count of
         earlier updates) enables the warm-up, None uses `decay` as it is."""
         decay = self.decay if step is None else min(self.decay, (1.0 + step) / (10.0 + step))
-        for avg, p in zip(self.model.parameters(), model.parameters()):
-            avg.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
+        averages = list(self.model.parameters())
+        torch._foreach_lerp_(averages, [p.detach() for p in model.parameters()], 1.0 - decay)
         for avg, b in zip(self.model.buffers(), model.buffers()):
             avg.copy_(b)
 

@@ -8,62 +8,31 @@
 // Shapes: d [P] Å, x [N, F], idx_i/idx_j [P] int64, w1 [H, K], b1 [H], w2 [F, H], b2 [F],
 // centers [K]; out [n_out, F]; every idx_i < n_out, and idx_j < n_out for p < n_two_way.
 //
-// The edges are processed in blocks of BLOCK: radial basis, both filter layers (ATen matrix
-// products on the block) and the gather-multiply-scatter stay in cache, so no [P, F] tensor of
-// messages is materialised. Blocks run in parallel (at::parallel_for, torch's intra-op
-// threads), each thread scattering into its own copy of the output. The forward keeps the
-// activation's derivative and the filter per edge for a hand-written backward (forces). When a
-// graph of the backward itself is needed (create_graph, e.g. training on forces or Hessians)
-// or a weight needs a gradient, the backward differentiates the composite ATen formulation
-// instead, so every derivative stays correct; only the first derivative in d and x is fused.
-#include <ATen/Parallel.h>
+// The loops are in cfconv_kernels.cpp. Derivatives, all hand-written except where noted:
+// - first derivatives in d, x and the weights (forces; training on energies), from the filter
+//   and its slope dW/dd kept per edge by the forward;
+// - the derivatives of those first derivatives in the output gradient, x and the weights
+//   (training on forces: CFConvGradient below), computed only for what the running backward
+//   needs (AutogradContext::needs_input_grad);
+// - anything else (a second derivative in d, e.g. Hessians; third derivatives; gradients for
+//   the Gaussian centres) differentiates the composite ATen formulation, correct to every order.
 #include <torch/library.h>
 #include <torch/torch.h>
 
+#include "cfconv_kernels.h"
 #include "messages.h"
-#include "vector_math.h"
 
-#include <algorithm>
 #include <cmath>
 #include <vector>
 
 namespace {
 
+using mlpot::cfconv::Inputs;
+using mlpot::cfconv::LN2;
+using mlpot::cfconv::SOFTPLUS_THRESHOLD;
 using torch::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-constexpr int64_t BLOCK = 512;
-constexpr double LN2 = 0.6931471805599453;
-constexpr double SOFTPLUS_THRESHOLD = 20.0;  // torch.nn.functional.softplus's default
-
-struct Geometry {
-  double coeff;   // Gaussian exponent, 1/Å²  (negative)
-  double cutoff;  // Å
-};
-
-// rbf [n, K], fc [n], dfc [n] (d fc / d d; skipped if null) for distances d [n].
-template <typename T>
-void radial_block(const T* d, int64_t n, const T* centers, int64_t K, Geometry g, T* rbf, T* fc, T* dfc) {
-  mlpot::gaussians(d, n, centers, K, g.coeff, rbf);
-  const double a = M_PI / g.cutoff;
-  for (int64_t q = 0; q < n; ++q) {
-    const double dq = d[q];
-    if (dq < g.cutoff) {
-      fc[q] = static_cast<T>(0.5 * (std::cos(a * dq) + 1.0));
-      if (dfc) dfc[q] = static_cast<T>(-0.5 * a * std::sin(a * dq));
-    } else {
-      fc[q] = T(0);
-      if (dfc) dfc[q] = T(0);
-    }
-  }
-}
-
-struct Inputs {
-  Tensor d, x, idx_i, idx_j, w1, b1, w2, b2, centers;
-  Geometry g;
-  int64_t n_two_way, n_out;
-};
 
 Inputs checked(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tensor& idx_j, const Tensor& w1,
                const Tensor& b1, const Tensor& w2, const Tensor& b2, const Tensor& centers, double coeff,
@@ -78,244 +47,189 @@ Inputs checked(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tens
   TORCH_CHECK(centers.numel() == K && b1.numel() == H && w2.size(0) == F && w2.size(1) == H && b2.numel() == F,
               "mlpot::cfconv: weight shapes do not match (w1 [H, K], b1 [H], w2 [F, H], b2 [F], centers [K])");
   return {d.contiguous(), x.contiguous(), idx_i.contiguous(), idx_j.contiguous(), w1.contiguous(), b1.contiguous(),
-          w2.contiguous(), b2.contiguous(), centers.contiguous(), {coeff, cutoff}, n_two_way, n_out};
+          w2.contiguous(), b2.contiguous(), centers.contiguous(), coeff, cutoff, n_two_way, n_out};
 }
 
 // The same inputs cut from the graph: the hand-written kernels never need autograd.
 Inputs detached(const Inputs& in) {
   return {in.d.detach(),  in.x.detach(),  in.idx_i, in.idx_j, in.w1.detach(), in.b1.detach(),
-          in.w2.detach(), in.b2.detach(), in.centers.detach(), in.g, in.n_two_way, in.n_out};
+          in.w2.detach(), in.b2.detach(), in.centers.detach(), in.coeff, in.cutoff, in.n_two_way, in.n_out};
 }
 
 // The straightforward differentiable formulation (ATen ops on whole edge tensors).
 Tensor cfconv_composite(const Inputs& in) {
   auto diff = in.d.unsqueeze(1) - in.centers;
-  auto rbf = torch::exp(in.g.coeff * diff * diff);
-  auto fc = 0.5 * (torch::cos(in.d * (M_PI / in.g.cutoff)) + 1.0) * (in.d < in.g.cutoff).to(in.d.scalar_type());
+  auto rbf = torch::exp(in.coeff * diff * diff);
+  auto fc = 0.5 * (torch::cos(in.d * (M_PI / in.cutoff)) + 1.0) * (in.d < in.cutoff).to(in.d.scalar_type());
   auto hidden = at::softplus(at::linear(rbf, in.w1, in.b1), 1.0, SOFTPLUS_THRESHOLD) - LN2;
   auto w = at::linear(hidden, in.w2, in.b2) * fc.unsqueeze(1);
   return mlpot::scatter_messages(in.x, w, in.idx_i, in.idx_j, in.n_two_way, in.n_out);
 }
 
-struct Forward {
-  Tensor out;
-  Tensor sig;     // [P, H] derivative of the first filter layer's activation (kept for the backward)
-  Tensor filter;  // [P, F] filter before its bias and the cutoff (kept for the backward)
-};
+// Inputs from the saved variables (d, x, idx_i, idx_j, w1, b1, w2, b2, centers) of a node.
+Inputs from_saved(const variable_list& s, AutogradContext* ctx) {
+  return {s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], ctx->saved_data["coeff"].toDouble(),
+          ctx->saved_data["cutoff"].toDouble(), ctx->saved_data["n_two_way"].toInt(), ctx->saved_data["n_out"].toInt()};
+}
 
-template <typename T>
-Forward forward_kernel(const Inputs& in, bool keep) {
-  const int64_t P = in.d.size(0), F = in.x.size(1), H = in.w1.size(0), K = in.w1.size(1);
-  auto opts = in.x.options();
-  Forward r;
-  r.out = torch::zeros({in.n_out, F}, opts);
-  if (keep) {
-    r.sig = torch::empty({P, H}, opts);
-    r.filter = torch::empty({P, F}, opts);
+void save_scalars(AutogradContext* ctx, const Inputs& in) {
+  ctx->saved_data["coeff"] = in.coeff;
+  ctx->saved_data["cutoff"] = in.cutoff;
+  ctx->saved_data["n_two_way"] = in.n_two_way;
+  ctx->saved_data["n_out"] = in.n_out;
+}
+
+// Derivatives of Σ out(inputs) · go by differentiating the composite formulation: with respect
+// to fresh aliases of the inputs that need them (so the nested backward stops there instead of
+// following the graph into earlier layers that share weights). `wanted` lists input positions
+// (0 d, 1 x, 4..8 weights and centres); returns one entry per input (undefined if not wanted).
+variable_list composite_gradient(Inputs in, const Tensor& go, const std::vector<int>& wanted) {
+  const bool create_graph = torch::GradMode::is_enabled();
+  torch::AutoGradMode grad_on(true);
+  Tensor* slots[9] = {&in.d, &in.x, &in.idx_i, &in.idx_j, &in.w1, &in.b1, &in.w2, &in.b2, &in.centers};
+  std::vector<int> which;
+  variable_list wrt;
+  for (int k : wanted) {
+    if (slots[k]->requires_grad()) {
+      *slots[k] = slots[k]->view_as(*slots[k]);
+      which.push_back(k);
+      wrt.push_back(*slots[k]);
+    }
   }
-  if (P == 0) return r;
-  const Tensor b2s = (in.b2 - LN2 * in.w2.sum(1)).contiguous();  // ssp's −ln 2 folded into the bias
-  const Tensor w1t = in.w1.t(), w2t = in.w2.t();
-  const T* b1 = in.b1.data_ptr<T>();
-  const T* b2 = b2s.data_ptr<T>();
-  const T* d = in.d.data_ptr<T>();
-  const T* x = in.x.data_ptr<T>();
-  const T* centers = in.centers.data_ptr<T>();
-  const int64_t* ii = in.idx_i.data_ptr<int64_t>();
-  const int64_t* jj = in.idx_j.data_ptr<int64_t>();
-  const int64_t n_blocks = (P + BLOCK - 1) / BLOCK;
-  mlpot::PerThreadSum out_sum(r.out);
-
-  at::parallel_for(0, n_blocks, 1, [&](int64_t first, int64_t last) {
-    T* out = out_sum.mine().data_ptr<T>();
-    Tensor rbf = torch::empty({BLOCK, K}, opts), act = torch::empty({BLOCK, H}, opts);
-    Tensor sig_local = keep ? Tensor() : torch::empty({BLOCK, H}, opts);
-    Tensor filter_local = keep ? Tensor() : torch::empty({BLOCK, F}, opts);
-    std::vector<T> fc(BLOCK);
-    for (int64_t b = first; b < last; ++b) {
-      const int64_t p0 = b * BLOCK, n = std::min(BLOCK, P - p0);
-      radial_block<T>(d + p0, n, centers, K, in.g, rbf.data_ptr<T>(), fc.data(), nullptr);
-      Tensor sig = keep ? r.sig.narrow(0, p0, n) : sig_local.narrow(0, 0, n);
-      Tensor filt = keep ? r.filter.narrow(0, p0, n) : filter_local.narrow(0, 0, n);
-      Tensor a = act.narrow(0, 0, n);
-      at::mm_out(a, rbf.narrow(0, 0, n), w1t);
-      mlpot::softplus_and_sigmoid(a.data_ptr<T>(), b1, n, H, a.data_ptr<T>(), sig.data_ptr<T>());
-      at::mm_out(filt, a, w2t);  // the bias is added where the filter is used
-      const T* w = filt.data_ptr<T>();
-      for (int64_t q = 0; q < n; ++q) {
-        const T c = fc[q];
-        if (c == T(0)) continue;
-        const int64_t p = p0 + q, i = ii[p], j = jj[p];
-        const T* wq = w + q * F;
-        T* oi = out + i * F;
-        const T* xj = x + j * F;
-        if (p < in.n_two_way) {
-          T* oj = out + j * F;
-          const T* xi = x + i * F;
-#pragma omp simd
-          for (int64_t f = 0; f < F; ++f) {
-            const T wf = (wq[f] + b2[f]) * c;
-            oi[f] += xj[f] * wf;
-            oj[f] += xi[f] * wf;
-          }
-        } else {
-#pragma omp simd
-          for (int64_t f = 0; f < F; ++f) oi[f] += xj[f] * (wq[f] + b2[f]) * c;
-        }
-      }
-    }
-  });
-  out_sum.sum();
-  return r;
+  variable_list result(9);
+  if (wrt.empty()) return result;
+  Tensor out = cfconv_composite(in);
+  auto g = torch::autograd::grad({out}, wrt, {go}, /*retain_graph=*/create_graph, /*create_graph=*/create_graph,
+                                 /*allow_unused=*/true);
+  for (size_t m = 0; m < which.size(); ++m) result[which[m]] = g[m];
+  return result;
 }
 
-// Gradients of Σ out·grad_out with respect to d [P] and x [N, F], from the kept pre/filter.
-template <typename T>
-std::pair<Tensor, Tensor> backward_kernel(const Inputs& in, const Tensor& sig_all, const Tensor& filter_all,
-                                          const Tensor& grad_out_) {
-  const int64_t P = in.d.size(0), F = in.x.size(1), H = in.w1.size(0), K = in.w1.size(1), N = in.x.size(0);
-  auto opts = in.x.options();
-  const Tensor grad_out = grad_out_.contiguous();
-  Tensor grad_d = torch::zeros({P}, opts), grad_x = torch::zeros({N, F}, opts);
-  if (P == 0) return {grad_d, grad_x};
-  const T* d = in.d.data_ptr<T>();
-  const T* x = in.x.data_ptr<T>();
-  const T* go = grad_out.data_ptr<T>();
-  const T* centers = in.centers.data_ptr<T>();
-  const int64_t* ii = in.idx_i.data_ptr<int64_t>();
-  const int64_t* jj = in.idx_j.data_ptr<int64_t>();
-  T* gd = grad_d.data_ptr<T>();
-  const Tensor b2s = (in.b2 - LN2 * in.w2.sum(1)).contiguous();  // as in the forward
-  const T* b2 = b2s.data_ptr<T>();
-  const int64_t n_blocks = (P + BLOCK - 1) / BLOCK;
-  mlpot::PerThreadSum grad_x_sum(grad_x);
+// The first derivatives of cfconv in d and x as a differentiable operation of (go, d, x, weights):
+// used when the graph of the forces is kept (training on forces, Hessians).
+class CFConvGradient : public torch::autograd::Function<CFConvGradient> {
+ public:
+  // inputs: go, d, x, w1, b1, w2, b2, centers, idx_i, idx_j (edge order for needs_input_grad),
+  // then the forward's kept filter and slope; returns (grad_d [P], grad_x [N, F]).
+  static variable_list forward(AutogradContext* ctx, Tensor go, Tensor d, Tensor x, Tensor w1, Tensor b1, Tensor w2,
+                               Tensor b2, Tensor centers, Tensor idx_i, Tensor idx_j, Tensor filter, Tensor slope,
+                               double coeff, double cutoff, int64_t n_two_way, int64_t n_out) {
+    Inputs in = detached(checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out, false));
+    auto g = mlpot::cfconv::gradient(in, filter, slope, go.detach(), true, true, false);
+    ctx->save_for_backward({d, x, idx_i, idx_j, w1, b1, w2, b2, centers, go});
+    ctx->saved_data["filter"] = filter;
+    ctx->saved_data["slope"] = slope;
+    save_scalars(ctx, in);
+    return {g.d, g.x};
+  }
 
-  at::parallel_for(0, n_blocks, 1, [&](int64_t first, int64_t last) {
-    T* gx = grad_x_sum.mine().data_ptr<T>();
-    Tensor rbf = torch::empty({BLOCK, K}, opts), g_filter = torch::empty({BLOCK, F}, opts);
-    Tensor g_act = torch::empty({BLOCK, H}, opts);
-    Tensor g_rbf = torch::empty({BLOCK, K}, opts);
-    std::vector<T> fc(BLOCK), dfc(BLOCK), g_fc(BLOCK);
-    for (int64_t b = first; b < last; ++b) {
-      const int64_t p0 = b * BLOCK, n = std::min(BLOCK, P - p0);
-      T* rb = rbf.data_ptr<T>();
-      radial_block<T>(d + p0, n, centers, K, in.g, rb, fc.data(), dfc.data());
-      const T* w = filter_all.data_ptr<T>() + p0 * F;
-      T* gw = g_filter.data_ptr<T>();
-      for (int64_t q = 0; q < n; ++q) {
-        const T c = fc[q];
-        T* gwq = gw + q * F;
-        if (c == T(0)) {
-          std::fill(gwq, gwq + F, T(0));
-          g_fc[q] = T(0);
-          continue;
+  static variable_list backward(AutogradContext* ctx, variable_list gg) {
+    auto s = ctx->get_saved_variables();
+    const Tensor go = s[9];
+    variable_list result(16);
+    const bool need_go = ctx->needs_input_grad(0), need_d = ctx->needs_input_grad(1),
+               need_x = ctx->needs_input_grad(2), need_c = ctx->needs_input_grad(7);
+    bool need_w = false;
+    for (int k = 3; k < 7; ++k) need_w = need_w || ctx->needs_input_grad(k);
+    if (need_d || need_c || torch::GradMode::is_enabled()) {
+      // a second derivative in d, or third derivatives: differentiate the composite formulation twice
+      torch::AutoGradMode grad_on(true);
+      Inputs in = from_saved(s, ctx);
+      Tensor go_alias = go.requires_grad() ? go.view_as(go) : go.detach().requires_grad_(true);
+      std::vector<int> wanted = {0, 1, 4, 5, 6, 7, 8};
+      Tensor* slots[9] = {&in.d, &in.x, &in.idx_i, &in.idx_j, &in.w1, &in.b1, &in.w2, &in.b2, &in.centers};
+      std::vector<int> which;
+      variable_list wrt;
+      for (int k : wanted) {
+        if (slots[k]->requires_grad()) {
+          *slots[k] = slots[k]->view_as(*slots[k]);
+          which.push_back(k);
+          wrt.push_back(*slots[k]);
         }
-        const int64_t p = p0 + q, i = ii[p], j = jj[p];
-        const T* wq = w + q * F;
-        const T* goi = go + i * F;
-        const T* xj = x + j * F;
-        T* gxj = gx + j * F;
-        T s = 0;
-        if (p < in.n_two_way) {
-          const T* goj = go + j * F;
-          const T* xi = x + i * F;
-          T* gxi = gx + i * F;
-#pragma omp simd reduction(+ : s)
-          for (int64_t f = 0; f < F; ++f) {
-            const T g = goi[f] * xj[f] + goj[f] * xi[f];
-            const T wf = wq[f] + b2[f];
-            s += g * wf;
-            gwq[f] = g * c;
-            gxj[f] += goi[f] * wf * c;
-            gxi[f] += goj[f] * wf * c;
-          }
-        } else {
-#pragma omp simd reduction(+ : s)
-          for (int64_t f = 0; f < F; ++f) {
-            const T g = goi[f] * xj[f];
-            const T wf = wq[f] + b2[f];
-            s += g * wf;
-            gwq[f] = g * c;
-            gxj[f] += goi[f] * wf * c;
-          }
+      }
+      // grad_d and grad_x need d and x in the graph even when they do not require grad
+      if (!in.d.requires_grad()) in.d = in.d.detach().requires_grad_(true);
+      if (!in.x.requires_grad()) in.x = in.x.detach().requires_grad_(true);
+      Tensor out = cfconv_composite(in);
+      auto first = torch::autograd::grad({out}, {in.d, in.x}, {go_alias}, true, true, true);
+      variable_list outs, gouts;
+      for (int m = 0; m < 2; ++m)
+        if (gg[m].defined() && first[m].defined()) {
+          outs.push_back(first[m]);
+          gouts.push_back(gg[m]);
         }
-        g_fc[q] = s;
-      }
-      Tensor ga = g_act.narrow(0, 0, n), gr = g_rbf.narrow(0, 0, n);
-      at::mm_out(ga, g_filter.narrow(0, 0, n), in.w2);
-      ga.mul_(sig_all.narrow(0, p0, n));
-      at::mm_out(gr, ga, in.w1);
-      const T* grp = gr.data_ptr<T>();
-      for (int64_t q = 0; q < n; ++q) {
-        const double dq = d[p0 + q];
-        double s = static_cast<double>(g_fc[q]) * dfc[q];
-        for (int64_t k = 0; k < K; ++k)
-          s += static_cast<double>(grp[q * K + k]) * rb[q * K + k] * 2.0 * in.g.coeff * (dq - centers[k]);
-        gd[p0 + q] = static_cast<T>(s);
-      }
+      if (go.requires_grad()) wrt.push_back(go_alias);
+      if (outs.empty() || wrt.empty()) return result;
+      const bool create_graph = torch::GradMode::is_enabled();
+      auto second = torch::autograd::grad(outs, wrt, gouts, create_graph, create_graph, true);
+      // saved input k of the forward node sits at edge: d 1, x 2, w1..b2 3..6, centres 7
+      const int edge_of[9] = {1, 2, -1, -1, 3, 4, 5, 6, 7};
+      for (size_t m = 0; m < which.size(); ++m) result[edge_of[which[m]]] = second[m];
+      if (go.requires_grad()) result[0] = second.back();
+      return result;
     }
-  });
-  grad_x_sum.sum();
-  return {grad_d, grad_x};
-}
+    if (!(need_go || need_x || need_w)) return result;
+    Inputs in = detached(from_saved(s, ctx));
+    auto g = mlpot::cfconv::second_gradient(in, ctx->saved_data["filter"].toTensor(),
+                                            ctx->saved_data["slope"].toTensor(), go.detach(), gg[0], gg[1]);
+    if (need_go) result[0] = g.go;
+    if (need_x) result[2] = g.x;
+    if (ctx->needs_input_grad(3)) result[3] = g.w1;
+    if (ctx->needs_input_grad(4)) result[4] = g.b1;
+    if (ctx->needs_input_grad(5)) result[5] = g.w2;
+    if (ctx->needs_input_grad(6)) result[6] = g.b2;
+    return result;
+  }
+};
 
 class CFConv : public torch::autograd::Function<CFConv> {
  public:
+  // keep: the caller will differentiate (grad mode on and some input requires grad)
   static Tensor forward(AutogradContext* ctx, Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor w1, Tensor b1,
                         Tensor w2, Tensor b2, Tensor centers, double coeff, double cutoff, int64_t n_two_way,
-                        int64_t n_out) {
+                        int64_t n_out, bool keep) {
     Inputs in = detached(checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out));
-    const bool keep = d.requires_grad() || x.requires_grad();
-    Forward r;
-    AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_forward", [&] { r = forward_kernel<scalar_t>(in, keep); });
+    auto r = mlpot::cfconv::forward(in, keep);
     ctx->save_for_backward({d, x, idx_i, idx_j, w1, b1, w2, b2, centers});
-    ctx->saved_data["sig"] = r.sig;
     ctx->saved_data["filter"] = r.filter;
-    ctx->saved_data["coeff"] = coeff;
-    ctx->saved_data["cutoff"] = cutoff;
-    ctx->saved_data["n_two_way"] = n_two_way;
-    ctx->saved_data["n_out"] = n_out;
+    ctx->saved_data["slope"] = r.slope;
+    save_scalars(ctx, in);
     return r.out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto s = ctx->get_saved_variables();
-    const double coeff = ctx->saved_data["coeff"].toDouble(), cutoff = ctx->saved_data["cutoff"].toDouble();
-    const int64_t n_two_way = ctx->saved_data["n_two_way"].toInt(), n_out = ctx->saved_data["n_out"].toInt();
-    variable_list result(13);
-    bool weights_need_grad = false;
-    for (int k = 4; k < 9; ++k) weights_need_grad = weights_need_grad || s[k].requires_grad();
-    const Tensor sig = ctx->saved_data["sig"].toTensor();
-    if (torch::GradMode::is_enabled() || weights_need_grad || !sig.defined()) {
-      // differentiate the composite formulation: correct to every order, for every input
-      const bool create_graph = torch::GradMode::is_enabled();
-      torch::AutoGradMode grad_on(true);
-      // differentiate with respect to fresh aliases of the inputs: the nested backward then stops
-      // at them instead of following the graph beyond (into earlier layers that share weights)
-      std::vector<int> which;
-      variable_list wrt;
-      for (int k : {0, 1, 4, 5, 6, 7, 8}) {
-        if (s[k].requires_grad()) {
-          s[k] = s[k].view_as(s[k]);
-          which.push_back(k);
-          wrt.push_back(s[k]);
-        }
-      }
-      if (wrt.empty()) return result;
-      Inputs in{s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], {coeff, cutoff}, n_two_way, n_out};
-      Tensor out = cfconv_composite(in);
-      auto g = torch::autograd::grad({out}, wrt, {grads[0]}, /*retain_graph=*/create_graph,
-                                     /*create_graph=*/create_graph, /*allow_unused=*/true);
-      for (size_t m = 0; m < which.size(); ++m) result[which[m]] = g[m];
+    variable_list result(14);
+    const bool need_d = ctx->needs_input_grad(0), need_x = ctx->needs_input_grad(1),
+               need_c = ctx->needs_input_grad(8);
+    bool need_w = false;
+    for (int k = 4; k < 8; ++k) need_w = need_w || ctx->needs_input_grad(k);
+    const Tensor filter = ctx->saved_data["filter"].toTensor(), slope = ctx->saved_data["slope"].toTensor();
+    const bool create_graph = torch::GradMode::is_enabled();
+    if (need_c || !filter.defined() || (create_graph && need_w)) {
+      std::vector<int> wanted;
+      for (int k : {0, 1, 4, 5, 6, 7, 8})
+        if (ctx->needs_input_grad(k)) wanted.push_back(k);
+      auto g = composite_gradient(from_saved(s, ctx), grads[0], wanted);
+      for (int k = 0; k < 9; ++k) result[k] = g[k];
       return result;
     }
-    Inputs in = detached(checked(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], coeff, cutoff, n_two_way, n_out, false));
-    std::pair<Tensor, Tensor> g;
-    AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_backward", [&] {
-      g = backward_kernel<scalar_t>(in, sig, ctx->saved_data["filter"].toTensor(), grads[0]);
-    });
-    if (s[0].requires_grad()) result[0] = g.first;
-    if (s[1].requires_grad()) result[1] = g.second;
+    if (create_graph) {
+      auto g = CFConvGradient::apply(grads[0], s[0], s[1], s[4], s[5], s[6], s[7], s[8], s[2], s[3], filter, slope,
+                                     ctx->saved_data["coeff"].toDouble(), ctx->saved_data["cutoff"].toDouble(),
+                                     ctx->saved_data["n_two_way"].toInt(), ctx->saved_data["n_out"].toInt());
+      if (need_d) result[0] = g[0];
+      if (need_x) result[1] = g[1];
+      return result;
+    }
+    Inputs in = detached(from_saved(s, ctx));
+    auto g = mlpot::cfconv::gradient(in, filter, slope, grads[0].detach(), need_d, need_x, need_w);
+    if (need_d) result[0] = g.d;
+    if (need_x) result[1] = g.x;
+    if (ctx->needs_input_grad(4)) result[4] = g.w1;
+    if (ctx->needs_input_grad(5)) result[5] = g.b1;
+    if (ctx->needs_input_grad(6)) result[6] = g.w2;
+    if (ctx->needs_input_grad(7)) result[7] = g.b2;
     return result;
   }
 };
@@ -323,7 +237,10 @@ class CFConv : public torch::autograd::Function<CFConv> {
 Tensor cfconv(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tensor& idx_j, const Tensor& w1,
               const Tensor& b1, const Tensor& w2, const Tensor& b2, const Tensor& centers, double coeff,
               double cutoff, int64_t n_two_way, int64_t n_out) {
-  return CFConv::apply(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out);
+  bool keep = false;
+  if (torch::GradMode::is_enabled())
+    for (const Tensor* t : {&d, &x, &w1, &b1, &w2, &b2, &centers}) keep = keep || t->requires_grad();
+  return CFConv::apply(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out, keep);
 }
 
 Tensor cfconv_composite_op(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tensor& idx_j,

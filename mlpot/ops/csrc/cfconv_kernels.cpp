@@ -1,0 +1,411 @@
+// The loops of torch.ops.mlpot.cfconv: see cfconv_kernels.h for the formulas.
+//
+// Edges are processed in blocks (block_size): radial basis, the filter network's matrix products
+// (ATen mm on the block) and the gather-multiply-scatter stay in cache, so no [P, F] tensor of
+// messages is materialised. Blocks run in parallel (at::parallel_for, torch's intra-op threads),
+// each thread accumulating atom-indexed outputs and weight gradients into its own copy.
+#include "cfconv_kernels.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "messages.h"
+#include "vector_math.h"
+
+namespace mlpot::cfconv {
+namespace {
+
+using torch::Tensor;
+
+// Edges per block: at most 512 (the block's working set stays in cache), fewer for short edge
+// lists so that every thread gets at least two blocks (a 1152-edge training batch would
+// otherwise split 1024 : 128 between two threads).
+int64_t block_size(int64_t P) {
+  const int64_t per_thread = (P + 2 * at::get_num_threads() - 1) / (2 * at::get_num_threads());
+  return std::clamp<int64_t>((per_thread + 31) / 32 * 32, 64, 512);
+}
+
+// The per-edge shapes and raw pointers every loop reads.
+template <typename T>
+struct View {
+  int64_t P, F, H, K;
+  const T* d;
+  const T* x;
+  const T* centers;
+  const int64_t* ii;
+  const int64_t* jj;
+  Tensor b2s;  // b2 − ln2 Σ_h w2: the shift of ssp folded into the bias ([F])
+  const T* b2;
+  int64_t block;
+  explicit View(const Inputs& in)
+      : P(in.d.size(0)), F(in.x.size(1)), H(in.w1.size(0)), K(in.w1.size(1)), d(in.d.data_ptr<T>()),
+        x(in.x.data_ptr<T>()), centers(in.centers.data_ptr<T>()), ii(in.idx_i.data_ptr<int64_t>()),
+        jj(in.idx_j.data_ptr<int64_t>()), b2s((in.b2 - LN2 * in.w2.sum(1)).contiguous()), b2(b2s.data_ptr<T>()),
+        block(block_size(P)) {}
+  int64_t blocks() const { return (P + block - 1) / block; }
+};
+
+// For edges p0 .. p0+n: rbf [n, K] and d rbf/dd [n, K] (each skipped if null), fc [n] and
+// dfc/dd [n] (skipped if null).
+template <typename T>
+void radial(const Inputs& in, const View<T>& v, int64_t p0, int64_t n, T* rbf, T* drbf, T* fc, T* dfc) {
+  const T* d = v.d + p0;
+  if (rbf) mlpot::gaussians(d, n, v.centers, v.K, in.coeff, rbf);
+  if (drbf) {
+    const T two_c = static_cast<T>(2.0 * in.coeff);
+    for (int64_t q = 0; q < n; ++q)
+#pragma omp simd
+      for (int64_t k = 0; k < v.K; ++k) drbf[q * v.K + k] = rbf[q * v.K + k] * two_c * (d[q] - v.centers[k]);
+  }
+  const double a = M_PI / in.cutoff;
+  for (int64_t q = 0; q < n; ++q) {
+    const double dq = d[q];
+    const bool inside = dq < in.cutoff;
+    fc[q] = inside ? static_cast<T>(0.5 * (std::cos(a * dq) + 1.0)) : T(0);
+    if (dfc) dfc[q] = inside ? static_cast<T>(-0.5 * a * std::sin(a * dq)) : T(0);
+  }
+}
+
+// act = softplus(z) (ssp + ln2), sig = σ(z) for z = rbf w1ᵀ + b1 on a block; rbf [n, K].
+template <typename T>
+void hidden(const Inputs& in, const Tensor& w1t, const Tensor& rbf, Tensor act, Tensor sig) {
+  at::mm_out(act, rbf, w1t);
+  mlpot::softplus_and_sigmoid(act.data_ptr<T>(), in.b1.data_ptr<T>(), act.size(0), act.size(1), act.data_ptr<T>(),
+                              sig.data_ptr<T>());
+}
+
+// Σ over the rows of m [n, cols] added into acc [cols].
+template <typename T>
+void add_rows(const T* m, int64_t n, int64_t cols, T* acc) {
+  for (int64_t q = 0; q < n; ++q)
+#pragma omp simd
+    for (int64_t c = 0; c < cols; ++c) acc[c] += m[q * cols + c];
+}
+
+Tensor workspace(int64_t rows, int64_t cols, const torch::TensorOptions& opts) { return torch::empty({rows, cols}, opts); }
+
+template <typename T>
+Forward forward_t(const Inputs& in, bool keep) {
+  const View<T> v(in);
+  const int64_t P = v.P, F = v.F, H = v.H, K = v.K;
+  auto opts = in.x.options();
+  Forward r;
+  r.out = torch::zeros({in.n_out, F}, opts);
+  if (keep) {
+    r.filter = torch::empty({P, F}, opts);
+    r.slope = torch::empty({P, F}, opts);
+  }
+  if (P == 0) return r;
+  const Tensor w1t = in.w1.t(), w2t = in.w2.t();
+  mlpot::PerThreadSum out_sum(r.out);
+
+  at::parallel_for(0, v.blocks(), 1, [&](int64_t first, int64_t last) {
+    T* out = out_sum.mine().data_ptr<T>();
+    Tensor rbf = workspace(v.block, K, opts), drbf = keep ? workspace(v.block, K, opts) : Tensor();
+    Tensor act = workspace(v.block, H, opts), sig = workspace(v.block, H, opts), grow = keep ? workspace(v.block, H, opts) : Tensor();
+    Tensor filter_local = keep ? Tensor() : workspace(v.block, F, opts);
+    std::vector<T> fc(v.block);
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t p0 = b * v.block, n = std::min(v.block, P - p0);
+      radial<T>(in, v, p0, n, rbf.data_ptr<T>(), keep ? drbf.data_ptr<T>() : nullptr, fc.data(), nullptr);
+      Tensor a = act.narrow(0, 0, n), s = sig.narrow(0, 0, n);
+      hidden<T>(in, w1t, rbf.narrow(0, 0, n), a, s);
+      Tensor filt = keep ? r.filter.narrow(0, p0, n) : filter_local.narrow(0, 0, n);
+      at::mm_out(filt, a, w2t);  // the bias is added where the filter is used
+      if (keep) {  // f' = w2 (σ ⊙ w1 r')
+        Tensor g = grow.narrow(0, 0, n);
+        at::mm_out(g, drbf.narrow(0, 0, n), w1t);
+        g.mul_(s);
+        Tensor slope = r.slope.narrow(0, p0, n);
+        at::mm_out(slope, g, w2t);
+      }
+      const T* w = filt.data_ptr<T>();
+      for (int64_t q = 0; q < n; ++q) {
+        const T c = fc[q];
+        if (c == T(0)) continue;
+        const int64_t p = p0 + q, i = v.ii[p], j = v.jj[p];
+        const T* wq = w + q * F;
+        T* oi = out + i * F;
+        const T* xj = v.x + j * F;
+        if (p < in.n_two_way) {
+          T* oj = out + j * F;
+          const T* xi = v.x + i * F;
+#pragma omp simd
+          for (int64_t f = 0; f < F; ++f) {
+            const T wf = (wq[f] + v.b2[f]) * c;
+            oi[f] += xj[f] * wf;
+            oj[f] += xi[f] * wf;
+          }
+        } else {
+#pragma omp simd
+          for (int64_t f = 0; f < F; ++f) oi[f] += xj[f] * (wq[f] + v.b2[f]) * c;
+        }
+      }
+    }
+  });
+  out_sum.sum();
+  return r;
+}
+
+template <typename T>
+Gradients gradient_t(const Inputs& in, const Tensor& filter, const Tensor& slope, const Tensor& go_, bool want_d,
+                     bool want_x, bool weights) {
+  const View<T> v(in);
+  const int64_t P = v.P, F = v.F, H = v.H, K = v.K, N = in.x.size(0);
+  auto opts = in.x.options();
+  const Tensor go = go_.contiguous();
+  Gradients g;
+  if (want_d) g.d = torch::zeros({P}, opts);
+  // the gather-scatter loop always accumulates grad_x (a scratch copy when not wanted)
+  g.x = torch::zeros({N, F}, opts);
+  if (weights) {
+    g.w1 = torch::zeros_like(in.w1);
+    g.b1 = torch::zeros_like(in.b1);
+    g.w2 = torch::zeros_like(in.w2);
+    g.b2 = torch::zeros_like(in.b2);
+  }
+  if (P == 0) {
+    if (!want_x) g.x = Tensor();
+    return g;
+  }
+  const T* gop = go.data_ptr<T>();
+  const T* fil = filter.data_ptr<T>();
+  const T* slo = slope.data_ptr<T>();
+  T* gd = want_d ? g.d.data_ptr<T>() : nullptr;
+  const Tensor w1t = in.w1.t();
+  mlpot::PerThreadSum x_sum(g.x);
+  std::vector<mlpot::PerThreadSum> w_sums;
+  if (weights)
+    for (const Tensor& t : {g.w1, g.b1, g.w2, g.b2}) w_sums.emplace_back(t);
+
+  at::parallel_for(0, v.blocks(), 1, [&](int64_t first, int64_t last) {
+    T* gx = x_sum.mine().data_ptr<T>();
+    std::vector<Tensor> gw;
+    for (auto& s : w_sums) gw.push_back(s.mine());
+    Tensor rbf = weights ? workspace(v.block, K, opts) : Tensor(), act = weights ? workspace(v.block, H, opts) : Tensor();
+    Tensor sig = weights ? workspace(v.block, H, opts) : Tensor(), ga = weights ? workspace(v.block, H, opts) : Tensor();
+    Tensor gf = weights ? workspace(v.block, F, opts) : Tensor();
+    std::vector<T> fc(v.block), dfc(v.block);
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t p0 = b * v.block, n = std::min(v.block, P - p0);
+      radial<T>(in, v, p0, n, weights ? rbf.data_ptr<T>() : nullptr, nullptr, fc.data(), dfc.data());
+      T* gfp = weights ? gf.data_ptr<T>() : nullptr;
+      for (int64_t q = 0; q < n; ++q) {
+        const int64_t p = p0 + q, i = v.ii[p], j = v.jj[p];
+        const T c = fc[q], cp = dfc[q];
+        if (c == T(0)) {
+          if (gfp) std::fill(gfp + q * F, gfp + (q + 1) * F, T(0));
+          continue;  // grad_d stays 0
+        }
+        const T* fq = fil + p * F;
+        const T* sq = slo + p * F;
+        const T* goi = gop + i * F;
+        const T* xj = v.x + j * F;
+        T* gxj = gx + j * F;
+        T s0 = 0, s1 = 0;  // G·f, G·f'
+        if (p < in.n_two_way) {
+          const T* goj = gop + j * F;
+          const T* xi = v.x + i * F;
+          T* gxi = gx + i * F;
+#pragma omp simd reduction(+ : s0, s1)
+          for (int64_t f = 0; f < F; ++f) {
+            const T G = goi[f] * xj[f] + goj[f] * xi[f];
+            const T fv = fq[f] + v.b2[f];
+            s0 += G * fv;
+            s1 += G * sq[f];
+            gxj[f] += goi[f] * fv * c;
+            gxi[f] += goj[f] * fv * c;
+          }
+          if (gfp) {
+            T* gq = gfp + q * F;
+#pragma omp simd
+            for (int64_t f = 0; f < F; ++f) gq[f] = (goi[f] * xj[f] + goj[f] * xi[f]) * c;
+          }
+        } else {
+#pragma omp simd reduction(+ : s0, s1)
+          for (int64_t f = 0; f < F; ++f) {
+            const T G = goi[f] * xj[f];
+            const T fv = fq[f] + v.b2[f];
+            s0 += G * fv;
+            s1 += G * sq[f];
+            gxj[f] += goi[f] * fv * c;
+          }
+          if (gfp) {
+            T* gq = gfp + q * F;
+#pragma omp simd
+            for (int64_t f = 0; f < F; ++f) gq[f] = goi[f] * xj[f] * c;
+          }
+        }
+        if (gd) gd[p] = c * s1 + cp * s0;
+      }
+      if (weights) {  // through f = w2 a + b2, a = ssp(w1 r + b1)
+        Tensor a = act.narrow(0, 0, n), s = sig.narrow(0, 0, n), r = rbf.narrow(0, 0, n);
+        Tensor gfn = gf.narrow(0, 0, n), gan = ga.narrow(0, 0, n);
+        hidden<T>(in, w1t, r, a, s);
+        add_rows(gfn.data_ptr<T>(), n, F, gw[3].data_ptr<T>());
+        gw[2].addmm_(gfn.t(), a);
+        at::mm_out(gan, gfn, in.w2);
+        gan.mul_(s);
+        add_rows(gan.data_ptr<T>(), n, H, gw[1].data_ptr<T>());
+        gw[0].addmm_(gan.t(), r);
+      }
+    }
+  });
+  x_sum.sum();
+  for (auto& s : w_sums) s.sum();
+  if (weights) g.w2.sub_(LN2 * g.b2.unsqueeze(1));  // a above is ssp + ln2
+  if (!want_x) g.x = Tensor();
+  return g;
+}
+
+template <typename T>
+SecondGradients second_t(const Inputs& in, const Tensor& filter, const Tensor& slope, const Tensor& go_,
+                         const Tensor& gg_d_, const Tensor& gg_x_) {
+  const View<T> v(in);
+  const int64_t P = v.P, F = v.F, H = v.H, K = v.K, N = in.x.size(0);
+  auto opts = in.x.options();
+  const Tensor go = go_.contiguous();
+  const Tensor gg_d = gg_d_.defined() ? gg_d_.contiguous() : torch::zeros({P}, opts);
+  const Tensor gg_x = gg_x_.defined() ? gg_x_.contiguous() : torch::zeros({N, F}, opts);
+  SecondGradients g{torch::zeros_like(go),         torch::zeros({N, F}, opts), torch::zeros_like(in.w1),
+                    torch::zeros_like(in.b1),      torch::zeros_like(in.w2),  torch::zeros_like(in.b2)};
+  if (P == 0) return g;
+  const T* gop = go.data_ptr<T>();
+  const T* ggd = gg_d.data_ptr<T>();
+  const T* ggx = gg_x.data_ptr<T>();
+  const T* fil = filter.data_ptr<T>();
+  const T* slo = slope.data_ptr<T>();
+  const Tensor w1t = in.w1.t();
+  std::vector<mlpot::PerThreadSum> sums;
+  for (const Tensor& t : {g.go, g.x, g.w1, g.b1, g.w2, g.b2}) sums.emplace_back(t);
+
+  at::parallel_for(0, v.blocks(), 1, [&](int64_t first, int64_t last) {
+    std::vector<Tensor> mine;
+    for (auto& s : sums) mine.push_back(s.mine());
+    T* ggo = mine[0].data_ptr<T>();
+    T* gx = mine[1].data_ptr<T>();
+    // stacked per block of n edges (one matrix product for both halves): rows [0, n) and [n, 2n)
+    Tensor radial2 = workspace(2 * v.block, K, opts);  // r | r'
+    Tensor hidden2 = workspace(2 * v.block, H, opts);  // z → a = softplus(z) | u = w1 r'
+    Tensor act2 = workspace(2 * v.block, H, opts);     // a | s = σ(z) ⊙ u
+    Tensor sig = workspace(v.block, H, opts);
+    Tensor grad_f2 = workspace(2 * v.block, F, opts);  // dL/df | dL/df'
+    Tensor grad_h2 = workspace(2 * v.block, H, opts);  // dL/da | dL/ds, then dL/dz | dL/du
+    std::vector<T> fc(v.block), dfc(v.block);
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t p0 = b * v.block, n = std::min(v.block, P - p0);
+      radial<T>(in, v, p0, n, radial2.data_ptr<T>(), radial2.data_ptr<T>() + n * K, fc.data(), dfc.data());
+      T* gfp = grad_f2.data_ptr<T>();
+      T* gsp = gfp + n * F;
+      for (int64_t q = 0; q < n; ++q) {
+        const int64_t p = p0 + q, i = v.ii[p], j = v.jj[p];
+        const T c = fc[q], cp = dfc[q], gd = ggd[p];
+        T* gfq = gfp + q * F;  // dL/df
+        T* gsq = gsp + q * F;  // dL/df'
+        if (c == T(0) && cp == T(0)) {
+          std::fill(gfq, gfq + F, T(0));
+          std::fill(gsq, gsq + F, T(0));
+          continue;
+        }
+        const T* fq = fil + p * F;
+        const T* sq = slo + p * F;
+        const T* goi = gop + i * F;
+        const T* xj = v.x + j * F;
+        const T* ggxj = ggx + j * F;
+        T* ggoi = ggo + i * F;
+        T* gxj = gx + j * F;
+        if (p < in.n_two_way) {
+          const T* goj = gop + j * F;
+          const T* xi = v.x + i * F;
+          const T* ggxi = ggx + i * F;
+          T* ggoj = ggo + j * F;
+          T* gxi = gx + i * F;
+#pragma omp simd
+          for (int64_t f = 0; f < F; ++f) {
+            const T fv = fq[f] + v.b2[f];
+            const T W = fv * c, Wp = sq[f] * c + fv * cp;
+            const T gG = gd * Wp;  // dL/dG
+            const T G = goi[f] * xj[f] + goj[f] * xi[f];
+            ggoi[f] += gG * xj[f] + ggxj[f] * W;
+            ggoj[f] += gG * xi[f] + ggxi[f] * W;
+            gxj[f] += gG * goi[f];
+            gxi[f] += gG * goj[f];
+            const T gW = ggxj[f] * goi[f] + ggxi[f] * goj[f], gWp = gd * G;
+            gfq[f] = gW * c + gWp * cp;
+            gsq[f] = gWp * c;
+          }
+        } else {
+#pragma omp simd
+          for (int64_t f = 0; f < F; ++f) {
+            const T fv = fq[f] + v.b2[f];
+            const T W = fv * c, Wp = sq[f] * c + fv * cp;
+            const T gG = gd * Wp;
+            const T G = goi[f] * xj[f];
+            ggoi[f] += gG * xj[f] + ggxj[f] * W;
+            gxj[f] += gG * goi[f];
+            const T gW = ggxj[f] * goi[f], gWp = gd * G;
+            gfq[f] = gW * c + gWp * cp;
+            gsq[f] = gWp * c;
+          }
+        }
+      }
+      // through f = w2 a + b2 and f' = w2 s, s = σ(z) ⊙ u, z = w1 r + b1, u = w1 r'
+      Tensor r2 = radial2.narrow(0, 0, 2 * n), h2 = hidden2.narrow(0, 0, 2 * n), a2 = act2.narrow(0, 0, 2 * n);
+      Tensor gf2 = grad_f2.narrow(0, 0, 2 * n), gh2 = grad_h2.narrow(0, 0, 2 * n);
+      at::mm_out(h2, r2, w1t);
+      T* zp = h2.data_ptr<T>();
+      T* ap = a2.data_ptr<T>();
+      T* sgp = sig.data_ptr<T>();
+      mlpot::softplus_and_sigmoid(zp, in.b1.data_ptr<T>(), n, H, ap, sgp);
+      const T* up = zp + n * H;
+      for (int64_t e = 0; e < n * H; ++e) ap[n * H + e] = sgp[e] * up[e];
+      add_rows(gfp, n, F, mine[5].data_ptr<T>());
+      mine[4].addmm_(gf2.t(), a2);     // Σ dL/df ⊗ a + dL/df' ⊗ s
+      at::mm_out(gh2, gf2, in.w2);     // dL/da | dL/ds
+      T* gap = gh2.data_ptr<T>();
+      T* gup = gap + n * H;
+#pragma omp simd
+      for (int64_t e = 0; e < n * H; ++e) {
+        const T sigma = sgp[e], gsv = gup[e];
+        gap[e] = gap[e] * sigma + gsv * up[e] * sigma * (T(1) - sigma);  // dL/dz
+        gup[e] = gsv * sigma;                                             // dL/du
+      }
+      add_rows(gap, n, H, mine[3].data_ptr<T>());
+      mine[2].addmm_(gh2.t(), r2);     // Σ dL/dz ⊗ r + dL/du ⊗ r'
+    }
+  });
+  for (auto& s : sums) s.sum();
+  g.w2.sub_(LN2 * g.b2.unsqueeze(1));  // a above is ssp + ln2
+  return g;
+}
+
+}  // namespace
+
+Forward forward(const Inputs& in, bool keep) {
+  Forward r;
+  AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_forward", [&] { r = forward_t<scalar_t>(in, keep); });
+  return r;
+}
+
+Gradients gradient(const Inputs& in, const Tensor& filter, const Tensor& slope, const Tensor& go, bool want_d,
+                   bool want_x, bool weights) {
+  Gradients g;
+  AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_gradient", [&] {
+    g = gradient_t<scalar_t>(in, filter, slope, go, want_d, want_x, weights);
+  });
+  return g;
+}
+
+SecondGradients second_gradient(const Inputs& in, const Tensor& filter, const Tensor& slope, const Tensor& go,
+                                const Tensor& gg_d, const Tensor& gg_x) {
+  SecondGradients g;
+  AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_second_gradient", [&] {
+    g = second_t<scalar_t>(in, filter, slope, go, gg_d, gg_x);
+  });
+  return g;
+}
+
+}  // namespace mlpot::cfconv
