@@ -2,7 +2,7 @@
 interactions, 20 Gaussians, cosine cutoff 5 Å), batch 32, energy + forces in the loss
 (double backward), Adam, on rMD17 ethanol — mlpot and SchNetPack 2.1.1 side by side.
 
-    .venv/bin/python benchmarks/train_speed.py [--n-train 320] [--epochs 2] [--threads N]
+    .venv/bin/python benchmarks/train_speed.py [--n-train 320] [--epochs 2] [--threads N] [--rounds 3]
 
 mlpot: the trainer's own epoch loop (per-batch collation from its cached structures, loss
 ρ·(ΔE)² + mean (ΔF)² with ρ = 0.01, backward, Adam, EMA update, MAE sums), excluding the first
@@ -18,7 +18,7 @@ untimed warm-up epoch, then --epochs timed epochs. Energies in eV, relative to t
 energy of the training structures. It runs as a worker process of this script in the venv
 made by ../shared/bench/setup_schnetpack.sh (--spk-python) and is skipped when that venv is
 absent. Both sides use the same --threads. The machine may be shared: compare the ratio from
-one run, not figures across runs.
+one run, not figures across runs; --rounds alternates the two and prints the median ratio.
 """
 from __future__ import annotations
 
@@ -165,6 +165,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for both implementations (default: torch's)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate mlpot and SchNetPack this many times")
     parser.add_argument("--spk-python", default=str(DEFAULT_SPK_PYTHON),
                         help="python of the SchNetPack 2.1.1 venv (../shared/bench/setup_schnetpack.sh)")
     parser.add_argument("--worker", choices=["mlpot", "schnetpack"], help=argparse.SUPPRESS)
@@ -178,24 +179,32 @@ def main(argv=None) -> int:
     if args.worker:
         return worker(args)
 
-    mine = mlpot_speed(args)
-    print(json.dumps(mine), flush=True)
     have_spk = Path(args.spk_python).is_file()
-    spk = run_worker(args.spk_python, "schnetpack", args) if have_spk else None
-    if spk:
-        print(json.dumps(spk), flush=True)
+    rounds = []
+    for _ in range(args.rounds):     # alternate the two, so drifts in machine load hit both
+        mine = mlpot_speed(args)
+        print(json.dumps(mine), flush=True)
+        spk = run_worker(args.spk_python, "schnetpack", args) if have_spk else None
+        if spk:
+            print(json.dumps(spk), flush=True)
+        rounds.append((mine, spk))
     print(f"\n{ARCH}, {mine['device']}, {args.threads} threads, "
-          f"{args.n_train} structures x {args.epochs} timed epochs:")
-    if spk:
-        print(f"  mlpot {mine['structures_per_s']:.1f} structures/s, SchNetPack {spk['version']} "
-              f"{spk['structures_per_s']:.1f} structures/s "
-              f"({mine['ms_per_batch']:.0f} vs {spk['ms_per_batch']:.0f} ms per batch of 32)")
-        print(f"  ratio mlpot / SchNetPack: {mine['structures_per_s'] / spk['structures_per_s']:.2f}x")
+          f"{args.n_train} structures x {args.epochs} timed epochs, {args.rounds} round(s):")
+    for mine, spk in rounds:
+        if spk:
+            print(f"  mlpot {mine['structures_per_s']:.1f} structures/s, SchNetPack {spk['version']} "
+                  f"{spk['structures_per_s']:.1f} structures/s "
+                  f"({mine['ms_per_batch']:.0f} vs {spk['ms_per_batch']:.0f} ms per batch of 32): "
+                  f"{mine['structures_per_s'] / spk['structures_per_s']:.2f}x")
+        else:
+            print(f"  mlpot {mine['structures_per_s']:.1f} structures/s ({mine['ms_per_batch']:.0f} ms per batch of 32)")
+    ratios = [m["structures_per_s"] / s["structures_per_s"] for m, s in rounds if s]
+    if ratios:
+        print(f"  ratio mlpot / SchNetPack: median {float(np.median(ratios)):.2f}x "
+              f"(range {min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} round(s))")
         return 0
-    print(f"  mlpot {mine['structures_per_s']:.1f} structures/s ({mine['ms_per_batch']:.0f} ms per batch of 32)")
     print("  SchNetPack " + ("failed (see above)" if have_spk else f"skipped: no venv at {args.spk_python}"))
     return 1 if have_spk else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
