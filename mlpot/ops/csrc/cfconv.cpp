@@ -79,13 +79,10 @@ void save_scalars(AutogradContext* ctx, const Inputs& in) {
   ctx->saved_data["n_out"] = in.n_out;
 }
 
-// Derivatives of Σ out(inputs) · go by differentiating the composite formulation: with respect
-// to fresh aliases of the inputs that need them (so the nested backward stops there instead of
-// following the graph into earlier layers that share weights). `wanted` lists input positions
-// (0 d, 1 x, 4..8 weights and centres); returns one entry per input (undefined if not wanted).
-variable_list composite_gradient(Inputs in, const Tensor& go, const std::vector<int>& wanted) {
-  const bool create_graph = torch::GradMode::is_enabled();
-  torch::AutoGradMode grad_on(true);
+// Replaces the inputs at positions `wanted` (0 d, 1 x, 4..8 weights and centres) that require
+// grad by fresh aliases, so that a nested backward stops there instead of following the graph
+// into earlier layers that share weights; returns their positions and the aliases.
+std::pair<std::vector<int>, variable_list> alias_inputs(Inputs& in, const std::vector<int>& wanted) {
   Tensor* slots[9] = {&in.d, &in.x, &in.idx_i, &in.idx_j, &in.w1, &in.b1, &in.w2, &in.b2, &in.centers};
   std::vector<int> which;
   variable_list wrt;
@@ -96,6 +93,16 @@ variable_list composite_gradient(Inputs in, const Tensor& go, const std::vector<
       wrt.push_back(*slots[k]);
     }
   }
+  return {which, wrt};
+}
+
+// Derivatives of Σ out(inputs) · go by differentiating the composite formulation with respect
+// to the inputs at positions `wanted` (see alias_inputs); one entry per input (undefined if not
+// wanted).
+variable_list composite_gradient(Inputs in, const Tensor& go, const std::vector<int>& wanted) {
+  const bool create_graph = torch::GradMode::is_enabled();
+  torch::AutoGradMode grad_on(true);
+  auto [which, wrt] = alias_inputs(in, wanted);
   variable_list result(9);
   if (wrt.empty()) return result;
   Tensor out = cfconv_composite(in);
@@ -136,17 +143,7 @@ class CFConvGradient : public torch::autograd::Function<CFConvGradient> {
       torch::AutoGradMode grad_on(true);
       Inputs in = from_saved(s, ctx);
       Tensor go_alias = go.requires_grad() ? go.view_as(go) : go.detach().requires_grad_(true);
-      std::vector<int> wanted = {0, 1, 4, 5, 6, 7, 8};
-      Tensor* slots[9] = {&in.d, &in.x, &in.idx_i, &in.idx_j, &in.w1, &in.b1, &in.w2, &in.b2, &in.centers};
-      std::vector<int> which;
-      variable_list wrt;
-      for (int k : wanted) {
-        if (slots[k]->requires_grad()) {
-          *slots[k] = slots[k]->view_as(*slots[k]);
-          which.push_back(k);
-          wrt.push_back(*slots[k]);
-        }
-      }
+      auto [which, wrt] = alias_inputs(in, {0, 1, 4, 5, 6, 7, 8});
       // grad_d and grad_x need d and x in the graph even when they do not require grad
       if (!in.d.requires_grad()) in.d = in.d.detach().requires_grad_(true);
       if (!in.x.requires_grad()) in.x = in.x.detach().requires_grad_(true);
