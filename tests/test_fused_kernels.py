@@ -149,6 +149,36 @@ def test_gradient_of_the_gradient_by_finite_differences():
     assert torch.autograd.gradcheck(forces_then_weights, inputs)
 
 
+def test_all_second_derivatives_with_trained_weights_by_finite_differences():
+    """gradgradcheck in d, x and the weights together: with trained weights the operator is two
+    autograd nodes (filter network, messages); a second derivative in d and third derivatives
+    take the composite formulation, which must then route the weights' share through the weights."""
+    args = case(torch.float64, n_edges=30, n_atoms=7, n_out=5, n_two_way=12, features=4, hidden=3, n_rbf=5)
+    op = torch.ops.mlpot.cfconv
+    inputs = tuple(t.clone().requires_grad_(True) for t in [args[0], args[1]] + args[4:8])
+
+    def conv(d, x, w1, b1, w2, b2):
+        return op(d, x, args[2], args[3], w1, b1, w2, b2, *args[8:])
+
+    assert torch.autograd.gradcheck(conv, inputs)
+    assert torch.autograd.gradgradcheck(conv, inputs)
+
+
+@pytest.mark.parametrize("layout", ["pairs", "mixed"])
+def test_fixed_weights_gradient_of_forces_in_features_equals_reference(layout):
+    """Weights fixed (an exported model): one node; the derivative of a force expression in the
+    features (not in d) takes the hand-written second derivatives."""
+    args = case(torch.float64, **LAYOUTS[layout])
+    results = []
+    for kernel in (FusedConvolution(), ReferenceConvolution()):
+        d = args[0].clone().requires_grad_(True)
+        x = args[1].clone().requires_grad_(True)
+        out = kernel(d, x, *args[2:])
+        grad_d = torch.autograd.grad(out.sin().sum(), d, create_graph=True)[0]
+        results.append(torch.autograd.grad(grad_d.square().sum(), x))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-10, atol=1e-10)
+
+
 def test_layers_sharing_weights_get_each_contribution_once():
     """Two convolutions in a row with the same weights requiring grad (the composite backward
     must not follow the graph into the earlier call)."""

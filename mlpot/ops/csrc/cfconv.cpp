@@ -8,14 +8,20 @@
 // Shapes: d [P] Å, x [N, F], idx_i/idx_j [P] int64, w1 [H, K], b1 [H], w2 [F, H], b2 [F],
 // centers [K]; out [n_out, F]; every idx_i < n_out, and idx_j < n_out for p < n_two_way.
 //
-// The loops are in cfconv_kernels.cpp. Derivatives, all hand-written except where noted:
-// - first derivatives in d, x and the weights (forces; training on energies), from the filter
-//   and its slope dW/dd kept per edge by the forward;
-// - the derivatives of those first derivatives in the output gradient, x and the weights
-//   (training on forces: CFConvGradient below), computed only for what the running backward
-//   needs (AutogradContext::needs_input_grad);
+// The loops are in cfconv_kernels.cpp. Two graphs, the same function:
+// - weights fixed (an exported model in MD): one node, CFConv, whose forward evaluates the filter
+//   network and sends the messages in one pass and keeps the filter f and its slope f' per edge;
+// - weights trained: two nodes, FilterNetwork (d, weights) -> (f, f') and Messages (d, x, f, f')
+//   -> out, so that autograd adds the gradients of f and f' from the energy and the force terms
+//   of a loss before FilterNetwork's backward does the weights' matrix products, once.
+// Derivatives, all hand-written except where noted:
+// - first derivatives in d and x (forces) and in f (training), loops only, from the kept f, f';
+// - the derivatives of those first derivatives in the output gradient, x, f and f' (training on
+//   forces: MessagesGradient below), computed only for what the running backward needs
+//   (AutogradContext::needs_input_grad), and the weights' gradients from those of f and f';
 // - anything else (a second derivative in d, e.g. Hessians; third derivatives; gradients for
-//   the Gaussian centres) differentiates the composite ATen formulation, correct to every order.
+//   the Gaussian centres) differentiates the composite ATen formulation, correct to every order;
+//   it then returns the weights' gradients through the weights, none through f and f'.
 #include <torch/library.h>
 #include <torch/torch.h>
 
@@ -112,20 +118,60 @@ variable_list composite_gradient(Inputs in, const Tensor& go, const std::vector<
   return result;
 }
 
-// The first derivatives of cfconv in d and x as a differentiable operation of (go, d, x, weights):
-// used when the graph of the forces is kept (training on forces, Hessians).
-class CFConvGradient : public torch::autograd::Function<CFConvGradient> {
+// f and f' (without the cutoff) as differentiable ATen operations of the weights at fixed d.
+std::pair<Tensor, Tensor> filter_composite(const Inputs& in) {
+  auto diff = in.d.unsqueeze(1) - in.centers;
+  auto rbf = torch::exp(in.coeff * diff * diff);
+  auto drbf = rbf * (2.0 * in.coeff) * diff;
+  auto z = at::linear(rbf, in.w1, in.b1);
+  auto f = at::linear(at::softplus(z, 1.0, SOFTPLUS_THRESHOLD) - LN2, in.w2, in.b2);
+  auto slope = at::linear(torch::sigmoid(z) * at::linear(drbf, in.w1), in.w2);
+  return {f, slope};
+}
+
+// Second derivatives through the composite formulation: the gradients of Σ gg_d · grad_d +
+// Σ gg_x · grad_x, (grad_d, grad_x) = d/d(d, x) of Σ out · go, with respect to go and the
+// saved inputs that need them; entries at the edges of a node whose inputs are go, d, x, w1, b1,
+// w2, b2, centres (0 .. 7).
+variable_list composite_second_gradient(Inputs in, const Tensor& go, const variable_list& gg) {
+  torch::AutoGradMode grad_on(true);
+  variable_list result(8);
+  Tensor go_alias = go.requires_grad() ? go.view_as(go) : go.detach().requires_grad_(true);
+  auto [which, wrt] = alias_inputs(in, {0, 1, 4, 5, 6, 7, 8});
+  // grad_d and grad_x need d and x in the graph even when they do not require grad
+  if (!in.d.requires_grad()) in.d = in.d.detach().requires_grad_(true);
+  if (!in.x.requires_grad()) in.x = in.x.detach().requires_grad_(true);
+  Tensor out = cfconv_composite(in);
+  auto first = torch::autograd::grad({out}, {in.d, in.x}, {go_alias}, true, true, true);
+  variable_list outs, gouts;
+  for (int m = 0; m < 2; ++m)
+    if (gg[m].defined() && first[m].defined()) {
+      outs.push_back(first[m]);
+      gouts.push_back(gg[m]);
+    }
+  if (go.requires_grad()) wrt.push_back(go_alias);
+  if (outs.empty() || wrt.empty()) return result;
+  const bool create_graph = torch::GradMode::is_enabled();
+  auto second = torch::autograd::grad(outs, wrt, gouts, create_graph, create_graph, true);
+  const int edge_of[9] = {1, 2, -1, -1, 3, 4, 5, 6, 7};  // input slot -> edge
+  for (size_t m = 0; m < which.size(); ++m) result[edge_of[which[m]]] = second[m];
+  if (go.requires_grad()) result[0] = second.back();
+  return result;
+}
+
+// The first derivatives of the convolution in d and x as a differentiable operation of (go, d,
+// x, f, f'), used when the graph of the forces is kept (training on forces, Hessians). f and f'
+// are differentiable inputs when they come from FilterNetwork, kept tensors otherwise.
+class MessagesGradient : public torch::autograd::Function<MessagesGradient> {
  public:
-  // inputs: go, d, x, w1, b1, w2, b2, centers, idx_i, idx_j (edge order for needs_input_grad),
-  // then the forward's kept filter and slope; returns (grad_d [P], grad_x [N, F]).
+  // inputs: go, d, x, w1, b1, w2, b2, centers, idx_i, idx_j, filter, slope (edge order for
+  // needs_input_grad; the weights serve the composite fallback); returns (grad_d [P], grad_x [N, F]).
   static variable_list forward(AutogradContext* ctx, Tensor go, Tensor d, Tensor x, Tensor w1, Tensor b1, Tensor w2,
                                Tensor b2, Tensor centers, Tensor idx_i, Tensor idx_j, Tensor filter, Tensor slope,
                                double coeff, double cutoff, int64_t n_two_way, int64_t n_out) {
     Inputs in = detached(checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out, false));
-    auto g = mlpot::cfconv::gradient(in, filter, slope, go.detach(), true, true, false);
-    ctx->save_for_backward({d, x, idx_i, idx_j, w1, b1, w2, b2, centers, go});
-    ctx->saved_data["filter"] = filter;
-    ctx->saved_data["slope"] = slope;
+    auto g = mlpot::cfconv::gradient(in, filter.detach(), slope.detach(), go.detach(), true, true, false);
+    ctx->save_for_backward({d, x, idx_i, idx_j, w1, b1, w2, b2, centers, go, filter, slope});
     save_scalars(ctx, in);
     return {g.d, g.x};
   }
@@ -135,50 +181,66 @@ class CFConvGradient : public torch::autograd::Function<CFConvGradient> {
     const Tensor go = s[9];
     variable_list result(16);
     const bool need_go = ctx->needs_input_grad(0), need_d = ctx->needs_input_grad(1),
-               need_x = ctx->needs_input_grad(2), need_c = ctx->needs_input_grad(7);
-    bool need_w = false;
-    for (int k = 3; k < 7; ++k) need_w = need_w || ctx->needs_input_grad(k);
+               need_x = ctx->needs_input_grad(2), need_c = ctx->needs_input_grad(7),
+               need_fs = ctx->needs_input_grad(10) || ctx->needs_input_grad(11);
     if (need_d || need_c || torch::GradMode::is_enabled()) {
       // a second derivative in d, or third derivatives: differentiate the composite formulation twice
-      torch::AutoGradMode grad_on(true);
-      Inputs in = from_saved(s, ctx);
-      Tensor go_alias = go.requires_grad() ? go.view_as(go) : go.detach().requires_grad_(true);
-      auto [which, wrt] = alias_inputs(in, {0, 1, 4, 5, 6, 7, 8});
-      // grad_d and grad_x need d and x in the graph even when they do not require grad
-      if (!in.d.requires_grad()) in.d = in.d.detach().requires_grad_(true);
-      if (!in.x.requires_grad()) in.x = in.x.detach().requires_grad_(true);
-      Tensor out = cfconv_composite(in);
-      auto first = torch::autograd::grad({out}, {in.d, in.x}, {go_alias}, true, true, true);
-      variable_list outs, gouts;
-      for (int m = 0; m < 2; ++m)
-        if (gg[m].defined() && first[m].defined()) {
-          outs.push_back(first[m]);
-          gouts.push_back(gg[m]);
-        }
-      if (go.requires_grad()) wrt.push_back(go_alias);
-      if (outs.empty() || wrt.empty()) return result;
-      const bool create_graph = torch::GradMode::is_enabled();
-      auto second = torch::autograd::grad(outs, wrt, gouts, create_graph, create_graph, true);
-      // saved input k of the forward node sits at edge: d 1, x 2, w1..b2 3..6, centres 7
-      const int edge_of[9] = {1, 2, -1, -1, 3, 4, 5, 6, 7};
-      for (size_t m = 0; m < which.size(); ++m) result[edge_of[which[m]]] = second[m];
-      if (go.requires_grad()) result[0] = second.back();
+      auto g = composite_second_gradient(from_saved(s, ctx), go, gg);
+      for (int k = 0; k < 8; ++k) result[k] = g[k];
       return result;
     }
-    if (!(need_go || need_x || need_w)) return result;
+    if (!(need_go || need_x || need_fs)) return result;
     Inputs in = detached(from_saved(s, ctx));
-    auto g = mlpot::cfconv::second_gradient(in, ctx->saved_data["filter"].toTensor(),
-                                            ctx->saved_data["slope"].toTensor(), go.detach(), gg[0], gg[1]);
+    auto g = mlpot::cfconv::second_gradient(in, s[10].detach(), s[11].detach(), go.detach(), gg[0], gg[1], need_fs);
     if (need_go) result[0] = g.go;
     if (need_x) result[2] = g.x;
-    if (ctx->needs_input_grad(3)) result[3] = g.w1;
-    if (ctx->needs_input_grad(4)) result[4] = g.b1;
-    if (ctx->needs_input_grad(5)) result[5] = g.w2;
-    if (ctx->needs_input_grad(6)) result[6] = g.b2;
+    if (need_fs) {
+      result[10] = g.filter;
+      result[11] = g.slope;
+    }
     return result;
   }
 };
 
+// Backward of a node whose forward was the convolution of (d, x) with the kept f and f': the
+// hand-written first derivatives, or MessagesGradient when the graph is kept. Inputs at the
+// edges d 0, x 1, w1..b2 4..7, centres 8, and (two-node form) f `filter_edge`, f' after it.
+variable_list convolution_backward(AutogradContext* ctx, const variable_list& s, const Tensor& filter,
+                                   const Tensor& slope, const Tensor& go, int filter_edge, size_t n_edges) {
+  variable_list result(n_edges);
+  const bool need_d = ctx->needs_input_grad(0), need_x = ctx->needs_input_grad(1),
+             need_c = ctx->needs_input_grad(8), create_graph = torch::GradMode::is_enabled();
+  const bool need_f = filter_edge >= 0 && ctx->needs_input_grad(filter_edge);
+  bool need_w = false;
+  for (int k = 4; k < 8; ++k) need_w = need_w || ctx->needs_input_grad(k);
+  // one node: the weights' gradients only through the composite formulation; two nodes: through
+  // f, unless the centres or a kept graph of f's gradient are asked for
+  const bool composite = need_c || !filter.defined() || (filter_edge < 0 ? need_w : create_graph && (need_f || need_w));
+  if (composite) {
+    std::vector<int> wanted;
+    for (int k : {0, 1, 4, 5, 6, 7, 8})
+      if (ctx->needs_input_grad(k)) wanted.push_back(k);
+    auto g = composite_gradient(from_saved(s, ctx), go, wanted);
+    for (int k = 0; k < 9; ++k) result[k] = g[k];
+    return result;
+  }
+  if (create_graph) {
+    auto g = MessagesGradient::apply(go, s[0], s[1], s[4], s[5], s[6], s[7], s[8], s[2], s[3], filter, slope,
+                                     ctx->saved_data["coeff"].toDouble(), ctx->saved_data["cutoff"].toDouble(),
+                                     ctx->saved_data["n_two_way"].toInt(), ctx->saved_data["n_out"].toInt());
+    if (need_d) result[0] = g[0];
+    if (need_x) result[1] = g[1];
+    return result;
+  }
+  Inputs in = detached(from_saved(s, ctx));
+  auto g = mlpot::cfconv::gradient(in, filter.detach(), slope.detach(), go.detach(), need_d, need_x, need_f);
+  if (need_d) result[0] = g.d;
+  if (need_x) result[1] = g.x;
+  if (need_f) result[filter_edge] = g.filter;
+  return result;
+}
+
+// One node (weights fixed): filter network and messages in one pass, f and f' kept.
 class CFConv : public torch::autograd::Function<CFConv> {
  public:
   // keep: the caller will differentiate (grad mode on and some input requires grad)
@@ -186,7 +248,7 @@ class CFConv : public torch::autograd::Function<CFConv> {
                         Tensor w2, Tensor b2, Tensor centers, double coeff, double cutoff, int64_t n_two_way,
                         int64_t n_out, bool keep) {
     Inputs in = detached(checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out));
-    auto r = mlpot::cfconv::forward(in, keep);
+    auto r = mlpot::cfconv::forward(in, keep, true);
     ctx->save_for_backward({d, x, idx_i, idx_j, w1, b1, w2, b2, centers});
     ctx->saved_data["filter"] = r.filter;
     ctx->saved_data["slope"] = r.slope;
@@ -195,49 +257,89 @@ class CFConv : public torch::autograd::Function<CFConv> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    return convolution_backward(ctx, ctx->get_saved_variables(), ctx->saved_data["filter"].toTensor(),
+                                ctx->saved_data["slope"].toTensor(), grads[0], -1, 14);
+  }
+};
+
+// Two nodes (weights trained), first: f and f' per edge [P, F] at fixed d.
+class FilterNetwork : public torch::autograd::Function<FilterNetwork> {
+ public:
+  // d and x enter detached (x only for shapes): d's gradient is Messages' business.
+  static variable_list forward(AutogradContext* ctx, Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor w1,
+                               Tensor b1, Tensor w2, Tensor b2, Tensor centers, double coeff, double cutoff) {
+    Inputs in{d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, 0, 0};
+    auto r = mlpot::cfconv::forward(detached(in), true, false);
+    ctx->save_for_backward({d, x, idx_i, idx_j, w1, b1, w2, b2, centers});
+    save_scalars(ctx, in);
+    return {r.filter, r.slope};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto s = ctx->get_saved_variables();
-    variable_list result(14);
-    const bool need_d = ctx->needs_input_grad(0), need_x = ctx->needs_input_grad(1),
-               need_c = ctx->needs_input_grad(8);
-    bool need_w = false;
-    for (int k = 4; k < 8; ++k) need_w = need_w || ctx->needs_input_grad(k);
-    const Tensor filter = ctx->saved_data["filter"].toTensor(), slope = ctx->saved_data["slope"].toTensor();
-    const bool create_graph = torch::GradMode::is_enabled();
-    if (need_c || !filter.defined() || (create_graph && need_w)) {
-      std::vector<int> wanted;
-      for (int k : {0, 1, 4, 5, 6, 7, 8})
-        if (ctx->needs_input_grad(k)) wanted.push_back(k);
-      auto g = composite_gradient(from_saved(s, ctx), grads[0], wanted);
-      for (int k = 0; k < 9; ++k) result[k] = g[k];
+    variable_list result(11);
+    if (!grads[0].defined() && !grads[1].defined()) return result;
+    Inputs in = from_saved(s, ctx);
+    if (ctx->needs_input_grad(8) || torch::GradMode::is_enabled()) {
+      torch::AutoGradMode grad_on(true);
+      auto [which, wrt] = alias_inputs(in, {4, 5, 6, 7, 8});
+      if (wrt.empty()) return result;
+      auto [f, slope] = filter_composite(in);
+      variable_list outs, gouts;
+      for (auto [out, g] : {std::pair{f, grads[0]}, std::pair{slope, grads[1]}})
+        if (g.defined()) {
+          outs.push_back(out);
+          gouts.push_back(g);
+        }
+      const bool create_graph = torch::GradMode::is_enabled();
+      auto g = torch::autograd::grad(outs, wrt, gouts, create_graph, create_graph, true);
+      for (size_t m = 0; m < which.size(); ++m) result[which[m]] = g[m];
       return result;
     }
-    if (create_graph) {
-      auto g = CFConvGradient::apply(grads[0], s[0], s[1], s[4], s[5], s[6], s[7], s[8], s[2], s[3], filter, slope,
-                                     ctx->saved_data["coeff"].toDouble(), ctx->saved_data["cutoff"].toDouble(),
-                                     ctx->saved_data["n_two_way"].toInt(), ctx->saved_data["n_out"].toInt());
-      if (need_d) result[0] = g[0];
-      if (need_x) result[1] = g[1];
-      return result;
-    }
-    Inputs in = detached(from_saved(s, ctx));
-    auto g = mlpot::cfconv::gradient(in, filter, slope, grads[0].detach(), need_d, need_x, need_w);
-    if (need_d) result[0] = g.d;
-    if (need_x) result[1] = g.x;
-    if (ctx->needs_input_grad(4)) result[4] = g.w1;
-    if (ctx->needs_input_grad(5)) result[5] = g.b1;
-    if (ctx->needs_input_grad(6)) result[6] = g.w2;
-    if (ctx->needs_input_grad(7)) result[7] = g.b2;
+    auto g = mlpot::cfconv::filter_backward(detached(in), grads[0], grads[1]);
+    const Tensor* w[4] = {&g.w1, &g.b1, &g.w2, &g.b2};
+    for (int k = 0; k < 4; ++k)
+      if (ctx->needs_input_grad(4 + k)) result[4 + k] = *w[k];
     return result;
+  }
+};
+
+// Two nodes, second: the messages of a given f (f' kept for the derivatives in d).
+class Messages : public torch::autograd::Function<Messages> {
+ public:
+  // inputs: d, x, idx_i, idx_j, w1, b1, w2, b2, centers (the weights serve the composite
+  // fallbacks), filter, slope
+  static Tensor forward(AutogradContext* ctx, Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor w1, Tensor b1,
+                        Tensor w2, Tensor b2, Tensor centers, Tensor filter, Tensor slope, double coeff, double cutoff,
+                        int64_t n_two_way, int64_t n_out) {
+    Inputs in = detached(checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out, false));
+    Tensor out = mlpot::cfconv::messages(in, filter.detach());
+    ctx->save_for_backward({d, x, idx_i, idx_j, w1, b1, w2, b2, centers, filter, slope});
+    save_scalars(ctx, in);
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    return convolution_backward(ctx, s, s[9], s[10], grads[0], 9, 15);
   }
 };
 
 Tensor cfconv(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tensor& idx_j, const Tensor& w1,
               const Tensor& b1, const Tensor& w2, const Tensor& b2, const Tensor& centers, double coeff,
               double cutoff, int64_t n_two_way, int64_t n_out) {
-  bool keep = false;
-  if (torch::GradMode::is_enabled())
-    for (const Tensor* t : {&d, &x, &w1, &b1, &w2, &b2, &centers}) keep = keep || t->requires_grad();
-  return CFConv::apply(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out, keep);
+  bool keep = false, trained = false;
+  if (torch::GradMode::is_enabled()) {
+    for (const Tensor* t : {&w1, &b1, &w2, &b2, &centers}) trained = trained || t->requires_grad();
+    keep = trained || d.requires_grad() || x.requires_grad();
+  }
+  if (!trained)
+    return CFConv::apply(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out, keep);
+  checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out);
+  auto fs = FilterNetwork::apply(d.detach().contiguous(), x.detach().contiguous(), idx_i.contiguous(),
+                                 idx_j.contiguous(), w1.contiguous(), b1.contiguous(), w2.contiguous(),
+                                 b2.contiguous(), centers.contiguous(), coeff, cutoff);
+  return Messages::apply(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, fs[0], fs[1], coeff, cutoff, n_two_way, n_out);
 }
 
 Tensor cfconv_composite_op(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tensor& idx_j,

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "messages.h"
@@ -89,23 +90,52 @@ void add_rows(const T* m, int64_t n, int64_t cols, T* acc) {
 
 Tensor workspace(int64_t rows, int64_t cols, const torch::TensorOptions& opts) { return torch::empty({rows, cols}, opts); }
 
+// out[i] += x[j] ⊙ f_q c_q (and out[j] += x[i] ⊙ f_q c_q two-way) for the edges p0 .. p0+n of a
+// block; w: their filter rows f [n, F], fc: their cutoffs.
 template <typename T>
-Forward forward_t(const Inputs& in, bool keep) {
+void scatter_block(const Inputs& in, const View<T>& v, const T* w, const T* fc, int64_t p0, int64_t n, T* out) {
+  const int64_t F = v.F;
+  for (int64_t q = 0; q < n; ++q) {
+    const T c = fc[q];
+    if (c == T(0)) continue;
+    const int64_t p = p0 + q, i = v.ii[p], j = v.jj[p];
+    const T* wq = w + q * F;
+    T* oi = out + i * F;
+    const T* xj = v.x + j * F;
+    if (p < in.n_two_way) {
+      T* oj = out + j * F;
+      const T* xi = v.x + i * F;
+#pragma omp simd
+      for (int64_t f = 0; f < F; ++f) {
+        const T wf = wq[f] * c;
+        oi[f] += xj[f] * wf;
+        oj[f] += xi[f] * wf;
+      }
+    } else {
+#pragma omp simd
+      for (int64_t f = 0; f < F; ++f) oi[f] += xj[f] * wq[f] * c;
+    }
+  }
+}
+
+template <typename T>
+Forward forward_t(const Inputs& in, bool keep, bool scatter) {
   const View<T> v(in);
   const int64_t P = v.P, F = v.F, H = v.H, K = v.K;
   auto opts = in.x.options();
   Forward r;
-  r.out = torch::zeros({in.n_out, F}, opts);
+  if (scatter) r.out = torch::zeros({in.n_out, F}, opts);
   if (keep) {
     r.filter = torch::empty({P, F}, opts);
     r.slope = torch::empty({P, F}, opts);
   }
   if (P == 0) return r;
   const Tensor w1t = in.w1.t(), w2t = in.w2.t();
-  mlpot::PerThreadSum out_sum(r.out);
+  std::optional<mlpot::PerThreadSum> out_sum;
+  if (scatter) out_sum.emplace(r.out);
 
   at::parallel_for(0, v.blocks(), 1, [&](int64_t first, int64_t last) {
-    T* out = out_sum.mine().data_ptr<T>();
+    T* out = scatter ? out_sum->mine().data_ptr<T>() : nullptr;
     Tensor rbf = workspace(v.block, K, opts), drbf = keep ? workspace(v.block, K, opts) : Tensor();
     Tensor act = workspace(v.block, H, opts), sig = workspace(v.block, H, opts), grow = keep ? workspace(v.block, H, opts) : Tensor();
     Tensor filter_local = keep ? Tensor() : workspace(v.block, F, opts);
@@ -116,7 +146,11 @@ Forward forward_t(const Inputs& in, bool keep) {
       Tensor a = act.narrow(0, 0, n), s = sig.narrow(0, 0, n);
       hidden<T>(in, w1t, rbf.narrow(0, 0, n), a, s);
       Tensor filt = keep ? r.filter.narrow(0, p0, n) : filter_local.narrow(0, 0, n);
-      at::mm_out(filt, a, w2t);  // the bias is added where the filter is used
+      at::mm_out(filt, a, w2t);
+      T* w = filt.data_ptr<T>();
+      for (int64_t q = 0; q < n; ++q)  // f = w2 softplus(z) + b2 − ln2 Σ_h w2
+#pragma omp simd
+        for (int64_t f = 0; f < F; ++f) w[q * F + f] += v.b2[f];
       if (keep) {  // f' = w2 (σ ⊙ w1 r')
         Tensor g = grow.narrow(0, 0, n);
         at::mm_out(g, drbf.narrow(0, 0, n), w1t);
@@ -124,51 +158,45 @@ Forward forward_t(const Inputs& in, bool keep) {
         Tensor slope = r.slope.narrow(0, p0, n);
         at::mm_out(slope, g, w2t);
       }
-      const T* w = filt.data_ptr<T>();
-      for (int64_t q = 0; q < n; ++q) {
-        const T c = fc[q];
-        if (c == T(0)) continue;
-        const int64_t p = p0 + q, i = v.ii[p], j = v.jj[p];
-        const T* wq = w + q * F;
-        T* oi = out + i * F;
-        const T* xj = v.x + j * F;
-        if (p < in.n_two_way) {
-          T* oj = out + j * F;
-          const T* xi = v.x + i * F;
-#pragma omp simd
-          for (int64_t f = 0; f < F; ++f) {
-            const T wf = (wq[f] + v.b2[f]) * c;
-            oi[f] += xj[f] * wf;
-            oj[f] += xi[f] * wf;
-          }
-        } else {
-#pragma omp simd
-          for (int64_t f = 0; f < F; ++f) oi[f] += xj[f] * (wq[f] + v.b2[f]) * c;
-        }
-      }
+      if (scatter) scatter_block<T>(in, v, w, fc.data(), p0, n, out);
     }
   });
-  out_sum.sum();
+  if (scatter) out_sum->sum();
   return r;
 }
 
 template <typename T>
-Gradients gradient_t(const Inputs& in, const Tensor& filter, const Tensor& slope, const Tensor& go_, bool want_d,
-                     bool want_x, bool weights) {
+Tensor messages_t(const Inputs& in, const Tensor& filter) {
   const View<T> v(in);
-  const int64_t P = v.P, F = v.F, H = v.H, K = v.K, N = in.x.size(0);
+  Tensor out = torch::zeros({in.n_out, v.F}, in.x.options());
+  if (v.P == 0) return out;
+  const T* fil = filter.data_ptr<T>();
+  mlpot::PerThreadSum out_sum(out);
+  at::parallel_for(0, v.blocks(), 1, [&](int64_t first, int64_t last) {
+    T* o = out_sum.mine().data_ptr<T>();
+    std::vector<T> fc(v.block);
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t p0 = b * v.block, n = std::min(v.block, v.P - p0);
+      radial<T>(in, v, p0, n, nullptr, nullptr, fc.data(), nullptr);
+      scatter_block<T>(in, v, fil + p0 * v.F, fc.data(), p0, n, o);
+    }
+  });
+  out_sum.sum();
+  return out;
+}
+
+template <typename T>
+Gradients gradient_t(const Inputs& in, const Tensor& filter, const Tensor& slope, const Tensor& go_, bool want_d,
+                     bool want_x, bool want_filter) {
+  const View<T> v(in);
+  const int64_t P = v.P, F = v.F, N = in.x.size(0);
   auto opts = in.x.options();
   const Tensor go = go_.contiguous();
   Gradients g;
   if (want_d) g.d = torch::zeros({P}, opts);
+  if (want_filter) g.filter = torch::empty({P, F}, opts);
   // the gather-scatter loop always accumulates grad_x (a scratch copy when not wanted)
   g.x = torch::zeros({N, F}, opts);
-  if (weights) {
-    g.w1 = torch::zeros_like(in.w1);
-    g.b1 = torch::zeros_like(in.b1);
-    g.w2 = torch::zeros_like(in.w2);
-    g.b2 = torch::zeros_like(in.b2);
-  }
   if (P == 0) {
     if (!want_x) g.x = Tensor();
     return g;
@@ -177,29 +205,20 @@ Gradients gradient_t(const Inputs& in, const Tensor& filter, const Tensor& slope
   const T* fil = filter.data_ptr<T>();
   const T* slo = slope.data_ptr<T>();
   T* gd = want_d ? g.d.data_ptr<T>() : nullptr;
-  const Tensor w1t = in.w1.t();
+  T* gfp = want_filter ? g.filter.data_ptr<T>() : nullptr;
   mlpot::PerThreadSum x_sum(g.x);
-  std::vector<mlpot::PerThreadSum> w_sums;
-  if (weights)
-    for (const Tensor& t : {g.w1, g.b1, g.w2, g.b2}) w_sums.emplace_back(t);
 
   at::parallel_for(0, v.blocks(), 1, [&](int64_t first, int64_t last) {
     T* gx = x_sum.mine().data_ptr<T>();
-    std::vector<Tensor> gw;
-    for (auto& s : w_sums) gw.push_back(s.mine());
-    Tensor rbf = weights ? workspace(v.block, K, opts) : Tensor(), act = weights ? workspace(v.block, H, opts) : Tensor();
-    Tensor sig = weights ? workspace(v.block, H, opts) : Tensor(), ga = weights ? workspace(v.block, H, opts) : Tensor();
-    Tensor gf = weights ? workspace(v.block, F, opts) : Tensor();
     std::vector<T> fc(v.block), dfc(v.block);
     for (int64_t b = first; b < last; ++b) {
       const int64_t p0 = b * v.block, n = std::min(v.block, P - p0);
-      radial<T>(in, v, p0, n, weights ? rbf.data_ptr<T>() : nullptr, nullptr, fc.data(), dfc.data());
-      T* gfp = weights ? gf.data_ptr<T>() : nullptr;
+      radial<T>(in, v, p0, n, nullptr, nullptr, fc.data(), dfc.data());
       for (int64_t q = 0; q < n; ++q) {
         const int64_t p = p0 + q, i = v.ii[p], j = v.jj[p];
         const T c = fc[q], cp = dfc[q];
         if (c == T(0)) {
-          if (gfp) std::fill(gfp + q * F, gfp + (q + 1) * F, T(0));
+          if (gfp) std::fill(gfp + p * F, gfp + (p + 1) * F, T(0));
           continue;  // grad_d stays 0
         }
         const T* fq = fil + p * F;
@@ -215,14 +234,13 @@ Gradients gradient_t(const Inputs& in, const Tensor& filter, const Tensor& slope
 #pragma omp simd reduction(+ : s0, s1)
           for (int64_t f = 0; f < F; ++f) {
             const T G = goi[f] * xj[f] + goj[f] * xi[f];
-            const T fv = fq[f] + v.b2[f];
-            s0 += G * fv;
+            s0 += G * fq[f];
             s1 += G * sq[f];
-            gxj[f] += goi[f] * fv * c;
-            gxi[f] += goj[f] * fv * c;
+            gxj[f] += goi[f] * fq[f] * c;
+            gxi[f] += goj[f] * fq[f] * c;
           }
           if (gfp) {
-            T* gq = gfp + q * F;
+            T* gq = gfp + p * F;
 #pragma omp simd
             for (int64_t f = 0; f < F; ++f) gq[f] = (goi[f] * xj[f] + goj[f] * xi[f]) * c;
           }
@@ -230,83 +248,62 @@ Gradients gradient_t(const Inputs& in, const Tensor& filter, const Tensor& slope
 #pragma omp simd reduction(+ : s0, s1)
           for (int64_t f = 0; f < F; ++f) {
             const T G = goi[f] * xj[f];
-            const T fv = fq[f] + v.b2[f];
-            s0 += G * fv;
+            s0 += G * fq[f];
             s1 += G * sq[f];
-            gxj[f] += goi[f] * fv * c;
+            gxj[f] += goi[f] * fq[f] * c;
           }
           if (gfp) {
-            T* gq = gfp + q * F;
+            T* gq = gfp + p * F;
 #pragma omp simd
             for (int64_t f = 0; f < F; ++f) gq[f] = goi[f] * xj[f] * c;
           }
         }
         if (gd) gd[p] = c * s1 + cp * s0;
       }
-      if (weights) {  // through f = w2 a + b2, a = ssp(w1 r + b1)
-        Tensor a = act.narrow(0, 0, n), s = sig.narrow(0, 0, n), r = rbf.narrow(0, 0, n);
-        Tensor gfn = gf.narrow(0, 0, n), gan = ga.narrow(0, 0, n);
-        hidden<T>(in, w1t, r, a, s);
-        add_rows(gfn.data_ptr<T>(), n, F, gw[3].data_ptr<T>());
-        gw[2].addmm_(gfn.t(), a);
-        at::mm_out(gan, gfn, in.w2);
-        gan.mul_(s);
-        add_rows(gan.data_ptr<T>(), n, H, gw[1].data_ptr<T>());
-        gw[0].addmm_(gan.t(), r);
-      }
     }
   });
   x_sum.sum();
-  for (auto& s : w_sums) s.sum();
-  if (weights) g.w2.sub_(LN2 * g.b2.unsqueeze(1));  // a above is ssp + ln2
   if (!want_x) g.x = Tensor();
   return g;
 }
 
 template <typename T>
 SecondGradients second_t(const Inputs& in, const Tensor& filter, const Tensor& slope, const Tensor& go_,
-                         const Tensor& gg_d_, const Tensor& gg_x_) {
+                         const Tensor& gg_d_, const Tensor& gg_x_, bool want_filter) {
   const View<T> v(in);
-  const int64_t P = v.P, F = v.F, H = v.H, K = v.K, N = in.x.size(0);
+  const int64_t P = v.P, F = v.F, N = in.x.size(0);
   auto opts = in.x.options();
   const Tensor go = go_.contiguous();
   const Tensor gg_d = gg_d_.defined() ? gg_d_.contiguous() : torch::zeros({P}, opts);
   const Tensor gg_x = gg_x_.defined() ? gg_x_.contiguous() : torch::zeros({N, F}, opts);
-  SecondGradients g{torch::zeros_like(go),         torch::zeros({N, F}, opts), torch::zeros_like(in.w1),
-                    torch::zeros_like(in.b1),      torch::zeros_like(in.w2),  torch::zeros_like(in.b2)};
+  SecondGradients g{torch::zeros_like(go), torch::zeros({N, F}, opts)};
+  if (want_filter) {
+    g.filter = torch::empty({P, F}, opts);
+    g.slope = torch::empty({P, F}, opts);
+  }
   if (P == 0) return g;
   const T* gop = go.data_ptr<T>();
   const T* ggd = gg_d.data_ptr<T>();
   const T* ggx = gg_x.data_ptr<T>();
   const T* fil = filter.data_ptr<T>();
   const T* slo = slope.data_ptr<T>();
-  const Tensor w1t = in.w1.t();
-  std::vector<mlpot::PerThreadSum> sums;
-  for (const Tensor& t : {g.go, g.x, g.w1, g.b1, g.w2, g.b2}) sums.emplace_back(t);
+  T* gfp = want_filter ? g.filter.data_ptr<T>() : nullptr;
+  T* gsp = want_filter ? g.slope.data_ptr<T>() : nullptr;
+  mlpot::PerThreadSum go_sum(g.go), x_sum(g.x);
 
   at::parallel_for(0, v.blocks(), 1, [&](int64_t first, int64_t last) {
-    std::vector<Tensor> mine;
-    for (auto& s : sums) mine.push_back(s.mine());
-    T* ggo = mine[0].data_ptr<T>();
-    T* gx = mine[1].data_ptr<T>();
-    // stacked per block of n edges (one matrix product for both halves): rows [0, n) and [n, 2n)
-    Tensor radial2 = workspace(2 * v.block, K, opts);  // r | r'
-    Tensor hidden2 = workspace(2 * v.block, H, opts);  // z → a = softplus(z) | u = w1 r'
-    Tensor act2 = workspace(2 * v.block, H, opts);     // a | s = σ(z) ⊙ u
-    Tensor sig = workspace(v.block, H, opts);
-    Tensor grad_f2 = workspace(2 * v.block, F, opts);  // dL/df | dL/df'
-    Tensor grad_h2 = workspace(2 * v.block, H, opts);  // dL/da | dL/ds, then dL/dz | dL/du
+    T* ggo = go_sum.mine().data_ptr<T>();
+    T* gx = x_sum.mine().data_ptr<T>();
     std::vector<T> fc(v.block), dfc(v.block);
+    std::vector<T> scratch(want_filter ? 0 : 2 * F);  // dL/df, dL/df' when not kept
     for (int64_t b = first; b < last; ++b) {
       const int64_t p0 = b * v.block, n = std::min(v.block, P - p0);
-      radial<T>(in, v, p0, n, radial2.data_ptr<T>(), radial2.data_ptr<T>() + n * K, fc.data(), dfc.data());
-      T* gfp = grad_f2.data_ptr<T>();
-      T* gsp = gfp + n * F;
+      radial<T>(in, v, p0, n, nullptr, nullptr, fc.data(), dfc.data());
       for (int64_t q = 0; q < n; ++q) {
         const int64_t p = p0 + q, i = v.ii[p], j = v.jj[p];
         const T c = fc[q], cp = dfc[q], gd = ggd[p];
-        T* gfq = gfp + q * F;  // dL/df
-        T* gsq = gsp + q * F;  // dL/df'
+        T* gfq = want_filter ? gfp + p * F : scratch.data();      // dL/df
+        T* gsq = want_filter ? gsp + p * F : scratch.data() + F;  // dL/df'
         if (c == T(0) && cp == T(0)) {
           std::fill(gfq, gfq + F, T(0));
           std::fill(gsq, gsq + F, T(0));
@@ -327,8 +324,7 @@ SecondGradients second_t(const Inputs& in, const Tensor& filter, const Tensor& s
           T* gxi = gx + i * F;
 #pragma omp simd
           for (int64_t f = 0; f < F; ++f) {
-            const T fv = fq[f] + v.b2[f];
-            const T W = fv * c, Wp = sq[f] * c + fv * cp;
+            const T W = fq[f] * c, Wp = sq[f] * c + fq[f] * cp;
             const T gG = gd * Wp;  // dL/dG
             const T G = goi[f] * xj[f] + goj[f] * xi[f];
             ggoi[f] += gG * xj[f] + ggxj[f] * W;
@@ -342,8 +338,7 @@ SecondGradients second_t(const Inputs& in, const Tensor& filter, const Tensor& s
         } else {
 #pragma omp simd
           for (int64_t f = 0; f < F; ++f) {
-            const T fv = fq[f] + v.b2[f];
-            const T W = fv * c, Wp = sq[f] * c + fv * cp;
+            const T W = fq[f] * c, Wp = sq[f] * c + fq[f] * cp;
             const T gG = gd * Wp;
             const T G = goi[f] * xj[f];
             ggoi[f] += gG * xj[f] + ggxj[f] * W;
@@ -354,29 +349,73 @@ SecondGradients second_t(const Inputs& in, const Tensor& filter, const Tensor& s
           }
         }
       }
-      // through f = w2 a + b2 and f' = w2 s, s = σ(z) ⊙ u, z = w1 r + b1, u = w1 r'
-      Tensor r2 = radial2.narrow(0, 0, 2 * n), h2 = hidden2.narrow(0, 0, 2 * n), a2 = act2.narrow(0, 0, 2 * n);
-      Tensor gf2 = grad_f2.narrow(0, 0, 2 * n), gh2 = grad_h2.narrow(0, 0, 2 * n);
+    }
+  });
+  go_sum.sum();
+  x_sum.sum();
+  return g;
+}
+
+template <typename T>
+WeightGradients filter_backward_t(const Inputs& in, const Tensor& grad_filter, const Tensor& grad_slope) {
+  const View<T> v(in);
+  const int64_t P = v.P, F = v.F, H = v.H, K = v.K;
+  auto opts = in.x.options();
+  WeightGradients g{torch::zeros_like(in.w1), torch::zeros_like(in.b1), torch::zeros_like(in.w2),
+                    torch::zeros_like(in.b2)};
+  if (P == 0 || (!grad_filter.defined() && !grad_slope.defined())) return g;
+  const Tensor gF = grad_filter.defined() ? grad_filter.contiguous() : torch::zeros({P, F}, opts);
+  const bool stacked = grad_slope.defined();  // rows [0, n): f, rows [n, 2n): f'
+  const Tensor gS = stacked ? grad_slope.contiguous() : Tensor();
+  const int64_t m = stacked ? 2 : 1;
+  const Tensor w1t = in.w1.t();
+  std::vector<mlpot::PerThreadSum> sums;
+  for (const Tensor& t : {g.w1, g.b1, g.w2, g.b2}) sums.emplace_back(t);
+
+  at::parallel_for(0, v.blocks(), 1, [&](int64_t first, int64_t last) {
+    std::vector<Tensor> mine;
+    for (auto& s : sums) mine.push_back(s.mine());
+    Tensor radial2 = workspace(m * v.block, K, opts);  // r | r'
+    Tensor hidden2 = workspace(m * v.block, H, opts);  // z → a = softplus(z) | u = w1 r'
+    Tensor act2 = workspace(m * v.block, H, opts);     // a | s = σ(z) ⊙ u
+    Tensor sig = workspace(v.block, H, opts);
+    Tensor grad_f2 = workspace(m * v.block, F, opts);  // dL/df | dL/df'
+    Tensor grad_h2 = workspace(m * v.block, H, opts);  // dL/da | dL/ds, then dL/dz | dL/du
+    std::vector<T> fc(v.block);
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t p0 = b * v.block, n = std::min(v.block, P - p0), rows = m * n;
+      radial<T>(in, v, p0, n, radial2.data_ptr<T>(), stacked ? radial2.data_ptr<T>() + n * K : nullptr, fc.data(),
+                nullptr);
+      Tensor r2 = radial2.narrow(0, 0, rows), h2 = hidden2.narrow(0, 0, rows), a2 = act2.narrow(0, 0, rows);
+      Tensor gf2 = grad_f2.narrow(0, 0, rows), gh2 = grad_h2.narrow(0, 0, rows);
+      gf2.narrow(0, 0, n).copy_(gF.narrow(0, p0, n));
+      if (stacked) gf2.narrow(0, n, n).copy_(gS.narrow(0, p0, n));
       at::mm_out(h2, r2, w1t);
       T* zp = h2.data_ptr<T>();
       T* ap = a2.data_ptr<T>();
       T* sgp = sig.data_ptr<T>();
       mlpot::softplus_and_sigmoid(zp, in.b1.data_ptr<T>(), n, H, ap, sgp);
       const T* up = zp + n * H;
-      for (int64_t e = 0; e < n * H; ++e) ap[n * H + e] = sgp[e] * up[e];
-      add_rows(gfp, n, F, mine[5].data_ptr<T>());
-      mine[4].addmm_(gf2.t(), a2);     // Σ dL/df ⊗ a + dL/df' ⊗ s
+      if (stacked)
+        for (int64_t e = 0; e < n * H; ++e) ap[n * H + e] = sgp[e] * up[e];
+      add_rows(gf2.data_ptr<T>(), n, F, mine[3].data_ptr<T>());
+      mine[2].addmm_(gf2.t(), a2);     // Σ dL/df ⊗ a + dL/df' ⊗ s
       at::mm_out(gh2, gf2, in.w2);     // dL/da | dL/ds
       T* gap = gh2.data_ptr<T>();
-      T* gup = gap + n * H;
+      if (stacked) {
+        T* gup = gap + n * H;
 #pragma omp simd
-      for (int64_t e = 0; e < n * H; ++e) {
-        const T sigma = sgp[e], gsv = gup[e];
-        gap[e] = gap[e] * sigma + gsv * up[e] * sigma * (T(1) - sigma);  // dL/dz
-        gup[e] = gsv * sigma;                                             // dL/du
+        for (int64_t e = 0; e < n * H; ++e) {
+          const T sigma = sgp[e], gsv = gup[e];
+          gap[e] = gap[e] * sigma + gsv * up[e] * sigma * (T(1) - sigma);  // dL/dz
+          gup[e] = gsv * sigma;                                             // dL/du
+        }
+      } else {
+#pragma omp simd
+        for (int64_t e = 0; e < n * H; ++e) gap[e] *= sgp[e];
       }
-      add_rows(gap, n, H, mine[3].data_ptr<T>());
-      mine[2].addmm_(gh2.t(), r2);     // Σ dL/dz ⊗ r + dL/du ⊗ r'
+      add_rows(gap, n, H, mine[1].data_ptr<T>());
+      mine[0].addmm_(gh2.t(), r2);     // Σ dL/dz ⊗ r + dL/du ⊗ r'
     }
   });
   for (auto& s : sums) s.sum();
@@ -386,26 +425,41 @@ SecondGradients second_t(const Inputs& in, const Tensor& filter, const Tensor& s
 
 }  // namespace
 
-Forward forward(const Inputs& in, bool keep) {
+Forward forward(const Inputs& in, bool keep, bool scatter) {
   Forward r;
-  AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_forward", [&] { r = forward_t<scalar_t>(in, keep); });
+  AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_forward",
+                             [&] { r = forward_t<scalar_t>(in, keep, scatter); });
   return r;
 }
 
+Tensor messages(const Inputs& in, const Tensor& filter) {
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_messages", [&] { out = messages_t<scalar_t>(in, filter); });
+  return out;
+}
+
 Gradients gradient(const Inputs& in, const Tensor& filter, const Tensor& slope, const Tensor& go, bool want_d,
-                   bool want_x, bool weights) {
+                   bool want_x, bool want_filter) {
   Gradients g;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_gradient", [&] {
-    g = gradient_t<scalar_t>(in, filter, slope, go, want_d, want_x, weights);
+    g = gradient_t<scalar_t>(in, filter, slope, go, want_d, want_x, want_filter);
   });
   return g;
 }
 
 SecondGradients second_gradient(const Inputs& in, const Tensor& filter, const Tensor& slope, const Tensor& go,
-                                const Tensor& gg_d, const Tensor& gg_x) {
+                                const Tensor& gg_d, const Tensor& gg_x, bool want_filter) {
   SecondGradients g;
   AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_second_gradient", [&] {
-    g = second_t<scalar_t>(in, filter, slope, go, gg_d, gg_x);
+    g = second_t<scalar_t>(in, filter, slope, go, gg_d, gg_x, want_filter);
+  });
+  return g;
+}
+
+WeightGradients filter_backward(const Inputs& in, const Tensor& grad_filter, const Tensor& grad_slope) {
+  WeightGradients g;
+  AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_filter_backward", [&] {
+    g = filter_backward_t<scalar_t>(in, grad_filter, grad_slope);
   });
   return g;
 }

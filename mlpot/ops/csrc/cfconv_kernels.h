@@ -7,10 +7,12 @@
 //   out[i] += x[j] ⊙ W, and out[j] += x[i] ⊙ W when two-way.
 // With G_p = go[i] ⊙ x[j] (+ go[j] ⊙ x[i] two-way) for an output gradient go:
 //   grad_d[p] = G_p · W'_p,  grad_x[j] += go[i] ⊙ W_p (+ grad_x[i] += go[j] ⊙ W_p two-way),
-//   and the weights' gradients through dE/df_p = c G_p.
-// The forward keeps f − b2 + ln2·Σ_h w2 ("filter", the bias is added where it is used) and f'
-// ("slope") per edge [P, F], so the gradient needs no matrix product; its own gradient (training
-// on forces) recomputes r, z, σ per block.
+//   and dE/df_p = c G_p.
+// The filter network (f and its slope f' per edge, [P, F]) and the messages can run as one pass
+// (`forward` with scatter, the filter kept in cache) or as two (`forward` without scatter, then
+// `messages`): when the weights are trained, autograd then adds the gradients of f and f' from
+// every path (energy and forces) before `filter_backward` does the weights' matrix products once.
+// Nothing but the filter network has a matrix product: the message loops need none.
 #pragma once
 #include <torch/torch.h>
 
@@ -27,32 +29,43 @@ struct Inputs {
 };
 
 struct Forward {
-  torch::Tensor out;     // [n_out, F]
-  torch::Tensor filter;  // [P, F] w2 a (no bias), kept when asked
+  torch::Tensor out;     // [n_out, F] (when scattered)
+  torch::Tensor filter;  // [P, F] f (without the cutoff), kept when asked
   torch::Tensor slope;   // [P, F] f', kept when asked
 };
 
 struct Gradients {
-  torch::Tensor d, x;               // [P], [N, F] (undefined unless asked)
-  torch::Tensor w1, b1, w2, b2;     // weight gradients (undefined unless asked)
+  torch::Tensor d, x, filter;       // [P], [N, F], [P, F] dE/df (each undefined unless asked)
 };
 
 struct SecondGradients {
   torch::Tensor go, x;              // [n_out, F], [N, F]
+  torch::Tensor filter, slope;      // [P, F] (undefined unless asked)
+};
+
+struct WeightGradients {
   torch::Tensor w1, b1, w2, b2;
 };
 
 // All inputs detached and contiguous, one floating dtype (float or double).
-Forward forward(const Inputs& in, bool keep);
+// keep: return f and f' per edge; scatter: return out (the messages of f, in the same pass).
+Forward forward(const Inputs& in, bool keep, bool scatter);
 
-// Gradients of Σ out · go from the kept filter and slope: d and x when asked, the four weights
-// when `weights` (their matrix products are then done per block).
+// out [n_out, F] from a given filter f [P, F] (the second pass of the two-pass form).
+torch::Tensor messages(const Inputs& in, const torch::Tensor& filter);
+
+// Gradients of Σ out · go from f and f': d, x and dE/df when asked (loops, no matrix product).
 Gradients gradient(const Inputs& in, const torch::Tensor& filter, const torch::Tensor& slope, const torch::Tensor& go,
-                   bool want_d, bool want_x, bool weights);
+                   bool want_d, bool want_x, bool want_filter);
 
 // Gradients of Σ gg_d · grad_d + Σ gg_x · grad_x (grad_d, grad_x from `gradient`) with respect
-// to go, x and the four weights (not d: the caller differentiates the composite formulation then).
+// to go, x and, when `want_filter`, f and f' (not d: the caller differentiates the composite
+// formulation then).
 SecondGradients second_gradient(const Inputs& in, const torch::Tensor& filter, const torch::Tensor& slope,
-                                const torch::Tensor& go, const torch::Tensor& gg_d, const torch::Tensor& gg_x);
+                                const torch::Tensor& go, const torch::Tensor& gg_d, const torch::Tensor& gg_x,
+                                bool want_filter);
+
+// The weights' gradients of Σ grad_filter · f + Σ grad_slope · f' (either may be undefined).
+WeightGradients filter_backward(const Inputs& in, const torch::Tensor& grad_filter, const torch::Tensor& grad_slope);
 
 }  // namespace mlpot::cfconv
