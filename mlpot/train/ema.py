@@ -26,21 +26,36 @@ class EMA:
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        self._pairs = None    # see _tensors_of
+
+    def _tensors_of(self, model: nn.Module):
+        """The parameters and buffers of `model` and of the average, listed once per model
+        (walking the module tree costs ~0.5 ms, a noticeable share of a training step). Parameter
+        objects survive .to() and load_state_dict; buffers may be replaced by .to(), so the lists
+        are made again when a buffer is not the one listed."""
+        if self._pairs is None or self._pairs[0] is not model or any(
+                m._buffers.get(name) is not b for m, name, b in self._pairs[5]):
+            named = [(module, name, b) for root in (model, self.model) for module in root.modules()
+                     for name, b in module._buffers.items() if b is not None]
+            self._pairs = (model, list(model.parameters()), list(model.buffers()),
+                           list(self.model.parameters()), list(self.model.buffers()), named)
+        return self._pairs[1:5]
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int | None = None) -> None:
         """Move the average one step towards the weights of `model`; `step` (0-based count of
         earlier updates) enables the warm-up, None uses `decay` as it is."""
         decay = self.decay if step is None else min(self.decay, (1.0 + step) / (10.0 + step))
-        averages = list(self.model.parameters())
-        torch._foreach_lerp_(averages, [p.detach() for p in model.parameters()], 1.0 - decay)
-        for avg, b in zip(self.model.buffers(), model.buffers()):
-            avg.copy_(b)
+        params, buffers, averages, average_buffers = self._tensors_of(model)
+        torch._foreach_lerp_(averages, params, 1.0 - decay)
+        if buffers:
+            torch._foreach_copy_(average_buffers, buffers)
 
     @torch.no_grad()
     def reset(self, model: nn.Module) -> None:
         """Make the average equal to `model` (e.g. after fitting statistics)."""
         self.model.load_state_dict(model.state_dict())
+        self._pairs = None
 
     def state_dict(self) -> dict:
         return self.model.state_dict()
