@@ -54,6 +54,7 @@ def script_potential(potential, dtype: str = "float32", kernels: str = "referenc
     apart). `potential` itself is left unchanged."""
     from mlpot import ops
     from mlpot.potential import ExportedForward, ExportedPerLayer
+    from mlpot.schnet_forces import ExportedSchNet, written_out_forces_apply
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -66,6 +67,8 @@ def script_potential(potential, dtype: str = "float32", kernels: str = "referenc
     else:
         ops.use_fused_kernels(model, fused=chosen == "fused")
     wrapper = ExportedPerLayer if message_passing(potential) == "per_layer" else ExportedForward
+    if wrapper is ExportedPerLayer and written_out_forces_apply(model):
+        wrapper = ExportedSchNet      # forces by the chain rule written out (mlpot/schnet_forces.py)
     return torch.jit.script(wrapper(model))
 
 

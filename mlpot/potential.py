@@ -168,6 +168,13 @@ class ExportedForward(nn.Module):
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                 shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
                 compute_virial: bool = True) -> Dict[str, torch.Tensor]:
+        return self.autograd_forward(positions, atomic_numbers, edge_index, shift_vectors, cell, n_local,
+                                     compute_virial)
+
+    def autograd_forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
+                         shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
+                         compute_virial: bool) -> Dict[str, torch.Tensor]:
+        """forward by Potential.forward: forces and virial by autograd."""
         inputs = structure_inputs(positions, atomic_numbers, edge_index, shift_vectors, cell, n_local)
         out = self.potential(inputs, compute_forces=True, compute_stress=compute_virial)
         result: Dict[str, torch.Tensor] = {

@@ -14,3 +14,9 @@ def shifted_softplus(x: torch.Tensor) -> torch.Tensor:
 class ShiftedSoftplus(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return shifted_softplus(x)
+
+
+def shifted_softplus_derivative(x: torch.Tensor) -> torch.Tensor:
+    """d ssp / dx as torch.nn.functional.softplus differentiates it: σ(x), and exactly 1 above
+    its threshold 20 (where softplus returns x itself)."""
+    return torch.where(x > 20.0, torch.ones_like(x), torch.sigmoid(x))

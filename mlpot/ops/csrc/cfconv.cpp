@@ -342,6 +342,37 @@ Tensor cfconv(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tenso
   return Messages::apply(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, fs[0], fs[1], coeff, cutoff, n_two_way, n_out);
 }
 
+// Without autograd (a caller that writes out the chain rule, mlpot/schnet_forces.py): the
+// convolution and the per-edge filter f and slope f' [P, F] it keeps.
+std::tuple<Tensor, Tensor, Tensor> cfconv_keep(const Tensor& d, const Tensor& x, const Tensor& idx_i,
+                                               const Tensor& idx_j, const Tensor& w1, const Tensor& b1,
+                                               const Tensor& w2, const Tensor& b2, const Tensor& centers,
+                                               double coeff, double cutoff, int64_t n_two_way, int64_t n_out) {
+  Inputs in = detached(checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out));
+  auto r = mlpot::cfconv::forward(in, true, true);
+  return {r.out, r.filter, r.slope};
+}
+
+// Its gradient for an output gradient go [n_out, F]: (grad_d [P], grad_x [N, F], or [0] when not
+// want_x), from cfconv_keep's filter and slope; the edges as checked by cfconv_keep.
+std::tuple<Tensor, Tensor> cfconv_gradient(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tensor& idx_j,
+                                           const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2,
+                                           const Tensor& centers, const Tensor& filter, const Tensor& slope,
+                                           const Tensor& go, double coeff, double cutoff, int64_t n_two_way,
+                                           int64_t n_out, bool want_x) {
+  Inputs in = detached(checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out, false));
+  const int64_t P = d.size(0), F = x.size(1);
+  TORCH_CHECK(filter.dim() == 2 && filter.size(0) == P && filter.size(1) == F && slope.sizes() == filter.sizes(),
+              "mlpot::cfconv_gradient: filter and slope must be [P, F] from cfconv_keep");
+  TORCH_CHECK(go.dim() == 2 && go.size(0) == n_out && go.size(1) == F, "mlpot::cfconv_gradient: go must be [n_out, F]");
+  TORCH_CHECK(filter.scalar_type() == x.scalar_type() && slope.scalar_type() == x.scalar_type() &&
+                  go.scalar_type() == x.scalar_type(),
+              "mlpot::cfconv_gradient: filter, slope and go must share x's dtype");
+  auto g = mlpot::cfconv::gradient(in, filter.detach().contiguous(), slope.detach().contiguous(), go.detach(), true,
+                                   want_x, false);
+  return {g.d, want_x ? g.x : torch::empty({0}, x.options())};
+}
+
 Tensor cfconv_composite_op(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tensor& idx_j,
                            const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2,
                            const Tensor& centers, double coeff, double cutoff, int64_t n_two_way, int64_t n_out) {
@@ -357,4 +388,11 @@ TORCH_LIBRARY(mlpot, m) {
   m.def("cfconv_composite(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor w1, Tensor b1, Tensor w2, "
         "Tensor b2, Tensor centers, float coeff, float cutoff, int n_two_way, int n_out) -> Tensor",
         &cfconv_composite_op);
+  m.def("cfconv_keep(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor w1, Tensor b1, Tensor w2, Tensor b2, "
+        "Tensor centers, float coeff, float cutoff, int n_two_way, int n_out) -> (Tensor, Tensor, Tensor)",
+        &cfconv_keep);
+  m.def("cfconv_gradient(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor w1, Tensor b1, Tensor w2, "
+        "Tensor b2, Tensor centers, Tensor filter, Tensor slope, Tensor go, float coeff, float cutoff, "
+        "int n_two_way, int n_out, bool want_x) -> (Tensor, Tensor)",
+        &cfconv_gradient);
 }

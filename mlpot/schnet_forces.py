@@ -1,0 +1,152 @@
+"""SchNet's energy, forces and virial with the chain rule written out, for exported models.
+
+An exported SchNet with the fused kernels and an atom-wise energy head (the usual model) runs
+`ExportedSchNet.forward`: the layers' forward keeps what their derivatives need (the
+convolution's filter and slope per edge from torch.ops.mlpot.cfconv_keep, the pre-activations
+of the atom-wise layers), then the gradient of the energy runs back through the same layers as
+matrix products and torch.ops.mlpot.cfconv_gradient — no autograd graph is recorded or walked.
+For small molecules that graph was most of the cost of an MD step (~900 operator calls for
+ethanol). The energy is the same function of the same modules; forces are −∂E/∂r and the
+virial −∂E/∂ε exactly as autograd gives them (tested to float64 rounding against
+`autograd_forward`, which other devices, inputs that require grad and the Hessian still use).
+
+With h_{t+1} = h_t + W₂ ssp(W₁ y_t + b₁) + b₂ and y_t = cfconv(d, W_in h_t), energies
+E_i = scale · head(h_T)_i + shift + E_ref[Z_i] and E = Σ_{i < n_local} E_i:
+  g_h ← ∂E/∂h_T through the head; for t = T−1 .. 0: g_y = W₁ᵀ(ssp'(W₁ y_t + b₁) ⊙ W₂ᵀ g_h),
+  (∂E/∂d, g_x) = cfconv_gradient(g_y), g_h ← g_h + W_inᵀ g_x;
+  ∂E/∂r_e = (∂E/∂d_e) r_e / d_e per edge e = (i, j) with r_e = r_j − r_i + S_e, so
+  F_i += ∂E/∂r_e and F_j −= ∂E/∂r_e; virial = −½ (M + Mᵀ), M = Σ_e r_e ⊗ ∂E/∂r_e.
+"""
+from typing import Dict, List
+
+import torch
+from torch import nn
+
+from mlpot.nn import Dense, ShiftedSoftplus
+from mlpot.nn.activations import shifted_softplus, shifted_softplus_derivative
+from mlpot.potential import ExportedPerLayer
+from mlpot.representations.schnet import half_of_symmetric_list
+
+
+def written_out_forces_apply(potential) -> bool:
+    """True for a SchNet potential this module can differentiate: fused convolution kernels,
+    the standard interaction block, an Atomwise energy head of Dense layers with shifted-softplus
+    or no activation, no dipole head."""
+    from mlpot.heads import Atomwise
+    from mlpot.representations.convolution import FusedConvolution
+    from mlpot.representations.schnet import SchNet
+
+    rep = potential.representation
+    if not isinstance(rep, SchNet) or potential.dipole_head is not None or not isinstance(potential.energy_head, Atomwise):
+        return False
+    for block in rep.interactions:
+        if not (isinstance(block.convolution, FusedConvolution) and block.in2f.bias is None
+                and isinstance(block.f2out[0].activation, ShiftedSoftplus)
+                and isinstance(block.f2out[1].activation, nn.Identity)
+                and isinstance(block.filter_network[0].activation, ShiftedSoftplus)
+                and isinstance(block.filter_network[1].activation, nn.Identity)):
+            return False
+    return all(isinstance(layer, Dense) and isinstance(layer.activation, (ShiftedSoftplus, nn.Identity))
+               for layer in potential.energy_head.net)
+
+
+class ExportedSchNet(ExportedPerLayer):
+    """ExportedPerLayer whose forward writes out the chain rule (module docstring) on the CPU;
+    same signature and outputs as ExportedForward.forward."""
+
+    def __init__(self, potential):
+        super().__init__(potential)
+        if not written_out_forces_apply(potential):
+            raise ValueError("ExportedSchNet needs a SchNet with fused kernels and an Atomwise energy head")
+        self.head_activated: List[bool] = [isinstance(layer.activation, ShiftedSoftplus)
+                                           for layer in potential.energy_head.net]
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
+                shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
+                compute_virial: bool = True) -> Dict[str, torch.Tensor]:
+        if positions.device.type != "cpu" or positions.requires_grad:
+            return self.autograd_forward(positions, atomic_numbers, edge_index, shift_vectors, cell, n_local,
+                                         compute_virial)
+        # no graph is recorded: the parameters are frozen on export and the positions need no grad
+        return self.written_out_forward(positions, atomic_numbers, edge_index, shift_vectors, n_local,
+                                        compute_virial)
+
+    def written_out_forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
+                            edge_index: torch.Tensor, shift_vectors: torch.Tensor, n_local: int,
+                            compute_virial: bool) -> Dict[str, torch.Tensor]:
+        rep = self.potential.representation
+        n_atoms = positions.shape[0]
+        idx_i, idx_j = edge_index[0], edge_index[1]
+        vectors = positions[idx_j] - positions[idx_i] + shift_vectors
+        n_two_way = 0
+        if rep.use_pairs:
+            half = half_of_symmetric_list(idx_i, idx_j, vectors, n_atoms)
+            if half is not None:
+                vectors, idx_i, idx_j = vectors[half], idx_i[half], idx_j[half]
+                n_two_way = vectors.shape[0]
+        d = torch.linalg.norm(vectors, dim=1)
+        centers = rep.radial_basis.centers
+        coeff = rep.radial_basis.coeff
+
+        # forward, keeping what the derivatives need
+        h = rep.embed(atomic_numbers)
+        dc = d.to(h.dtype)
+        xs: List[torch.Tensor] = []
+        kept: List[List[torch.Tensor]] = []       # per interaction: filter network weights, f, f'
+        pre: List[torch.Tensor] = []              # W₁ y_t + b₁
+        weights: List[List[torch.Tensor]] = []    # W_in, W₁, W₂
+        for block in rep.interactions:
+            first, second = block.filter_network[0], block.filter_network[1]
+            dense1, dense2 = block.f2out[0], block.f2out[1]
+            x = nn.functional.linear(h, block.in2f.weight)
+            y, f, s = torch.ops.mlpot.cfconv_keep(dc, x, idx_i, idx_j, first.weight, first.bias, second.weight,
+                                                  second.bias, centers, coeff, rep.cutoff, n_two_way, n_atoms)
+            a = nn.functional.linear(y, dense1.weight, dense1.bias)
+            h = h + nn.functional.linear(shifted_softplus(a), dense2.weight, dense2.bias)
+            xs.append(x)
+            kept.append([first.weight, first.bias, second.weight, second.bias, f, s])
+            pre.append(a)
+            weights.append([block.in2f.weight, dense1.weight, dense2.weight])
+        head_pre: List[torch.Tensor] = []
+        head_weights: List[torch.Tensor] = []
+        z = h
+        k = 0
+        for layer in self.potential.energy_head.net:
+            z = nn.functional.linear(z, layer.weight, layer.bias)
+            head_pre.append(z)
+            head_weights.append(layer.weight)
+            if self.head_activated[k]:
+                z = shifted_softplus(z)
+            k += 1
+        energies = (self.potential.energy_scale * z[:, 0] + self.potential.energy_shift
+                    + self.potential.atomref.to(z.dtype)[atomic_numbers])
+        local = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
+        energy = (energies * local).sum().reshape(1)
+
+        # the gradient of the energy, back through the same layers
+        g = (self.potential.energy_scale * local)[:, None]
+        for k in range(len(head_weights) - 1, -1, -1):
+            if self.head_activated[k]:
+                g = g * shifted_softplus_derivative(head_pre[k])
+            g = g.mm(head_weights[k])
+        grad_d = torch.zeros_like(dc)
+        for t in range(len(xs) - 1, -1, -1):
+            w_in, w_1, w_2 = weights[t][0], weights[t][1], weights[t][2]
+            g_y = (g.mm(w_2) * shifted_softplus_derivative(pre[t])).mm(w_1)
+            w = kept[t]
+            g_d, g_x = torch.ops.mlpot.cfconv_gradient(dc, xs[t], idx_i, idx_j, w[0], w[1], w[2], w[3], centers,
+                                                       w[4], w[5], g_y, coeff, rep.cutoff, n_two_way, n_atoms,
+                                                       t > 0)
+            grad_d = grad_d + g_d
+            if t > 0:
+                g = g + g_x.mm(w_in)
+        # ∂E/∂r_e [E, 3]; a zero-length edge (atoms on top of each other) has r_e = 0 and adds nothing
+        grad_vectors = vectors * (grad_d.to(d.dtype) / d.clamp(min=1e-30))[:, None]
+        forces = torch.zeros_like(positions).index_add(0, idx_i, grad_vectors).index_add(0, idx_j, -grad_vectors)
+        result: Dict[str, torch.Tensor] = {"energy": energy, "forces": forces, "energies": energies}
+        if compute_virial:
+            m = vectors.t().mm(grad_vectors)
+            result["virial"] = -0.5 * (m + m.t())
+        else:
+            result["virial"] = torch.zeros((3, 3), dtype=positions.dtype, device=positions.device)
+        return result

@@ -1,0 +1,130 @@
+"""The exported SchNet's forces and virial by the chain rule written out (mlpot/schnet_forces.py)
+against autograd through the same scripted model: molecules, periodic cells smaller than the
+cutoff, ghost atoms (n_local < N), one-way edge lists, float64 and float32."""
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from mlpot import ops
+from mlpot.calculator import MLPotCalculator
+from mlpot.data.batch import atoms_to_graph
+from mlpot.export import export_model, script_potential
+from mlpot.model_config import ModelConfig, build_potential
+from mlpot.schnet_forces import ExportedSchNet, written_out_forces_apply
+from export_helpers import ethanol, periodic_ethanol, tiny_potential
+
+if not ops.available():
+    pytest.skip(f"fused kernels not available: {ops.error()}", allow_module_level=True)
+
+
+def sharpened(potential):
+    """Larger random weights than at initialisation: forces of order 1 eV/Å and more."""
+    with torch.no_grad():
+        for p in potential.parameters():
+            p.mul_(1.3)
+        potential.set_energy_statistics({1: -13.6, 6: -1030.0, 8: -2040.0, 14: -100.0}, scale=1.7, shift=0.3)
+    return potential
+
+
+def inputs(atoms, cutoff, dtype):
+    g = atoms_to_graph(atoms, cutoff, labels=False)
+    cell = torch.tensor(g["cell"][0], dtype=dtype)
+    shifts = torch.tensor(g["edge_shifts"], dtype=dtype) @ cell
+    return (torch.tensor(g["positions"], dtype=dtype), torch.tensor(g["atomic_numbers"]),
+            torch.tensor(g["edge_index"]), shifts, cell)
+
+
+def both(module, args, n_local, virial=True):
+    written = module(*args, n_local, virial)
+    reference = module.autograd_forward(*args, n_local, virial)
+    return written, reference
+
+
+def assert_same(written, reference, rtol, atol):
+    """Equal to float64 rounding: atol relative to each output's largest entry."""
+    for key in ("energy", "energies", "forces", "virial"):
+        scale = max(1.0, float(reference[key].abs().max()))
+        torch.testing.assert_close(written[key], reference[key], rtol=rtol, atol=atol * scale, msg=key)
+
+
+def silicon():
+    atoms = bulk("Si", "diamond", a=5.43, cubic=False)
+    atoms.cell = atoms.cell.array + np.array([[0.0, 0.2, 0.1], [0.1, 0.0, 0.0], [0.0, 0.0, 0.3]])
+    atoms.rattle(0.1, seed=3)
+    return atoms
+
+
+@pytest.mark.parametrize("system", ["ethanol", "periodic_ethanol", "silicon"])
+def test_written_out_forces_and_virial_equal_autograd_float64(system):
+    structure = {"ethanol": ethanol, "periodic_ethanol": periodic_ethanol, "silicon": silicon}[system]()
+    torch.manual_seed(0)    # this draw has pre-activations above softplus' threshold (20)
+    potential = sharpened(build_potential(ModelConfig(n_atom_basis=16, n_filters=12, n_interactions=3, n_rbf=7,
+                                                      cutoff=4.0), [1, 6, 8, 14]).double())
+    module = script_potential(potential, "float64", "fused")
+    assert module.original_name == "ExportedSchNet"
+    args = inputs(structure, 4.0, torch.float64)
+    written, reference = both(module, args, len(structure))
+    assert float(reference["forces"].abs().max()) > 0.1
+    assert_same(written, reference, rtol=1e-11, atol=1e-11)
+
+
+def test_ghost_atoms_and_one_way_edges_equal_autograd():
+    """LAMMPS' exchange path: energy summed over the first n_local atoms, forces on all, and an
+    edge list that is not symmetric (every pair evaluated edge by edge)."""
+    potential = sharpened(tiny_potential(dipole=False))
+    module = script_potential(potential, "float64", "fused")
+    positions, numbers, edges, shifts, cell = inputs(periodic_ethanol(), 4.0, torch.float64)
+    keep = edges[0] != 0                                 # drops one direction of atom 0's pairs
+    one_way = (positions, numbers, edges[:, keep], shifts[keep], cell)
+    for args, n_local in [(inputs(periodic_ethanol(), 4.0, torch.float64), 6), (one_way, 9)]:
+        written, reference = both(module, args, n_local)
+        assert_same(written, reference, rtol=1e-11, atol=1e-11)
+
+
+def test_written_out_forces_float32_within_rounding():
+    torch.manual_seed(0)
+    potential = sharpened(build_potential(ModelConfig(n_atom_basis=32, n_filters=32, n_interactions=3, n_rbf=10,
+                                                      cutoff=4.0), [14]))
+    atoms = silicon().repeat((2, 2, 2))
+    module64 = script_potential(potential, "float64", "fused")
+    module32 = script_potential(potential, "float32", "fused")
+    ref = module64.autograd_forward(*inputs(atoms, 4.0, torch.float64), len(atoms), True)
+    got = module32(*inputs(atoms, 4.0, torch.float32), len(atoms), True)
+    scale = float(ref["forces"].abs().max())
+    assert float((got["forces"].double() - ref["forces"]).abs().max()) <= 1e-4 * scale
+
+
+def test_only_standard_fused_schnet_takes_the_written_out_path(tmp_path):
+    potential = tiny_potential(dipole=False)
+    assert script_potential(potential, "float64", "fused").original_name == "ExportedSchNet"
+    assert script_potential(potential, "float64", "reference").original_name == "ExportedPerLayer"
+    assert script_potential(potential, "float64", "tabulated").original_name == "ExportedPerLayer"
+    assert not written_out_forces_apply(tiny_potential(dipole=True))
+    wacsf = build_potential(ModelConfig(representation="wacsf", cutoff=4.0), [1, 6, 8])
+    assert not written_out_forces_apply(wacsf)
+    with pytest.raises(ValueError, match="SchNet with fused kernels"):
+        ExportedSchNet(tiny_potential(dipole=True))
+
+
+def test_calculator_forces_and_hessian_with_the_written_out_path(tmp_path):
+    """Through MLPotCalculator: forces equal central finite differences of the energy; the
+    Hessian (autograd through the scripted potential) is unaffected."""
+    potential = sharpened(tiny_potential(dipole=False))
+    path = tmp_path / "model.pt"
+    export_model(potential, path, dtype="float64")
+    atoms = ethanol()
+    atoms.calc = MLPotCalculator(path)
+    forces = atoms.get_forces()
+    h = 1e-5
+    numeric = np.zeros_like(forces)
+    for a in range(len(atoms)):
+        for c in range(3):
+            for sign in (1, -1):
+                moved = atoms.copy()
+                moved.calc = atoms.calc
+                moved.positions[a, c] += sign * h
+                numeric[a, c] -= sign * moved.get_potential_energy() / (2 * h)
+    np.testing.assert_allclose(forces, numeric, atol=1e-6)
+    hessian = atoms.calc.get_hessian(atoms)
+    assert hessian.shape == (27, 27) and np.allclose(hessian, hessian.T)
