@@ -25,7 +25,6 @@ from torch import nn
 from mlpot.nn import Dense, ShiftedSoftplus
 from mlpot.nn.activations import shifted_softplus, shifted_softplus_derivative
 from mlpot.potential import ExportedPerLayer
-from mlpot.representations.schnet import half_of_symmetric_list
 
 
 def written_out_forces_apply(potential) -> bool:
@@ -79,11 +78,12 @@ class ExportedSchNet(ExportedPerLayer):
         idx_i, idx_j = edge_index[0], edge_index[1]
         vectors = positions[idx_j] - positions[idx_i] + shift_vectors
         n_two_way = 0
-        if rep.use_pairs:
-            half = half_of_symmetric_list(idx_i, idx_j, vectors, n_atoms)
-            if half is not None:
-                vectors, idx_i, idx_j = vectors[half], idx_i[half], idx_j[half]
-                n_two_way = vectors.shape[0]
+        if rep.use_pairs:  # the rule and checksum of schnet.half_of_symmetric_list, in one compiled pass
+            index, symmetric = torch.ops.mlpot.canonical_edges(idx_i, idx_j, vectors, n_atoms)
+            if symmetric:
+                vectors = vectors.index_select(0, index)
+                idx_i, idx_j = idx_i.index_select(0, index), idx_j.index_select(0, index)
+                n_two_way = index.shape[0]
         d = torch.linalg.norm(vectors, dim=1)
         centers = rep.radial_basis.centers
         coeff = rep.radial_basis.coeff
@@ -120,11 +120,14 @@ class ExportedSchNet(ExportedPerLayer):
             k += 1
         energies = (self.potential.energy_scale * z[:, 0] + self.potential.energy_shift
                     + self.potential.atomref.to(z.dtype)[atomic_numbers])
-        local = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
-        energy = (energies * local).sum().reshape(1)
-
         # the gradient of the energy, back through the same layers
-        g = (self.potential.energy_scale * local)[:, None]
+        if n_local >= n_atoms:
+            energy = energies.sum().reshape(1)
+            g = self.potential.energy_scale.expand(n_atoms, 1)
+        else:  # LAMMPS: the energy of the local atoms, forces on all
+            local = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
+            energy = (energies * local).sum().reshape(1)
+            g = (self.potential.energy_scale * local)[:, None]
         for k in range(len(head_weights) - 1, -1, -1):
             if self.head_activated[k]:
                 g = g * shifted_softplus_derivative(head_pre[k])

@@ -129,3 +129,48 @@ def test_self_images_split_by_lexicographic_sign():
     i = torch.zeros(4, dtype=torch.long)
     vectors = torch.tensor([[0.0, 3.0, 0.0], [0.0, -3.0, 0.0], [-3.0, 1.0, 0.0], [3.0, -1.0, 0.0]])
     assert half_of_symmetric_list(i, i, vectors, 1).tolist() == [True, False, False, True]
+
+
+def compiled_mask(i, j, vectors, n_atoms):
+    """torch.ops.mlpot.canonical_edges as a mask (None when not symmetric), to compare."""
+    index, symmetric = torch.ops.mlpot.canonical_edges(i, j, vectors, n_atoms)
+    if not symmetric:
+        return None
+    mask = torch.zeros(i.shape[0], dtype=torch.bool)
+    mask[index] = True
+    return mask
+
+
+def test_compiled_canonical_edges_equal_half_of_symmetric_list():
+    """The exported SchNet's compiled twin of half_of_symmetric_list: same edges, same verdict."""
+    from mlpot import ops
+    if not ops.available():
+        pytest.skip(f"fused kernels not available: {ops.error()}")
+    cases = []
+    for name in ("molecule", "small_cell", "one_atom_cell", "batch"):
+        batch = atoms_to_batch(structures(name), CUTOFF, dtype=torch.float64)
+        cases += [batch, drop_one_direction(batch, 0)]
+        i, j = batch[K.EDGE_INDEX]
+        half = dict(batch)
+        half[K.EDGE_INDEX], half[K.EDGE_SHIFTS] = batch[K.EDGE_INDEX][:, i < j], batch[K.EDGE_SHIFTS][i < j]
+        cases.append(half)
+    for batch in cases:
+        i, j = batch[K.EDGE_INDEX]
+        positions = batch[K.POSITIONS]
+        cell = batch[K.CELL].reshape(-1, 3, 3)
+        vectors = positions[j] - positions[i] + torch.einsum("ek,ekl->el", batch[K.EDGE_SHIFTS],
+                                                             cell[batch[K.BATCH][i]])
+        expected = half_of_symmetric_list(i, j, vectors, positions.shape[0])
+        for v in (vectors, vectors.float()):
+            got = compiled_mask(i, j, v, positions.shape[0])
+            assert (got is None) == (expected is None)
+            if expected is not None:
+                assert torch.equal(got, expected)
+    i = torch.tensor([0, 1, 0])
+    j = torch.tensor([1, 0, 0])
+    vectors = torch.tensor([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    assert compiled_mask(i, j, vectors, 2) is None                         # zero-length self edge
+    assert compiled_mask(i[:2], j[:2], vectors[:2], 2).tolist() == [True, False]
+    self_images = torch.tensor([[0.0, 3.0, 0.0], [0.0, -3.0, 0.0], [-3.0, 1.0, 0.0], [3.0, -1.0, 0.0]])
+    zeros = torch.zeros(4, dtype=torch.long)
+    assert compiled_mask(zeros, zeros, self_images, 1).tolist() == [True, False, False, True]

@@ -19,4 +19,4 @@ class ShiftedSoftplus(nn.Module):
 def shifted_softplus_derivative(x: torch.Tensor) -> torch.Tensor:
     """d ssp / dx as torch.nn.functional.softplus differentiates it: σ(x), and exactly 1 above
     its threshold 20 (where softplus returns x itself)."""
-    return torch.where(x > 20.0, torch.ones_like(x), torch.sigmoid(x))
+    return torch.sigmoid(x).masked_fill_(x > 20.0, 1.0)

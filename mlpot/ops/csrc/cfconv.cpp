@@ -58,8 +58,9 @@ Inputs checked(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tens
 
 // The same inputs cut from the graph: the hand-written kernels never need autograd.
 Inputs detached(const Inputs& in) {
-  return {in.d.detach(),  in.x.detach(),  in.idx_i, in.idx_j, in.w1.detach(), in.b1.detach(),
-          in.w2.detach(), in.b2.detach(), in.centers.detach(), in.coeff, in.cutoff, in.n_two_way, in.n_out};
+  auto cut = [](const Tensor& t) { return t.requires_grad() ? t.detach() : t; };  // (a per-call cost for molecules)
+  return {cut(in.d),  cut(in.x),  in.idx_i, in.idx_j, cut(in.w1), cut(in.b1),
+          cut(in.w2), cut(in.b2), cut(in.centers), in.coeff, in.cutoff, in.n_two_way, in.n_out};
 }
 
 // The straightforward differentiable formulation (ATen ops on whole edge tensors).

@@ -40,14 +40,11 @@ struct View {
   const T* centers;
   const int64_t* ii;
   const int64_t* jj;
-  Tensor b2s;  // b2 − ln2 Σ_h w2: the shift of ssp folded into the bias ([F])
-  const T* b2;
   int64_t block;
   explicit View(const Inputs& in)
       : P(in.d.size(0)), F(in.x.size(1)), H(in.w1.size(0)), K(in.w1.size(1)), d(in.d.data_ptr<T>()),
         x(in.x.data_ptr<T>()), centers(in.centers.data_ptr<T>()), ii(in.idx_i.data_ptr<int64_t>()),
-        jj(in.idx_j.data_ptr<int64_t>()), b2s((in.b2 - LN2 * in.w2.sum(1)).contiguous()), b2(b2s.data_ptr<T>()),
-        block(block_size(P)) {}
+        jj(in.idx_j.data_ptr<int64_t>()), block(block_size(P)) {}
   int64_t blocks() const { return (P + block - 1) / block; }
 };
 
@@ -131,6 +128,8 @@ Forward forward_t(const Inputs& in, bool keep, bool scatter) {
   }
   if (P == 0) return r;
   const Tensor w1t = in.w1.t(), w2t = in.w2.t();
+  const Tensor b2s = (in.b2 - LN2 * in.w2.sum(1)).contiguous();  // the shift of ssp folded into the bias
+  const T* b2 = b2s.data_ptr<T>();
   std::optional<mlpot::PerThreadSum> out_sum;
   if (scatter) out_sum.emplace(r.out);
 
@@ -150,7 +149,7 @@ Forward forward_t(const Inputs& in, bool keep, bool scatter) {
       T* w = filt.data_ptr<T>();
       for (int64_t q = 0; q < n; ++q)  // f = w2 softplus(z) + b2 − ln2 Σ_h w2
 #pragma omp simd
-        for (int64_t f = 0; f < F; ++f) w[q * F + f] += v.b2[f];
+        for (int64_t f = 0; f < F; ++f) w[q * F + f] += b2[f];
       if (keep) {  // f' = w2 (σ ⊙ w1 r')
         Tensor g = grow.narrow(0, 0, n);
         at::mm_out(g, drbf.narrow(0, 0, n), w1t);
