@@ -88,7 +88,8 @@ class MLPotCalculator(Calculator):
 
     # --- inputs ---------------------------------------------------------------------------
     def _check(self, atoms) -> None:
-        unknown = sorted(set(atoms.numbers.tolist()) - set(self.species.tolist()))
+        numbers_known = self._numbers_key is not None and np.array_equal(atoms.numbers, self._numbers_key)
+        unknown = [] if numbers_known else sorted(set(atoms.numbers.tolist()) - set(self.species.tolist()))
         if unknown:
             from ase.data import chemical_symbols
             raise ValueError(
@@ -142,7 +143,16 @@ class MLPotCalculator(Calculator):
         return changes
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
+        # ase's Calculator.calculate stores a copy of the atoms (and checks a working directory,
+        # which this calculator does not use); when only the positions moved, as in MD, the
+        # stored copy gets the new positions instead of being copied whole (a per-call cost
+        # for small molecules). check_state compares nothing else.
+        if atoms is not None:
+            if (self.atoms is not None and list(system_changes) == ["positions"]
+                    and len(self.atoms) == len(atoms)):
+                self.atoms.positions[:] = atoms.positions
+            else:
+                self.atoms = atoms.copy()
         atoms = self.atoms
         want_stress = "stress" in properties
         if want_stress and not atoms.pbc.all():

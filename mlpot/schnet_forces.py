@@ -95,12 +95,15 @@ class ExportedSchNet(ExportedPerLayer):
         kept: List[List[torch.Tensor]] = []       # per interaction: filter network weights, f, f'
         pre: List[torch.Tensor] = []              # W₁ y_t + b₁
         weights: List[List[torch.Tensor]] = []    # W_in, W₁, W₂
+        check = True                              # the edge indices, on the first layer
         for block in rep.interactions:
             first, second = block.filter_network[0], block.filter_network[1]
             dense1, dense2 = block.f2out[0], block.f2out[1]
             x = nn.functional.linear(h, block.in2f.weight)
             y, f, s = torch.ops.mlpot.cfconv_keep(dc, x, idx_i, idx_j, first.weight, first.bias, second.weight,
-                                                  second.bias, centers, coeff, rep.cutoff, n_two_way, n_atoms)
+                                                  second.bias, centers, coeff, rep.cutoff, n_two_way, n_atoms,
+                                                  check)
+            check = False
             a = nn.functional.linear(y, dense1.weight, dense1.bias)
             h = h + nn.functional.linear(shifted_softplus(a), dense2.weight, dense2.bias)
             xs.append(x)

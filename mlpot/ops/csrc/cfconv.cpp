@@ -345,11 +345,15 @@ Tensor cfconv(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tenso
 
 // Without autograd (a caller that writes out the chain rule, mlpot/schnet_forces.py): the
 // convolution and the per-edge filter f and slope f' [P, F] it keeps.
+// check_edges: check the edge indices (a caller passing the same edges to several layers checks
+// them on the first).
 std::tuple<Tensor, Tensor, Tensor> cfconv_keep(const Tensor& d, const Tensor& x, const Tensor& idx_i,
                                                const Tensor& idx_j, const Tensor& w1, const Tensor& b1,
                                                const Tensor& w2, const Tensor& b2, const Tensor& centers,
-                                               double coeff, double cutoff, int64_t n_two_way, int64_t n_out) {
-  Inputs in = detached(checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out));
+                                               double coeff, double cutoff, int64_t n_two_way, int64_t n_out,
+                                               bool check_edges) {
+  Inputs in = detached(
+      checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out, check_edges));
   auto r = mlpot::cfconv::forward(in, true, true);
   return {r.out, r.filter, r.slope};
 }
@@ -390,7 +394,8 @@ TORCH_LIBRARY(mlpot, m) {
         "Tensor b2, Tensor centers, float coeff, float cutoff, int n_two_way, int n_out) -> Tensor",
         &cfconv_composite_op);
   m.def("cfconv_keep(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor w1, Tensor b1, Tensor w2, Tensor b2, "
-        "Tensor centers, float coeff, float cutoff, int n_two_way, int n_out) -> (Tensor, Tensor, Tensor)",
+        "Tensor centers, float coeff, float cutoff, int n_two_way, int n_out, bool check_edges=True) -> "
+        "(Tensor, Tensor, Tensor)",
         &cfconv_keep);
   m.def("cfconv_gradient(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor w1, Tensor b1, Tensor w2, "
         "Tensor b2, Tensor centers, Tensor filter, Tensor slope, Tensor go, float coeff, float cutoff, "

@@ -128,8 +128,16 @@ Forward forward_t(const Inputs& in, bool keep, bool scatter) {
   }
   if (P == 0) return r;
   const Tensor w1t = in.w1.t(), w2t = in.w2.t();
-  const Tensor b2s = (in.b2 - LN2 * in.w2.sum(1)).contiguous();  // the shift of ssp folded into the bias
-  const T* b2 = b2s.data_ptr<T>();
+  std::vector<T> b2(F);  // b2 − ln2 Σ_h w2: the shift of ssp folded into the bias
+  {
+    const T* w2p = in.w2.data_ptr<T>();
+    const T* b2p = in.b2.data_ptr<T>();
+    for (int64_t f = 0; f < F; ++f) {
+      double sum = 0;
+      for (int64_t h = 0; h < H; ++h) sum += w2p[f * H + h];
+      b2[f] = static_cast<T>(b2p[f] - LN2 * sum);
+    }
+  }
   std::optional<mlpot::PerThreadSum> out_sum;
   if (scatter) out_sum.emplace(r.out);
 
