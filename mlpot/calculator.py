@@ -143,16 +143,7 @@ class MLPotCalculator(Calculator):
         return changes
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        # ase's Calculator.calculate stores a copy of the atoms (and checks a working directory,
-        # which this calculator does not use); when only the positions moved, as in MD, the
-        # stored copy gets the new positions instead of being copied whole (a per-call cost
-        # for small molecules). check_state compares nothing else.
-        if atoms is not None:
-            if (self.atoms is not None and list(system_changes) == ["positions"]
-                    and len(self.atoms) == len(atoms)):
-                self.atoms.positions[:] = atoms.positions
-            else:
-                self.atoms = atoms.copy()
+        super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         want_stress = "stress" in properties
         if want_stress and not atoms.pbc.all():

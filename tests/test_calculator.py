@@ -180,6 +180,12 @@ def test_unknown_element_and_nan_positions(model64):
     with pytest.raises(ValueError, match=r"element\(s\) Si not in the model .* trained on H, C, O"):
         atoms.get_potential_energy()
     atoms = ethanol()
+    atoms.calc = MLPotCalculator(model64)
+    atoms.get_forces()                  # a valid call first: the species check is then skipped
+    atoms.numbers[0] = 14               # until the numbers change
+    with pytest.raises(ValueError, match=r"element\(s\) Si not in the model"):
+        atoms.get_forces()
+    atoms = ethanol()
     atoms.positions[3, 1] = np.nan
     atoms.calc = MLPotCalculator(model64)
     with pytest.raises(ValueError, match=r"positions of atoms \[3\] are NaN"):
