@@ -1,10 +1,11 @@
 """SchNet's energy, forces and virial with the chain rule written out, for exported models.
 
 An exported SchNet with the fused kernels and an atom-wise energy head (the usual model) runs
-`ExportedSchNet.forward`: the layers' forward keeps what their derivatives need (the
-convolution's filter and slope per edge from torch.ops.mlpot.cfconv_keep, the pre-activations
-of the atom-wise layers), then the gradient of the energy runs back through the same layers as
-matrix products and torch.ops.mlpot.cfconv_gradient — no autograd graph is recorded or walked.
+`ExportedSchNet.forward`: the layers' forward keeps what their derivatives need (every
+interaction's filter and slope per edge, from one torch.ops.mlpot.cfconv_filters pass; the
+pre-activations of the atom-wise layers), then the gradient of the energy runs back through the
+same layers as matrix products and torch.ops.mlpot.cfconv_gradient — no autograd graph is
+recorded or walked.
 For small molecules that graph was most of the cost of an MD step (~900 operator calls for
 ethanol). The energy is the same function of the same modules; forces are −∂E/∂r and the
 virial −∂E/∂ε exactly as autograd gives them (tested to float64 rounding against
@@ -59,6 +60,15 @@ class ExportedSchNet(ExportedPerLayer):
             raise ValueError("ExportedSchNet needs a SchNet with fused kernels and an Atomwise energy head")
         self.head_activated: List[bool] = [isinstance(layer.activation, ShiftedSoftplus)
                                            for layer in potential.energy_head.net]
+        # the filter networks' weights stacked over interactions, [T, ...]: the filters depend on
+        # the distances only, so all of them are evaluated in one pass (torch.ops.mlpot.cfconv_filters).
+        # Taken once here: an exported model's weights are fixed.
+        nets = [block.filter_network for block in potential.representation.interactions]
+        with torch.no_grad():
+            self.register_buffer("filter_w1", torch.stack([net[0].weight for net in nets]).clone())
+            self.register_buffer("filter_b1", torch.stack([net[0].bias for net in nets]).clone())
+            self.register_buffer("filter_w2", torch.stack([net[1].weight for net in nets]).clone())
+            self.register_buffer("filter_b2", torch.stack([net[1].bias for net in nets]).clone())
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                 shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
@@ -91,25 +101,23 @@ class ExportedSchNet(ExportedPerLayer):
         # forward, keeping what the derivatives need
         h = rep.embed(atomic_numbers)
         dc = d.to(h.dtype)
+        filters, slopes = torch.ops.mlpot.cfconv_filters(dc, self.filter_w1, self.filter_b1, self.filter_w2,
+                                                         self.filter_b2, centers, coeff, rep.cutoff)
         xs: List[torch.Tensor] = []
-        kept: List[List[torch.Tensor]] = []       # per interaction: filter network weights, f, f'
         pre: List[torch.Tensor] = []              # W₁ y_t + b₁
         weights: List[List[torch.Tensor]] = []    # W_in, W₁, W₂
-        check = True                              # the edge indices, on the first layer
+        t = 0
         for block in rep.interactions:
-            first, second = block.filter_network[0], block.filter_network[1]
             dense1, dense2 = block.f2out[0], block.f2out[1]
             x = nn.functional.linear(h, block.in2f.weight)
-            y, f, s = torch.ops.mlpot.cfconv_keep(dc, x, idx_i, idx_j, first.weight, first.bias, second.weight,
-                                                  second.bias, centers, coeff, rep.cutoff, n_two_way, n_atoms,
-                                                  check)
-            check = False
+            y = torch.ops.mlpot.cfconv_messages(dc, x, idx_i, idx_j, filters[t], rep.cutoff, n_two_way, n_atoms,
+                                                t == 0)   # the edge indices are checked on the first layer
             a = nn.functional.linear(y, dense1.weight, dense1.bias)
             h = h + nn.functional.linear(shifted_softplus(a), dense2.weight, dense2.bias)
             xs.append(x)
-            kept.append([first.weight, first.bias, second.weight, second.bias, f, s])
             pre.append(a)
             weights.append([block.in2f.weight, dense1.weight, dense2.weight])
+            t += 1
         head_pre: List[torch.Tensor] = []
         head_weights: List[torch.Tensor] = []
         z = h
@@ -139,10 +147,8 @@ class ExportedSchNet(ExportedPerLayer):
         for t in range(len(xs) - 1, -1, -1):
             w_in, w_1, w_2 = weights[t][0], weights[t][1], weights[t][2]
             g_y = (g.mm(w_2) * shifted_softplus_derivative(pre[t])).mm(w_1)
-            w = kept[t]
-            g_d, g_x = torch.ops.mlpot.cfconv_gradient(dc, xs[t], idx_i, idx_j, w[0], w[1], w[2], w[3], centers,
-                                                       w[4], w[5], g_y, coeff, rep.cutoff, n_two_way, n_atoms,
-                                                       t > 0)
+            g_d, g_x = torch.ops.mlpot.cfconv_gradient(dc, xs[t], idx_i, idx_j, filters[t], slopes[t], g_y,
+                                                       rep.cutoff, n_two_way, n_atoms, t > 0)
             grad_d = grad_d + g_d
             if t > 0:
                 g = g + g_x.mm(w_in)

@@ -128,3 +128,19 @@ def test_calculator_forces_and_hessian_with_the_written_out_path(tmp_path):
     np.testing.assert_allclose(forces, numeric, atol=1e-6)
     hessian = atoms.calc.get_hessian(atoms)
     assert hessian.shape == (27, 27) and np.allclose(hessian, hessian.T)
+
+
+def test_written_out_operators_name_bad_inputs():
+    d = torch.rand(6, dtype=torch.float64) + 1.0
+    x = torch.randn(4, 5, dtype=torch.float64)
+    filt = torch.randn(6, 5, dtype=torch.float64)
+    i, j = torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([1, 0, 3, 2, 4, 1])   # j = 4: out of range
+    with pytest.raises(RuntimeError, match="idx_j must be < x.size"):
+        torch.ops.mlpot.cfconv_messages(d, x, i, j, filt, 4.0, 0, 4, True)
+    with pytest.raises(RuntimeError, match="the filter must be"):
+        torch.ops.mlpot.cfconv_messages(d, x, i, j.clamp(max=3), filt[:, :3], 4.0, 0, 4, True)
+    w1 = torch.randn(2, 3, 7, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="weight shapes do not match"):
+        torch.ops.mlpot.cfconv_filters(d, w1, torch.zeros(2, 3, dtype=torch.float64),
+                                       torch.randn(2, 5, 3, dtype=torch.float64), torch.zeros(2, 5, dtype=torch.float64),
+                                       torch.linspace(0, 4, 6, dtype=torch.float64), -1.0, 4.0)

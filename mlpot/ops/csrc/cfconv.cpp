@@ -343,36 +343,67 @@ Tensor cfconv(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tenso
   return Messages::apply(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, fs[0], fs[1], coeff, cutoff, n_two_way, n_out);
 }
 
-// Without autograd (a caller that writes out the chain rule, mlpot/schnet_forces.py): the
-// convolution and the per-edge filter f and slope f' [P, F] it keeps.
-// check_edges: check the edge indices (a caller passing the same edges to several layers checks
-// them on the first).
-std::tuple<Tensor, Tensor, Tensor> cfconv_keep(const Tensor& d, const Tensor& x, const Tensor& idx_i,
-                                               const Tensor& idx_j, const Tensor& w1, const Tensor& b1,
-                                               const Tensor& w2, const Tensor& b2, const Tensor& centers,
-                                               double coeff, double cutoff, int64_t n_two_way, int64_t n_out,
-                                               bool check_edges) {
-  Inputs in = detached(
-      checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out, check_edges));
-  auto r = mlpot::cfconv::forward(in, true, true);
-  return {r.out, r.filter, r.slope};
+// Without autograd, for a caller that writes out the chain rule (mlpot/schnet_forces.py): the
+// filters of all interactions, the messages of one, and their gradient.
+
+// Inputs of the message and gradient loops, which read d, x, the edges and the cutoff only.
+Inputs message_inputs(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tensor& idx_j,
+                      const Tensor& filter, double cutoff, int64_t n_two_way, int64_t n_out, bool check_edges,
+                      const char* op) {
+  TORCH_CHECK(d.device().is_cpu() && x.device().is_cpu(), op, " runs on the CPU only");
+  TORCH_CHECK(d.dim() == 1 && x.dim() == 2, op, ": d must be [P] and x [N, F]");
+  if (check_edges) mlpot::check_edges(idx_i, idx_j, d.size(0), x.size(0), n_two_way, n_out, op);
+  TORCH_CHECK(d.scalar_type() == x.scalar_type() && filter.scalar_type() == x.scalar_type(), op,
+              ": d, x and the filter must share one dtype");
+  TORCH_CHECK(filter.dim() == 2 && filter.size(0) == d.size(0) && filter.size(1) == x.size(1), op,
+              ": the filter must be [P, F]");
+  auto none = torch::empty({0, 0}, x.options());
+  return {d.detach().contiguous(), x.detach().contiguous(), idx_i.contiguous(), idx_j.contiguous(), none,
+          none.reshape({0}), none, none.reshape({0}), none.reshape({0}), 0.0, cutoff, n_two_way, n_out};
 }
 
-// Its gradient for an output gradient go [n_out, F]: (grad_d [P], grad_x [N, F], or [0] when not
-// want_x), from cfconv_keep's filter and slope; the edges as checked by cfconv_keep.
+// f and f' [T, P, F] (without the cutoff) of T filter networks, weights stacked: w1 [T, H, K],
+// b1 [T, H], w2 [T, F, H], b2 [T, F]; d [P] Å.
+std::tuple<Tensor, Tensor> cfconv_filters(const Tensor& d, const Tensor& w1, const Tensor& b1, const Tensor& w2,
+                                          const Tensor& b2, const Tensor& centers, double coeff, double cutoff) {
+  TORCH_CHECK(d.device().is_cpu(), "mlpot::cfconv_filters runs on the CPU only");
+  TORCH_CHECK(d.dim() == 1 && w1.dim() == 3 && b1.dim() == 2 && w2.dim() == 3 && b2.dim() == 2,
+              "mlpot::cfconv_filters: d [P], w1 [T, H, K], b1 [T, H], w2 [T, F, H], b2 [T, F]");
+  const int64_t T = w1.size(0), H = w1.size(1), K = w1.size(2), F = w2.size(1);
+  TORCH_CHECK(b1.size(0) == T && b1.size(1) == H && w2.size(0) == T && w2.size(2) == H && b2.size(0) == T &&
+                  b2.size(1) == F && centers.dim() == 1 && centers.size(0) == K,
+              "mlpot::cfconv_filters: weight shapes do not match");
+  for (const Tensor* t : {&w1, &b1, &w2, &b2, &centers})
+    TORCH_CHECK(t->scalar_type() == d.scalar_type(), "mlpot::cfconv_filters: all inputs must share d's dtype");
+  const Tensor w1c = w1.detach().contiguous();
+  // in's own weights: the first network's, for the shapes the loops read
+  Inputs in{d.detach().contiguous(), torch::empty({0, F}, d.options()), torch::empty({0}, torch::kLong),
+            torch::empty({0}, torch::kLong), w1c[0], b1[0], w2[0], b2[0], centers.detach().contiguous(), coeff, cutoff, 0, 0};
+  auto [f, s] = mlpot::cfconv::filters(in, w1c, b1.detach().contiguous(), w2.detach().contiguous(),
+                                       b2.detach().contiguous());
+  return {f, s};
+}
+
+// out [n_out, F] of x [N, F] along the edges with the filter f [P, F] of cfconv_filters (times the
+// cosine cutoff of d); check_edges: check the edge indices (once per model call suffices).
+Tensor cfconv_messages(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tensor& idx_j,
+                       const Tensor& filter, double cutoff, int64_t n_two_way, int64_t n_out, bool check_edges) {
+  Inputs in = message_inputs(d, x, idx_i, idx_j, filter, cutoff, n_two_way, n_out, check_edges,
+                             "mlpot::cfconv_messages");
+  return mlpot::cfconv::messages(in, filter.detach().contiguous());
+}
+
+// The gradient of Σ out · go for an output gradient go [n_out, F]: (grad_d [P], grad_x [N, F],
+// or [0] when not want_x), from cfconv_filters' f and f' of this layer; the edges as checked by
+// cfconv_messages.
 std::tuple<Tensor, Tensor> cfconv_gradient(const Tensor& d, const Tensor& x, const Tensor& idx_i, const Tensor& idx_j,
-                                           const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2,
-                                           const Tensor& centers, const Tensor& filter, const Tensor& slope,
-                                           const Tensor& go, double coeff, double cutoff, int64_t n_two_way,
-                                           int64_t n_out, bool want_x) {
-  Inputs in = detached(checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out, false));
-  const int64_t P = d.size(0), F = x.size(1);
-  TORCH_CHECK(filter.dim() == 2 && filter.size(0) == P && filter.size(1) == F && slope.sizes() == filter.sizes(),
-              "mlpot::cfconv_gradient: filter and slope must be [P, F] from cfconv_keep");
-  TORCH_CHECK(go.dim() == 2 && go.size(0) == n_out && go.size(1) == F, "mlpot::cfconv_gradient: go must be [n_out, F]");
-  TORCH_CHECK(filter.scalar_type() == x.scalar_type() && slope.scalar_type() == x.scalar_type() &&
-                  go.scalar_type() == x.scalar_type(),
-              "mlpot::cfconv_gradient: filter, slope and go must share x's dtype");
+                                           const Tensor& filter, const Tensor& slope, const Tensor& go, double cutoff,
+                                           int64_t n_two_way, int64_t n_out, bool want_x) {
+  Inputs in = message_inputs(d, x, idx_i, idx_j, filter, cutoff, n_two_way, n_out, false, "mlpot::cfconv_gradient");
+  TORCH_CHECK(slope.sizes() == filter.sizes() && slope.scalar_type() == x.scalar_type(),
+              "mlpot::cfconv_gradient: the slope must be [P, F] like the filter");
+  TORCH_CHECK(go.dim() == 2 && go.size(0) == n_out && go.size(1) == x.size(1) && go.scalar_type() == x.scalar_type(),
+              "mlpot::cfconv_gradient: go must be [n_out, F] in x's dtype");
   auto g = mlpot::cfconv::gradient(in, filter.detach().contiguous(), slope.detach().contiguous(), go.detach(), true,
                                    want_x, false);
   return {g.d, want_x ? g.x : torch::empty({0}, x.options())};
@@ -393,12 +424,13 @@ TORCH_LIBRARY(mlpot, m) {
   m.def("cfconv_composite(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor w1, Tensor b1, Tensor w2, "
         "Tensor b2, Tensor centers, float coeff, float cutoff, int n_two_way, int n_out) -> Tensor",
         &cfconv_composite_op);
-  m.def("cfconv_keep(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor w1, Tensor b1, Tensor w2, Tensor b2, "
-        "Tensor centers, float coeff, float cutoff, int n_two_way, int n_out, bool check_edges=True) -> "
-        "(Tensor, Tensor, Tensor)",
-        &cfconv_keep);
-  m.def("cfconv_gradient(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor w1, Tensor b1, Tensor w2, "
-        "Tensor b2, Tensor centers, Tensor filter, Tensor slope, Tensor go, float coeff, float cutoff, "
-        "int n_two_way, int n_out, bool want_x) -> (Tensor, Tensor)",
+  m.def("cfconv_filters(Tensor d, Tensor w1, Tensor b1, Tensor w2, Tensor b2, Tensor centers, float coeff, "
+        "float cutoff) -> (Tensor, Tensor)",
+        &cfconv_filters);
+  m.def("cfconv_messages(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor filter, float cutoff, "
+        "int n_two_way, int n_out, bool check_edges=True) -> Tensor",
+        &cfconv_messages);
+  m.def("cfconv_gradient(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor filter, Tensor slope, Tensor go, "
+        "float cutoff, int n_two_way, int n_out, bool want_x) -> (Tensor, Tensor)",
         &cfconv_gradient);
 }

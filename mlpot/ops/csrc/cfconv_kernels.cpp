@@ -430,6 +430,58 @@ WeightGradients filter_backward_t(const Inputs& in, const Tensor& grad_filter, c
   return g;
 }
 
+template <typename T>
+std::pair<Tensor, Tensor> filters_t(const Inputs& in, const Tensor& w1, const Tensor& b1, const Tensor& w2,
+                                    const Tensor& b2) {
+  const View<T> v(in);
+  const int64_t P = v.P, K = v.K, NT = w1.size(0), H = w1.size(1), F = w2.size(1), TH = NT * H;
+  auto opts = in.d.options();
+  Tensor filter = torch::empty({NT, P, F}, opts), slope = torch::empty({NT, P, F}, opts);
+  if (P == 0 || NT == 0) return {filter, slope};
+  const Tensor w1all_t = w1.reshape({TH, K}).t();            // [K, T H]
+  const Tensor b1all = b1.reshape({TH}).contiguous();
+  std::vector<T> b2s(NT * F);                                  // b2 − ln2 Σ_h w2 per network
+  {
+    const T* w2p = w2.data_ptr<T>();
+    const T* b2p = b2.data_ptr<T>();
+    for (int64_t f = 0; f < NT * F; ++f) {
+      double sum = 0;
+      for (int64_t h = 0; h < H; ++h) sum += w2p[f * H + h];
+      b2s[f] = static_cast<T>(b2p[f] - LN2 * sum);
+    }
+  }
+  at::parallel_for(0, v.blocks(), 1, [&](int64_t first, int64_t last) {
+    Tensor radial2 = workspace(2 * v.block, K, in.d.options());   // r | r'
+    Tensor hidden2 = workspace(2 * v.block, TH, in.d.options());  // z → softplus(z) | u = w1 r' → σ(z) ⊙ u
+    Tensor sig = workspace(v.block, TH, in.d.options());
+    std::vector<T> fc(v.block);
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t p0 = b * v.block, n = std::min(v.block, P - p0);
+      radial<T>(in, v, p0, n, radial2.data_ptr<T>(), radial2.data_ptr<T>() + n * K, fc.data(), nullptr);
+      Tensor h2 = hidden2.narrow(0, 0, 2 * n);
+      at::mm_out(h2, radial2.narrow(0, 0, 2 * n), w1all_t);
+      T* hp = h2.data_ptr<T>();
+      T* sp = sig.data_ptr<T>();
+      mlpot::softplus_and_sigmoid(hp, b1all.data_ptr<T>(), n, TH, hp, sp);
+      T* up = hp + n * TH;
+#pragma omp simd
+      for (int64_t e = 0; e < n * TH; ++e) up[e] *= sp[e];
+      for (int64_t t = 0; t < NT; ++t) {
+        const Tensor w2t = w2[t].t();                             // [H, F]
+        Tensor f_rows = filter[t].narrow(0, p0, n), s_rows = slope[t].narrow(0, p0, n);
+        at::mm_out(f_rows, h2.narrow(0, 0, n).narrow(1, t * H, H), w2t);
+        at::mm_out(s_rows, h2.narrow(0, n, n).narrow(1, t * H, H), w2t);
+        T* fp = f_rows.data_ptr<T>();
+        const T* bias = b2s.data() + t * F;
+        for (int64_t q = 0; q < n; ++q)
+#pragma omp simd
+          for (int64_t f = 0; f < F; ++f) fp[q * F + f] += bias[f];
+      }
+    }
+  });
+  return {filter, slope};
+}
+
 }  // namespace
 
 Forward forward(const Inputs& in, bool keep, bool scatter) {
@@ -469,6 +521,14 @@ WeightGradients filter_backward(const Inputs& in, const Tensor& grad_filter, con
     g = filter_backward_t<scalar_t>(in, grad_filter, grad_slope);
   });
   return g;
+}
+
+std::pair<Tensor, Tensor> filters(const Inputs& in, const Tensor& w1, const Tensor& b1, const Tensor& w2,
+                                  const Tensor& b2) {
+  std::pair<Tensor, Tensor> r;
+  AT_DISPATCH_FLOATING_TYPES(in.d.scalar_type(), "mlpot_cfconv_filters",
+                             [&] { r = filters_t<scalar_t>(in, w1, b1, w2, b2); });
+  return r;
 }
 
 }  // namespace mlpot::cfconv

@@ -68,4 +68,10 @@ SecondGradients second_gradient(const Inputs& in, const torch::Tensor& filter, c
 // The weights' gradients of Σ grad_filter · f + Σ grad_slope · f' (either may be undefined).
 WeightGradients filter_backward(const Inputs& in, const torch::Tensor& grad_filter, const torch::Tensor& grad_slope);
 
+// f and f' [T, P, F] of T filter networks at the distances of `in` (weights stacked: w1 [T, H, K],
+// b1 [T, H], w2 [T, F, H], b2 [T, F]; in's own weights unused): the Gaussians once per block and
+// one first-layer product for all T networks (the filters depend on d only).
+std::pair<torch::Tensor, torch::Tensor> filters(const Inputs& in, const torch::Tensor& w1, const torch::Tensor& b1,
+                                                const torch::Tensor& w2, const torch::Tensor& b2);
+
 }  // namespace mlpot::cfconv
