@@ -85,6 +85,20 @@ void add_rows(const T* m, int64_t n, int64_t cols, T* acc) {
     for (int64_t c = 0; c < cols; ++c) acc[c] += m[q * cols + c];
 }
 
+// b2 − ln2 Σ_h w2 [rows] for w2 [rows, H] (contiguous): the shift of ssp folded into the bias of
+// the filter's second layer, f = w2 softplus(z) + that.
+template <typename T>
+std::vector<T> shifted_bias(const T* w2, const T* b2, int64_t rows, int64_t H) {
+  std::vector<T> out(rows);
+  for (int64_t f = 0; f < rows; ++f) {
+    T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t h = 0; h < H; ++h) sum += w2[f * H + h];
+    out[f] = static_cast<T>(b2[f] - LN2 * sum);
+  }
+  return out;
+}
+
 Tensor workspace(int64_t rows, int64_t cols, const torch::TensorOptions& opts) { return torch::empty({rows, cols}, opts); }
 
 // out[i] += x[j] ⊙ f_q c_q (and out[j] += x[i] ⊙ f_q c_q two-way) for the edges p0 .. p0+n of a
@@ -128,16 +142,7 @@ Forward forward_t(const Inputs& in, bool keep, bool scatter) {
   }
   if (P == 0) return r;
   const Tensor w1t = in.w1.t(), w2t = in.w2.t();
-  std::vector<T> b2(F);  // b2 − ln2 Σ_h w2: the shift of ssp folded into the bias
-  {
-    const T* w2p = in.w2.data_ptr<T>();
-    const T* b2p = in.b2.data_ptr<T>();
-    for (int64_t f = 0; f < F; ++f) {
-      double sum = 0;
-      for (int64_t h = 0; h < H; ++h) sum += w2p[f * H + h];
-      b2[f] = static_cast<T>(b2p[f] - LN2 * sum);
-    }
-  }
+  const std::vector<T> b2 = shifted_bias(in.w2.data_ptr<T>(), in.b2.data_ptr<T>(), F, H);
   std::optional<mlpot::PerThreadSum> out_sum;
   if (scatter) out_sum.emplace(r.out);
 
@@ -440,16 +445,7 @@ std::pair<Tensor, Tensor> filters_t(const Inputs& in, const Tensor& w1, const Te
   if (P == 0 || NT == 0) return {filter, slope};
   const Tensor w1all_t = w1.reshape({TH, K}).t();            // [K, T H]
   const Tensor b1all = b1.reshape({TH}).contiguous();
-  std::vector<T> b2s(NT * F);                                  // b2 − ln2 Σ_h w2 per network
-  {
-    const T* w2p = w2.data_ptr<T>();
-    const T* b2p = b2.data_ptr<T>();
-    for (int64_t f = 0; f < NT * F; ++f) {
-      double sum = 0;
-      for (int64_t h = 0; h < H; ++h) sum += w2p[f * H + h];
-      b2s[f] = static_cast<T>(b2p[f] - LN2 * sum);
-    }
-  }
+  const std::vector<T> b2s = shifted_bias(w2.data_ptr<T>(), b2.data_ptr<T>(), NT * F, H);  // per network
   at::parallel_for(0, v.blocks(), 1, [&](int64_t first, int64_t last) {
     Tensor radial2 = workspace(2 * v.block, K, in.d.options());   // r | r'
     Tensor hidden2 = workspace(2 * v.block, TH, in.d.options());  // z → softplus(z) | u = w1 r' → σ(z) ⊙ u
