@@ -53,7 +53,10 @@ class Potential(nn.Module):
 
     def atom_energies(self, features: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
         """Per-atom energies [N] eV of final features [N, F] and atomic numbers [N]."""
-        y = self.energy_head(features, numbers)[:, 0]
+        return self.energies_of_outputs(self.energy_head(features, numbers)[:, 0], numbers)
+
+    def energies_of_outputs(self, y: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies [N] eV from the energy head's outputs y [N]: scale · y + shift + E_ref[Z]."""
         return self.energy_scale * y + self.energy_shift + self.atomref.to(y.dtype)[numbers]
 
     def forward(self, inputs: Dict[str, torch.Tensor], compute_forces: bool = True,

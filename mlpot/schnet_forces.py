@@ -129,8 +129,7 @@ class ExportedSchNet(ExportedPerLayer):
             if self.head_activated[k]:
                 z = shifted_softplus(z)
             k += 1
-        energies = (self.potential.energy_scale * z[:, 0] + self.potential.energy_shift
-                    + self.potential.atomref.to(z.dtype)[atomic_numbers])
+        energies = self.potential.energies_of_outputs(z[:, 0], atomic_numbers)
         # the gradient of the energy, back through the same layers
         if n_local >= n_atoms:
             energy = energies.sum().reshape(1)

@@ -63,13 +63,20 @@ Inputs detached(const Inputs& in) {
           cut(in.w2), cut(in.b2), cut(in.centers), in.coeff, in.cutoff, in.n_two_way, in.n_out};
 }
 
-// The straightforward differentiable formulation (ATen ops on whole edge tensors).
-Tensor cfconv_composite(const Inputs& in) {
+// The filter f [P, F] (without the cutoff) as differentiable ATen operations; with `slope`, also
+// f' = ∂f/∂d [P, F] as such a function of the weights (at fixed d).
+Tensor filter_composite(const Inputs& in, Tensor* slope = nullptr) {
   auto diff = in.d.unsqueeze(1) - in.centers;
   auto rbf = torch::exp(in.coeff * diff * diff);
+  auto z = at::linear(rbf, in.w1, in.b1);
+  if (slope) *slope = at::linear(torch::sigmoid(z) * at::linear(rbf * (2.0 * in.coeff) * diff, in.w1), in.w2);
+  return at::linear(at::softplus(z, 1.0, SOFTPLUS_THRESHOLD) - LN2, in.w2, in.b2);
+}
+
+// The straightforward differentiable formulation (ATen ops on whole edge tensors).
+Tensor cfconv_composite(const Inputs& in) {
   auto fc = 0.5 * (torch::cos(in.d * (M_PI / in.cutoff)) + 1.0) * (in.d < in.cutoff).to(in.d.scalar_type());
-  auto hidden = at::softplus(at::linear(rbf, in.w1, in.b1), 1.0, SOFTPLUS_THRESHOLD) - LN2;
-  auto w = at::linear(hidden, in.w2, in.b2) * fc.unsqueeze(1);
+  auto w = filter_composite(in) * fc.unsqueeze(1);
   return mlpot::scatter_messages(in.x, w, in.idx_i, in.idx_j, in.n_two_way, in.n_out);
 }
 
@@ -117,17 +124,6 @@ variable_list composite_gradient(Inputs in, const Tensor& go, const std::vector<
                                  /*allow_unused=*/true);
   for (size_t m = 0; m < which.size(); ++m) result[which[m]] = g[m];
   return result;
-}
-
-// f and f' (without the cutoff) as differentiable ATen operations of the weights at fixed d.
-std::pair<Tensor, Tensor> filter_composite(const Inputs& in) {
-  auto diff = in.d.unsqueeze(1) - in.centers;
-  auto rbf = torch::exp(in.coeff * diff * diff);
-  auto drbf = rbf * (2.0 * in.coeff) * diff;
-  auto z = at::linear(rbf, in.w1, in.b1);
-  auto f = at::linear(at::softplus(z, 1.0, SOFTPLUS_THRESHOLD) - LN2, in.w2, in.b2);
-  auto slope = at::linear(torch::sigmoid(z) * at::linear(drbf, in.w1), in.w2);
-  return {f, slope};
 }
 
 // Second derivatives through the composite formulation: the gradients of Σ gg_d · grad_d +
@@ -249,7 +245,7 @@ class CFConv : public torch::autograd::Function<CFConv> {
                         Tensor w2, Tensor b2, Tensor centers, double coeff, double cutoff, int64_t n_two_way,
                         int64_t n_out, bool keep) {
     Inputs in = detached(checked(d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out));
-    auto r = mlpot::cfconv::forward(in, keep, true);
+    auto r = mlpot::cfconv::forward(in, keep);
     ctx->save_for_backward({d, x, idx_i, idx_j, w1, b1, w2, b2, centers});
     ctx->saved_data["filter"] = r.filter;
     ctx->saved_data["slope"] = r.slope;
@@ -270,10 +266,12 @@ class FilterNetwork : public torch::autograd::Function<FilterNetwork> {
   static variable_list forward(AutogradContext* ctx, Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor w1,
                                Tensor b1, Tensor w2, Tensor b2, Tensor centers, double coeff, double cutoff) {
     Inputs in{d, x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, 0, 0};
-    auto r = mlpot::cfconv::forward(detached(in), true, false);
+    const Inputs cut = detached(in);
+    auto [f, s] = mlpot::cfconv::filters(cut, cut.w1.unsqueeze(0), cut.b1.unsqueeze(0), cut.w2.unsqueeze(0),
+                                         cut.b2.unsqueeze(0));  // one network of the stacked form
     ctx->save_for_backward({d, x, idx_i, idx_j, w1, b1, w2, b2, centers});
     save_scalars(ctx, in);
-    return {r.filter, r.slope};
+    return {f[0], s[0]};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -285,7 +283,8 @@ class FilterNetwork : public torch::autograd::Function<FilterNetwork> {
       torch::AutoGradMode grad_on(true);
       auto [which, wrt] = alias_inputs(in, {4, 5, 6, 7, 8});
       if (wrt.empty()) return result;
-      auto [f, slope] = filter_composite(in);
+      Tensor slope;
+      Tensor f = filter_composite(in, &slope);
       variable_list outs, gouts;
       for (auto [out, g] : {std::pair{f, grads[0]}, std::pair{slope, grads[1]}})
         if (g.defined()) {

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <optional>
 #include <vector>
 
 #include "messages.h"
@@ -130,12 +129,12 @@ void scatter_block(const Inputs& in, const View<T>& v, const T* w, const T* fc, 
 }
 
 template <typename T>
-Forward forward_t(const Inputs& in, bool keep, bool scatter) {
+Forward forward_t(const Inputs& in, bool keep) {
   const View<T> v(in);
   const int64_t P = v.P, F = v.F, H = v.H, K = v.K;
   auto opts = in.x.options();
   Forward r;
-  if (scatter) r.out = torch::zeros({in.n_out, F}, opts);
+  r.out = torch::zeros({in.n_out, F}, opts);
   if (keep) {
     r.filter = torch::empty({P, F}, opts);
     r.slope = torch::empty({P, F}, opts);
@@ -143,11 +142,10 @@ Forward forward_t(const Inputs& in, bool keep, bool scatter) {
   if (P == 0) return r;
   const Tensor w1t = in.w1.t(), w2t = in.w2.t();
   const std::vector<T> b2 = shifted_bias(in.w2.data_ptr<T>(), in.b2.data_ptr<T>(), F, H);
-  std::optional<mlpot::PerThreadSum> out_sum;
-  if (scatter) out_sum.emplace(r.out);
+  mlpot::PerThreadSum out_sum(r.out);
 
   at::parallel_for(0, v.blocks(), 1, [&](int64_t first, int64_t last) {
-    T* out = scatter ? out_sum->mine().data_ptr<T>() : nullptr;
+    T* out = out_sum.mine().data_ptr<T>();
     Tensor rbf = workspace(v.block, K, opts), drbf = keep ? workspace(v.block, K, opts) : Tensor();
     Tensor act = workspace(v.block, H, opts), sig = workspace(v.block, H, opts), grow = keep ? workspace(v.block, H, opts) : Tensor();
     Tensor filter_local = keep ? Tensor() : workspace(v.block, F, opts);
@@ -170,10 +168,10 @@ Forward forward_t(const Inputs& in, bool keep, bool scatter) {
         Tensor slope = r.slope.narrow(0, p0, n);
         at::mm_out(slope, g, w2t);
       }
-      if (scatter) scatter_block<T>(in, v, w, fc.data(), p0, n, out);
+      scatter_block<T>(in, v, w, fc.data(), p0, n, out);
     }
   });
-  if (scatter) out_sum->sum();
+  out_sum.sum();
   return r;
 }
 
@@ -446,6 +444,12 @@ std::pair<Tensor, Tensor> filters_t(const Inputs& in, const Tensor& w1, const Te
   const Tensor w1all_t = w1.reshape({TH, K}).t();            // [K, T H]
   const Tensor b1all = b1.reshape({TH}).contiguous();
   const std::vector<T> b2s = shifted_bias(w2.data_ptr<T>(), b2.data_ptr<T>(), NT * F, H);  // per network
+  std::vector<Tensor> w2t(NT), filter_t(NT), slope_t(NT);     // per network: w2ᵀ [H, F], its f and f' [P, F]
+  for (int64_t t = 0; t < NT; ++t) {
+    w2t[t] = w2[t].t();
+    filter_t[t] = filter[t];
+    slope_t[t] = slope[t];
+  }
   at::parallel_for(0, v.blocks(), 1, [&](int64_t first, int64_t last) {
     Tensor radial2 = workspace(2 * v.block, K, in.d.options());   // r | r'
     Tensor hidden2 = workspace(2 * v.block, TH, in.d.options());  // z → softplus(z) | u = w1 r' → σ(z) ⊙ u
@@ -463,10 +467,9 @@ std::pair<Tensor, Tensor> filters_t(const Inputs& in, const Tensor& w1, const Te
 #pragma omp simd
       for (int64_t e = 0; e < n * TH; ++e) up[e] *= sp[e];
       for (int64_t t = 0; t < NT; ++t) {
-        const Tensor w2t = w2[t].t();                             // [H, F]
-        Tensor f_rows = filter[t].narrow(0, p0, n), s_rows = slope[t].narrow(0, p0, n);
-        at::mm_out(f_rows, h2.narrow(0, 0, n).narrow(1, t * H, H), w2t);
-        at::mm_out(s_rows, h2.narrow(0, n, n).narrow(1, t * H, H), w2t);
+        Tensor f_rows = filter_t[t].narrow(0, p0, n), s_rows = slope_t[t].narrow(0, p0, n);
+        at::mm_out(f_rows, h2.narrow(0, 0, n).narrow(1, t * H, H), w2t[t]);
+        at::mm_out(s_rows, h2.narrow(0, n, n).narrow(1, t * H, H), w2t[t]);
         T* fp = f_rows.data_ptr<T>();
         const T* bias = b2s.data() + t * F;
         for (int64_t q = 0; q < n; ++q)
@@ -480,10 +483,9 @@ std::pair<Tensor, Tensor> filters_t(const Inputs& in, const Tensor& w1, const Te
 
 }  // namespace
 
-Forward forward(const Inputs& in, bool keep, bool scatter) {
+Forward forward(const Inputs& in, bool keep) {
   Forward r;
-  AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_forward",
-                             [&] { r = forward_t<scalar_t>(in, keep, scatter); });
+  AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "mlpot_cfconv_forward", [&] { r = forward_t<scalar_t>(in, keep); });
   return r;
 }
 

@@ -9,9 +9,9 @@
 //   grad_d[p] = G_p · W'_p,  grad_x[j] += go[i] ⊙ W_p (+ grad_x[i] += go[j] ⊙ W_p two-way),
 //   and dE/df_p = c G_p.
 // The filter network (f and its slope f' per edge, [P, F]) and the messages can run as one pass
-// (`forward` with scatter, the filter kept in cache) or as two (`forward` without scatter, then
-// `messages`): when the weights are trained, autograd then adds the gradients of f and f' from
-// every path (energy and forces) before `filter_backward` does the weights' matrix products once.
+// (`forward`, the filter kept in cache) or as two (`filters`, then `messages`): when the weights
+// are trained, autograd then adds the gradients of f and f' from every path (energy and forces)
+// before `filter_backward` does the weights' matrix products once.
 // Nothing but the filter network has a matrix product: the message loops need none.
 #pragma once
 #include <torch/torch.h>
@@ -29,7 +29,7 @@ struct Inputs {
 };
 
 struct Forward {
-  torch::Tensor out;     // [n_out, F] (when scattered)
+  torch::Tensor out;     // [n_out, F]
   torch::Tensor filter;  // [P, F] f (without the cutoff), kept when asked
   torch::Tensor slope;   // [P, F] f', kept when asked
 };
@@ -48,8 +48,8 @@ struct WeightGradients {
 };
 
 // All inputs detached and contiguous, one floating dtype (float or double).
-// keep: return f and f' per edge; scatter: return out (the messages of f, in the same pass).
-Forward forward(const Inputs& in, bool keep, bool scatter);
+// out, and with keep also f and f' per edge, in one pass (the filter used while in cache).
+Forward forward(const Inputs& in, bool keep);
 
 // out [n_out, F] from a given filter f [P, F] (the second pass of the two-pass form).
 torch::Tensor messages(const Inputs& in, const torch::Tensor& filter);
