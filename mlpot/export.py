@@ -6,12 +6,16 @@ a time as exported methods; metadata "message_passing": "per_layer") — and the
 the extra file `mlpot.json` (keys in docs/exported_model.md). It runs from Python (torch.jit.load)
 or C++ (libtorch, the LAMMPS plugin); with "reference" kernels it needs only torch.
 
-Kernels (metadata "kernels"): "fused" files call mlpot's C++ operators (torch.ops.mlpot.*,
-mlpot.ops): load_model and the LAMMPS plugin load them first; plain torch needs
-`torch.ops.load_library(mlpot.ops.load())`. "reference" files need nothing but torch. The
-default ("auto") is fused wherever the operators compile, else reference with a warning.
-"tabulated" (opt-in, an approximation) replaces SchNet's filters by cubic splines with knots
-`table_spacing` Å apart (metadata "table_spacing"); also C++ operators.
+Kernels (metadata "kernels"), for SchNet: "fused" files evaluate the filter networks with mlpot's
+C++ operators (torch.ops.mlpot.*, mlpot.ops): load_model and the LAMMPS plugin load them first;
+plain torch needs `torch.ops.load_library(mlpot.ops.load())`. "tabulated" files replace each
+filter network by quintic Hermite splines through its value, slope and curvature at knots
+`table_spacing` Å apart (mlpot.representations.filter_tables; metadata "table_spacing" and
+"table_error", the largest deviation from the network measured at export), also C++ operators.
+"reference" files need nothing but torch. The default ("auto"), where the operators compile:
+tabulated in float32 — the tables' error (~1e-10 of the filter values, ~1e-8 of their slopes)
+lies far below float32 rounding, so the forces match the network's to float32 rounding — and
+fused in float64; else reference with a warning.
 """
 from __future__ import annotations
 
@@ -29,9 +33,11 @@ from mlpot.export_metadata import DTYPES, KERNELS, METADATA_NAME, build_metadata
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def resolve_kernels(kernels: str, potential) -> str:
-    """"fused" or "reference" for a requested "auto" | "fused" | "reference" ("reference" for
-    models without fused kernels to use: the symmetry-function models)."""
+def resolve_kernels(kernels: str, potential, dtype: str = "float32") -> str:
+    """"tabulated", "fused" or "reference" for a requested "auto" | "fused" | "reference" |
+    "tabulated" ("reference" for models without a convolution to swap: the symmetry-function
+    models). "auto": for SchNet where the operators compile, "tabulated" in float32 and "fused" in
+    float64 (the fastest kernels that reproduce the network to the export's own rounding)."""
     from mlpot import ops
     from mlpot.representations.convolution import ReferenceConvolution
 
@@ -40,7 +46,9 @@ def resolve_kernels(kernels: str, potential) -> str:
     if kernels == "reference" or not any(isinstance(m, ReferenceConvolution) for m in potential.modules()):
         return "reference"
     if ops.available():
-        return "fused" if kernels == "auto" else kernels
+        if kernels == "auto":
+            return "tabulated" if dtype == "float32" else "fused"
+        return kernels
     if kernels != "auto":
         raise RuntimeError(f"the {kernels} kernels are not available: {ops.error()}")
     warnings.warn(f"mlpot: exporting with the PyTorch reference kernels (slower): {ops.error()}", stacklevel=3)
@@ -48,12 +56,21 @@ def resolve_kernels(kernels: str, potential) -> str:
 
 
 def script_potential(potential, dtype: str = "float32", kernels: str = "reference",
-                     table_spacing: float = 0.01) -> torch.jit.ScriptModule:
+                     table_spacing: float = 0.0) -> torch.jit.ScriptModule:
     """The scripted ExportedForward of a copy of `potential` in `dtype`, on the CPU, in eval mode,
-    parameters frozen, with "fused", "reference" or "tabulated" kernels (knots `table_spacing` Å
-    apart). `potential` itself is left unchanged."""
+    parameters frozen, with "auto", "fused", "reference" or "tabulated" kernels (knots
+    `table_spacing` Å apart; 0: chosen by the tables' error). `potential` itself is left unchanged."""
+    return scripted_with_kernels(potential, dtype, kernels, table_spacing)[0]
+
+
+def scripted_with_kernels(potential, dtype: str, kernels: str,
+                          table_spacing: float) -> tuple[torch.jit.ScriptModule, str, dict[str, Any]]:
+    """(script_potential's module, the kernels chosen, the tables' metadata: table_spacing and
+    table_error, or {}). "auto" keeps the network (fused) when no spacing down to
+    filter_tables.FINEST_SPACING brings the tables within filter_tables.TOLERANCE."""
     from mlpot import ops
     from mlpot.potential import ExportedForward, ExportedPerLayer
+    from mlpot.representations.filter_tables import TOLERANCE
     from mlpot.schnet_forces import ExportedSchNet, written_out_forces_apply
 
     if dtype not in DTYPES:
@@ -61,34 +78,36 @@ def script_potential(potential, dtype: str = "float32", kernels: str = "referenc
     model = copy.deepcopy(potential).to(device="cpu", dtype=TORCH_DTYPES[dtype]).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    chosen = resolve_kernels(kernels, model)
+    chosen = resolve_kernels(kernels, model, dtype)
+    tables: dict[str, Any] = {}
     if chosen == "tabulated":
-        ops.use_tabulated_kernels(model, table_spacing)
-    else:
+        tables = ops.use_tabulated_kernels(model, table_spacing)
+        if kernels == "auto" and max(tables["table_error"].values()) > TOLERANCE:
+            warnings.warn(f"mlpot: the filter tables stay {max(tables['table_error'].values()):.1e} from the "
+                          "networks at the finest spacing; exporting the fused network kernels", stacklevel=3)
+            chosen, tables = "fused", {}
+    if chosen != "tabulated":
         ops.use_fused_kernels(model, fused=chosen == "fused")
     wrapper = ExportedPerLayer if message_passing(potential) == "per_layer" else ExportedForward
     if wrapper is ExportedPerLayer and written_out_forces_apply(model):
         wrapper = ExportedSchNet      # forces by the chain rule written out (mlpot/schnet_forces.py)
-    return torch.jit.script(wrapper(model))
+    return torch.jit.script(wrapper(model)), chosen, tables
 
 
 def export_model(potential, path, dtype: str = "float32", training_data: str = "unknown",
                  metadata_extra: dict[str, Any] | None = None, kernels: str = "auto",
-                 table_spacing: float = 0.01) -> dict[str, Any]:
+                 table_spacing: float = 0.0) -> dict[str, Any]:
     """Write `potential` to `path` as one TorchScript file; returns the metadata written.
 
     dtype: "float32" (fast, LAMMPS default) or "float64" (NVE, Hessians, finite differences).
     training_data: where the training data came from (free text, stored in the metadata).
-    kernels: "auto" (fused where available), "fused", "reference" (plain PyTorch, portable) or
-    "tabulated" (splines with knots table_spacing Å apart: faster, approximate, opt-in).
+    kernels: "auto" (module docstring), "fused", "reference" (plain PyTorch, portable) or
+    "tabulated" (quintic splines with knots table_spacing Å apart; 0: the coarsest spacing whose
+    error is within mlpot.representations.filter_tables.TOLERANCE).
     """
-    chosen = resolve_kernels(kernels, potential)
-    scripted = script_potential(potential, dtype, chosen, table_spacing)
+    scripted, chosen, tables = scripted_with_kernels(potential, dtype, kernels, table_spacing)
     extra = dict(metadata_extra or {})
-    if chosen == "tabulated":
-        from mlpot.representations.convolution import knot_spacing
-
-        extra["table_spacing"] = knot_spacing(float(potential.cutoff), table_spacing)
+    extra.update(tables)
     metadata = build_metadata(potential, dtype, training_data, extra, kernels=chosen)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -105,5 +105,9 @@ def format_metadata(metadata: dict[str, Any]) -> str:
         f"created          {metadata['created']}",
     ]
     for key in sorted(set(metadata) - set(REQUIRED_KEYS)):
-        lines.append(f"{key:<16} {metadata[key]}")
+        value = metadata[key]
+        if key == "table_error" and isinstance(value, dict):
+            value = (f"values {value.get('value', float('nan')):.1e}, slopes {value.get('slope', float('nan')):.1e} "
+                     "(largest deviation from the filter networks, relative to their largest value and slope)")
+        lines.append(f"{key:<16} {value}")
     return "\n".join(lines)

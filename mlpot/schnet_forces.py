@@ -3,7 +3,8 @@
 An exported SchNet with the fused kernels and an atom-wise energy head (the usual model) runs
 `ExportedSchNet.forward`: the layers' forward keeps what their derivatives need (every
 interaction's filter and slope per edge, from one torch.ops.mlpot.cfconv_filters pass; the
-pre-activations of the atom-wise layers), then the gradient of the energy runs back through the
+pre-activations of the atom-wise layers; with tabulated filters, torch.ops.mlpot.cfconv_tabulated_messages
+evaluates the splines inside the message loop instead), then the gradient of the energy runs back through the
 same layers as matrix products and torch.ops.mlpot.cfconv_gradient — no autograd graph is
 recorded or walked.
 For small molecules that graph was most of the cost of an MD step (~900 operator calls for
@@ -26,21 +27,27 @@ from torch import nn
 from mlpot.nn import Dense, ShiftedSoftplus
 from mlpot.nn.activations import shifted_softplus, shifted_softplus_derivative
 from mlpot.potential import ExportedPerLayer
+from mlpot.representations.convolution import TabulatedConvolution
 
 
 def written_out_forces_apply(potential) -> bool:
-    """True for a SchNet potential this module can differentiate: fused convolution kernels,
-    the standard interaction block, an Atomwise energy head of Dense layers with shifted-softplus
+    """True for a SchNet potential this module can differentiate: fused or tabulated convolution
+    kernels (all interactions alike), the standard interaction block, an Atomwise energy head of Dense layers with shifted-softplus
     or no activation, no dipole head."""
     from mlpot.heads import Atomwise
-    from mlpot.representations.convolution import FusedConvolution
+    from mlpot.representations.convolution import FusedConvolution, TabulatedConvolution
     from mlpot.representations.schnet import SchNet
 
     rep = potential.representation
     if not isinstance(rep, SchNet) or potential.dipole_head is not None or not isinstance(potential.energy_head, Atomwise):
         return False
+    kinds = {type(block.convolution) for block in rep.interactions}
+    if kinds != {FusedConvolution} and kinds != {TabulatedConvolution}:
+        return False
+    if kinds == {TabulatedConvolution} and len({block.convolution.table.shape for block in rep.interactions}) != 1:
+        return False
     for block in rep.interactions:
-        if not (isinstance(block.convolution, FusedConvolution) and block.in2f.bias is None
+        if not (block.in2f.bias is None
                 and isinstance(block.f2out[0].activation, ShiftedSoftplus)
                 and isinstance(block.f2out[1].activation, nn.Identity)
                 and isinstance(block.filter_network[0].activation, ShiftedSoftplus)
@@ -57,18 +64,26 @@ class ExportedSchNet(ExportedPerLayer):
     def __init__(self, potential):
         super().__init__(potential)
         if not written_out_forces_apply(potential):
-            raise ValueError("ExportedSchNet needs a SchNet with fused kernels and an Atomwise energy head")
+            raise ValueError("ExportedSchNet needs a SchNet with fused or tabulated kernels and an Atomwise energy head")
         self.head_activated: List[bool] = [isinstance(layer.activation, ShiftedSoftplus)
                                            for layer in potential.energy_head.net]
         # the filter networks' weights stacked over interactions, [T, ...]: the filters depend on
         # the distances only, so all of them are evaluated in one pass (torch.ops.mlpot.cfconv_filters).
         # Taken once here: an exported model's weights are fixed.
-        nets = [block.filter_network for block in potential.representation.interactions]
+        # Tabulated kernels instead: the tables stacked [T, M, 6F], evaluated inside the message
+        # and gradient loops (torch.ops.mlpot.cfconv_tabulated_messages / _gradient).
+        blocks = potential.representation.interactions
+        nets = [block.filter_network for block in blocks]
+        self.tabulated: bool = isinstance(blocks[0].convolution, TabulatedConvolution)
+        self.table_spacing: float = float(blocks[0].convolution.spacing) if self.tabulated else 0.0
+        empty = torch.zeros(0, dtype=nets[0][0].weight.dtype)
         with torch.no_grad():
-            self.register_buffer("filter_w1", torch.stack([net[0].weight for net in nets]).clone())
-            self.register_buffer("filter_b1", torch.stack([net[0].bias for net in nets]).clone())
-            self.register_buffer("filter_w2", torch.stack([net[1].weight for net in nets]).clone())
-            self.register_buffer("filter_b2", torch.stack([net[1].bias for net in nets]).clone())
+            for name, layer, attr in (("filter_w1", 0, "weight"), ("filter_b1", 0, "bias"),
+                                      ("filter_w2", 1, "weight"), ("filter_b2", 1, "bias")):
+                stacked = torch.stack([getattr(net[layer], attr) for net in nets]).clone()
+                self.register_buffer(name, empty if self.tabulated else stacked)
+            self.register_buffer("tables", torch.stack([block.convolution.table for block in blocks]).clone()
+                                 if self.tabulated else empty)
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                 shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
@@ -101,8 +116,10 @@ class ExportedSchNet(ExportedPerLayer):
         # forward, keeping what the derivatives need
         h = rep.embed(atomic_numbers)
         dc = d.to(h.dtype)
-        filters, slopes = torch.ops.mlpot.cfconv_filters(dc, self.filter_w1, self.filter_b1, self.filter_w2,
-                                                         self.filter_b2, centers, coeff, rep.cutoff)
+        filters, slopes = self.filter_w1, self.filter_w1   # unused with tables
+        if not self.tabulated:
+            filters, slopes = torch.ops.mlpot.cfconv_filters(dc, self.filter_w1, self.filter_b1, self.filter_w2,
+                                                             self.filter_b2, centers, coeff, rep.cutoff)
         xs: List[torch.Tensor] = []
         pre: List[torch.Tensor] = []              # W₁ y_t + b₁
         weights: List[List[torch.Tensor]] = []    # W_in, W₁, W₂
@@ -110,8 +127,13 @@ class ExportedSchNet(ExportedPerLayer):
         for block in rep.interactions:
             dense1, dense2 = block.f2out[0], block.f2out[1]
             x = nn.functional.linear(h, block.in2f.weight)
-            y = torch.ops.mlpot.cfconv_messages(dc, x, idx_i, idx_j, filters[t], rep.cutoff, n_two_way, n_atoms,
-                                                t == 0)   # the edge indices are checked on the first layer
+            # the edge indices are checked on the first layer
+            if self.tabulated:
+                y = torch.ops.mlpot.cfconv_tabulated_messages(dc, x, idx_i, idx_j, self.tables[t], self.table_spacing,
+                                                              rep.cutoff, n_two_way, n_atoms, t == 0)
+            else:
+                y = torch.ops.mlpot.cfconv_messages(dc, x, idx_i, idx_j, filters[t], rep.cutoff, n_two_way, n_atoms,
+                                                    t == 0)
             a = nn.functional.linear(y, dense1.weight, dense1.bias)
             h = h + nn.functional.linear(shifted_softplus(a), dense2.weight, dense2.bias)
             xs.append(x)
@@ -146,8 +168,13 @@ class ExportedSchNet(ExportedPerLayer):
         for t in range(len(xs) - 1, -1, -1):
             w_in, w_1, w_2 = weights[t][0], weights[t][1], weights[t][2]
             g_y = (g.mm(w_2) * shifted_softplus_derivative(pre[t])).mm(w_1)
-            g_d, g_x = torch.ops.mlpot.cfconv_gradient(dc, xs[t], idx_i, idx_j, filters[t], slopes[t], g_y,
-                                                       rep.cutoff, n_two_way, n_atoms, t > 0)
+            if self.tabulated:
+                g_d, g_x = torch.ops.mlpot.cfconv_tabulated_gradient(dc, xs[t], idx_i, idx_j, self.tables[t], g_y,
+                                                                     self.table_spacing, rep.cutoff, n_two_way,
+                                                                     n_atoms, t > 0)
+            else:
+                g_d, g_x = torch.ops.mlpot.cfconv_gradient(dc, xs[t], idx_i, idx_j, filters[t], slopes[t], g_y,
+                                                           rep.cutoff, n_two_way, n_atoms, t > 0)
             grad_d = grad_d + g_d
             if t > 0:
                 g = g + g_x.mm(w_in)

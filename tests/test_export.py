@@ -187,10 +187,45 @@ def test_export_command_from_checkpoint(tmp_path, capsys):
     fast_module, fast_metadata = load_model(fast)
     assert fast_metadata["kernels"] == "tabulated" and fast_metadata["table_spacing"] == pytest.approx(0.02)
     forces, exact = call(fast_module, inp64)["forces"], call(module, inp64)["forces"]
-    assert 0 < float((forces - exact).abs().max()) < 1e-4 * float(exact.abs().max())
-    assert main(["info", str(fast)]) == 0 and "tabulated" in capsys.readouterr().out
+    assert 0 < float((forces - exact).abs().max()) < 1e-7 * float(exact.abs().max())
+    assert main(["info", str(fast)]) == 0
+    info = capsys.readouterr().out
+    assert "tabulated" in info and "largest deviation from the filter networks" in info
     assert main(["export", str(tmp_path / "missing.ckpt"), "-o", str(out)]) == 2
     capsys.readouterr()
+
+
+def test_auto_kernels_tables_in_float32_network_in_float64(potential, tmp_path):
+    """The default export: quintic tables in float32 (their measured error recorded, within the
+    tolerance), the fused network in float64; the float32 tables agree with the float64 network
+    as closely as the float32 network does (float32 rounding)."""
+    from mlpot.representations.filter_tables import TOLERANCE
+
+    fused_library()
+    meta32 = export_model(potential, tmp_path / "m32.pt", "float32")
+    assert meta32["kernels"] == "tabulated" and meta32["table_spacing"] > 0
+    assert 0 < max(meta32["table_error"].values()) <= TOLERANCE
+    assert export_model(potential, tmp_path / "m64.pt", "float64")["kernels"] == "fused"
+    export_model(potential, tmp_path / "n32.pt", "float32", kernels="fused")
+    inp32, inp64 = exported_inputs(periodic_ethanol(), torch.float32)[0], exported_inputs(periodic_ethanol(), torch.float64)[0]
+    exact = call(load_model(tmp_path / "m64.pt")[0], inp64)["forces"]
+    tables = call(load_model(tmp_path / "m32.pt")[0], inp32)["forces"].double()
+    network = call(load_model(tmp_path / "n32.pt")[0], inp32)["forces"].double()
+    scale = float(exact.abs().max())
+    assert float((tables - exact).abs().max()) < 3 * max(float((network - exact).abs().max()), 1e-7 * scale)
+
+
+def test_auto_keeps_the_network_when_tables_miss_the_tolerance(potential, tmp_path, monkeypatch):
+    from mlpot.representations import filter_tables
+
+    fused_library()
+    monkeypatch.setattr(filter_tables, "TOLERANCE", 0.0)
+    monkeypatch.setattr(filter_tables, "FINEST_SPACING", 0.01)
+    with pytest.warns(UserWarning, match="exporting the fused network kernels"):
+        meta = export_model(potential, tmp_path / "m.pt", "float32")
+    assert meta["kernels"] == "fused" and "table_error" not in meta
+    with pytest.raises(ValueError, match="table spacing must be > 0"):
+        export_model(potential, tmp_path / "bad.pt", "float32", kernels="tabulated", table_spacing=-0.01)
 
 
 KERNELS_DISABLED = """

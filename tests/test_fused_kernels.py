@@ -236,10 +236,18 @@ def test_swapping_kernels_keeps_state_dict_and_scripts():
 
 # --- tabulated filters ---------------------------------------------------------------------
 
-def tabulated(args, spacing):
-    from mlpot.representations.convolution import TabulatedConvolution, filter_table
+def tabulated(args, spacing, cubic=False):
+    """The tabulated kernel of the case's filter network: quintic, or cubic ([M + 1, 2F] rows
+    [W(d_k), h W'(d_k)]: what files exported before the quintic tables hold)."""
+    from mlpot.representations.convolution import TabulatedConvolution
+    from mlpot.representations.filter_tables import filter_table, smooth_filter
 
     table, h = filter_table(*args[4:11], spacing)
+    if cubic:
+        knots = torch.arange(table.shape[0] + 1, dtype=torch.float64) * h
+        values, slopes = torch.func.jvp(lambda d: smooth_filter(d, *[a.double() for a in args[4:9]], *args[9:11]),
+                                        (knots,), (torch.ones_like(knots),))
+        table = torch.cat([values, h * slopes], dim=1)
     return TabulatedConvolution(table.to(args[1].dtype), h)
 
 
@@ -256,25 +264,48 @@ class CompositeTabulated(torch.nn.Module):
                                                           cutoff, n_two_way, n_out)
 
 
+@pytest.mark.parametrize("cubic", [False, True], ids=["quintic", "cubic"])
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_tabulated_kernel_equals_its_composite_formulation(layout):
+def test_tabulated_kernel_equals_its_composite_formulation(layout, cubic):
     args = case(torch.float64, **LAYOUTS[layout])
-    kernel = tabulated(args, 0.05)
+    kernel = tabulated(args, 0.05, cubic)
     for a, b in zip(value_and_grads(kernel, args), value_and_grads(CompositeTabulated(kernel), args)):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        # the quintic basis sums terms up to ~60× the result: float64 rounding of the output's scale
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11 * (float(b.abs().max()) if b.numel() else 1.0))
 
 
 def test_tabulated_converges_to_the_network_filter():
-    """Cubic Hermite: values O(h⁴), slopes O(h³); at 0.01 Å within 5e-6 of the exact kernel."""
+    """Quintic Hermite: values O(h⁶), slopes O(h⁵); at 0.02 Å within 1e-8 of the exact kernel
+    (values and both gradients, relative to their largest entries)."""
     args = case(torch.float64, **LAYOUTS["wide"])
     exact = value_and_grads(ReferenceConvolution(), args)
     errors = []
-    for spacing in (0.04, 0.02, 0.01):
+    for spacing in (0.08, 0.04, 0.02):
         approx = value_and_grads(tabulated(args, spacing), args)
         errors.append([float((a - b).abs().max() / b.abs().max()) for a, b in zip(approx, exact)])
-    assert max(errors[-1]) < 5e-6
+    assert max(errors[-1]) < 1e-8
     for coarse, fine in zip(errors[0], errors[1]):
-        assert fine < coarse / 6          # at least third order when halving h
+        assert fine < coarse / 20         # at least fifth order when halving h (2⁵ = 32)
+
+
+def test_tabulation_error_and_spacing_choice():
+    """tabulation_error measures the spline against the network (a spoiled table is caught);
+    choose_tables refines the spacing until the tolerance is met, or keeps a given one."""
+    from mlpot.representations.filter_tables import choose_tables, filter_table, tabulation_error
+
+    args = case(torch.float64, **LAYOUTS["wide"])
+    network, coeff = list(args[4:8]) + [args[8]], args[9]
+    table, h = filter_table(*args[4:11], 0.02)
+    value_error, slope_error = tabulation_error(network, coeff, CUTOFF, table, h)
+    assert value_error < 1e-9 and slope_error < 1e-7
+    spoiled = table.clone()
+    spoiled[40, 2] += 1e-5 * float(table[:, :table.shape[1] // 6].abs().max())
+    assert tabulation_error(network, coeff, CUTOFF, spoiled, h)[0] > 1e-6
+    tables, used, value_error, slope_error = choose_tables([network], coeff, CUTOFF, tolerance=1e-10)
+    assert used < 0.02 and max(value_error, slope_error) <= 1e-10 and tables[0].shape[0] == round(CUTOFF / used)
+    finest = choose_tables([network], coeff, CUTOFF, tolerance=0.0)     # unreachable: stops at the finest
+    assert finest[1] == pytest.approx(0.0025, rel=0.01) and finest[3] > 0
+    assert choose_tables([network], coeff, CUTOFF, spacing=0.05)[1] == pytest.approx(CUTOFF / round(CUTOFF / 0.05))
 
 
 def test_tabulated_second_derivatives_by_finite_differences():
@@ -288,14 +319,15 @@ def test_tabulated_second_derivatives_by_finite_differences():
 def test_tabulated_table_must_span_the_cutoff():
     args = case(torch.float64)
     kernel = tabulated(args, 0.05)
-    with pytest.raises(RuntimeError, match="knots must span"):
+    with pytest.raises(RuntimeError, match="intervals must span"):
         torch.ops.mlpot.cfconv_tabulated(args[0], args[1], args[2], args[3], kernel.table, 0.04, CUTOFF, 100, 30)
 
 
 def test_off_cpu_formulations_match_the_operators():
     """What a fused or tabulated file runs on a GPU (plain PyTorch, no operator) equals the
     operators; checked here on the CPU by calling those formulations directly."""
-    from mlpot.representations.convolution import cutoff_filter, send_messages, spline_filter
+    from mlpot.representations.convolution import cutoff_filter, send_messages
+    from mlpot.representations.filter_tables import spline_filter
 
     args = case(torch.float64, **LAYOUTS["mixed"])
     d, x, idx_i, idx_j = args[:4]

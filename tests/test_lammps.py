@@ -201,8 +201,8 @@ def test_cell_smaller_than_the_cutoff_matches_python(plugin, tmp_path):
 
 def test_every_kernel_kind_runs_in_lammps(plugin, tmp_path):
     """Files with reference (plain PyTorch), fused and tabulated kernels: LAMMPS equals the
-    Python model of each (the default exports above are fused); the tabulated file is within
-    its spline error of the exact model."""
+    Python model of each (the float64 default exports above are fused); the tabulated file is
+    within its spline error (~1e-8 of the forces in float64) of the network."""
     from mlpot.calculator import MLPotCalculator
 
     atoms, symbols, potential, _, data = exported_system(tmp_path, "water_192")
@@ -216,7 +216,7 @@ def test_every_kernel_kind_runs_in_lammps(plugin, tmp_path):
             same.calc = MLPotCalculator(model)
             assert np.abs(got["forces"] - same.get_forces()).max() < 1e-9
             assert abs(got["energy"] - same.get_potential_energy()) < 1e-9
-            assert 0 < np.abs(got["forces"] - ref["forces"]).max() < 1e-4
+            assert 0 < np.abs(got["forces"] - ref["forces"]).max() < 1e-6
         else:
             assert_matches(got, ref)
 

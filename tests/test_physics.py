@@ -93,7 +93,7 @@ def build_tiny(representation):
         if kernels == "fused":
             ops.use_fused_kernels(model)
         else:
-            ops.use_tabulated_kernels(model, spacing=0.01)
+            ops.use_tabulated_kernels(model)
         for parameter in model.parameters():
             parameter.requires_grad_(False)
     return model

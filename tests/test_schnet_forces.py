@@ -1,6 +1,7 @@
 """The exported SchNet's forces and virial by the chain rule written out (mlpot/schnet_forces.py)
 against autograd through the same scripted model: molecules, periodic cells smaller than the
-cutoff, ghost atoms (n_local < N), one-way edge lists, float64 and float32."""
+cutoff, ghost atoms (n_local < N), one-way edge lists, float64 and float32; with the fused
+kernels and with tabulated filters (quintic splines evaluated inside the message loops)."""
 import numpy as np
 import pytest
 import torch
@@ -55,13 +56,17 @@ def silicon():
     return atoms
 
 
+KERNELS = ["fused", "tabulated"]
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("system", ["ethanol", "periodic_ethanol", "silicon"])
-def test_written_out_forces_and_virial_equal_autograd_float64(system):
+def test_written_out_forces_and_virial_equal_autograd_float64(system, kernels):
     structure = {"ethanol": ethanol, "periodic_ethanol": periodic_ethanol, "silicon": silicon}[system]()
     torch.manual_seed(0)    # this draw has pre-activations above softplus' threshold (20)
     potential = sharpened(build_potential(ModelConfig(n_atom_basis=16, n_filters=12, n_interactions=3, n_rbf=7,
                                                       cutoff=4.0), [1, 6, 8, 14]).double())
-    module = script_potential(potential, "float64", "fused")
+    module = script_potential(potential, "float64", kernels)
     assert module.original_name == "ExportedSchNet"
     args = inputs(structure, 4.0, torch.float64)
     written, reference = both(module, args, len(structure))
@@ -69,11 +74,12 @@ def test_written_out_forces_and_virial_equal_autograd_float64(system):
     assert_same(written, reference, rtol=1e-11, atol=1e-11)
 
 
-def test_ghost_atoms_and_one_way_edges_equal_autograd():
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_ghost_atoms_and_one_way_edges_equal_autograd(kernels):
     """LAMMPS' exchange path: energy summed over the first n_local atoms, forces on all, and an
     edge list that is not symmetric (every pair evaluated edge by edge)."""
     potential = sharpened(tiny_potential(dipole=False))
-    module = script_potential(potential, "float64", "fused")
+    module = script_potential(potential, "float64", kernels)
     positions, numbers, edges, shifts, cell = inputs(periodic_ethanol(), 4.0, torch.float64)
     keep = edges[0] != 0                                 # drops one direction of atom 0's pairs
     one_way = (positions, numbers, edges[:, keep], shifts[keep], cell)
@@ -82,37 +88,41 @@ def test_ghost_atoms_and_one_way_edges_equal_autograd():
         assert_same(written, reference, rtol=1e-11, atol=1e-11)
 
 
-def test_written_out_forces_float32_within_rounding():
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_written_out_forces_float32_within_rounding(kernels):
+    """float32 against the network in float64 (the straightforward formulation): within 1e-4 of
+    the force scale, for the fused network and for the tables alike."""
     torch.manual_seed(0)
     potential = sharpened(build_potential(ModelConfig(n_atom_basis=32, n_filters=32, n_interactions=3, n_rbf=10,
                                                       cutoff=4.0), [14]))
     atoms = silicon().repeat((2, 2, 2))
-    module64 = script_potential(potential, "float64", "fused")
-    module32 = script_potential(potential, "float32", "fused")
-    ref = module64.autograd_forward(*inputs(atoms, 4.0, torch.float64), len(atoms), True)
+    module64 = script_potential(potential, "float64", "reference")
+    module32 = script_potential(potential, "float32", kernels)
+    ref = module64(*inputs(atoms, 4.0, torch.float64), len(atoms), True)
     got = module32(*inputs(atoms, 4.0, torch.float32), len(atoms), True)
     scale = float(ref["forces"].abs().max())
     assert float((got["forces"].double() - ref["forces"]).abs().max()) <= 1e-4 * scale
 
 
-def test_only_standard_fused_schnet_takes_the_written_out_path(tmp_path):
+def test_only_standard_fused_or_tabulated_schnet_takes_the_written_out_path(tmp_path):
     potential = tiny_potential(dipole=False)
     assert script_potential(potential, "float64", "fused").original_name == "ExportedSchNet"
+    assert script_potential(potential, "float64", "tabulated").original_name == "ExportedSchNet"
     assert script_potential(potential, "float64", "reference").original_name == "ExportedPerLayer"
-    assert script_potential(potential, "float64", "tabulated").original_name == "ExportedPerLayer"
     assert not written_out_forces_apply(tiny_potential(dipole=True))
     wacsf = build_potential(ModelConfig(representation="wacsf", cutoff=4.0), [1, 6, 8])
     assert not written_out_forces_apply(wacsf)
-    with pytest.raises(ValueError, match="SchNet with fused kernels"):
+    with pytest.raises(ValueError, match="SchNet with fused or tabulated kernels"):
         ExportedSchNet(tiny_potential(dipole=True))
 
 
-def test_calculator_forces_and_hessian_with_the_written_out_path(tmp_path):
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_calculator_forces_and_hessian_with_the_written_out_path(tmp_path, kernels):
     """Through MLPotCalculator: forces equal central finite differences of the energy; the
     Hessian (autograd through the scripted potential) is unaffected."""
     potential = sharpened(tiny_potential(dipole=False))
     path = tmp_path / "model.pt"
-    export_model(potential, path, dtype="float64")
+    export_model(potential, path, dtype="float64", kernels=kernels)
     atoms = ethanol()
     atoms.calc = MLPotCalculator(path)
     forces = atoms.get_forces()
@@ -144,3 +154,10 @@ def test_written_out_operators_name_bad_inputs():
         torch.ops.mlpot.cfconv_filters(d, w1, torch.zeros(2, 3, dtype=torch.float64),
                                        torch.randn(2, 5, 3, dtype=torch.float64), torch.zeros(2, 5, dtype=torch.float64),
                                        torch.linspace(0, 4, 6, dtype=torch.float64), -1.0, 4.0)
+    table = torch.randn(10, 30, dtype=torch.float64)   # 10 intervals of 0.4 Å, 6F coefficients
+    with pytest.raises(RuntimeError, match="idx_j must be < x.size"):
+        torch.ops.mlpot.cfconv_tabulated_messages(d, x, i, j, table, 0.4, 4.0, 0, 4, True)
+    with pytest.raises(RuntimeError, match="table must be"):
+        torch.ops.mlpot.cfconv_tabulated_messages(d, x, i, j.clamp(max=3), table[:, :12], 0.4, 4.0, 0, 4, True)
+    with pytest.raises(RuntimeError, match="go must be"):
+        torch.ops.mlpot.cfconv_tabulated_gradient(d, x, i, j.clamp(max=3), table, x[:3], 0.4, 4.0, 0, 4, True)

@@ -8,12 +8,14 @@ def add_arguments(parser):
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="float32: fast (MD, LAMMPS); float64: Hessians, NVE, finite differences")
     parser.add_argument("--kernels", choices=("auto", "fused", "reference", "tabulated"), default="auto",
-                        help="fused: mlpot's C++ kernels (fast; needs mlpot or the LAMMPS plugin to load); "
-                             "reference: plain PyTorch, loads with torch alone; auto (default): fused if they "
-                             "compile; tabulated: SchNet filters as splines (fastest, approximate: check its "
-                             "error with benchmarks/tabulated_error.py)")
-    parser.add_argument("--table-spacing", type=float, default=0.01,
-                        help="knot spacing of --kernels tabulated, Å (default 0.01)")
+                        help="SchNet: tabulated: filter networks as quintic splines (fastest; their error, "
+                             "measured at export and stored, is far below float32 rounding); fused: the networks "
+                             "in mlpot's C++ kernels (both need mlpot or the LAMMPS plugin to load); reference: "
+                             "plain PyTorch, loads with torch alone; auto (default): tabulated for float32, fused "
+                             "for float64, reference where the C++ kernels do not compile")
+    parser.add_argument("--table-spacing", type=float, default=0.0,
+                        help="knot spacing of the tables, Å (default: the coarsest of 0.02, 0.01, ... whose "
+                             "error is within 1e-8 of the filters' largest value and slope)")
     parser.add_argument("--training-data", default=None,
                         help="where the training data came from (default: from the checkpoint's config)")
 

@@ -4,7 +4,7 @@
     ops.load()          # compile if needed, register torch.ops.mlpot.cfconv; returns the .so path
     ops.available()     # True if they load (False, with the reason in ops.error(), if not)
     ops.use_fused_kernels(model)   # swap a model's PyTorch kernels for the fused ones
-    ops.use_tabulated_kernels(model, spacing=0.01)   # filters as splines (approximate, opt-in)
+    ops.use_tabulated_kernels(model)   # filters as quintic splines (error checked)
 
 MLPOT_KERNELS=reference in the environment disables them (everything then runs in PyTorch).
 """
@@ -69,23 +69,26 @@ def use_fused_kernels(module: torch.nn.Module, fused: bool = True) -> int:
     return len(targets)
 
 
-def use_tabulated_kernels(module: torch.nn.Module, spacing: float = 0.01) -> float:
-    """Replace every SchNet convolution in `module` by its filter tabulated as a cubic Hermite
-    spline with knots `spacing` Å apart (an approximation: see benchmarks/tabulated_error.py),
-    in place, in the module's dtype. Returns the knot spacing used (cutoff / ⌈cutoff / spacing⌉)."""
-    from mlpot.representations.convolution import TabulatedConvolution, filter_table
+def use_tabulated_kernels(module: torch.nn.Module, spacing: float = 0.0) -> dict:
+    """Replace every SchNet convolution in `module` by its filter tabulated as a quintic Hermite
+    spline (mlpot.representations.filter_tables), in place, in the module's dtype: knots `spacing`
+    Å apart, or (spacing 0) the coarsest of 0.02, 0.01, ... Å whose error is within
+    filter_tables.TOLERANCE. Returns {"table_spacing": Å, "table_error": {"value": .., "slope": ..}}
+    (largest deviations from the networks, relative to the filters' largest value and slope)."""
+    from mlpot.representations.convolution import TabulatedConvolution
+    from mlpot.representations.filter_tables import choose_tables
     from mlpot.representations.schnet import SchNet
 
     load()
-    used = 0.0
+    used, value_error, slope_error = 0.0, 0.0, 0.0
     for schnet in [m for m in module.modules() if isinstance(m, SchNet)]:
         rbf = schnet.radial_basis
-        for interaction in schnet.interactions:
-            first, second = interaction.filter_network[0], interaction.filter_network[1]
-            table, used = filter_table(first.weight, first.bias, second.weight, second.bias, rbf.centers,
-                                       rbf.coeff, schnet.cutoff, spacing)
-            interaction.convolution = TabulatedConvolution(table.to(first.weight.dtype), used)
-    return used
+        networks = [[block.filter_network[0].weight, block.filter_network[0].bias, block.filter_network[1].weight,
+                     block.filter_network[1].bias, rbf.centers] for block in schnet.interactions]
+        tables, used, value_error, slope_error = choose_tables(networks, float(rbf.coeff), schnet.cutoff, spacing)
+        for block, table in zip(schnet.interactions, tables):
+            block.convolution = TabulatedConvolution(table.to(block.filter_network[0].weight.dtype), used)
+    return {"table_spacing": used, "table_error": {"value": value_error, "slope": slope_error}}
 
 
 def kernels_of(module: torch.nn.Module) -> str:

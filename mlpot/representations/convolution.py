@@ -10,18 +10,17 @@ FusedConvolution: torch.ops.mlpot.cfconv (mlpot/ops/csrc), edge blocks in cache 
 hand-written backward; on the CPU (other devices take the reference formulation, so an exported
 file runs anywhere). mlpot.ops.use_fused_kernels swaps one for the other in a model.
 The kernels hold no parameters, so state dicts do not depend on the choice.
-TabulatedConvolution (an approximation, opt-in on export): W(d)·fc(d) of one trained
-interaction as a cubic Hermite spline on knots spaced `spacing` Å (torch.ops.mlpot.cfconv_tabulated);
-its table is a buffer and the weights passed in are ignored; off the CPU the same spline in
-PyTorch (`spline_filter`).
+TabulatedConvolution: W(d)·fc(d) of one trained interaction as a quintic Hermite spline on knots
+spaced `spacing` Å (mlpot.representations.filter_tables, torch.ops.mlpot.cfconv_tabulated); its
+table is a buffer and the weights passed in are ignored; off the CPU the same spline in PyTorch
+(`spline_filter`).
 """
-import math
-from typing import Tuple
 
 import torch
 from torch import nn
 
 from mlpot.nn import cosine_cutoff, gaussian_rbf, shifted_softplus
+from mlpot.representations.filter_tables import spline_filter
 
 
 def cutoff_filter(d: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
@@ -58,44 +57,6 @@ class FusedConvolution(nn.Module):
             return send_messages(x, cutoff_filter(d, w1, b1, w2, b2, centers, coeff, cutoff), idx_i, idx_j,
                                  n_two_way, n_out)
         return torch.ops.mlpot.cfconv(d.to(x.dtype), x, idx_i, idx_j, w1, b1, w2, b2, centers, coeff, cutoff, n_two_way, n_out)
-
-
-def knot_spacing(cutoff: float, spacing: float) -> float:
-    """The knot spacing (Å) used for a requested one: cutoff / ⌈cutoff / spacing⌉."""
-    if not spacing > 0:
-        raise ValueError(f"table spacing must be > 0 Å, got {spacing}")
-    return cutoff / max(1, math.ceil(cutoff / spacing - 1e-9))
-
-
-def filter_table(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, centers: torch.Tensor,
-                 coeff: float, cutoff: float, spacing: float) -> Tuple[torch.Tensor, float]:
-    """(table [M + 1, 2F] float64 = [W(d_k), h W'(d_k)] at knots d_k = k h, h) with M = ⌈cutoff /
-    spacing⌉ and h = cutoff / M Å; W the filter times the cutoff, slopes by forward-mode autograd."""
-    h = knot_spacing(cutoff, spacing)
-    n_intervals = round(cutoff / h)
-    knots = torch.arange(n_intervals + 1, dtype=torch.float64) * h
-    weights = [t.detach().double() for t in (w1, b1, w2, b2, centers)]
-
-    def at(d):
-        return cutoff_filter(d, weights[0], weights[1], weights[2], weights[3], weights[4], coeff, cutoff)
-
-    values, slopes = torch.func.jvp(at, (knots,), (torch.ones_like(knots),))
-    return torch.cat([values, h * slopes], dim=1), h
-
-
-def spline_filter(d: torch.Tensor, table: torch.Tensor, spacing: float, cutoff: float) -> torch.Tensor:
-    """The tabulated filter [E, F] at d [E] Å: cubic Hermite between knots k·spacing, table
-    [M + 1, 2F] = [W(d_k), spacing·W'(d_k)]; 0 from the cutoff on."""
-    n_features = table.shape[1] // 2
-    u = d.clamp(min=0.0) / spacing
-    k = torch.clamp(torch.floor(u.detach()), 0, table.shape[0] - 2).long()
-    t = (u - k.to(u.dtype))[:, None]
-    lower, upper = table[k], table[k + 1]
-    t2 = t * t
-    t3 = t2 * t
-    w = ((2 * t3 - 3 * t2 + 1) * lower[:, :n_features] + (t3 - 2 * t2 + t) * lower[:, n_features:]
-         + (3 * t2 - 2 * t3) * upper[:, :n_features] + (t3 - t2) * upper[:, n_features:])
-    return w * (d < cutoff).to(w.dtype)[:, None]
 
 
 class TabulatedConvolution(nn.Module):
