@@ -1,6 +1,6 @@
 """SchNet's energy, forces and virial with the chain rule written out, for exported models.
 
-An exported SchNet with the fused kernels and an atom-wise energy head (the usual model) runs
+An exported SchNet with fused or tabulated kernels and an atom-wise energy head (the usual model) runs
 `ExportedSchNet.forward`: the layers' forward keeps what their derivatives need (every
 interaction's filter and slope per edge, from one torch.ops.mlpot.cfconv_filters pass; the
 pre-activations of the atom-wise layers; with tabulated filters, torch.ops.mlpot.cfconv_tabulated_messages
@@ -35,7 +35,7 @@ def written_out_forces_apply(potential) -> bool:
     kernels (all interactions alike), the standard interaction block, an Atomwise energy head of Dense layers with shifted-softplus
     or no activation, no dipole head."""
     from mlpot.heads import Atomwise
-    from mlpot.representations.convolution import FusedConvolution, TabulatedConvolution
+    from mlpot.representations.convolution import FusedConvolution
     from mlpot.representations.schnet import SchNet
 
     rep = potential.representation
