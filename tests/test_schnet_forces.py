@@ -161,3 +161,34 @@ def test_written_out_operators_name_bad_inputs():
         torch.ops.mlpot.cfconv_tabulated_messages(d, x, i, j.clamp(max=3), table[:, :12], 0.4, 4.0, 0, 4, True)
     with pytest.raises(RuntimeError, match="go must be"):
         torch.ops.mlpot.cfconv_tabulated_gradient(d, x, i, j.clamp(max=3), table, x[:3], 0.4, 4.0, 0, 4, True)
+
+
+@pytest.mark.shared_data
+def test_default_float32_export_is_exact_to_float32_rounding_on_water(tmp_path):
+    """Issue 7's exactness criterion on real structures: a DFT liquid-water frame (192 atoms)
+    through MLPotCalculator with SchNet 128/128/3/20 (5 Å): the default float32 export (filter
+    tables) is within 1e-4 of the largest force from the float64 network in plain PyTorch, and
+    no further from it than float32 rounding (the float32 network's own deviation, times 2)."""
+    import ase.io
+
+    from conftest import shared_file
+
+    atoms = ase.io.read(shared_file("water_pbc/water_192.extxyz"), index=0)
+    torch.manual_seed(0)
+    potential = build_potential(ModelConfig(representation="schnet", cutoff=5.0, n_atom_basis=128, n_filters=128,
+                                            n_interactions=3, n_rbf=20), [1, 8])
+    files = {"reference64": ("float64", "reference"), "default32": ("float32", "auto"),
+             "network32": ("float32", "fused")}
+    forces = {}
+    for name, (dtype, kernels) in files.items():
+        metadata = export_model(potential, tmp_path / f"{name}.pt", dtype, kernels=kernels)
+        if name == "default32":
+            assert metadata["kernels"] == "tabulated"
+        frame = atoms.copy()
+        frame.calc = MLPotCalculator(tmp_path / f"{name}.pt")
+        forces[name] = frame.get_forces()
+    exact = forces["reference64"]
+    tables = np.abs(forces["default32"] - exact).max()
+    network = np.abs(forces["network32"] - exact).max()
+    assert tables <= 1e-4 * np.abs(exact).max()
+    assert tables <= 2 * network
