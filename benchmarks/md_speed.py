@@ -252,6 +252,7 @@ def measure(args, systems: list[str], models: dict[str, Path], have_spk: bool) -
         for key, results in runs.items():
             if results:
                 row[key] = float(np.median([r["s_per_call"] for r in results]))
+                row[key + "_rounds"] = [r["s_per_call"] for r in results]
         if runs["schnet"]:
             row["peak_mb"] = max(r["peak_rss_mb"] for r in runs["schnet"])
         rows.append(row)
@@ -265,6 +266,14 @@ def print_report(args, rows: list[dict], have_spk: bool, load_before) -> None:
           f"SchNetPack with SPK_SKIN={args.spk_skin}"
           f"{' and kept freed memory' if args.spk_keep_memory else ''}, median of {args.rounds} round(s)\n")
     print(format_table(rows, have_spk))
+    if args.rounds > 1 and have_spk:
+        print("\nSchNetPack / mlpot SchNet per round (round k of each side):")
+        for r in rows:
+            mine, theirs = r.get("schnet_rounds", []), r.get("spk_rounds", [])
+            ratios = [b / a for a, b in zip(mine, theirs)]
+            if ratios:
+                print(f"  {r['system']}: " + ", ".join(f"{x:.2f}×" for x in ratios)
+                      + f" (range {min(ratios):.2f}–{max(ratios):.2f}×)")
     by_name = {r["system"]: r for r in rows}
     if "si_1728_pbc" in by_name and "si_13824_pbc" in by_name and by_name["si_1728_pbc"].get("schnet"):
         a, b = by_name["si_1728_pbc"], by_name["si_13824_pbc"]

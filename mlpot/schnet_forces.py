@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mlpot.nn import Dense, ShiftedSoftplus
-from mlpot.nn.activations import shifted_softplus, shifted_softplus_derivative
+from mlpot.nn.activations import shifted_softplus
 from mlpot.potential import ExportedPerLayer
 from mlpot.representations.convolution import TabulatedConvolution
 
@@ -162,12 +162,12 @@ class ExportedSchNet(ExportedPerLayer):
             g = (self.potential.energy_scale * local)[:, None]
         for k in range(len(head_weights) - 1, -1, -1):
             if self.head_activated[k]:
-                g = g * shifted_softplus_derivative(head_pre[k])
+                g = torch.ops.aten.softplus_backward(g, head_pre[k], 1.0, 20.0)   # g ⊙ ssp', as autograd
             g = g.mm(head_weights[k])
         grad_d = torch.zeros_like(dc)
         for t in range(len(xs) - 1, -1, -1):
             w_in, w_1, w_2 = weights[t][0], weights[t][1], weights[t][2]
-            g_y = (g.mm(w_2) * shifted_softplus_derivative(pre[t])).mm(w_1)
+            g_y = torch.ops.aten.softplus_backward(g.mm(w_2), pre[t], 1.0, 20.0).mm(w_1)
             if self.tabulated:
                 g_d, g_x = torch.ops.mlpot.cfconv_tabulated_gradient(dc, xs[t], idx_i, idx_j, self.tables[t], g_y,
                                                                      self.table_spacing, rep.cutoff, n_two_way,

@@ -15,8 +15,3 @@ class ShiftedSoftplus(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return shifted_softplus(x)
 
-
-def shifted_softplus_derivative(x: torch.Tensor) -> torch.Tensor:
-    """d ssp / dx as torch.nn.functional.softplus differentiates it: σ(x), and exactly 1 above
-    its threshold 20 (where softplus returns x itself)."""
-    return torch.sigmoid(x).masked_fill_(x > 20.0, 1.0)
