@@ -192,7 +192,8 @@ def test_export_command_from_checkpoint(tmp_path, capsys):
     info = capsys.readouterr().out
     assert "tabulated" in info and "largest deviation from the filter networks" in info
     assert main(["export", str(tmp_path / "missing.ckpt"), "-o", str(out)]) == 2
-    capsys.readouterr()
+    assert main(["export", str(tmp_path / "best.ckpt"), "-o", str(out), "--table-spacing", "-0.1"]) == 2
+    assert "--table-spacing must be > 0" in capsys.readouterr().out
 
 
 def test_auto_kernels_tables_in_float32_network_in_float64(potential, tmp_path):

@@ -39,6 +39,10 @@ def run(args) -> int:
     if not Path(args.checkpoint).is_file():
         print(f"mlpot export: checkpoint {args.checkpoint} not found")
         return 2
+    if not args.table_spacing >= 0:
+        print(f"mlpot export: --table-spacing must be > 0 Å (or 0, the default: chosen by the tables' error), "
+              f"got {args.table_spacing}")
+        return 2
     from mlpot.train.checkpoint import CheckpointError, load_potential
 
     try:
