@@ -192,7 +192,12 @@ def test_export_command_from_checkpoint(tmp_path, capsys):
     info = capsys.readouterr().out
     assert "tabulated" in info and "largest deviation from the filter networks" in info
     assert main(["export", str(tmp_path / "missing.ckpt"), "-o", str(out)]) == 2
-    assert main(["export", str(tmp_path / "best.ckpt"), "-o", str(out), "--table-spacing", "-0.1"]) == 2
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "best.ckpt"), "-o", str(out)]) == 2    # exists: kept
+    assert "--force" in capsys.readouterr().out and load_model(out)[1]["dtype"] == "float64"
+    assert main(["export", str(tmp_path / "best.ckpt"), "-o", str(out), "--force"]) == 0
+    assert load_model(out)[1]["dtype"] == "float32"
+    assert main(["export", str(tmp_path / "best.ckpt"), "-o", str(tmp_path / "new.pt"), "--table-spacing", "-0.1"]) == 2
     assert "--table-spacing must be > 0" in capsys.readouterr().out
 
 

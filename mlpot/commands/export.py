@@ -16,6 +16,7 @@ def add_arguments(parser):
     parser.add_argument("--table-spacing", type=float, default=0.0,
                         help="knot spacing of the tables, Å (default: the coarsest of 0.02, 0.01, ... whose "
                              "error is within 1e-8 of the filters' largest value and slope)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
     parser.add_argument("--training-data", default=None,
                         help="where the training data came from (default: from the checkpoint's config)")
 
@@ -38,6 +39,9 @@ def run(args) -> int:
 
     if not Path(args.checkpoint).is_file():
         print(f"mlpot export: checkpoint {args.checkpoint} not found")
+        return 2
+    if Path(args.output).exists() and not args.force:
+        print(f"mlpot export: {args.output} exists; choose another -o or pass --force to overwrite it")
         return 2
     if not args.table_spacing >= 0:
         print(f"mlpot export: --table-spacing must be > 0 Å (or 0, the default: chosen by the tables' error), "
