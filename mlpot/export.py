@@ -82,9 +82,10 @@ def scripted_with_kernels(potential, dtype: str, kernels: str,
     tables: dict[str, Any] = {}
     if chosen == "tabulated":
         tables = ops.use_tabulated_kernels(model, table_spacing)
-        if kernels == "auto" and max(tables["table_error"].values()) > TOLERANCE:
-            warnings.warn(f"mlpot: the filter tables stay {max(tables['table_error'].values()):.1e} from the "
-                          "networks at the finest spacing; exporting the fused network kernels", stacklevel=3)
+        error = max(tables["table_error"].values())
+        if kernels == "auto" and error > TOLERANCE:
+            warnings.warn(f"mlpot: the filter tables stay {error:.1e} from the networks at the finest spacing; "
+                          "exporting the fused network kernels", stacklevel=3)
             chosen, tables = "fused", {}
     if chosen != "tabulated":
         ops.use_fused_kernels(model, fused=chosen == "fused")

@@ -19,15 +19,13 @@ table is a buffer and the weights passed in are ignored; off the CPU the same sp
 import torch
 from torch import nn
 
-from mlpot.nn import cosine_cutoff, gaussian_rbf, shifted_softplus
-from mlpot.representations.filter_tables import spline_filter
+from mlpot.representations.filter_tables import smooth_filter, spline_filter
 
 
 def cutoff_filter(d: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                   centers: torch.Tensor, coeff: float, cutoff: float) -> torch.Tensor:
-    """The filter W(d)·fc(d) [E, F] at distances d [E] Å."""
-    hidden = shifted_softplus(nn.functional.linear(gaussian_rbf(d, centers, coeff), w1, b1))
-    return nn.functional.linear(hidden, w2, b2) * cosine_cutoff(d, cutoff)[:, None]
+    """The filter W(d)·fc(d) [E, F] at distances d [E] Å (0 from the cutoff on)."""
+    return smooth_filter(d, w1, b1, w2, b2, centers, coeff, cutoff) * (d < cutoff).to(d.dtype)[:, None]
 
 
 def send_messages(x: torch.Tensor, w: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,

@@ -42,8 +42,9 @@ def knot_spacing(cutoff: float, spacing: float) -> float:
 
 def smooth_filter(d: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
                   centers: torch.Tensor, coeff: float, cutoff: float) -> torch.Tensor:
-    """cutoff_filter without the step at the cutoff: W(d)·½(cos(πd/r_c) + 1) [E, F] for any d, so
-    that its derivatives at d = r_c are the limits from below (W·fc has a kink in W'' there)."""
+    """The filter network times the cosine cutoff without its step: W(d)·½(cos(πd/r_c) + 1) [E, F]
+    for any d [E] Å (convolution.cutoff_filter adds the step), so that its derivatives at d = r_c
+    are the limits from below (W·fc has a kink in W'' there)."""
     hidden = shifted_softplus(nn.functional.linear(gaussian_rbf(d, centers, coeff), w1, b1))
     return nn.functional.linear(hidden, w2, b2) * (0.5 * (torch.cos(d * (math.pi / cutoff)) + 1.0))[:, None]
 
@@ -67,8 +68,8 @@ def filter_table(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch
     def slope(d):
         return torch.func.jvp(value, (d,), (torch.ones_like(d),))[1]
 
-    curvature = torch.func.jvp(slope, (knots,), (torch.ones_like(knots),))[1]
-    y, m, q = value(knots), h * slope(knots), h * h * curvature     # [M + 1, F] each
+    slopes, curvature = torch.func.jvp(slope, (knots,), (torch.ones_like(knots),))
+    y, m, q = value(knots), h * slopes, h * h * curvature     # [M + 1, F] each
     hermite = torch.stack([y[:-1], m[:-1], q[:-1], y[1:], m[1:], q[1:]], dim=1)   # [M, 6, F]
     return torch.einsum("nj,kjf->knf", HERMITE_TO_POWERS, hermite).reshape(n_intervals, -1), h
 
