@@ -14,6 +14,7 @@
 #include "update.h"
 #include "utils.h"
 
+#include <cmath>
 #include <cstring>
 #include <exception>
 
@@ -226,12 +227,25 @@ void PairMLPot::keep_needed_edges() {
   edge_j_.resize(kept);
 }
 
+// Whether the periodic image of an atom at r = x_image − x_atom = S·cell has a lattice shift S
+// that is lexicographically positive. S comes from the box's inverse matrix (LAMMPS' h_inv,
+// as in Domain::x2lamda) rounded to integers, so it is exact: r itself is not, and for shifts
+// with a zero component (c − b in a triclinic cell, say) rounding can give both r and −r the
+// same sign there, which would keep both entries of the pair or neither.
+static bool image_shift_positive(const double *h_inv, double dx, double dy, double dz) {
+  const long s0 = std::lround(h_inv[0] * dx + h_inv[5] * dy + h_inv[4] * dz);
+  const long s1 = std::lround(h_inv[1] * dy + h_inv[3] * dz);
+  const long s2 = std::lround(h_inv[2] * dz);
+  return s0 > 0 || (s0 == 0 && (s1 > 0 || (s1 == 0 && s2 > 0)));
+}
+
 int PairMLPot::build_local_edges() {
   // Pairs once, messages both ways: two local atoms (i < j; the full list holds both
   // directions), and a local atom with a periodic image (a ghost) of another local atom, whose
   // features are then that atom's own — the ghost j is mapped to its owner o, and of the two
   // entries of the pair (i with o's image, o with i's image) the one with tag i < tag o is kept
-  // (equal tags, an atom and its own image: the one with r_ij lexicographically positive).
+  // (equal tags, an atom and its own image: the one whose lattice shift is lexicographically
+  // positive, see image_shift_positive).
   // Then edges from the remaining ghosts (owned by other ranks) into local atoms, one way.
   double **x = atom->x;
   const tagint *tag = atom->tag;
@@ -267,10 +281,8 @@ int PairMLPot::build_local_edges() {
         ghost_edge_j_.push_back(j);
         continue;
       }
-      if (j >= nlocal) {                     // an image of local atom `owner`: keep one entry
-        const bool positive = dx > 0 || (dx == 0 && (dy > 0 || (dy == 0 && dz > 0)));
-        if (!(tag[i] < tag[j] || (tag[i] == tag[j] && positive))) continue;
-      }
+      if (j >= nlocal && !(tag[i] < tag[j] || (tag[i] == tag[j] && image_shift_positive(domain->h_inv, dx, dy, dz))))
+        continue;                            // the other entry of this pair is kept
       edge_i_.push_back(i);
       edge_j_.push_back(j);
       feature_j_.push_back(owner);
