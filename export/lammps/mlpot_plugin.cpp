@@ -13,7 +13,7 @@ static Pair *mlpot_creator(LAMMPS *lmp) {
   return new PairMLPot(lmp);
 }
 
-extern "C" void lammpsplugin_init(void *lmp, void *handle, void *regfunc) {
+extern "C" __attribute__((visibility("default"))) void lammpsplugin_init(void *lmp, void *handle, void *regfunc) {
   lammpsplugin_t plugin;
   auto register_plugin = (lammpsplugin_regfunc) regfunc;
   plugin.version = MLPOT_LAMMPS_VERSION;

