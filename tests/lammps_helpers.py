@@ -68,11 +68,12 @@ def lammps_instance(plugin: Path):
             assert_ran_plugin(text, plugin)
 
 
-def lammps_single_point(plugin, model, data, symbols, mode=""):
+def lammps_single_point(plugin, model, data, symbols, mode="", extra=()):
     """Energy, forces (by atom id), per-atom energies, pressure tensor (bar) and ghost count
-    from run 0 with `pair_style mlpot {mode}`, in this process."""
+    from run 0 with `pair_style mlpot {mode}`, in this process; `extra` lines (e.g. a neighbor
+    command) go before the pair style."""
     with lammps_instance(plugin) as lmp:
-        for line in SETUP + [f"read_data {data}", f"pair_style mlpot {mode}",
+        for line in SETUP + [f"read_data {data}", *extra, f"pair_style mlpot {mode}",
                              f"pair_coeff * * {model} {' '.join(symbols)}", "compute pe_atom all pe/atom", "run 0"]:
             lmp.command(line)
         n = lmp.extract_setting("nlocal")
