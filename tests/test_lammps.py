@@ -2,7 +2,8 @@
 (energy, forces, per-atom energies, pressure tensor) with features exchanged between layers
 and with the whole-model ghost shell, 2 MPI ranks vs 1 and vs Python, a wACSF model, NVE energy
 conservation vs MLPotCalculator, entry-point discovery, the one-line input errors and the
-md_examples/lammps input. The plugin is built once per session from a clean cache (~20-50 s)."""
+md_examples/lammps input (small cells and random cells: test_lammps_property.py). The plugin
+is built once per session from a clean cache (~20-50 s; tests/conftest.py)."""
 import os
 import shutil
 import subprocess
@@ -97,22 +98,6 @@ def test_wacsf_model_uses_one_cutoff_of_ghosts(plugin, tmp_path):
     message = lammps_error(plugin, start + ["pair_style mlpot exchange", f"pair_coeff * * {model} H O"])
     assert "layers one at a time" in message and "pair_style mlpot shell" in message
     assert "exchange, shell" in lammps_error(plugin, start + ["pair_style mlpot fast"])
-
-
-def test_cell_smaller_than_the_cutoff_matches_python(plugin, tmp_path):
-    """2 Si atoms in a triclinic cell with 3.8 Å edges and a 4.5 Å cutoff: every atom sees
-    periodic images of itself and of the other atom several times over, which the plugin maps
-    to their owners as pairs listed once (equal tags: images of the atom itself)."""
-    atoms = bulk("Si", "diamond", a=5.43)
-    atoms.set_cell(atoms.cell.standard_form()[0], scale_atoms=True)
-    atoms.rattle(0.05, seed=3)
-    potential = tiny_potential([14], cutoff=4.5)
-    model = tmp_path / "model.pt"
-    export_model(potential, model, dtype="float64")
-    data = write_lammps_data(tmp_path / "si2.data", atoms, ["Si"])
-    ref = python_reference(potential, atoms)
-    assert np.abs(ref["forces"]).max() > 1e-3
-    assert_matches(lammps_single_point(plugin, model, data, ["Si"]), ref)
 
 
 def test_every_kernel_kind_runs_in_lammps(plugin, tmp_path):
