@@ -54,7 +54,7 @@ def test_overrides_are_typed_and_win(tmp_path):
 @pytest.mark.parametrize("override, words", [
     ("training.max_epoch=3", ["training.max_epoch", "max_epochs"]),      # typo names the key
     ("training.batch_size=abc", ["training.batch_size", "int"]),
-    ("training.scheduler=cosine", ["scheduler", "exponential"]),
+    ("training.scheduler=linear", ["scheduler", "cosine"]),
     ("model.representation=painn", ["painn"]),
     ("training.ema_decay=1.5", ["ema_decay"]),
     ("training.max_time=soon", ["max_time"]),

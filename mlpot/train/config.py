@@ -53,7 +53,8 @@ class TrainingConfig:
     max_time: Optional[Union[float, str]] = None  # wall-clock budget: seconds, or "30m", "2h"
     checkpoint_every: Optional[Union[float, str]] = "10m"  # also save last.ckpt inside long epochs
     lr: float = 5e-4                      # Adam learning rate
-    scheduler: str = "plateau"            # exponential | plateau | none
+    scheduler: str = "plateau"            # cosine | exponential | plateau | none; cosine: lr -> min_lr
+                                          # over the budget (max_time, else max_epochs), per step
     decay_rate: float = 0.96              # exponential: lr = lr0 * decay_rate ** (step / decay_steps)
     decay_steps: int = 100_000
     plateau_factor: float = 0.8           # plateau: lr *= factor after `plateau_patience` bad epochs
@@ -61,7 +62,11 @@ class TrainingConfig:
     min_lr: float = 1e-6
     patience: Optional[int] = 100         # early stopping: epochs without a better val loss
     ema_decay: float = 0.99               # exponential moving average of the weights; 0 = off
-    energy_weight: float = 0.01           # rho in rho*(dE)^2 + mean |dF|^2; E per structure (eV)
+    energy_weight: float = 0.01           # rho in rho*(dE)^2 + mean |dF|^2 (dE in eV, see energy_loss)
+    energy_loss: str = "per_structure"    # per_structure: dE = E - E_ref; per_atom: (E - E_ref) / N_atoms
+    stage_two_start: Optional[float] = None  # fraction of the budget from which stage two's weights apply
+    stage_two_energy_weight: Optional[float] = None  # energy weight in stage two (default: energy_weight)
+    stage_two_forces_weight: Optional[float] = None  # forces weight in stage two (default: forces_weight)
     forces_weight: float = 1.0            # on the mean squared force component (eV/Å)^2
     stress_weight: float = 1.0            # on the mean squared stress component (eV/Å^3)^2
     dipole_weight: float = 1.0            # on the mean squared dipole component (e·Å)^2
@@ -77,8 +82,14 @@ class TrainingConfig:
             (self.batch_size >= 1, "training.batch_size must be >= 1"),
             (self.max_epochs >= 0, "training.max_epochs must be >= 0"),
             (self.lr > 0, "training.lr must be positive"),
-            (self.scheduler in ("exponential", "plateau", "none"),
-             "training.scheduler must be exponential, plateau or none"),
+            (self.scheduler in ("cosine", "exponential", "plateau", "none"),
+             "training.scheduler must be cosine, exponential, plateau or none"),
+            (self.energy_loss in ("per_structure", "per_atom"),
+             "training.energy_loss must be per_structure or per_atom"),
+            (self.stage_two_start is None or 0 < self.stage_two_start < 1,
+             "training.stage_two_start must be a fraction of the budget in (0, 1), or null"),
+            (min(w for w in (self.stage_two_energy_weight, self.stage_two_forces_weight, 0.0) if w is not None) >= 0,
+             "stage-two loss weights must be >= 0"),
             (0 < self.decay_rate <= 1, "training.decay_rate must be in (0, 1]"),
             (self.decay_steps >= 1, "training.decay_steps must be >= 1"),
             (0 < self.plateau_factor < 1, "training.plateau_factor must be in (0, 1)"),

@@ -3,8 +3,10 @@
     loss = w_E · mean_b (ΔE_b)² + w_F · mean over components (ΔF)²
          [+ w_S · mean (Δσ)² + w_μ · mean (Δμ)²]
 
-with E per structure in eV, F in eV/Å, σ in eV/Å³, μ in e·Å. A term enters only when its
-weight is positive and both the label and the model output are in the batch.
+with E per structure in eV, F in eV/Å, σ in eV/Å³, μ in e·Å; or, for the weight key
+PER_ATOM_ENERGY, w_E · mean_b (ΔE_b / N_b)² (the per-atom energy loss of MACE and NequIP, which
+does not let large cells dominate). A term enters only when its weight is positive and both
+the label and the model output are in the batch.
 
 For data-parallel training every rank sees a shard of the global batch; the means are
 taken over the counts of the *global* batch (`denominators`), so that the sum over ranks
@@ -18,20 +20,22 @@ import torch
 
 from mlpot import keys as K
 
-TERMS = (K.ENERGY, K.FORCES, K.STRESS, K.DIPOLE)
+PER_ATOM_ENERGY = "energy_per_atom"   # weight key of the term (ΔE / N_atoms)²
+TERMS = (K.ENERGY, PER_ATOM_ENERGY, K.FORCES, K.STRESS, K.DIPOLE)
+LABEL = {PER_ATOM_ENERGY: K.ENERGY}      # the label (and output) a term compares, if not its own key
 
 
 def loss_terms(batch: Dict[str, torch.Tensor], weights: Dict[str, float]) -> list[str]:
     """Labels of `batch` that enter the loss (positive weight and present)."""
-    return [key for key in TERMS if weights.get(key, 0.0) > 0 and key in batch]
+    return [key for key in TERMS if weights.get(key, 0.0) > 0 and LABEL.get(key, key) in batch]
 
 
 def denominators(batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
     """Number of values each mean is taken over: structures, force/stress/dipole components."""
     n_structures = int(batch[K.N_ATOMS].shape[0])
     n_atoms = int(batch[K.ATOMIC_NUMBERS].shape[0])
-    return {K.ENERGY: n_structures, K.FORCES: 3 * n_atoms, K.STRESS: 9 * n_structures,
-            K.DIPOLE: 3 * n_structures}
+    return {K.ENERGY: n_structures, PER_ATOM_ENERGY: n_structures, K.FORCES: 3 * n_atoms,
+            K.STRESS: 9 * n_structures, K.DIPOLE: 3 * n_structures}
 
 
 def weighted_loss(pred: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor],
@@ -41,9 +45,12 @@ def weighted_loss(pred: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor],
     counts = counts or denominators(batch)
     loss = torch.zeros((), dtype=batch[K.POSITIONS].dtype, device=batch[K.POSITIONS].device)
     for key in loss_terms(batch, weights):
-        if key not in pred:
+        label = LABEL.get(key, key)
+        if label not in pred:
             continue
-        diff = pred[key] - batch[key].to(pred[key].dtype)
+        diff = pred[label] - batch[label].to(pred[label].dtype)
+        if key == PER_ATOM_ENERGY:
+            diff = diff / batch[K.N_ATOMS].to(diff.dtype)
         loss = loss + weights[key] * diff.square().sum() / counts[key]
     return loss
 

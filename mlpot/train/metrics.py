@@ -20,7 +20,8 @@ def summarize(sums: dict, weights: dict) -> dict:
     n = sums.get("n_structures", 0.0)
     nf = sums.get("n_force_components", 0.0)
     loss = 0.0
-    for key, sq, count in (("energy", "energy_sq", n), ("forces", "forces_sq", nf),
+    for key, sq, count in (("energy", "energy_sq", n), ("energy_per_atom", "energy_per_atom_sq", n),
+                           ("forces", "forces_sq", nf),
                            ("stress", "stress_sq", sums.get("n_stress_components", 0.0)),
                            ("dipole", "dipole_sq", sums.get("n_dipole_components", 0.0))):
         if sq in sums and count > 0 and weights.get(key, 0.0) > 0:

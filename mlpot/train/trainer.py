@@ -27,13 +27,14 @@ from mlpot.train import distributed as dist
 from mlpot.train.checkpoint import load_checkpoint, save_checkpoint, to_plain
 from mlpot.train.config import TrainConfig, save_config
 from mlpot.train.ema import EMA
-from mlpot.train.losses import add_sums, error_sums, weighted_loss
+from mlpot.train.losses import PER_ATOM_ENERGY, add_sums, error_sums, weighted_loss
+from mlpot.train.schedule import budget_fraction, cosine_lr, stage_of
 from mlpot.train.metrics import plot_learning_curve, summarize, write_metrics_csv
 
 SUM_KEYS = ("loss", "n_structures", "n_force_components", "energy_abs", "energy_sq",
             "energy_per_atom_abs", "energy_per_atom_sq", "forces_abs", "forces_sq",
             "stress_abs", "stress_sq", "n_stress_components", "dipole_abs", "dipole_sq",
-            "n_dipole_components", "stop")
+            "n_dipole_components", "stop", "budget")
 PLOT_EVERY_S = 60.0
 
 
@@ -56,6 +57,7 @@ class Progress:
     elapsed_s: float = 0.0         # training wall time over all sessions
     history: list = dataclasses.field(default_factory=list)
     stop_reason: str = ""
+    stage: int = 1                 # loss weights of stage 1 or 2 (training.stage_two_*)
     batch_in_epoch: int = 0        # batches of the running epoch done (mid-epoch checkpoints)
     epoch_sums: dict = dataclasses.field(default_factory=dict)     # its summed errors so far
     epoch_losses: list = dataclasses.field(default_factory=list)   # its batch losses so far
@@ -100,14 +102,29 @@ class Trainer:
         self.tcfg = cfg.training
         self.dtype = getattr(torch, self.tcfg.dtype)
         self._log = log or print
-        self.weights = {K.ENERGY: self.tcfg.energy_weight, K.FORCES: self.tcfg.forces_weight,
-                        K.STRESS: self.tcfg.stress_weight, K.DIPOLE: self.tcfg.dipole_weight}
+        self.weights = self.loss_weights(1)
         self.resume = resume
         self._last_save = time.monotonic()   # of last.ckpt (for training.checkpoint_every)
         state = self._load_resume_state(resume, force)
         self._build(state)
 
     # ---------------------------------------------------------------- setup
+    def loss_weights(self, stage: int) -> dict:
+        """Weights of the loss terms in stage 1 or 2 (stage two's energy and forces weights
+        default to stage one's)."""
+        t = self.tcfg
+        energy, forces = t.energy_weight, t.forces_weight
+        if stage == 2:
+            energy = t.stage_two_energy_weight if t.stage_two_energy_weight is not None else energy
+            forces = t.stage_two_forces_weight if t.stage_two_forces_weight is not None else forces
+        energy_key = PER_ATOM_ENERGY if t.energy_loss == "per_atom" else K.ENERGY
+        return {energy_key: energy, K.FORCES: forces, K.STRESS: t.stress_weight, K.DIPOLE: t.dipole_weight}
+
+    def budget_used(self, elapsed_s: float) -> float:
+        """Fraction of the training budget used after elapsed_s seconds of training."""
+        return budget_fraction(elapsed_s, self.progress.step, self.tcfg.max_time, self.tcfg.max_epochs,
+                               -(-len(self.data.train) // self.tcfg.batch_size))
+
     def log(self, message: str) -> None:
         if self.ctx.is_main and not self.quiet:
             self._log(message)
@@ -189,6 +206,7 @@ class Trainer:
         fields = {f.name for f in dataclasses.fields(Progress)}
         self.progress = Progress(**{k: state[k] for k in fields if k in state})
         self.progress.history = [dict(r) for r in self.progress.history]
+        self.weights = self.loss_weights(self.progress.stage)
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -215,7 +233,7 @@ class Trainer:
 
     def _global_counts(self, idx: np.ndarray) -> dict:
         n = float(len(idx))
-        return {K.ENERGY: n, K.FORCES: 3.0 * float(self.n_atoms[idx].sum()),
+        return {K.ENERGY: n, PER_ATOM_ENERGY: n, K.FORCES: 3.0 * float(self.n_atoms[idx].sum()),
                 K.STRESS: 9.0 * n, K.DIPOLE: 3.0 * n}
 
     def train_epoch(self, started: float) -> dict:
@@ -254,6 +272,9 @@ class Trainer:
                 over_time = (self.tcfg.max_time is not None and
                              self.progress.elapsed_s + time.monotonic() - started > self.tcfg.max_time)
                 sums["stop"] = 1.0 if (over_time and self.ctx.is_main) else 0.0
+                # rank 0's clock decides for all ranks (the same lr everywhere)
+                sums["budget"] = self.budget_used(self.progress.elapsed_s + time.monotonic() - started) \
+                    if self.ctx.is_main else 0.0
                 dist.sync_gradients(params, self.ctx)
                 reduced = _reduce(sums, self.ctx)
                 if not math.isfinite(reduced["loss"]):
@@ -262,6 +283,8 @@ class Trainer:
                                         f"for outliers. last.ckpt (from before this batch) is intact.")
                 if self.tcfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, self.tcfg.max_grad_norm)
+                if self.tcfg.scheduler == "cosine":
+                    self._set_lr(cosine_lr(self.tcfg.lr, self.tcfg.min_lr, reduced["budget"]))
                 self.optimizer.step()
                 self.ema.update(self.potential, self.progress.step)
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ExponentialLR):
@@ -286,6 +309,20 @@ class Trainer:
         result = summarize(totals, self.weights)
         result["loss"] = float(np.mean(step_losses)) if step_losses else float("nan")
         return result
+
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _enter_stage_two_if_due(self) -> None:
+        """Switch to stage two's loss weights once its share of the budget is reached; the best
+        validation loss starts afresh (the loss changed), so best.ckpt is of stage two."""
+        p = self.progress
+        due = p.stage == 1 and stage_of(self.budget_used(p.elapsed_s), self.tcfg.stage_two_start) == 2
+        if dist.broadcast_object(due, self.ctx):   # rank 0's clock decides for all ranks
+            p.stage, p.best_val_loss, p.bad_epochs = 2, math.inf, 0
+            self.weights = self.loss_weights(2)
+            self.log(f"stage two after epoch {p.epoch}: loss weights {self.weights}")
 
     def _checkpoint_due(self) -> bool:
         every = self.tcfg.checkpoint_every
@@ -344,6 +381,10 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
     def _should_stop(self) -> str:
+        """Why to stop now ("" to go on), decided by rank 0 for all ranks (their clocks differ)."""
+        return dist.broadcast_object(self._stop_reason(), self.ctx)
+
+    def _stop_reason(self) -> str:
         p, t = self.progress, self.tcfg
         if p.stop_reason == "max_time" or (t.max_time is not None and p.elapsed_s >= t.max_time):
             return "max_time"
@@ -368,6 +409,7 @@ class Trainer:
         last_plot = -math.inf
         self._last_save = time.monotonic()
         while not (reason := self._should_stop()):
+            self._enter_stage_two_if_due()
             started = time.monotonic()
             train = self.train_epoch(started)
             val = self.validate()

@@ -1,0 +1,33 @@
+"""Schedules tied to the training budget: the fraction of it used so far, a cosine learning
+rate over it, and the loss weights of the two stages (MACE's "stage two": from a fraction of
+the budget on, the energy weighs more, e.g. 1000 vs 100 for the forces).
+
+The budget is training.max_time when set (wall-clock seconds of training), else
+training.max_epochs (in optimizer steps). Everything here is a pure function of the progress,
+so a resumed run continues the same schedule.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+
+def budget_fraction(elapsed_s: float, step: int, max_time: Optional[float], max_epochs: int,
+                    steps_per_epoch: int) -> float:
+    """Fraction of the training budget used, in [0, 1]: elapsed_s / max_time when a time budget
+    is set, else step / (max_epochs · steps_per_epoch)."""
+    if max_time is not None:
+        return min(max(elapsed_s / max_time, 0.0), 1.0)
+    total = max_epochs * max(steps_per_epoch, 1)
+    return min(step / total, 1.0) if total > 0 else 1.0
+
+
+def cosine_lr(lr: float, min_lr: float, fraction: float) -> float:
+    """min_lr + (lr − min_lr) · (1 + cos(π · fraction)) / 2: lr at the start, min_lr at the end."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+
+def stage_of(fraction: float, stage_two_start: Optional[float]) -> int:
+    """1 before stage_two_start (a fraction of the budget), 2 from then on (1 when None)."""
+    return 2 if stage_two_start is not None and fraction >= stage_two_start else 1
