@@ -9,7 +9,7 @@ from mlpot import keys as K
 from mlpot.data import atoms_to_batch, atoms_to_graph
 from mlpot.representations import ACSF, WACSF
 from mlpot.representations.triplets import edge_pairs
-from mlpot.representations.wacsf import edge_vectors_of
+from mlpot.representations.wacsf import MAX_GAIN, edge_vectors_of
 
 CUTOFF = 3.0
 
@@ -93,24 +93,45 @@ def test_edge_pairs_any_edge_order():
     assert e1.numel() == 0 and e2.numel() == 0
 
 
-def test_standardisation_fitted_and_stored():
+def test_standardisation_fitted_per_element_and_stored():
+    """Mean and std of every function over the atoms of each element; after it, every
+    element's varying inputs have mean 0 and std 1."""
     structures = [molecule("CH3OH"), molecule("H2O"), periodic()]
     graphs = [atoms_to_graph(a, CUTOFF, labels=False) for a in structures]
     rep = ACSF([1, 6, 8], n_radial=4, n_angular=2, cutoff=CUTOFF).double()
     before = raw(rep, structures[0])
     info = rep.fit_standardization(graphs)
     values = np.concatenate([raw(rep, a) for a in structures])
-    np.testing.assert_allclose(rep.sf_mean.numpy(), values.mean(0), atol=1e-12)
-    varying = values.std(0) > 1e-8
-    np.testing.assert_allclose(rep.sf_std.numpy()[varying], values.std(0)[varying], rtol=1e-8)
-    assert info["constant_descriptors"] == int((~varying).sum())
+    numbers = np.concatenate([a.numbers for a in structures])
     b = atoms_to_batch(structures, CUTOFF, torch.float64, labels=False)
     v = edge_vectors_of(b)
     b[K.EDGE_VECTORS], b[K.EDGE_LENGTHS] = v, v.norm(dim=1)
     standardised = rep(b).numpy()
-    np.testing.assert_allclose(standardised.mean(0)[varying], 0.0, atol=1e-10)
-    np.testing.assert_allclose(standardised.std(0)[varying], 1.0, rtol=1e-8)
+    constant = 0
+    for row, z in enumerate([1, 6, 8]):
+        mine = values[numbers == z]
+        np.testing.assert_allclose(rep.sf_mean.numpy()[row], mine.mean(0), atol=1e-12)
+        varying = mine.std(0) > 1e-8
+        constant += int((~varying).sum())
+        scale = np.maximum(mine.std(0), values.std(0) / MAX_GAIN)
+        np.testing.assert_allclose(rep.sf_std.numpy()[row][varying], scale[varying], rtol=1e-8)
+        varying &= mine.std(0) > values.std(0) / MAX_GAIN      # (else the floor: std below 1)
+        np.testing.assert_allclose(standardised[numbers == z].mean(0)[varying], 0.0, atol=1e-10)
+        np.testing.assert_allclose(standardised[numbers == z].std(0)[varying], 1.0, rtol=1e-8)
+    assert info["constant_descriptors"] == constant and info["n_atoms"] == len(numbers)
     assert "sf_mean" in rep.state_dict() and np.abs(before).max() > 0
+
+
+def test_standardisation_of_older_files_loads_for_every_element():
+    """A state dict from before the per-element statistics ([F] mean and std) loads as the
+    same statistics for every element."""
+    rep = WACSF(n_radial=4, n_angular=2, cutoff=CUTOFF, species=[1, 8]).double()
+    old = {k: v for k, v in rep.state_dict().items() if k != "centre_row"}
+    old["sf_mean"] = torch.arange(rep.n_features, dtype=torch.float64)
+    old["sf_std"] = torch.full((rep.n_features,), 2.0, dtype=torch.float64)
+    rep.load_state_dict(old)
+    assert rep.sf_mean.shape == (2, rep.n_features)
+    assert torch.equal(rep.sf_mean[1], old["sf_mean"]) and torch.equal(rep.sf_std[0], old["sf_std"])
 
 
 def test_acsf_unknown_element_and_bad_settings():

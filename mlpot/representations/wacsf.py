@@ -13,8 +13,11 @@ f_c is the cosine cutoff. wACSF: g(Z_j) = Z_j, g(Z_j, Z_k) = Z_j Z_k, so the siz
 grow with the number of elements. ACSF: one radial block per neighbour element and one
 angular block per unordered pair of neighbour elements of the model's species.
 
-Descriptors are standardised, (G − mean) / std per descriptor, with statistics of the
-training set (`fit_standardization`); until fitted the standardisation is the identity.
+Descriptors are standardised per element of the centre atom and per function,
+(G − mean_Z) / std_Z (as n2p2 scales each symmetry function per element), with statistics of
+the training set (`fit_standardization`): each element's network sees inputs of unit scale
+although, e.g., an O atom's wACSF are far larger than an H atom's. Without the model's species
+one set of statistics serves all atoms. Until fitted the standardisation is the identity.
 """
 from typing import Dict, List, Optional, Sequence
 
@@ -25,6 +28,9 @@ from mlpot import keys as K
 from mlpot.nn import CosineCutoff, scatter_add
 from mlpot.nn.species import N_ELEMENTS, species_index, species_table
 from mlpot.representations.triplets import edge_pairs
+
+
+MAX_GAIN = 10.0   # per-element std >= (std over all atoms) / MAX_GAIN
 
 
 class SymmetryFunctions(nn.Module):
@@ -93,8 +99,23 @@ class SymmetryFunctions(nn.Module):
         self.n_angular = n_angular
         self.n_theta = 2 * len(zetas) if n_angular > 0 else 0
         self.n_features = n_channels * n_radial + self.n_pair_channels * self.n_theta * n_angular
-        self.register_buffer("sf_mean", torch.zeros(self.n_features))
-        self.register_buffer("sf_std", torch.ones(self.n_features))
+        # standardisation statistics: one row per element of the centre atom (one row for all
+        # atoms without species)
+        n_rows = max(len(self.species), 1)
+        self.register_buffer("centre_row", species_table(self.species) if self.species
+                             else torch.zeros(N_ELEMENTS, dtype=torch.long))
+        self.register_buffer("sf_mean", torch.zeros(n_rows, self.n_features))
+        self.register_buffer("sf_std", torch.ones(n_rows, self.n_features))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # files from before the per-element statistics: one row [F] for every element, no table
+        for name in ("sf_mean", "sf_std"):
+            value = state_dict.get(prefix + name)
+            if value is not None and value.dim() == 1:
+                state_dict[prefix + name] = value[None, :].expand_as(getattr(self, name)).clone()
+        if prefix + "sf_mean" in state_dict and prefix + "centre_row" not in state_dict:
+            state_dict[prefix + "centre_row"] = self.centre_row.clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def channels(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
         """Channel of each atom as a neighbour [N]: its element index (ACSF) or 0 (wACSF)."""
@@ -149,39 +170,51 @@ class SymmetryFunctions(nn.Module):
     def forward(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
         raw = self.descriptors(inputs[K.ATOMIC_NUMBERS], inputs[K.EDGE_INDEX],
                                inputs[K.EDGE_VECTORS], inputs[K.EDGE_LENGTHS])
-        return (raw - self.sf_mean) / self.sf_std
+        rows = species_index(self.centre_row, inputs[K.ATOMIC_NUMBERS])
+        return (raw - self.sf_mean[rows]) / self.sf_std[rows]
 
     @torch.jit.unused
     def fit_standardization(self, graphs: Sequence[dict], batch_size: int = 64) -> Dict[str, int]:
-        """Set the mean and standard deviation of each descriptor over all atoms of `graphs`
-        (mlpot.data.atoms_to_graph dicts). Descriptors that never vary (e.g. an element pair
-        absent from the data) keep std 1. Returns counts for the log."""
+        """Set the mean and standard deviation of each descriptor over the atoms of each element
+        in `graphs` (mlpot.data.atoms_to_graph dicts), the std at least 1/MAX_GAIN of the
+        function's std over all atoms. Descriptors that never vary (e.g. an element pair absent
+        from the data) keep std 1; an element absent from the data keeps mean 0, std 1.
+        Returns counts for the log."""
         from mlpot.data.batch import collate
 
         if len(graphs) == 0:
             raise ValueError("fit_standardization needs at least one structure")
         dtype = self.sf_mean.dtype
         device = self.sf_mean.device
-        total = torch.zeros(self.n_features, dtype=torch.float64)
-        total_sq = torch.zeros(self.n_features, dtype=torch.float64)
-        n_atoms = 0
+        n_rows = self.sf_mean.shape[0]
+        total = torch.zeros(n_rows, self.n_features, dtype=torch.float64)
+        total_sq = torch.zeros(n_rows, self.n_features, dtype=torch.float64)
+        count = torch.zeros(n_rows, dtype=torch.float64)
         with torch.no_grad():
             for start in range(0, len(graphs), batch_size):
                 batch = collate(list(graphs[start:start + batch_size]), dtype, device)
                 vectors = edge_vectors_of(batch)
                 raw = self.descriptors(batch[K.ATOMIC_NUMBERS], batch[K.EDGE_INDEX], vectors,
                                        torch.linalg.norm(vectors, dim=1)).to(torch.float64).cpu()
-                total += raw.sum(0)
-                total_sq += (raw * raw).sum(0)
-                n_atoms += raw.shape[0]
-        mean = total / n_atoms
-        var = (total_sq / n_atoms - mean * mean).clamp(min=0.0)
-        std = var.sqrt()
-        constant = std <= 1e-10 * mean.abs().clamp(min=1.0)
+                rows = species_index(self.centre_row, batch[K.ATOMIC_NUMBERS]).cpu()
+                total.index_add_(0, rows, raw)
+                total_sq.index_add_(0, rows, raw * raw)
+                count.index_add_(0, rows, torch.ones_like(rows, dtype=torch.float64))
+        seen = count[:, None] > 0
+        n = count.clamp(min=1.0)[:, None]
+        mean = torch.where(seen, total / n, torch.zeros_like(total))
+        std = (total_sq / n - mean * mean).clamp(min=0.0).sqrt()
+        all_mean = total.sum(0) / count.sum()
+        all_std = (total_sq.sum(0) / count.sum() - all_mean * all_mean).clamp(min=0.0).sqrt()
+        constant = (std <= 1e-10 * mean.abs().clamp(min=1.0)) | ~seen
+        # an element seen in few, similar environments must not get a vanishing scale: at most
+        # MAX_GAIN times the scale the function has over all atoms
+        std = torch.maximum(std, all_std[None, :] / MAX_GAIN)
         std = torch.where(constant, torch.ones_like(std), std)
         self.sf_mean.copy_(mean.to(dtype))
         self.sf_std.copy_(std.to(dtype))
-        return {"n_atoms": n_atoms, "n_descriptors": self.n_features, "constant_descriptors": int(constant.sum())}
+        return {"n_atoms": int(count.sum()), "n_descriptors": self.n_features,
+                "constant_descriptors": int(constant[seen.squeeze(1)].sum())}
 
 
 def edge_vectors_of(batch: Dict[str, torch.Tensor]) -> torch.Tensor:
