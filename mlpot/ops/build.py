@@ -10,6 +10,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -68,6 +69,19 @@ def build_key() -> str:
     return f"torch-{torch.__version__.replace('+', '_')}_{digest.hexdigest()[:16]}"
 
 
+def _run(cmd: list[str], verbose: bool) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=not verbose, text=True)
+
+
+def _check(cmd: list[str], done: subprocess.CompletedProcess, folder: Path) -> None:
+    """Raise RuntimeError (log in folder/build.log) if a compile or link command failed."""
+    if done.returncode != 0:
+        log = folder / "build.log"
+        log.write_text(" ".join(cmd) + "\n" + (done.stdout or "") + (done.stderr or ""))
+        raise RuntimeError(f"compiling the fused kernels failed; log in {log}\n"
+                           + "\n".join((done.stderr or "").splitlines()[-10:]))
+
+
 def build_library(force: bool = False, verbose: bool = False) -> Path:
     """Path of libmlpot_ops.so for the installed torch, compiled if not cached. Safe when
     several processes ask at once (file lock). Raises RuntimeError when compiling fails."""
@@ -87,13 +101,11 @@ def build_library(force: bool = False, verbose: bool = False) -> Path:
         target.parent.mkdir(exist_ok=True)
         staging = target.with_suffix(".so.tmp")
         print(f"mlpot: compiling the fused kernels into {target.parent} ...", file=sys.stderr)
-        for cmd in compile_commands(compiler, staging):
-            done = subprocess.run(cmd, capture_output=not verbose, text=True)
-            if done.returncode != 0:
-                log = target.parent / "build.log"
-                log.write_text(" ".join(cmd) + "\n" + (done.stdout or "") + (done.stderr or ""))
-                raise RuntimeError(f"compiling the fused kernels failed; log in {log}\n"
-                                   + "\n".join((done.stderr or "").splitlines()[-10:]))
+        *objects, link = compile_commands(compiler, staging)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:   # one compiler per core
+            for cmd, done in zip(objects, list(pool.map(lambda cmd: _run(cmd, verbose), objects))):
+                _check(cmd, done, target.parent)
+        _check(link, _run(link, verbose), target.parent)
         os.replace(staging, target)
         for obj in target.parent.glob("*.o"):   # intermediate objects of the link above
             obj.unlink()
