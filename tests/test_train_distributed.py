@@ -15,17 +15,23 @@ from test_train_fixtures import write_config, write_emt_data
 TRAINING = {"max_epochs": 2, "batch_size": 7, "dtype": "float64", "device": "cpu"}
 
 
+def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
+    """2 processes under torchrun. The limit guards against a hang only: a run takes ~8 s alone
+    and 20-45 s on 2 cores shared with 3 busy processes, so 120 s was too close under load."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=2", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
 def test_two_gloo_processes_match_one(tmp_path):
     data = write_emt_data(tmp_path / "emt.xyz", n=40)
     single = write_config(tmp_path / "one", data, n_train=30, n_val=10, training=TRAINING)
     double = write_config(tmp_path / "two", data, n_train=30, n_val=10, training=TRAINING)
     train(load_config(single), quiet=True)
 
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("WORLD_SIZE", None)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node=2", "-m", "mlpot", "train", str(double), "--quiet"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = _torchrun(["-m", "mlpot", "train", str(double), "--quiet"])
     assert done.returncode == 0, done.stderr[-3000:]
 
     one = read_metrics_csv(tmp_path / "one" / "run" / "metrics.csv")
@@ -39,3 +45,27 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert s1["step"] == s2["step"] == 2 * 5           # ceil(30 / 7) global steps per epoch
     for key, value in s1["model"].items():
         torch.testing.assert_close(s2["model"][key], value, rtol=1e-9, atol=1e-12)
+
+
+GLOO_THREADS_AFTER_TEARDOWN = """
+import os, torch
+from mlpot.train import distributed as dist
+ctx = dist.setup("cpu")
+torch.optim.Adam([torch.nn.Parameter(torch.ones(3))])   # imports torch._dynamo, as training does
+vec = torch.ones(3)
+dist.all_reduce_sum(vec, ctx)
+dist.teardown(ctx)
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print("gloo threads:", sorted(n for n in names if "gloo" in n))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_teardown_stops_the_gloo_threads(tmp_path):
+    """teardown frees the process group, so gloo's worker threads do not run on into interpreter
+    finalization, where dropping a finished all_reduce's tensor aborts the process."""
+    script = tmp_path / "teardown.py"
+    script.write_text(GLOO_THREADS_AFTER_TEARDOWN)
+    done = _torchrun([str(script)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("gloo threads: []") == 2, done.stdout

@@ -11,6 +11,7 @@ Backend: nccl when training on CUDA, gloo on CPU. Only rank 0 writes files.
 """
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -55,6 +56,13 @@ def setup(device_preference: str = "auto") -> DistContext:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        # Before the group exists: torch._dynamo (imported anyway by the first optimizer) imports
+        # torch.distributed.nn.functional, whose functions bind group.WORLD as default arguments.
+        # Bound to a live group, they keep it alive after destroy_process_group, so its gloo
+        # worker threads run into interpreter finalization, and one that drops a finished
+        # all_reduce's tensor there takes the GIL and aborts the process ("terminate called
+        # without an active exception"; rank 1 exits right after its last all_reduce).
+        importlib.import_module("torch._dynamo")
         torch.distributed.init_process_group(backend=backend)
     return DistContext(rank, world_size, local_rank, device)
 
