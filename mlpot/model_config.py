@@ -9,6 +9,7 @@ from mlpot.potential import Potential
 
 REPRESENTATIONS = ("schnet", "wacsf", "acsf")
 SYMMETRY_FUNCTIONS = ("wacsf", "acsf")  # Behler–Parrinello: one output network per element
+ELEMENT_NETWORK = [128, 128]            # default hidden widths of those networks
 
 
 @dataclass
@@ -20,12 +21,14 @@ class ModelConfig:
     n_filters: int = 128
     n_interactions: int = 3
     n_rbf: int = 20
-    # wACSF / ACSF (symmetry functions, mlpot.representations.wacsf); SchNetPack's wACSF defaults
+    # wACSF / ACSF (symmetry functions, mlpot.representations.wacsf): SchNetPack's 22 radial
+    # functions, more angular ones (6 widths x 4 zetas x lambda = ±1; SchNetPack has 5 x 1 x 2)
     n_radial: int = 22                  # radial G2 per neighbour channel
-    n_angular: int = 5                  # angular Gaussian widths per (zeta, lambda = ±1)
-    zetas: List[float] = field(default_factory=lambda: [1.0])
+    n_angular: int = 6                  # angular Gaussian widths per (zeta, lambda = ±1)
+    zetas: List[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
     # output network
-    n_hidden: Optional[List[int]] = None  # hidden widths of the output MLP; default: halving pyramid
+    n_hidden: Optional[List[int]] = None  # hidden widths of the output MLP; None: halving pyramid
+                                          # (a training config fills in ELEMENT_NETWORK for wACSF / ACSF)
     n_layers: int = 2
     dipole: bool = False                # also predict the dipole moment from latent charges
 

@@ -38,7 +38,19 @@ def test_issue_config_reads_with_paths_relative_to_the_file(tmp_path):
     assert (cfg.data.n_train, cfg.data.n_val) == (950, 50)
     assert (cfg.model.n_atom_basis, cfg.model.n_rbf, cfg.model.cutoff) == (128, 20, 5.0)
     assert (cfg.training.batch_size, cfg.training.max_epochs) == (32, 3)
-    assert cfg.training.ema_decay == 0.99 and cfg.training.energy_weight == 0.01
+    assert cfg.training.ema_decay == 0.99 and cfg.training.energy_weight == 1.0
+    assert (cfg.training.scheduler, cfg.training.energy_loss, cfg.training.stage_two_start) == \
+        ("cosine", "per_atom", 0.75)
+
+
+def test_symmetry_function_configs_get_wide_element_networks(tmp_path):
+    """A training config of wACSF / ACSF without model.n_hidden gets 128-128 element networks
+    (the pyramid of a bare ModelConfig is kept for checkpoints that stored None)."""
+    config = tmp_path / "w.yaml"
+    config.write_text("data: {train: x.npz}\nmodel: {representation: wacsf}\n")
+    assert load_config(config).model.n_hidden == [128, 128]
+    assert load_config(config, ["model.n_hidden=[32]"]).model.n_hidden == [32]
+    assert load_config(config, ["model.representation=schnet"]).model.n_hidden is None
 
 
 def test_overrides_are_typed_and_win(tmp_path):

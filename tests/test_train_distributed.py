@@ -15,14 +15,14 @@ from test_train_fixtures import write_config, write_emt_data
 TRAINING = {"max_epochs": 2, "batch_size": 7, "dtype": "float64", "device": "cpu"}
 
 
-def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
+def _torchrun(args: list[str], cwd=None) -> subprocess.CompletedProcess:
     """2 processes under torchrun. The limit guards against a hang only: a run takes ~8 s alone
     and 20-45 s on 2 cores shared with 3 busy processes, so 120 s was too close under load."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc_per_node=2", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=cwd)
 
 
 def test_two_gloo_processes_match_one(tmp_path):
@@ -56,7 +56,8 @@ vec = torch.ones(3)
 dist.all_reduce_sum(vec, ctx)
 dist.teardown(ctx)
 names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
-print("gloo threads:", sorted(n for n in names if "gloo" in n))
+with open(f"threads_{ctx.rank}.txt", "w") as out:   # one file per rank: their stdout interleaves
+    out.write(" ".join(sorted(n for n in names if "gloo" in n)))
 """
 
 
@@ -66,6 +67,7 @@ def test_teardown_stops_the_gloo_threads(tmp_path):
     finalization, where dropping a finished all_reduce's tensor aborts the process."""
     script = tmp_path / "teardown.py"
     script.write_text(GLOO_THREADS_AFTER_TEARDOWN)
-    done = _torchrun([str(script)])
+    done = _torchrun([str(script)], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("gloo threads: []") == 2, done.stdout
+    for rank in (0, 1):
+        assert (tmp_path / f"threads_{rank}.txt").read_text() == "", f"rank {rank}: gloo threads left"

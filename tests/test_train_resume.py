@@ -15,7 +15,10 @@ from mlpot.train.checkpoint import load_checkpoint
 from mlpot.train.metrics import read_metrics_csv
 from test_train_fixtures import write_config, write_emt_data
 
-TRAINING = {"max_epochs": 500, "batch_size": 8, "checkpoint_every": 0}   # last.ckpt after every batch
+# last.ckpt after every batch; a fixed lr and loss: the resume below changes max_epochs, which
+# budget-tied schedules would follow (their resume: test_train_schedule.py)
+TRAINING = {"max_epochs": 500, "batch_size": 8, "checkpoint_every": 0, "scheduler": "none",
+            "stage_two_start": None}
 
 
 def _kill_during_training(config, run, min_epoch=3, timeout=90.0):

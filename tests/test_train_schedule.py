@@ -17,7 +17,8 @@ from test_train_fixtures import write_config, write_emt_data
 
 
 def test_budget_fraction_by_time_or_steps():
-    assert budget_fraction(30.0, 999, 120.0, 5, 10) == 0.25          # time budget wins
+    assert budget_fraction(30.0, 5, 120.0, 5, 10) == 0.25            # the time limit comes first
+    assert budget_fraction(30.0, 40, 120.0, 5, 10) == pytest.approx(0.8)   # the epoch limit does
     assert budget_fraction(500.0, 0, 120.0, 5, 10) == 1.0
     assert budget_fraction(1e9, 20, None, 5, 10) == pytest.approx(0.4)  # 20 of 50 steps
     assert budget_fraction(0.0, 80, None, 5, 10) == 1.0

@@ -23,7 +23,8 @@ def training_config(settings, store: Path, run_folder: Path):
             batch_size=settings.batch_size, max_epochs=settings.max_epochs,
             max_time=settings.max_train_time, lr=settings.lr, scheduler="exponential",
             decay_rate=0.05, decay_steps=steps_per_epoch * settings.max_epochs, patience=None,
-            energy_weight=settings.energy_weight, forces_weight=1.0,
+            energy_weight=settings.energy_weight, energy_loss="per_structure", stage_two_start=None,
+            forces_weight=1.0,
             dipole_weight=settings.dipole_weight, seed=settings.seed, dtype="float32", device="cpu",
             num_threads=settings.threads),
         output=str(run_folder))

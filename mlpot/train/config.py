@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from mlpot.model_config import ModelConfig
+from mlpot.model_config import ELEMENT_NETWORK, SYMMETRY_FUNCTIONS, ModelConfig
 
 
 class ConfigError(ValueError):
@@ -48,24 +48,24 @@ class DataConfig:
 
 @dataclass
 class TrainingConfig:
-    batch_size: int = 32                  # structures per optimizer step (global, all ranks)
+    batch_size: int = 10                  # structures per optimizer step (global, all ranks)
     max_epochs: int = 1000
     max_time: Optional[Union[float, str]] = None  # wall-clock budget: seconds, or "30m", "2h"
     checkpoint_every: Optional[Union[float, str]] = "10m"  # also save last.ckpt inside long epochs
-    lr: float = 5e-4                      # Adam learning rate
-    scheduler: str = "plateau"            # cosine | exponential | plateau | none; cosine: lr -> min_lr
+    lr: float = 1e-3                      # Adam learning rate
+    scheduler: str = "cosine"             # cosine | exponential | plateau | none; cosine: lr -> min_lr
                                           # over the budget (max_time, else max_epochs), per step
     decay_rate: float = 0.96              # exponential: lr = lr0 * decay_rate ** (step / decay_steps)
     decay_steps: int = 100_000
     plateau_factor: float = 0.8           # plateau: lr *= factor after `plateau_patience` bad epochs
     plateau_patience: int = 25
-    min_lr: float = 1e-6
+    min_lr: float = 1e-5
     patience: Optional[int] = 100         # early stopping: epochs without a better val loss
     ema_decay: float = 0.99               # exponential moving average of the weights; 0 = off
-    energy_weight: float = 0.01           # rho in rho*(dE)^2 + mean |dF|^2 (dE in eV, see energy_loss)
-    energy_loss: str = "per_structure"    # per_structure: dE = E - E_ref; per_atom: (E - E_ref) / N_atoms
-    stage_two_start: Optional[float] = None  # fraction of the budget from which stage two's weights apply
-    stage_two_energy_weight: Optional[float] = None  # energy weight in stage two (default: energy_weight)
+    energy_weight: float = 1.0            # rho in rho*(dE)^2 + mean |dF|^2 (dE in eV, see energy_loss)
+    energy_loss: str = "per_atom"         # per_structure: dE = E - E_ref; per_atom: (E - E_ref) / N_atoms
+    stage_two_start: Optional[float] = 0.75  # fraction of the budget from which stage two's weights apply
+    stage_two_energy_weight: Optional[float] = 100.0  # energy weight in stage two (None: energy_weight)
     stage_two_forces_weight: Optional[float] = None  # forces weight in stage two (default: forces_weight)
     forces_weight: float = 1.0            # on the mean squared force component (eV/Å)^2
     stress_weight: float = 1.0            # on the mean squared stress component (eV/Å^3)^2
@@ -244,6 +244,10 @@ def config_from_dict(raw: dict, base_dir: str | Path = ".") -> TrainConfig:
     for name in ("train", "val", "test", "split"):
         setattr(data, name, _resolve(getattr(data, name), base))
     model = _build_section("model", ModelConfig, raw.get("model"))
+    if model.n_hidden is None and model.representation in SYMMETRY_FUNCTIONS:
+        # wider element networks than the pyramid; written into the run's config and checkpoints
+        # (which keep None for the pyramid of earlier runs)
+        model.n_hidden = list(ELEMENT_NETWORK)
     training = _build_section("training", TrainingConfig, raw.get("training"))
     output = raw.get("output", "runs/run")
     if not isinstance(output, str) or not output:

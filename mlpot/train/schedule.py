@@ -2,8 +2,8 @@
 rate over it, and the loss weights of the two stages (MACE's "stage two": from a fraction of
 the budget on, the energy weighs more, e.g. 1000 vs 100 for the forces).
 
-The budget is training.max_time when set (wall-clock seconds of training), else
-training.max_epochs (in optimizer steps). Everything here is a pure function of the progress,
+The budget is training.max_epochs (in optimizer steps) or training.max_time (wall-clock
+seconds of training), whichever runs out first. Everything here is a pure function of the progress,
 so a resumed run continues the same schedule.
 """
 from __future__ import annotations
@@ -14,12 +14,14 @@ from typing import Optional
 
 def budget_fraction(elapsed_s: float, step: int, max_time: Optional[float], max_epochs: int,
                     steps_per_epoch: int) -> float:
-    """Fraction of the training budget used, in [0, 1]: elapsed_s / max_time when a time budget
-    is set, else step / (max_epochs · steps_per_epoch)."""
-    if max_time is not None:
-        return min(max(elapsed_s / max_time, 0.0), 1.0)
+    """Fraction of the training budget used, in [0, 1]: step / (max_epochs · steps_per_epoch),
+    or elapsed_s / max_time if a time budget is set and that is larger (the limit that ends the
+    run first)."""
     total = max_epochs * max(steps_per_epoch, 1)
-    return min(step / total, 1.0) if total > 0 else 1.0
+    fraction = step / total if total > 0 else 1.0
+    if max_time is not None:
+        fraction = max(fraction, elapsed_s / max_time)
+    return min(max(fraction, 0.0), 1.0)
 
 
 def cosine_lr(lr: float, min_lr: float, fraction: float) -> float:
