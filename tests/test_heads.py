@@ -79,5 +79,5 @@ def test_config_rejects_bad_symmetry_function_settings():
         ModelConfig(representation="schnet", n_interactions=0)
     default = ModelConfig(representation="wacsf")
     model = build_potential(default, [1, 6, 7, 8, 9])
-    assert model.representation.n_features == 22 + 5 * 2
+    assert model.representation.n_features == 22 + 6 * 4 * 2     # 6 widths x zetas 1, 2, 4, 8 x lambda ±1
     assert np.isclose(model.cutoff, 5.0)
