@@ -83,36 +83,44 @@ def paths(representation):
     return ["exchange", "shell"] if representation == "schnet" else [""]
 
 
-def check_cases(plugin, folder, cases_list, n_ranks=(1, 2)):
-    """Runs every case in LAMMPS (1 rank in-process, 2 ranks in one mpirun) and returns the
-    list of failures (case description, ranks, path, what differs by how much)."""
-    prepared, lines, failures = [], [], []
-    for k, case in enumerate(cases_list):
-        atoms = case_atoms(case)
-        species = [1, 8]
-        potential = tiny_potential(species, cutoff=case["cutoff"], seed=case["seed"],
-                                   representation=case["representation"])
-        model = folder / f"model_{k}.pt"
-        export_model(potential, model, dtype="float64")
-        data = write_lammps_data(folder / f"case_{k}.data", atoms, SYMBOLS)
-        ref = python_reference(potential, atoms)
-        prepared.append((k, case, atoms, ref))
-        for mode in paths(case["representation"]):
-            if 1 in n_ranks:
-                got = lammps_single_point(plugin, model, data, SYMBOLS, mode=mode,
-                                          extra=[f"neighbor {case['skin']} bin"])
-                if bad := mismatches(got, ref):
-                    failures.append((describe(case, atoms), 1, mode or "default", bad))
-            lines += single_point_lines(data, model, SYMBOLS, mode, folder / f"out_{k}_{mode}",
-                                        extra=[f"neighbor {case['skin']} bin"])
-    if 2 in n_ranks:
-        run_input_lines(plugin, lines, folder, n_ranks=2)
-        for k, case, atoms, ref in prepared:
-            for mode in paths(case["representation"]):
-                got = read_single_point(folder / f"out_{k}_{mode}", len(atoms))
-                if bad := mismatches(got, ref):
-                    failures.append((describe(case, atoms), 2, mode or "default", bad))
+def lammps_failures(plugin, folder, systems):
+    """Runs each system in LAMMPS on its paths, on 1 rank (in-process) and on 2 ranks (one
+    mpirun for all), against its Python reference. systems: dicts with label, model, data,
+    symbols, modes, ref, n_atoms and extra (input lines before the pair style). Returns the
+    failures as (label, ranks, path, what differs by how much)."""
+    lines, failures = [], []
+    for k, system in enumerate(systems):
+        for mode in system["modes"]:
+            got = lammps_single_point(plugin, system["model"], system["data"], system["symbols"], mode=mode,
+                                      extra=system["extra"])
+            if bad := mismatches(got, system["ref"]):
+                failures.append((system["label"], 1, mode or "default", bad))
+            lines += single_point_lines(system["data"], system["model"], system["symbols"], mode,
+                                        folder / f"out_{k}_{mode}", extra=system["extra"])
+    run_input_lines(plugin, lines, folder, n_ranks=2)
+    for k, system in enumerate(systems):
+        for mode in system["modes"]:
+            got = read_single_point(folder / f"out_{k}_{mode}", system["n_atoms"])
+            if bad := mismatches(got, system["ref"]):
+                failures.append((system["label"], 2, mode or "default", bad))
     return failures
+
+
+def describe_failures(failures):
+    return "\n".join(f"{label} | {ranks} rank(s), {mode}: {bad}" for label, ranks, mode, bad in failures)
+
+
+def case_system(folder, k, case):
+    """The LAMMPS inputs and Python reference of one random case."""
+    atoms = case_atoms(case)
+    potential = tiny_potential([1, 8], cutoff=case["cutoff"], seed=case["seed"],
+                               representation=case["representation"])
+    model = folder / f"model_{k}.pt"
+    export_model(potential, model, dtype="float64")
+    return {"label": describe(case, atoms), "model": model,
+            "data": write_lammps_data(folder / f"case_{k}.data", atoms, SYMBOLS), "symbols": SYMBOLS,
+            "modes": paths(case["representation"]), "ref": python_reference(potential, atoms),
+            "n_atoms": len(atoms), "extra": [f"neighbor {case['skin']} bin"]}
 
 
 @settings(max_examples=10, deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
@@ -121,8 +129,8 @@ def check_cases(plugin, folder, cases_list, n_ranks=(1, 2)):
 @given(cases_list=st.lists(cases(), min_size=CASES_PER_EXAMPLE, max_size=CASES_PER_EXAMPLE))
 def test_lammps_equals_python_on_random_cells(plugin, tmp_path_factory, cases_list):
     folder = tmp_path_factory.mktemp("cells")
-    failures = check_cases(plugin, folder, cases_list)
-    assert not failures, "\n".join(f"{d} | {r} rank(s), {m}: {bad}" for d, r, m, bad in failures)
+    failures = lammps_failures(plugin, folder, [case_system(folder, k, case) for k, case in enumerate(cases_list)])
+    assert not failures, describe_failures(failures)
 
 
 def silicon_primitive():
@@ -152,12 +160,7 @@ def test_issue_table_cells_match_python(plugin, tmp_path, make_atoms, cutoff):
     data = write_lammps_data(tmp_path / "si.data", atoms, ["Si"])
     ref = python_reference(potential, atoms)
     assert np.abs(ref["forces"]).max() > 1e-3
-    lines = []
-    for mode in ("exchange", "shell"):
-        got = lammps_single_point(plugin, model, data, ["Si"], mode=mode)
-        assert not mismatches(got, ref), (mode, mismatches(got, ref))
-        lines += single_point_lines(data, model, ["Si"], mode, tmp_path / mode)
-    run_input_lines(plugin, lines, tmp_path, n_ranks=2)
-    for mode in ("exchange", "shell"):
-        got = read_single_point(tmp_path / mode, len(atoms))
-        assert not mismatches(got, ref), (mode, "2 ranks", mismatches(got, ref))
+    system = {"label": f"{make_atoms.__name__} at {cutoff} A", "model": model, "data": data, "symbols": ["Si"],
+              "modes": ["exchange", "shell"], "ref": ref, "n_atoms": len(atoms), "extra": []}
+    failures = lammps_failures(plugin, tmp_path, [system])
+    assert not failures, describe_failures(failures)

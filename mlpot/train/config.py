@@ -54,7 +54,8 @@ class TrainingConfig:
     checkpoint_every: Optional[Union[float, str]] = "10m"  # also save last.ckpt inside long epochs
     lr: float = 1e-3                      # Adam learning rate
     scheduler: str = "cosine"             # cosine | exponential | plateau | none; cosine: lr -> min_lr
-                                          # over the budget (max_time, else max_epochs), per step
+                                          # over the budget (max_epochs or max_time, whichever ends
+                                          # first), per step
     decay_rate: float = 0.96              # exponential: lr = lr0 * decay_rate ** (step / decay_steps)
     decay_steps: int = 100_000
     plateau_factor: float = 0.8           # plateau: lr *= factor after `plateau_patience` bad epochs
@@ -88,7 +89,7 @@ class TrainingConfig:
              "training.energy_loss must be per_structure or per_atom"),
             (self.stage_two_start is None or 0 < self.stage_two_start < 1,
              "training.stage_two_start must be a fraction of the budget in (0, 1), or null"),
-            (min(w for w in (self.stage_two_energy_weight, self.stage_two_forces_weight, 0.0) if w is not None) >= 0,
+            (all(w is None or w >= 0 for w in (self.stage_two_energy_weight, self.stage_two_forces_weight)),
              "stage-two loss weights must be >= 0"),
             (0 < self.decay_rate <= 1, "training.decay_rate must be in (0, 1]"),
             (self.decay_steps >= 1, "training.decay_steps must be >= 1"),

@@ -30,12 +30,16 @@ def loss_terms(batch: Dict[str, torch.Tensor], weights: Dict[str, float]) -> lis
     return [key for key in TERMS if weights.get(key, 0.0) > 0 and LABEL.get(key, key) in batch]
 
 
-def denominators(batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
-    """Number of values each mean is taken over: structures, force/stress/dipole components."""
-    n_structures = int(batch[K.N_ATOMS].shape[0])
-    n_atoms = int(batch[K.ATOMIC_NUMBERS].shape[0])
+def term_counts(n_structures: float, n_atoms: float) -> Dict[str, float]:
+    """Number of values each term's mean is taken over, for n_structures holding n_atoms:
+    structures (energies), force, stress and dipole components."""
     return {K.ENERGY: n_structures, PER_ATOM_ENERGY: n_structures, K.FORCES: 3 * n_atoms,
             K.STRESS: 9 * n_structures, K.DIPOLE: 3 * n_structures}
+
+
+def denominators(batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
+    """term_counts of `batch`."""
+    return term_counts(int(batch[K.N_ATOMS].shape[0]), int(batch[K.ATOMIC_NUMBERS].shape[0]))
 
 
 def weighted_loss(pred: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor],

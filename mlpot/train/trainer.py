@@ -27,7 +27,7 @@ from mlpot.train import distributed as dist
 from mlpot.train.checkpoint import load_checkpoint, save_checkpoint, to_plain
 from mlpot.train.config import TrainConfig, save_config
 from mlpot.train.ema import EMA
-from mlpot.train.losses import PER_ATOM_ENERGY, add_sums, error_sums, weighted_loss
+from mlpot.train.losses import PER_ATOM_ENERGY, add_sums, error_sums, term_counts, weighted_loss
 from mlpot.train.schedule import budget_fraction, cosine_lr, stage_of
 from mlpot.train.metrics import plot_learning_curve, summarize, write_metrics_csv
 
@@ -232,9 +232,7 @@ class Trainer:
                      create_graph=create_graph)
 
     def _global_counts(self, idx: np.ndarray) -> dict:
-        n = float(len(idx))
-        return {K.ENERGY: n, PER_ATOM_ENERGY: n, K.FORCES: 3.0 * float(self.n_atoms[idx].sum()),
-                K.STRESS: 9.0 * n, K.DIPOLE: 3.0 * n}
+        return term_counts(float(len(idx)), float(self.n_atoms[idx].sum()))
 
     def train_epoch(self, started: float) -> dict:
         """One pass over the training set (or until the time budget runs out)."""
@@ -269,12 +267,11 @@ class Trainer:
                     torch.autograd.backward(loss, inputs=params)
                     sums = error_sums(pred, batch)
                     sums["loss"] = float(loss.detach())
-                over_time = (self.tcfg.max_time is not None and
-                             self.progress.elapsed_s + time.monotonic() - started > self.tcfg.max_time)
+                elapsed = self.progress.elapsed_s + time.monotonic() - started
+                over_time = self.tcfg.max_time is not None and elapsed > self.tcfg.max_time
+                # rank 0's clock decides for all ranks (when to stop, the same lr everywhere)
                 sums["stop"] = 1.0 if (over_time and self.ctx.is_main) else 0.0
-                # rank 0's clock decides for all ranks (the same lr everywhere)
-                sums["budget"] = self.budget_used(self.progress.elapsed_s + time.monotonic() - started) \
-                    if self.ctx.is_main else 0.0
+                sums["budget"] = self.budget_used(elapsed) if self.ctx.is_main else 0.0
                 dist.sync_gradients(params, self.ctx)
                 reduced = _reduce(sums, self.ctx)
                 if not math.isfinite(reduced["loss"]):
