@@ -4,6 +4,9 @@
     atoms.calc = MLPotCalculator("model.pt")          # device="cpu", skin=0.5 Å
     atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(), calc.get_hessian(atoms)
 
+    atoms.calc = MLPotCalculator(["m0.pt", "m1.pt", "m2.pt"])   # a committee: the mean, and
+    atoms.calc.get_property("uncertainty", atoms)                # how much its members disagree
+
 Units: eV, Å, eV/Å, eV/Å³ (stress, ASE sign and Voigt order xx yy zz yz xz xy), e·Å (dipole).
 """
 from __future__ import annotations
@@ -12,6 +15,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
+from mlpot.committee import COMMITTEE_PROPERTIES, check_members, committee_statistics
 from mlpot.export import TORCH_DTYPES, load_model
 from mlpot.potential import structure_inputs
 from mlpot.skin_neighbors import SkinNeighborList
@@ -48,7 +52,12 @@ def voigt_stress(virial: np.ndarray, volume: float) -> np.ndarray:
 class MLPotCalculator(Calculator):
     """ASE calculator for a model file written by `mlpot export`.
 
-    model: path of the .pt file. device: torch device ("cpu", "cuda"). skin: Å added to the
+    model: path of the .pt file, or a list of them: a committee (e.g. the members of an
+    ensemble run, `mlpot export` of a run with training.ensemble). A committee's energy, forces,
+    stress and dipole are the mean of its members; `results` also holds energy_std (eV),
+    forces_std ([N] eV/Å, per-atom norm of the force standard deviation) and uncertainty (its
+    largest value, eV/Å), see mlpot.committee. Members must agree in cutoff, elements and
+    outputs; they share one neighbour list. device: torch device ("cpu", "cuda"). skin: Å added to the
     cutoff of the neighbour list, which is rebuilt only when an atom moved more than skin/2 or
     the cell, pbc or atomic numbers changed (`n_neighbor_builds` counts builds, `n_evaluations`
     model calls). The dtype is the one the model was exported in. torch.set_num_threads is left
@@ -68,19 +77,36 @@ class MLPotCalculator(Calculator):
         super().__init__(**kwargs)
         if keep_memory:
             keep_freed_memory()
-        self.model_path = str(model)
+        paths = [str(m) for m in model] if isinstance(model, (list, tuple)) else [str(model)]
+        if not paths:
+            raise ValueError("MLPotCalculator needs a model file (or a list of them for a committee)")
+        self.model_paths = paths
+        self.model_path = paths[0] if len(paths) == 1 else ", ".join(paths)
         self.device = torch.device(device)
-        self.module, self.metadata = load_model(model, self.device)
+        loaded = [load_model(path, self.device) for path in paths]
+        self.modules = [module for module, _ in loaded]
+        self.metadatas = [metadata for _, metadata in loaded]
+        check_members(self.metadatas, paths)
+        self.module, self.metadata = self.modules[0], self.metadatas[0]
         self.dtype = TORCH_DTYPES[self.metadata["dtype"]]
+        if any(m["dtype"] != self.metadata["dtype"] for m in self.metadatas):
+            raise ValueError(f"committee members differ in dtype ({', '.join(m['dtype'] for m in self.metadatas)}): "
+                             "export them all with the same --dtype")
         self.cutoff = float(self.metadata["cutoff"])
         self.species = np.array(self.metadata["species"], dtype=np.int64)
         outputs = self.metadata["outputs"]
         self.implemented_properties = [p for p in MLPotCalculator.implemented_properties
                                        if p != "dipole" or "dipole" in outputs]
+        if self.is_committee:
+            self.implemented_properties += list(COMMITTEE_PROPERTIES)
         self.neighbors = SkinNeighborList(self.cutoff, skin, self.dtype, self.device)
         self.n_evaluations = 0
         self._numbers_key: np.ndarray | None = None
         self._numbers_t: torch.Tensor | None = None
+
+    @property
+    def is_committee(self) -> bool:
+        return len(self.modules) > 1
 
     @property
     def n_neighbor_builds(self) -> int:
@@ -151,21 +177,16 @@ class MLPotCalculator(Calculator):
                 f"stress is defined only for 3-D periodic systems, but pbc = {atoms.pbc.tolist()}; "
                 "set atoms.pbc = True and a cell, or do not ask for the stress")
         positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms)
+        outs = []
         with torch.jit.optimized_execution(False):
-            out = self.module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress)
+            for module in self.modules:
+                outs.append(module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress))
         self.n_evaluations += 1
-        energy = float(out["energy"].sum())
-        self.results = {
-            "energy": energy,
-            "free_energy": energy,
-            "energies": out["energies"].detach().cpu().double().numpy(),
-            "forces": out["forces"].detach().cpu().double().numpy(),
-        }
+        self.results = _combine([{k: v.detach().cpu().double().numpy() for k, v in out.items()} for out in outs])
         if want_stress:
-            virial = out["virial"].detach().cpu().double().numpy()
-            self.results["stress"] = voigt_stress(virial, abs(atoms.cell.volume))
-        if "dipole" in out:
-            self.results["dipole"] = out["dipole"].detach().cpu().double().numpy()
+            self.results["stress"] = voigt_stress(self.results.pop("virial"), abs(atoms.cell.volume))
+        else:
+            self.results.pop("virial", None)
 
     def get_hessian(self, atoms=None) -> np.ndarray:
         """∂²E/∂r∂r by automatic differentiation: [3N, 3N] eV/Å², symmetric, rows/columns ordered
@@ -174,13 +195,18 @@ class MLPotCalculator(Calculator):
         atoms = self.atoms if atoms is None else atoms
         if atoms is None:
             raise ValueError("get_hessian needs atoms: call get_hessian(atoms)")
-        potential = getattr(self.module, "potential", None)
-        if potential is None:
-            raise ValueError(f"{self.model_path} has no scripted `potential` submodule; "
-                             "re-export it with `mlpot export`")
+        for path, module in zip(self.model_paths, self.modules):
+            if getattr(module, "potential", None) is None:
+                raise ValueError(f"{path} has no scripted `potential` submodule; re-export it with `mlpot export`")
         positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms, requires_grad=True)
         n = len(atoms)
         inputs = structure_inputs(positions, numbers, edge_index, shift_vectors, cell, n)
+        hessians = [self._member_hessian(module, inputs, positions, n) for module in self.modules]
+        hessian = np.mean(hessians, axis=0)
+        return 0.5 * (hessian + hessian.T)
+
+    def _member_hessian(self, module, inputs, positions, n: int) -> np.ndarray:
+        potential = module.potential
         with torch.jit.optimized_execution(False):
             forces = potential(inputs, True, False, True)["forces"].reshape(-1)
         rows = []
@@ -189,5 +215,20 @@ class MLPotCalculator(Calculator):
                                           allow_unused=True)
             rows.append(torch.zeros(3 * n, dtype=self.dtype, device=self.device) if grad is None
                         else -grad.reshape(-1))
-        hessian = torch.stack(rows).detach().cpu().double().numpy()
-        return 0.5 * (hessian + hessian.T)
+        return torch.stack(rows).detach().cpu().double().numpy()
+
+
+def _combine(outs: list) -> dict:
+    """ASE results from the members' outputs (numpy): one member as it is, a committee as the
+    mean plus its spread (mlpot.committee)."""
+    if len(outs) == 1:
+        results = {"energy": float(outs[0]["energy"].sum()), "energies": outs[0]["energies"],
+                   "forces": outs[0]["forces"]}
+    else:
+        results = {"energies": np.mean([o["energies"] for o in outs], axis=0)}
+        results.update(committee_statistics([o["energy"].sum() for o in outs], [o["forces"] for o in outs]))
+    results["free_energy"] = results["energy"]
+    for name in ("virial", "dipole"):
+        if name in outs[0]:
+            results[name] = outs[0][name] if len(outs) == 1 else np.mean([o[name] for o in outs], axis=0)
+    return results

@@ -1,0 +1,130 @@
+"""Committees: the statistics (mlpot.committee) and MLPotCalculator with several model files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from export_helpers import ethanol, periodic_ethanol, tiny_potential
+from mlpot import MLPotCalculator
+from mlpot.committee import CommitteeError, committee_statistics, deviation_summary
+from mlpot.export import export_model
+from mlpot.model_config import ModelConfig, build_potential
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("committee")
+    paths = []
+    for seed in range(3):
+        path = folder / f"model_{seed}.pt"
+        export_model(tiny_potential(dipole=True, seed=seed), path, "float64")
+        paths.append(path)
+    return paths
+
+
+def single(path, atoms, properties=("energy", "forces", "stress", "dipole")):
+    atoms = atoms.copy()
+    atoms.calc = MLPotCalculator(path, skin=0.0)
+    atoms.calc.calculate(atoms, list(properties))
+    return atoms.calc.results
+
+
+def test_statistics_by_hand():
+    energies = [1.0, 2.0, 4.0]
+    forces = np.zeros((3, 2, 3))
+    forces[:, 0, 0] = [0.0, 1.0, 2.0]        # atom 0: mean 1, deviations -1, 0, 1 along x
+    forces[:, 1] = [[1.0, 1.0, 1.0]] * 3     # atom 1: all members agree
+    stats = committee_statistics(energies, forces)
+    assert stats["energy"] == pytest.approx(7 / 3)
+    assert stats["energy_std"] == pytest.approx(np.std(energies))
+    np.testing.assert_allclose(stats["forces"][0], [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(stats["forces_std"], [np.sqrt(2 / 3), 0.0])
+    assert stats["uncertainty"] == pytest.approx(np.sqrt(2 / 3))
+    assert deviation_summary(stats["forces_std"]) == pytest.approx(
+        {"max": np.sqrt(2 / 3), "min": 0.0, "mean": np.sqrt(2 / 3) / 2})
+    with pytest.raises(ValueError, match="energies"):
+        committee_statistics([1.0, 2.0], np.zeros((3, 2, 3)))
+
+
+def test_committee_is_the_mean_of_its_members(members):
+    atoms = periodic_ethanol()
+    parts = [single(p, atoms) for p in members]
+    atoms.calc = MLPotCalculator(members, skin=0.0)
+    energy = atoms.get_potential_energy()
+    assert energy == pytest.approx(np.mean([r["energy"] for r in parts]), abs=1e-10)
+    np.testing.assert_allclose(atoms.get_forces(), np.mean([r["forces"] for r in parts], axis=0), atol=1e-12)
+    np.testing.assert_allclose(atoms.get_stress(), np.mean([r["stress"] for r in parts], axis=0), atol=1e-12)
+    np.testing.assert_allclose(atoms.get_dipole_moment(), np.mean([r["dipole"] for r in parts], axis=0),
+                               atol=1e-12)
+    np.testing.assert_allclose(atoms.get_potential_energies(),
+                               np.mean([r["energies"] for r in parts], axis=0), atol=1e-12)
+    results = atoms.calc.results
+    expected = committee_statistics([r["energy"] for r in parts], [r["forces"] for r in parts])
+    assert results["energy_std"] == pytest.approx(expected["energy_std"], abs=1e-10)
+    np.testing.assert_allclose(results["forces_std"], expected["forces_std"], atol=1e-12)
+    assert atoms.calc.get_property("uncertainty", atoms) == pytest.approx(expected["uncertainty"], abs=1e-12)
+    assert results["forces_std"].shape == (len(atoms),)
+    assert atoms.calc.n_neighbor_builds == 1    # one neighbour list for all members
+
+
+def test_committee_hessian_is_the_mean(members):
+    atoms = ethanol()
+    hessians = []
+    for path in members:
+        calc = MLPotCalculator(path)
+        hessians.append(calc.get_hessian(atoms))
+    committee = MLPotCalculator(members).get_hessian(atoms)
+    np.testing.assert_allclose(committee, np.mean(hessians, axis=0), atol=1e-10)
+
+
+def test_single_model_has_no_committee_results(members):
+    atoms = ethanol()
+    atoms.calc = MLPotCalculator(members[0])
+    atoms.get_forces()
+    assert "uncertainty" not in atoms.calc.results
+    assert "uncertainty" not in atoms.calc.implemented_properties
+    one = MLPotCalculator([members[0]])
+    assert not one.is_committee
+
+
+def test_uncertainty_grows_with_distortion(members):
+    """Random members disagree more far from where their atoms sit... only a sanity check of
+    the plumbing here (trained committees: benchmarks/committee_uncertainty.py)."""
+    calc = MLPotCalculator(members)
+    values = []
+    for rattle in (0.0, 0.4):
+        atoms = ethanol(rattle=rattle)
+        atoms.calc = calc
+        values.append(calc.get_property("uncertainty", atoms))
+    assert all(v > 0 for v in values)
+
+
+def test_mismatched_members_are_refused(members, tmp_path):
+    other = tmp_path / "other_cutoff.pt"
+    torch.manual_seed(0)
+    potential = build_potential(ModelConfig(n_atom_basis=8, n_filters=8, n_interactions=1, n_rbf=4, cutoff=3.0),
+                                [1, 6, 8])
+    export_model(potential.double(), other, "float64")
+    with pytest.raises(CommitteeError, match=r"cutoff.*other_cutoff\.pt"):
+        MLPotCalculator([members[0], other])
+    species = tmp_path / "other_species.pt"
+    potential = build_potential(ModelConfig(n_atom_basis=8, n_filters=8, n_interactions=1, n_rbf=4, cutoff=4.0),
+                                [1, 6])
+    export_model(potential.double(), species, "float64")
+    with pytest.raises(CommitteeError, match="elements"):
+        MLPotCalculator([members[0], species])
+    float32 = tmp_path / "float32.pt"
+    export_model(tiny_potential(seed=5), float32, "float32")
+    with pytest.raises(ValueError, match="dtype"):
+        MLPotCalculator([members[0], float32])
+    with pytest.raises(ValueError, match="needs a model"):
+        MLPotCalculator([])
