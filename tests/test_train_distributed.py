@@ -71,3 +71,19 @@ def test_teardown_stops_the_gloo_threads(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     for rank in (0, 1):
         assert (tmp_path / f"threads_{rank}.txt").read_text() == "", f"rank {rank}: gloo threads left"
+
+
+def test_committee_trains_data_parallel(tmp_path):
+    """training.ensemble under torchrun: each member in the one process group, as one process."""
+    data = write_emt_data(tmp_path / "emt.xyz", n=30)
+    training = {**TRAINING, "max_epochs": 1, "ensemble": 2}
+    single = write_config(tmp_path / "one", data, n_train=21, n_val=9, training=training)
+    double = write_config(tmp_path / "two", data, n_train=21, n_val=9, training=training)
+    train(load_config(single), quiet=True)
+    done = _torchrun(["-m", "mlpot", "train", str(double), "--quiet"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    for member in ("member_0", "member_1"):
+        s1 = load_checkpoint(tmp_path / "one" / "run" / member / "last.ckpt")
+        s2 = load_checkpoint(tmp_path / "two" / "run" / member / "last.ckpt")
+        for key, value in s1["model"].items():
+            torch.testing.assert_close(s2["model"][key], value, rtol=1e-9, atol=1e-12)

@@ -1,9 +1,11 @@
-"""`mlpot export RUN/best.ckpt -o model.pt [--dtype float32|float64] [--kernels auto|fused|reference|tabulated]`: a training checkpoint ->
+"""`mlpot export RUN/best.ckpt -o model.pt (or RUN: a committee run writes model_0.pt, model_1.pt, ...) [--dtype float32|float64] [--kernels auto|fused|reference|tabulated]`: a training checkpoint ->
 one TorchScript file with its metadata (docs/exported_model.md)."""
 
 
 def add_arguments(parser):
-    parser.add_argument("checkpoint", help="training checkpoint, e.g. RUN/best.ckpt")
+    parser.add_argument("checkpoint", help="training checkpoint, e.g. RUN/best.ckpt; or a run folder: its "
+                                           "best.ckpt, or for a committee (training.ensemble) every member's, "
+                                           "written to OUTPUT_0.pt, OUTPUT_1.pt, ...")
     parser.add_argument("-o", "--output", default="model.pt", help="model file to write (default: model.pt)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="float32: fast (MD, LAMMPS); float64: Hessians, NVE, finite differences")
@@ -31,17 +33,38 @@ def training_data_of(checkpoint_path: str) -> str:
     return "; ".join(parts) or "unknown"
 
 
+def export_targets(source: str, output: str) -> list:
+    """[(checkpoint, model file)] for `mlpot export SOURCE -o OUTPUT`: a checkpoint, a run
+    folder (its best.ckpt) or a committee run folder (every member's, to OUTPUT_K.pt)."""
+    from pathlib import Path
+
+    from mlpot.train.ensemble import member_checkpoints, read_ensemble
+
+    path, out = Path(source), Path(output)
+    if path.is_dir() and read_ensemble(path) is not None:
+        checkpoints = member_checkpoints(path)
+        return [(str(c), str(out.with_name(f"{out.stem}_{k}{out.suffix or '.pt'}"))) for k, c in enumerate(checkpoints)]
+    if path.is_dir():
+        path = path / "best.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    return [(str(path), str(out))]
+
+
 def run(args) -> int:
     from pathlib import Path
 
     from mlpot.export import export_model
     from mlpot.export_metadata import format_metadata
 
-    if not Path(args.checkpoint).is_file():
-        print(f"mlpot export: checkpoint {args.checkpoint} not found")
+    try:
+        targets = export_targets(args.checkpoint, args.output)
+    except FileNotFoundError as err:
+        print(f"mlpot export: {err}")
         return 2
-    if Path(args.output).exists() and not args.force:
-        print(f"mlpot export: {args.output} exists; choose another -o or pass --force to overwrite it")
+    existing = [out for _, out in targets if Path(out).exists()]
+    if existing and not args.force:
+        print(f"mlpot export: {', '.join(existing)} exists; choose another -o or pass --force to overwrite it")
         return 2
     if not args.table_spacing >= 0:
         print(f"mlpot export: --table-spacing must be > 0 Å (or 0, the default: chosen by the tables' error), "
@@ -49,14 +72,18 @@ def run(args) -> int:
         return 2
     from mlpot.train.checkpoint import CheckpointError, load_potential
 
-    try:
-        potential = load_potential(args.checkpoint)
-        training_data = args.training_data or training_data_of(args.checkpoint)
-    except CheckpointError as err:
-        print(f"mlpot export: {err}")
-        return 2
-    metadata = export_model(potential, args.output, args.dtype, training_data=training_data,
-                            kernels=args.kernels, table_spacing=args.table_spacing)
-    print(f"wrote {args.output}")
-    print(format_metadata(metadata))
+    for checkpoint, output in targets:
+        try:
+            potential = load_potential(checkpoint)
+            training_data = args.training_data or training_data_of(checkpoint)
+        except CheckpointError as err:
+            print(f"mlpot export: {err}")
+            return 2
+        metadata = export_model(potential, output, args.dtype, training_data=training_data,
+                                kernels=args.kernels, table_spacing=args.table_spacing)
+        print(f"wrote {output}")
+        print(format_metadata(metadata))
+    if len(targets) > 1:
+        print(f"a committee of {len(targets)}: MLPotCalculator([{', '.join(repr(o) for _, o in targets)}]); "
+              f"LAMMPS: pair_coeff * * {' '.join(o for _, o in targets)} <elements>")
     return 0

@@ -12,6 +12,8 @@ def add_arguments(parser):
                         help="continue the run in the output folder from last.ckpt")
     parser.add_argument("--force", action="store_true",
                         help="start over even if the output folder holds checkpoints (overwrites them)")
+    parser.add_argument("--ensemble", type=int, default=None, metavar="N",
+                        help="train a committee of N models (training.ensemble; members in OUTPUT/member_K)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
 
 
@@ -28,7 +30,10 @@ def run(args) -> int:
         print("mlpot train: error: --resume and --force exclude each other", file=sys.stderr)
         return 2
     try:
-        cfg = load_config(args.config, args.overrides)
+        overrides = list(args.overrides)
+        if args.ensemble is not None:
+            overrides.append(f"training.ensemble={args.ensemble}")
+        cfg = load_config(args.config, overrides)
         train(cfg, resume=args.resume, force=args.force, quiet=args.quiet)
     except (ConfigError, CheckpointError, TrainingError, DataError, SplitError,
             FileNotFoundError) as exc:

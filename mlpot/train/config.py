@@ -77,6 +77,12 @@ class TrainingConfig:
     device: str = "auto"                  # auto | cpu | cuda | cuda:N
     num_threads: Optional[int] = None     # torch CPU threads per process; None = torch default
     kernels: str = "auto"                 # SchNet convolution: auto | fused | reference
+    ensemble: int = 1                     # committee: train this many models (seeds seed, seed+1, ...)
+                                          # into output/member_K (mlpot.train.ensemble)
+    bootstrap: bool = False               # committee members train on bootstrap resamples of the
+                                          # training set (drawn with the member's seed)
+    init_from: Optional[str] = None       # warm start: initial weights (EMA) and statistics from
+                                          # this checkpoint (same model settings and elements)
 
     def __post_init__(self):
         checks = [
@@ -101,6 +107,7 @@ class TrainingConfig:
             (self.energy_weight + self.forces_weight > 0,
              "training.energy_weight and forces_weight cannot both be 0"),
             (self.dtype in ("float32", "float64"), "training.dtype must be float32 or float64"),
+            (self.ensemble >= 1, "training.ensemble must be >= 1 (the number of committee members)"),
             (self.kernels in ("auto", "fused", "reference"), "training.kernels must be auto, fused or reference"),
             (self.device == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None,
              "training.device must be auto, cpu, cuda or cuda:N"),
@@ -250,6 +257,7 @@ def config_from_dict(raw: dict, base_dir: str | Path = ".") -> TrainConfig:
         # (which keep None for the pyramid of earlier runs)
         model.n_hidden = list(ELEMENT_NETWORK)
     training = _build_section("training", TrainingConfig, raw.get("training"))
+    training.init_from = _resolve(training.init_from, base)
     output = raw.get("output", "runs/run")
     if not isinstance(output, str) or not output:
         raise ConfigError(f"output must be a folder path, got {output!r}")

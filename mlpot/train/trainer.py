@@ -167,6 +167,8 @@ class Trainer:
             split = load_split(self.out / "split.npz")  # killed before the first checkpoint
         self.data = load_training_data(cfg.data, cfg.model.cutoff, split,
                                        log=self.log)
+        if tcfg.bootstrap:
+            self.data.train = bootstrap_sample(self.data.train, tcfg.seed)
         self.n_atoms = self.data.train.n_atoms()
         torch.manual_seed(tcfg.seed)
         species = list(state["species"]) if state is not None else self.data.species
@@ -177,7 +179,10 @@ class Trainer:
         self.species = species
         self.potential = build_potential(cfg.model, species).to(self.dtype)
         self.statistics = state.get("statistics", {}) if state is not None else {}
-        if state is None:
+        if state is None and tcfg.init_from:
+            self.statistics = warm_start(self.potential, tcfg.init_from, cfg.model, species)
+            self.log(f"initial weights from {tcfg.init_from}")
+        elif state is None:
             graphs = [self.data.train[i] for i in range(len(self.data.train))]
             self.statistics = to_plain(fit_statistics(self.potential, graphs))
         self.potential.to(self.ctx.device)
@@ -441,6 +446,31 @@ class Trainer:
                 "last": p.history[-1] if p.history else None}
 
 
+def bootstrap_sample(dataset, seed: int):
+    """A dataset of len(dataset) structures drawn from `dataset` with replacement (seeded)."""
+    from mlpot.data.dataset import AtomsDataset
+
+    rng = np.random.default_rng([seed, 0xB007])
+    picks = rng.integers(0, len(dataset), size=len(dataset))
+    return AtomsDataset(dataset.structures, dataset.cutoff, indices=picks)
+
+
+def warm_start(potential: torch.nn.Module, path: str, model_cfg, species: list) -> dict:
+    """Load the EMA weights (and fitted statistics) of checkpoint `path` into `potential`;
+    returns the statistics. Refuses a checkpoint of other model settings or elements."""
+    ck = load_checkpoint(path)
+    current = dataclasses.asdict(model_cfg)
+    changed = sorted(k for k, v in ck["model_config"].items() if current.get(k, v) != v)
+    if changed:
+        raise TrainingError(f"training.init_from: model.{', model.'.join(changed)} differ from {path}; "
+                            "warm start needs the same model settings")
+    if list(ck["species"]) != list(species):
+        raise TrainingError(f"training.init_from: {path} was trained on elements {list(ck['species'])}, "
+                            f"the data has {list(species)}; warm start needs the same elements")
+    potential.load_state_dict(ck["model_ema"])
+    return ck.get("statistics", {})
+
+
 def _use_training_kernels(potential: torch.nn.Module, kernels: str, device: torch.device) -> str:
     """Put the convolution kernels asked for (training.kernels) into `potential`; returns the
     ones used: "fused", "reference", or "none" for a model without a convolution."""
@@ -472,18 +502,29 @@ def _epoch_line(row: dict, max_epochs: int, improved: bool) -> str:
 def train(cfg: TrainConfig, resume: bool = False, force: bool = False, quiet: bool = False,
           log=None) -> dict:
     """Train as configured (one process, or data-parallel under torchrun). Returns a summary:
-    output, epochs, stop_reason, best_epoch, best_val_loss, last metrics row."""
+    output, epochs, stop_reason, best_epoch, best_val_loss, last metrics row; for a committee
+    (training.ensemble > 1) a summary with the members' summaries (mlpot.train.ensemble)."""
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
     ctx = dist.setup(cfg.training.device)
     try:
-        trainer = Trainer(cfg, ctx, resume=resume, force=force, quiet=quiet, log=log)
-        summary = trainer.fit()
-        if cfg.data.test and ctx.is_main:
-            summary["test"] = _evaluate_test(trainer)
-        return summary
+        if cfg.training.ensemble > 1:
+            from mlpot.train.ensemble import train_members
+
+            return train_members(cfg, ctx, resume=resume, force=force, quiet=quiet, log=log)
+        return train_one(cfg, ctx, resume=resume, force=force, quiet=quiet, log=log)
     finally:
         dist.teardown(ctx)
+
+
+def train_one(cfg: TrainConfig, ctx, resume: bool = False, force: bool = False, quiet: bool = False,
+              log=None) -> dict:
+    """One model in the process group `ctx` (see train)."""
+    trainer = Trainer(cfg, ctx, resume=resume, force=force, quiet=quiet, log=log)
+    summary = trainer.fit()
+    if cfg.data.test and ctx.is_main:
+        summary["test"] = _evaluate_test(trainer)
+    return summary
 
 
 def _evaluate_test(trainer: Trainer) -> dict:
