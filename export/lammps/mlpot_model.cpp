@@ -155,7 +155,7 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
     outputs.push_back(next);
     if (t + 1 < n_layers) {
       tensor_to_rows(next, rows);                       // local rows, then ghosts from owners
-      exchange.owned_to_ghosts(rows.data());
+      exchange.owned_to_ghosts(rows.data(), static_cast<int>(width));
       h = rows_to_tensor(rows, n, width, dtype).requires_grad_(true);
     }
   }
@@ -171,7 +171,7 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
     if (grads[1].defined()) vector_grad = vector_grad + grads[1];
     if (t > 0) {
       tensor_to_rows(grads[0], rows);                   // all rows; ghosts' go back to owners
-      exchange.ghosts_to_owned(rows.data());
+      exchange.ghosts_to_owned(rows.data(), static_cast<int>(width));
       seed = rows_to_tensor(rows, n_local, width, dtype);
     }
   }

@@ -23,13 +23,14 @@ struct ModelInfo {
   int n_features = 0;                 // F, width of the features exchanged between layers
 };
 
-// The pair style's LAMMPS communication of per-atom rows of F doubles ([nall*F], local atoms
-// first, then ghosts), between message-passing layers.
+// The pair style's LAMMPS communication of per-atom rows of `width` doubles ([nall*width],
+// local atoms first, then ghosts; width = the calling model's n_features), between
+// message-passing layers.
 class FeatureExchange {
  public:
   virtual ~FeatureExchange() = default;
-  virtual void owned_to_ghosts(double *rows) = 0;   // forward: ghost rows := their owners' rows
-  virtual void ghosts_to_owned(double *rows) = 0;   // reverse: owners' rows += their ghosts' rows
+  virtual void owned_to_ghosts(double *rows, int width) = 0;   // forward: ghost rows := their owners' rows
+  virtual void ghosts_to_owned(double *rows, int width) = 0;   // reverse: owners' rows += their ghosts' rows
 };
 
 // One evaluation for one MPI rank: local atoms first, then ghosts.

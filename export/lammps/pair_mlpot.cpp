@@ -11,18 +11,24 @@
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
+#include "platform.h"
 #include "update.h"
 #include "utils.h"
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <limits>
 
 using namespace LAMMPS_NS;
 
-static const char *SYNTAX = "pair_coeff * * model.pt C H O (one element symbol per atom type)";
+static const char *SYNTAX = "pair_coeff * * model.pt [more_models.pt ...] C H O (one element symbol per atom type)";
+static const char *STYLE_SYNTAX = "pair_style mlpot [exchange | shell] [out_freq N] [out_file FILE]";
 
 #ifndef MLPOT_PLUGIN_BUILD
 #error "define MLPOT_PLUGIN_BUILD, the name of this build; CMakeLists.txt does"
@@ -41,16 +47,8 @@ namespace LAMMPS_NS {
 class LammpsFeatureExchange : public mlpot::FeatureExchange {
  public:
   explicit LammpsFeatureExchange(PairMLPot *pair) : pair_(pair) {}
-  void owned_to_ghosts(double *rows) override {
-    pair_->comm_rows_ = rows;
-    pair_->comm->forward_comm(pair_);
-    pair_->comm_rows_ = nullptr;
-  }
-  void ghosts_to_owned(double *rows) override {
-    pair_->comm_rows_ = rows;
-    pair_->comm->reverse_comm(pair_);
-    pair_->comm_rows_ = nullptr;
-  }
+  void owned_to_ghosts(double *rows, int width) override { pair_->communicate_rows(rows, width, true); }
+  void ghosts_to_owned(double *rows, int width) override { pair_->communicate_rows(rows, width, false); }
 
  private:
   PairMLPot *pair_;
@@ -70,6 +68,7 @@ PairMLPot::PairMLPot(LAMMPS *lmp)
 }
 
 PairMLPot::~PairMLPot() {
+  if (deviation_fp_) fclose(deviation_fp_);
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -88,12 +87,40 @@ void PairMLPot::allocate() {
 }
 
 void PairMLPot::settings(int narg, char **arg) {
-  requested_ = Mode::Automatic;
-  if (narg == 1 && strcmp(arg[0], "exchange") == 0) requested_ = Mode::Exchange;
-  else if (narg == 1 && strcmp(arg[0], "shell") == 0) requested_ = Mode::Shell;
-  else if (narg != 0)
-    error->all(FLERR, "pair_style mlpot takes no argument or one of exchange, shell (got {} argument(s), first "
-                      "'{}'); give the model in pair_coeff: {}", narg, arg[0], SYNTAX);
+  Mode requested = Mode::Automatic;
+  int out_freq = 100;
+  std::string out_file = "mlpot_deviation.out";
+  for (int k = 0; k < narg; k++) {
+    const std::string word = arg[k];
+    if (word == "exchange" || word == "shell") {
+      if (requested != Mode::Automatic)
+        error->all(FLERR, "pair_style mlpot takes at most one of exchange, shell (got a second: '{}'): {}", word,
+                   STYLE_SYNTAX);
+      requested = word == "exchange" ? Mode::Exchange : Mode::Shell;
+    } else if (word == "out_freq" || word == "out_file") {
+      if (k + 1 >= narg) error->all(FLERR, "pair_style mlpot: {} needs a value: {}", word, STYLE_SYNTAX);
+      const std::string value = arg[++k];
+      if (word == "out_file") {
+        out_file = value;
+      } else {
+        if (!utils::is_integer(value) || utils::inumeric(FLERR, value, false, lmp) < 0)
+          error->all(FLERR, "pair_style mlpot: out_freq needs a whole number of steps >= 0 (0 = never), got "
+                            "'{}': {}", value, STYLE_SYNTAX);
+        out_freq = utils::inumeric(FLERR, value, false, lmp);
+      }
+    } else {
+      error->all(FLERR, "pair_style mlpot: unknown argument '{}'; it takes one of exchange, shell, then "
+                        "out_freq N and out_file FILE (committee deviation): {}; give the model(s) in "
+                        "pair_coeff: {}", word, STYLE_SYNTAX, SYNTAX);
+    }
+  }
+  requested_ = requested;
+  out_freq_ = out_freq;
+  out_file_ = out_file;
+  // pair_style (re)defined: the deviation file starts again at the next run
+  if (deviation_fp_) fclose(deviation_fp_);
+  deviation_fp_ = nullptr;
+  deviation_fresh_ = true;
   if (model_) choose_mode();
 }
 
@@ -106,7 +133,15 @@ void PairMLPot::choose_mode() {
   exchange_ = info.per_layer && requested_ != Mode::Shell;
   // ghost atoms need neighbour lists only when the whole model runs over several hops
   ghostneigh = (!exchange_ && info.n_interactions > 1) ? 1 : 0;
-  comm_forward = comm_reverse = exchange_ ? info.n_features : 0;
+  // widths of this pair's communications: features (exchange; committee members may differ in
+  // n_features) and, with a committee, 3 doubles of each model's forces on ghosts
+  int features = 0;
+  if (exchange_) {
+    features = info.n_features;
+    for (const auto &member : members_) features = std::max(features, member->info().n_features);
+  }
+  comm_forward = features;
+  comm_reverse = members_.empty() ? features : std::max(features, 3);
 }
 
 void PairMLPot::coeff(int narg, char **arg) {
@@ -116,17 +151,37 @@ void PairMLPot::coeff(int narg, char **arg) {
   if (strcmp(update->unit_style, "metal") != 0)
     error->all(FLERR, "pair_style mlpot needs units metal (the model works in eV and Å), not units {}: "
                       "put `units metal` at the top of the input", update->unit_style);
+  // models: arg[2], then every following argument ending in .pt or naming an existing file
+  int n_models = 1;
+  while (2 + n_models < narg) {
+    const std::string word = arg[2 + n_models];
+    const bool ends_pt = word.size() > 3 && word.compare(word.size() - 3, 3, ".pt") == 0;
+    const bool model_file = ends_pt || platform::file_is_readable(word);
+    if (!model_file) break;
+    n_models++;
+  }
   const std::string path = arg[2];
+  std::vector<std::unique_ptr<mlpot::Model>> members;
+  std::vector<std::string> paths;
   try {
     model_ = std::make_unique<mlpot::Model>(path);
+    paths.push_back(path);
+    for (int m = 1; m < n_models; m++) {
+      paths.push_back(arg[2 + m]);
+      members.push_back(std::make_unique<mlpot::Model>(paths.back()));
+    }
   } catch (const std::exception &e) {
     error->all(FLERR, std::string(e.what()));
   }
+  members_ = std::move(members);
+  model_paths_ = paths;
+  member_results_.assign(members_.size(), mlpot::Result());
+  for (size_t m = 0; m < members_.size(); m++) check_member(*members_[m], model_paths_[m + 1]);
   const mlpot::ModelInfo &info = model_->info();
   const std::string known = utils::join_words(info.symbols, " ");
 
   const int ntypes = atom->ntypes;
-  const int n_symbols = narg - 3;
+  const int n_symbols = narg - 2 - n_models;
   if (n_symbols < ntypes)
     error->all(FLERR, "LAMMPS atom type {} has no element: pair_coeff * * {} lists {} symbol(s) for {} atom "
                       "types; give one element symbol per type, in type order (model knows {})",
@@ -137,7 +192,7 @@ void PairMLPot::coeff(int narg, char **arg) {
 
   type_to_z_.assign(ntypes + 1, 0);
   for (int t = 1; t <= ntypes; t++) {
-    const std::string symbol = arg[2 + t];
+    const std::string symbol = arg[1 + n_models + t];
     for (size_t k = 0; k < info.symbols.size(); k++)
       if (info.symbols[k] == symbol) type_to_z_[t] = info.species[k];
     if (type_to_z_[t] == 0)
@@ -154,8 +209,41 @@ void PairMLPot::coeff(int narg, char **arg) {
                    info.mlpot_version, info.dtype, info.cutoff, info.n_interactions, known,
                    exchange_ ? "features exchanged between layers (ghosts within one cutoff)"
                              : "whole model on a ghost shell of n_interactions x cutoff");
+  if (comm->me == 0 && !members_.empty()) {
+    for (size_t m = 0; m < members_.size(); m++)
+      utils::logmesg(lmp, "pair mlpot: committee member {} of {}: {} (mlpot {}, {})\n", m + 2, members_.size() + 1,
+                     model_paths_[m + 1], members_[m]->info().mlpot_version, members_[m]->info().dtype);
+    if (out_freq_ > 0)
+      utils::logmesg(lmp, "pair mlpot: committee of {} models; the first drives the dynamics, the force "
+                          "deviation goes to {} every {} steps\n", members_.size() + 1, out_file_, out_freq_);
+    else
+      utils::logmesg(lmp, "pair mlpot: committee of {} models, out_freq 0: no deviation is computed\n",
+                     members_.size() + 1);
+  }
   if (comm->me == 0)
     utils::logmesg(lmp, "pair mlpot: plugin build {} ({})\n", MLPOT_PLUGIN_BUILD, plugin_file());
+}
+
+void PairMLPot::check_member(const mlpot::Model &member, const std::string &path) {
+  const mlpot::ModelInfo &a = model_->info(), &b = member.info();
+  const std::string &first = model_paths_[0];
+  const char *advice = "every model of a committee needs the same cutoff, elements, message passing and number "
+                       "of interactions (e.g. the members of one `mlpot train` run with training.ensemble)";
+  if (std::fabs(a.cutoff - b.cutoff) > 1e-9)
+    error->all(FLERR, "pair_coeff: committee members differ in cutoff: {} has {} A, {} has {} A; {}", first,
+               a.cutoff, path, b.cutoff, advice);
+  std::vector<int64_t> sa = a.species, sb = b.species;
+  std::sort(sa.begin(), sa.end());
+  std::sort(sb.begin(), sb.end());
+  if (sa != sb)
+    error->all(FLERR, "pair_coeff: committee members differ in elements: {} has {}, {} has {}; {}", first,
+               utils::join_words(a.symbols, " "), path, utils::join_words(b.symbols, " "), advice);
+  if (a.per_layer != b.per_layer)
+    error->all(FLERR, "pair_coeff: committee members differ in message_passing: {} has {}, {} has {}; {}", first,
+               a.per_layer ? "per_layer" : "whole_graph", path, b.per_layer ? "per_layer" : "whole_graph", advice);
+  if (a.n_interactions != b.n_interactions)
+    error->all(FLERR, "pair_coeff: committee members differ in n_interactions: {} has {}, {} has {}; {}", first,
+               a.n_interactions, path, b.n_interactions, advice);
 }
 
 double PairMLPot::ghost_shell() const {
@@ -186,6 +274,20 @@ void PairMLPot::init_style() {
     if (comm->me == 0)
       utils::logmesg(lmp, "pair mlpot: ghost cutoff set to {:.4f} A (n_interactions x cutoff + skin)\n", shell);
   }
+  if (!members_.empty() && out_freq_ > 0 && comm->me == 0) open_deviation_file();
+}
+
+void PairMLPot::open_deviation_file() {
+  if (deviation_fp_) return;
+  deviation_fp_ = fopen(out_file_.c_str(), deviation_fresh_ ? "w" : "a");
+  if (!deviation_fp_)
+    error->one(FLERR, "pair mlpot: cannot open the committee deviation file {}: {}; give another out_file in {}",
+               out_file_, strerror(errno), STYLE_SYNTAX);
+  if (deviation_fresh_) {
+    fprintf(deviation_fp_, "#%11s %22s %22s %22s %22s\n", "step", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e");
+    fflush(deviation_fp_);
+  }
+  deviation_fresh_ = false;
 }
 
 double PairMLPot::init_one(int i, int j) {
@@ -311,23 +413,39 @@ int PairMLPot::build_local_edges() {
   return n_two_way;
 }
 
+// Forward (owned -> ghost copies) or reverse (ghosts summed into owners) communication of
+// per-atom rows of `width` doubles, [nall * width] with local atoms first. The width is given
+// per call (features of one model, or 3 force components) and must not exceed comm_forward /
+// comm_reverse, which size LAMMPS' buffers.
+void PairMLPot::communicate_rows(double *rows, int width, bool forward) {
+  if (width > (forward ? comm_forward : comm_reverse))
+    error->one(FLERR, "pair mlpot: internal error: a communication of {} doubles per atom exceeds comm_{} = {}",
+               width, forward ? "forward" : "reverse", forward ? comm_forward : comm_reverse);
+  comm_rows_ = rows;
+  comm_width_ = width;
+  if (forward) comm->forward_comm(this, width);
+  else comm->reverse_comm(this, width);
+  comm_rows_ = nullptr;
+  comm_width_ = 0;
+}
+
 int PairMLPot::pack_forward_comm(int n, int *list, double *buf, int, int *) {
-  const int width = comm_forward;
+  const int width = comm_width_;
   for (int k = 0; k < n; k++) std::memcpy(buf + k * width, comm_rows_ + (size_t) list[k] * width, width * sizeof(double));
   return n * width;
 }
 
 void PairMLPot::unpack_forward_comm(int n, int first, double *buf) {
-  std::memcpy(comm_rows_ + (size_t) first * comm_forward, buf, (size_t) n * comm_forward * sizeof(double));
+  std::memcpy(comm_rows_ + (size_t) first * comm_width_, buf, (size_t) n * comm_width_ * sizeof(double));
 }
 
 int PairMLPot::pack_reverse_comm(int n, int first, double *buf) {
-  std::memcpy(buf, comm_rows_ + (size_t) first * comm_reverse, (size_t) n * comm_reverse * sizeof(double));
-  return n * comm_reverse;
+  std::memcpy(buf, comm_rows_ + (size_t) first * comm_width_, (size_t) n * comm_width_ * sizeof(double));
+  return n * comm_width_;
 }
 
 void PairMLPot::unpack_reverse_comm(int n, int *list, double *buf) {
-  const int width = comm_reverse;
+  const int width = comm_width_;
   for (int k = 0; k < n; k++) {
     double *row = comm_rows_ + (size_t) list[k] * width;
     for (int c = 0; c < width; c++) row[c] += buf[k * width + c];
@@ -338,14 +456,15 @@ void PairMLPot::compute_exchange(int nlocal, int nall) {
   const int n_layers = model_->info().n_interactions;
   if (nall == 0) {   // nothing here, but the neighbouring ranks' exchanges still need this one
     double none = 0.0;
-    for (int t = 0; t + 1 < n_layers; t++) exchange_impl_->owned_to_ghosts(&none);
-    for (int t = 0; t + 1 < n_layers; t++) exchange_impl_->ghosts_to_owned(&none);
+    const int width = model_->info().n_features;
+    for (int t = 0; t + 1 < n_layers; t++) exchange_impl_->owned_to_ghosts(&none, width);
+    for (int t = 0; t + 1 < n_layers; t++) exchange_impl_->ghosts_to_owned(&none, width);
     return;
   }
-  const int n_two_way = build_local_edges();
+  n_two_way_ = build_local_edges();
   mlpot::Result &r = *result_;
   try {
-    model_->evaluate_per_layer(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, feature_j_, n_two_way,
+    model_->evaluate_per_layer(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, feature_j_, n_two_way_,
                                nlocal, vflag_global != 0, eflag_atom != 0, *exchange_impl_, r);
   } catch (const std::exception &e) {
     error->one(FLERR, "pair mlpot: model evaluation failed: {}", e.what());
@@ -364,25 +483,118 @@ void PairMLPot::compute(int eflag, int vflag) {
   for (int i = 0; i < nall; i++) numbers_[i] = type_to_z_[type[i]];
   if (exchange_) {
     compute_exchange(nlocal, nall);
-    if (nall == 0) return;
+    if (nall > 0) accumulate(nlocal, nall);
+  } else if (nall > 0) {
+    build_edges();
+    double cell[9];
+    cell_rows(cell);
+    mlpot::Result &r = *result_;
+    try {
+      model_->evaluate(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, cell, nlocal,
+                       vflag_global != 0, eflag_atom != 0, r);
+    } catch (const std::exception &e) {
+      error->one(FLERR, "pair mlpot: model evaluation failed: {}", e.what());
+    }
     accumulate(nlocal, nall);
-    return;
   }
-  if (nall == 0) return;
+  // on every rank, atoms or not: communication and reductions
+  if (deviation_step()) compute_deviation(nlocal, nall);
+}
 
-  build_edges();
-
+void PairMLPot::cell_rows(double *cell) const {
   // cell rows a = (xprd, 0, 0), b = (xy, yprd, 0), c = (xz, yz, zprd)
-  const double cell[9] = {domain->xprd, 0.0, 0.0, domain->xy, domain->yprd, 0.0,
-                          domain->xz, domain->yz, domain->zprd};
-  mlpot::Result &r = *result_;
-  try {
-    model_->evaluate(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, cell, nlocal,
-                     vflag_global != 0, eflag_atom != 0, r);
-  } catch (const std::exception &e) {
-    error->one(FLERR, "pair mlpot: model evaluation failed: {}", e.what());
+  const double rows[9] = {domain->xprd, 0.0, 0.0, domain->xy, domain->yprd, 0.0, domain->xz, domain->yz, domain->zprd};
+  std::copy(rows, rows + 9, cell);
+}
+
+bool PairMLPot::deviation_step() const {
+  return !members_.empty() && out_freq_ > 0 && update->ntimestep % out_freq_ == 0;
+}
+
+void PairMLPot::compute_deviation(int nlocal, int nall) {
+  // Every committee member on this step's edges (those of the first model, built in compute),
+  // without virial or per-atom energies; nothing of it goes to LAMMPS' forces or energy.
+  const int n_models = static_cast<int>(members_.size()) + 1;
+  std::vector<double> energies(n_models, 0.0);    // this rank's share (sum over local atoms)
+  double none = 0.0;
+  double cell[9];
+  cell_rows(cell);
+  for (size_t m = 0; m < members_.size(); m++) {
+    mlpot::Model &member = *members_[m];
+    mlpot::Result &r = member_results_[m];
+    if (nall == 0) {
+      if (exchange_) {   // the neighbouring ranks' exchanges for this member still need this rank
+        const int width = member.info().n_features;
+        for (int t = 0; t + 1 < member.info().n_interactions; t++) exchange_impl_->owned_to_ghosts(&none, width);
+        for (int t = 0; t + 1 < member.info().n_interactions; t++) exchange_impl_->ghosts_to_owned(&none, width);
+      }
+      continue;
+    }
+    try {
+      if (exchange_)
+        member.evaluate_per_layer(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, feature_j_, n_two_way_,
+                                  nlocal, false, false, *exchange_impl_, r);
+      else
+        member.evaluate(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, cell, nlocal, false, false, r);
+    } catch (const std::exception &e) {
+      error->one(FLERR, "pair mlpot: evaluation of committee member {} failed: {}", model_paths_[m + 1], e.what());
+    }
+    energies[m + 1] = r.energy;
   }
-  accumulate(nlocal, nall);
+
+  // Each model's full forces on owned atoms: its forces on ghosts summed back to their owners.
+  const size_t stride = 3 * static_cast<size_t>(nall);
+  committee_forces_.resize(n_models * stride);
+  if (nall > 0) {
+    energies[0] = result_->energy;
+    std::copy(result_->forces.begin(), result_->forces.begin() + stride, committee_forces_.begin());
+    for (size_t m = 0; m < members_.size(); m++)
+      std::copy(member_results_[m].forces.begin(), member_results_[m].forces.begin() + stride,
+                committee_forces_.begin() + (m + 1) * stride);
+  }
+  for (int m = 0; m < n_models; m++)
+    communicate_rows(nall > 0 ? committee_forces_.data() + m * stride : &none, 3, false);
+
+  // forces_std of each owned atom; max, -min, then sum, count and the models' energies over ranks
+  double extremes[2] = {-std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()};
+  std::vector<double> sums(2 + n_models, 0.0);
+  for (int i = 0; i < nlocal; i++) {
+    double mean[3] = {0.0, 0.0, 0.0};
+    for (int m = 0; m < n_models; m++)
+      for (int k = 0; k < 3; k++) mean[k] += committee_forces_[m * stride + 3 * i + k];
+    for (int k = 0; k < 3; k++) mean[k] /= n_models;
+    double spread = 0.0;
+    for (int m = 0; m < n_models; m++)
+      for (int k = 0; k < 3; k++) {
+        const double d = committee_forces_[m * stride + 3 * i + k] - mean[k];
+        spread += d * d;
+      }
+    const double std_i = std::sqrt(spread / n_models);
+    extremes[0] = std::max(extremes[0], std_i);
+    extremes[1] = std::max(extremes[1], -std_i);
+    sums[0] += std_i;
+  }
+  sums[1] = nlocal;
+  for (int m = 0; m < n_models; m++) sums[2 + m] = energies[m];
+  double global_extremes[2];
+  std::vector<double> global_sums(sums.size());
+  MPI_Allreduce(extremes, global_extremes, 2, MPI_DOUBLE, MPI_MAX, world);
+  MPI_Allreduce(sums.data(), global_sums.data(), static_cast<int>(sums.size()), MPI_DOUBLE, MPI_SUM, world);
+  if (comm->me != 0) return;
+
+  const double count = global_sums[1];
+  const double max_std = count > 0 ? global_extremes[0] : 0.0;
+  const double min_std = count > 0 ? -global_extremes[1] : 0.0;
+  const double mean_std = count > 0 ? global_sums[0] / count : 0.0;
+  double mean_energy = 0.0, energy_spread = 0.0;
+  for (int m = 0; m < n_models; m++) mean_energy += global_sums[2 + m];
+  mean_energy /= n_models;
+  for (int m = 0; m < n_models; m++) energy_spread += (global_sums[2 + m] - mean_energy) * (global_sums[2 + m] - mean_energy);
+  const double energy_std = std::sqrt(energy_spread / n_models);
+  open_deviation_file();
+  fprintf(deviation_fp_, "%12" PRId64 " %22.15e %22.15e %22.15e %22.15e\n", static_cast<int64_t>(update->ntimestep),
+          max_std, min_std, mean_std, energy_std);
+  fflush(deviation_fp_);
 }
 
 void PairMLPot::accumulate(int nlocal, int nall) {

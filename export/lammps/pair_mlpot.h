@@ -1,7 +1,7 @@
 /* pair_style mlpot: an exported mlpot model (message-passing network) as a LAMMPS pair style.
 
-   pair_style mlpot [exchange | shell]
-   pair_coeff * * model.pt C H O      (one element symbol per LAMMPS atom type, in order)
+   pair_style mlpot [exchange | shell] [out_freq N] [out_file FILE]
+   pair_coeff * * model_0.pt [model_1.pt ...] C H O   (one element symbol per LAMMPS atom type, in order)
 
    exchange (default when the model file has its layers one at a time, SchNet): ghosts within
    one cutoff (+ skin); after each layer the new features of owned atoms go to their ghost
@@ -10,13 +10,30 @@
    shell (default otherwise): the whole model on local atoms plus a ghost shell of
    n_interactions × cutoff (+ skin), edges from a full neighbour list that includes ghosts.
    Either way the energy sums over local atoms only; forces go to local and ghost atoms and
-   LAMMPS sums the ghost forces back to their owners (newton pair on). */
+   LAMMPS sums the ghost forces back to their owners (newton pair on).
+
+   Committee (model deviation): the leading arguments of pair_coeff after `* *` that end in
+   ".pt" or name an existing file are model files (the first one always is), the rest are the
+   element symbols. The FIRST model drives the dynamics (energy, forces, virial, per-atom
+   energies, exactly as with one model). With two or more, on every step with
+   ntimestep % out_freq == 0 (out_freq default 100; 0 = never) every model is evaluated on the
+   same edges, each model's forces on ghosts are summed back to their owners (this pair's own
+   reverse communication, 3 doubles per atom), and per owned atom
+       forces_std[i] = sqrt( mean_m |F_m,i - mean_m F_m,i|^2 )      (population std, eV/Å)
+   Rank 0 appends `step max min mean` of forces_std over all atoms and devi_e (population std
+   of the models' total energies, eV) to out_file (default mlpot_deviation.out), which is
+   truncated and given the header `# step max_devi_f min_devi_f avg_devi_f devi_e` at the start
+   of the first run after pair_style; one line per evaluation on an output step, flushed.
+   Other steps evaluate the first model only. Members must agree in cutoff, elements,
+   message passing (per_layer or whole_graph) and n_interactions; dtype and feature width may
+   differ. */
 #ifndef LMP_PAIR_MLPOT_H
 #define LMP_PAIR_MLPOT_H
 
 #include "pair.h"
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -46,8 +63,16 @@ class PairMLPot : public Pair {
   void unpack_reverse_comm(int n, int *list, double *buf) override;
 
  private:
-  std::unique_ptr<mlpot::Model> model_;
+  std::unique_ptr<mlpot::Model> model_;     // the first model of pair_coeff: drives the dynamics
   std::unique_ptr<mlpot::Result> result_;
+  std::vector<std::unique_ptr<mlpot::Model>> members_;   // committee models 1..M-1 (deviation only)
+  std::vector<mlpot::Result> member_results_;
+  std::vector<std::string> model_paths_;                 // [M] files of all models, model_ first
+  std::vector<double> committee_forces_;                 // [M * nall * 3] on output steps
+  int out_freq_ = 100;                  // deviation every out_freq steps (0 = never)
+  std::string out_file_ = "mlpot_deviation.out";
+  FILE *deviation_fp_ = nullptr;        // rank 0, open while this pair style lives
+  bool deviation_fresh_ = true;         // truncate out_file at the next open (pair_style given)
   std::vector<int64_t> type_to_z_;      // [ntypes + 1] atomic number of each LAMMPS type, 0 = none
   std::vector<int64_t> numbers_;        // [nall] atomic numbers, reused between steps
   std::vector<int64_t> edge_i_, edge_j_;
@@ -55,7 +80,9 @@ class PairMLPot : public Pair {
   enum class Mode { Automatic, Exchange, Shell };
   Mode requested_ = Mode::Automatic;    // from pair_style
   bool exchange_ = false;               // this run exchanges features between layers
-  double *comm_rows_ = nullptr;         // [nall * comm_forward] rows being communicated
+  double *comm_rows_ = nullptr;         // [nall * comm_width_] rows being communicated
+  int comm_width_ = 0;                  // doubles per atom of this communication (<= comm_forward/reverse)
+  int n_two_way_ = 0;                   // exchange mode: two-way pairs among this step's edges
   std::unique_ptr<mlpot::FeatureExchange> exchange_impl_;
   friend class LammpsFeatureExchange;
 
@@ -72,6 +99,12 @@ class PairMLPot : public Pair {
   void compute_exchange(int nlocal, int nall);
   void accumulate(int nlocal, int nall);  // result_ into energy, forces, eatom, virial
   void choose_mode();                   // after the model is read
+  void cell_rows(double *cell) const;   // [9] Å, rows a, b, c of the box
+  bool deviation_step() const;          // a committee, and this step is an output step
+  void compute_deviation(int nlocal, int nall);   // every rank, also without atoms
+  void communicate_rows(double *rows, int width, bool forward);
+  void open_deviation_file();           // rank 0
+  void check_member(const mlpot::Model &member, const std::string &path);
   double ghost_shell() const;           // Å, n_interactions × cutoff + skin
 };
 
