@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("mlpot.commands.export", "training checkpoint -> one TorchScript model file with metadata"),
     "info": ("mlpot.commands.info", "print the metadata of an exported model file"),
     "train": ("mlpot.commands.train", "train a potential from a YAML config (checkpoints, resume, torchrun)"),
+    "learn": ("mlpot.commands.learn", "active learning: committee MD, label uncertain frames with a reference, retrain"),
     "eval": ("mlpot.commands.eval", "errors of a checkpoint or exported model on labelled data, as JSON"),
 }
 

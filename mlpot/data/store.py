@@ -102,6 +102,40 @@ def write_store(path: str | os.PathLike, structures: Iterable, *, force: bool = 
     return n
 
 
+def append_store(path: str | os.PathLike, structures: Iterable, key_value_pairs: Iterable[dict] | None = None,
+                 metadata: dict | None = None) -> int:
+    """Add labelled structures to a store (created with `metadata` if it does not exist), one
+    SQLite transaction per structure, so an interruption keeps every row written before it.
+    key_value_pairs: one dict per structure (ASE db keys, e.g. {"learn_id": "3-600-120"}).
+    Returns the number of rows added."""
+    import ase.db
+
+    path = Path(path)
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = ase.db.connect(str(path), type="db")
+    if new:
+        db.metadata = {"mlpot_store": STORE_VERSION, "units": dict(UNITS), **(metadata or {})}
+    extra = iter(key_value_pairs) if key_value_pairs is not None else None
+    n = 0
+    for atoms in structures:
+        row_atoms, kvp = _row_args(atoms)
+        if extra is not None:
+            kvp.update(next(extra))
+        db.write(row_atoms, key_value_pairs=kvp)
+        n += 1
+    return n
+
+
+def store_key_values(path: str | os.PathLike, key: str) -> list:
+    """The values of key_value_pairs[key] over the rows of a store that have it."""
+    import ase.db
+
+    if not Path(path).is_file():
+        return []
+    return [row.key_value_pairs[key] for row in ase.db.connect(str(path)).select(key)]
+
+
 def store_metadata(path: str | os.PathLike) -> dict:
     """The metadata dictionary of a store (units, source, source_units)."""
     import ase.db

@@ -4,7 +4,8 @@
     output/member_0/ ...     a complete run folder each (best.ckpt, last.ckpt, metrics.csv, ...)
 
 Member k is the configured run with training.seed = seed + k (initial weights and batch order;
-with training.bootstrap also its resample of the training set) and output/member_k; the data
+with training.bootstrap also its resample of the training set) and output/member_k (and, when
+training.init_from is a committee run folder, starts from that run's member k); the data
 split is the same for all (data.seed). Members train one after the other, each with the whole
 budget (max_time, max_epochs), in the same process group, so data-parallel runs work as for one
 model. `--resume` skips finished members and continues the one that was running; `--force`
@@ -33,6 +34,10 @@ def member_config(cfg: TrainConfig, k: int) -> TrainConfig:
     member.training.ensemble = 1
     member.training.seed = cfg.training.seed + k
     member.output = str(member_folder(cfg.output, k))
+    start = cfg.training.init_from
+    if start and read_ensemble(start) is not None:      # warm start from a committee: member by member
+        starts = member_checkpoints(start)
+        member.training.init_from = str(starts[k % len(starts)])
     return member
 
 

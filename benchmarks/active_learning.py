@@ -1,0 +1,227 @@
+"""Active learning vs random sampling on ethanol with GFN2-xTB (tblite), and what the committee's
+uncertainty tells.
+
+    python benchmarks/active_learning.py --out runs/al_bench --json benchmarks/results/active_learning.json
+
+1. Reference: the demo's GFN2-xTB minimum, normal modes and its random-sampling pool (1200
+   Langevin MD snapshots and 600 normal-mode samples at 500 K, shuffled). An independent test
+   set from the same distribution (new seeds): 60 MD + 60 normal-mode frames.
+2. Random sampling: the demo's SchNet and training recipe on the first n structures of the pool
+   (90 % training, 10 % validation), n = --sizes, with as many optimizer steps as the demo (and
+   its 330 s cap); n = 1700 is the demo itself.
+3. Active learning: `mlpot learn` (committee of --ensemble of the same SchNet) from --n-seed
+   normal-mode samples at 300 K, MD at --temperatures.
+Each point: test energy and force MAE, and the harmonic frequency MAE and worst mode against
+GFN2-xTB (modes paired by eigenvector overlap) after optimising with the model (the committee
+mean for active learning). Reference calls = structures labelled for training and validation.
+4. The final committee's uncertainty at the minimum and at rattles of 0.1, 0.2, 0.4 Å, its rank
+   correlation with the true force error on the test set, and the cost of a committee MD step
+   against one model's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def reference(out: Path, log):
+    from mlpot.demo.reference_stage import make_reference
+    from mlpot.demo.settings import DemoSettings
+    from mlpot.reference import default_calculator, sample_md, sample_normal_modes, write_reference
+
+    cached = out / "reference.pkl"
+    if cached.is_file():
+        return pickle.loads(cached.read_bytes())
+    settings = DemoSettings(force=True)
+    ref = make_reference(settings, out, log)
+    calc = default_calculator("GFN2-xTB")
+    test = (sample_md(ref.minimum, calc, 500.0, 60, interval=20, seed=11, progress=False)
+            + sample_normal_modes(ref.minimum, calc, 500.0, 60, modes=ref.modes, seed=12, progress=False))
+    write_reference(out / "test.db", test, calc, force=True, settings={"test": "MD + normal modes, 500 K"})
+    seed = sample_normal_modes(ref.minimum, calc, 300.0, 200, modes=ref.modes, seed=13, progress=False)
+    write_reference(out / "seed_pool.db", seed, calc, force=True, settings={"seed": "normal modes, 300 K"})
+    cached.write_bytes(pickle.dumps(ref))
+    return ref
+
+
+def harmonic_errors(calc, ref) -> dict:
+    from mlpot.demo.analysis import harmonic_analysis
+    from mlpot.spectra import match_modes
+    from mlpot.scripting import build_molecule
+
+    model = harmonic_analysis(build_molecule("CH3CH2OH"), calc, fmax=1e-3, max_steps=1000, align_to=ref.minimum)
+    pairs = match_modes(ref.modes, model.modes, by="overlap")
+    diff = model.modes.frequencies[pairs] - ref.modes.frequencies
+    strong = ref.intensities > 0.2 * ref.intensities.max()
+    intensity = np.abs(model.intensities[pairs][strong] / ref.intensities[strong] - 1.0)
+    return {"frequency_mae_cm1": float(np.mean(np.abs(diff))), "worst_mode_cm1": float(np.abs(diff).max()),
+            "worst_mode_reference_cm1": float(ref.modes.frequencies[np.argmax(np.abs(diff))]),
+            "strong_ir_intensity_max_rel_error": float(intensity.max())}
+
+
+def random_arm(out: Path, ref, sizes, train_time: float, log) -> list:
+    from mlpot import MLPotCalculator
+    from mlpot.data.store import read_store
+    from mlpot.demo.analysis import test_errors
+    from mlpot.demo.settings import DemoSettings
+    from mlpot.demo.train_stage import training_config
+    from mlpot.export import export_model
+    from mlpot.train import train
+    from mlpot.train.checkpoint import load_potential
+
+    test = read_store(out / "test.db")
+    rows = []
+    for n in sizes:
+        settings = DemoSettings(force=True, max_train_time=train_time)
+        cfg = training_config(settings, ref.store, out / f"random_{n}")
+        n_val = max(2, round(0.1 * n))
+        cfg.data.n_train, cfg.data.n_val, cfg.data.n_test = n - n_val, n_val, 0
+        # as many optimizer steps as the demo (120 epochs of 1530) within the same time cap
+        demo_train = 1530
+        cfg.training.max_epochs = round(settings.max_epochs * demo_train / cfg.data.n_train)
+        steps_per_epoch = -(-cfg.data.n_train // settings.batch_size)
+        cfg.training.decay_steps = steps_per_epoch * cfg.training.max_epochs
+        started = time.monotonic()
+        train(cfg, force=True, quiet=True)
+        model = out / f"random_{n}" / "model.pt"
+        export_model(load_potential(out / f"random_{n}" / "best.ckpt"), model, "float64")
+        calc = MLPotCalculator(model)
+        row = {"arm": "random", "reference_calls": n, "train_time_s": time.monotonic() - started,
+               **test_errors(calc, test), **harmonic_errors(calc, ref)}
+        log(json.dumps(row))
+        rows.append(row)
+    return rows
+
+
+def learn_arm(out: Path, ref, args, log) -> list:
+    from mlpot import MLPotCalculator
+    from mlpot.data.store import read_store, write_store
+    from mlpot.demo.settings import DemoSettings
+    from mlpot.learn import ActiveLearning
+    from mlpot.learn.config import learn_config_from_dict
+    from mlpot.reference import default_calculator
+
+    seed_file = out / "seed.db"
+    write_store(seed_file, read_store(out / "seed_pool.db")[:args.n_seed], force=True)
+    settings = DemoSettings()
+    raw = {"learn": {"seed_data": str(seed_file), "test": str(out / "test.db"),
+                     "temperatures": args.temperatures, "md_steps": args.md_steps, "sample_every": 10,
+                     "trust_lo": args.trust_lo, "trust_hi": args.trust_hi, "max_new": args.max_new,
+                     "max_iterations": args.iterations, "converged_fraction": 0.0, "threads": 1},
+           "model": {"representation": "schnet", "cutoff": settings.cutoff, "n_atom_basis": settings.n_atom_basis,
+                     "n_filters": settings.n_filters, "n_interactions": settings.n_interactions,
+                     "n_rbf": settings.n_rbf, "dipole": True},
+           "training": {"ensemble": args.ensemble, "max_time": args.learn_train_time, "num_threads": 1,
+                        "batch_size": settings.batch_size, "patience": None,
+                        "dipole_weight": settings.dipole_weight},
+           "output": str(out / "learn")}
+    cfg = learn_config_from_dict(raw)
+    loop = ActiveLearning(cfg, calculator=default_calculator("GFN2-xTB"), resume=True, force=False, log=log)
+    state = loop.run()
+    rows = []
+    for r in state["history"]:
+        if "models" not in r:
+            continue
+        row = {"arm": "learn", "iteration": r["iteration"], "reference_calls": r["n_reference"],
+               "energy_mae_meV": r["test_energy_mae_meV"], "forces_mae_meV_per_A": r["test_forces_mae_meV_per_A"],
+               "member_forces_mae_meV_per_A": r["test_member_forces_mae_meV_per_A"],
+               "rank_correlation": r["test_rank_correlation"],
+               "fraction_above_lo": r.get("fraction_above_lo"), "train_time_s": r.get("train_time_s"),
+               **harmonic_errors(MLPotCalculator(r["models"]), ref)}
+        log(json.dumps(row))
+        rows.append(row)
+    return rows
+
+
+def uncertainty_checks(out: Path, ref, models, log) -> dict:
+    import torch
+
+    from mlpot import MLPotCalculator
+    from mlpot.data.store import read_store
+    from mlpot.learn.errors import committee_errors
+    from mlpot.reference import default_calculator
+
+    torch.set_num_threads(1)
+    calc, gfn = MLPotCalculator(models), default_calculator("GFN2-xTB")
+    rattles = {}
+    for amplitude in (0.0, 0.1, 0.2, 0.4):
+        u, err = [], []
+        for k in range(10):
+            atoms = ref.minimum.copy()
+            atoms.rattle(amplitude, seed=100 + k)
+            atoms.calc = calc
+            forces = atoms.get_forces()
+            u.append(calc.results["uncertainty"])
+            atoms.calc = gfn
+            err.append(float(np.linalg.norm(forces - atoms.get_forces(), axis=1).max()))
+            if amplitude == 0.0:
+                break
+        rattles[f"{amplitude:.1f}"] = {"uncertainty": float(np.mean(u)), "max_force_error": float(np.mean(err))}
+    test = committee_errors(models, read_store(out / "test.db"))
+    atoms = ref.minimum.copy()
+    timing = {}
+    for label, c in (("one model", MLPotCalculator(models[0])), (f"committee of {len(models)}", calc)):
+        atoms.calc = c
+        atoms.rattle(0.01, seed=1)
+        atoms.get_forces()
+        started = time.perf_counter()
+        for k in range(200):
+            atoms.positions[0, 0] += 1e-4 * (-1) ** k
+            atoms.get_forces()
+        timing[label] = (time.perf_counter() - started) / 200 * 1e3
+    result = {"rattles": rattles, "test_rank_correlation": test["test_rank_correlation"],
+              "ms_per_call": timing,
+              "committee_cost_ratio": timing[f"committee of {len(models)}"] / timing["one model"]}
+    log(json.dumps(result))
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="runs/al_bench")
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--only", choices=("random", "learn", "uncertainty"), action="append")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 400, 850, 1700])
+    parser.add_argument("--train-time", type=float, default=330.0, help="s per random-sampling model (demo: 330)")
+    parser.add_argument("--learn-train-time", type=float, default=60.0, help="s per committee member and iteration")
+    parser.add_argument("--ensemble", type=int, default=4)
+    parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--n-seed", type=int, default=20)
+    parser.add_argument("--max-new", type=int, default=60)
+    parser.add_argument("--md-steps", type=int, default=400)
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 500.0, 700.0])
+    parser.add_argument("--trust-lo", type=float, default=0.05)
+    parser.add_argument("--trust-hi", type=float, default=0.5)
+    args = parser.parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(message):
+        print(message, flush=True)
+
+    import torch
+
+    torch.set_num_threads(1)
+    ref = reference(out, log)
+    only = set(args.only or ("random", "learn", "uncertainty"))
+    results = {"date": time.strftime("%Y-%m-%d"), "settings": vars(args)}
+    if "random" in only:
+        results["random"] = random_arm(out, ref, args.sizes, args.train_time, log)
+    if "learn" in only:
+        results["learn"] = learn_arm(out, ref, args, log)
+    if "uncertainty" in only:
+        committee = json.loads((out / "learn" / "committee.json").read_text())["models"]
+        results["uncertainty"] = uncertainty_checks(out, ref, committee, log)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

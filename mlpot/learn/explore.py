@@ -1,0 +1,71 @@
+"""Exploration for active learning: committee MD, and the choice of frames to label.
+
+A frame is explored every `sample_every` MD steps; its deviation is the committee's
+uncertainty (largest per-atom force standard deviation, eV/Å, mlpot.committee). Frames with a
+deviation in [trust_lo, trust_hi] are candidates for labelling (DP-GEN's rule: below, the model
+is trusted; above, the frame is likely unphysical, from a model that is already far off).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def committee_md(atoms, calculator, temperature: float, n_steps: int, sample_every: int, timestep: float,
+                 friction: float, abort: float, seed: int) -> tuple[list, bool]:
+    """Langevin MD of `atoms` (copied) with a committee calculator; returns (frames, aborted).
+
+    frames: unlabelled copies of the structure every `sample_every` steps, with
+    info["deviation"] (eV/Å), info["temperature"] (K) and info["step"]. The run stops at the
+    first frame whose deviation exceeds `abort` or is not finite (aborted = True)."""
+    from ase import units
+    from ase.constraints import FixCom
+    from ase.md.langevin import Langevin
+
+    from mlpot.scripting import thermalize
+
+    rng = np.random.default_rng(seed)
+    work = atoms.copy()
+    work.calc = calculator
+    work.set_constraint(FixCom())
+    thermalize(work, temperature, rng)
+    dyn = Langevin(work, timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,
+                   fixcm=False, rng=rng)
+    frames = []
+    for step in range(sample_every, n_steps + 1, sample_every):
+        try:
+            dyn.run(sample_every)
+            deviation = float(calculator.get_property("uncertainty", work))
+        except ValueError:        # positions went NaN: the model blew the structure apart
+            deviation = float("inf")
+        frame = work.copy()
+        frame.calc = None
+        frame.set_constraint()
+        frame.info.update(deviation=deviation, temperature=float(temperature), step=step)
+        frames.append(frame)
+        if not deviation <= abort:
+            return frames, True
+    return frames, False
+
+
+def deviation_statistics(frames, trust_lo: float, trust_hi: float) -> dict:
+    """Counts and spread of the explored frames' deviations."""
+    d = np.array([f.info["deviation"] for f in frames], dtype=float)
+    finite = d[np.isfinite(d)]
+    n = len(d)
+    return {"n_explored": n,
+            "n_accurate": int((d < trust_lo).sum()),
+            "n_candidates": int(((d >= trust_lo) & (d <= trust_hi)).sum()),
+            "n_failed": int((~(d <= trust_hi)).sum()),
+            "fraction_above_lo": float((~(d < trust_lo)).sum() / n) if n else 0.0,
+            "deviation_mean": float(finite.mean()) if finite.size else None,
+            "deviation_max": float(finite.max()) if finite.size else None}
+
+
+def select_candidates(frames, trust_lo: float, trust_hi: float, max_new: int, seed: int) -> list:
+    """Up to max_new candidate frames (deviation in [trust_lo, trust_hi]), drawn at random
+    without replacement (seeded), in their order of exploration."""
+    candidates = [i for i, f in enumerate(frames) if trust_lo <= f.info["deviation"] <= trust_hi]
+    if len(candidates) > max_new:
+        rng = np.random.default_rng(seed)
+        candidates = sorted(rng.choice(candidates, size=max_new, replace=False).tolist())
+    return [frames[i] for i in candidates]

@@ -1,0 +1,300 @@
+"""The active-learning loop of `mlpot learn` (docs/active_learning.md).
+
+    seed  : label the seed structures (those without labels) into output/data.db
+    then, for iteration k = 0, 1, ...:
+    train : a committee (training.ensemble members) on data.db into output/iter_k, warm-started
+            from iter_{k-1}; exported to iter_k/model_M.pt; errors on learn.test
+    explore: committee MD at each temperature; frames whose deviation lies in [trust_lo,
+            trust_hi] are candidates; up to max_new of them -> iter_k/selected.extxyz
+    label : the reference labels them into data.db (a frame it fails on is logged and skipped)
+
+It stops when the fraction of explored frames above trust_lo falls below converged_fraction,
+after max_iterations trainings, or when max_time is spent. learn.json (written atomically after
+every phase) records where the loop is and one row per iteration; after kill -9, `--resume`
+continues the phase that was running: training resumes from its checkpoints, and labelling skips
+frames already in the store (each row carries its frame's learn_id), so no labelled frame is
+lost or stored twice.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlpot.learn.config import LearnConfig
+from mlpot.learn.explore import committee_md, deviation_statistics, select_candidates
+from mlpot.train.checkpoint import atomic_write_bytes
+
+STATE_FILE = "learn.json"
+ID_KEY = "learn_id"
+
+
+class LearnError(RuntimeError):
+    """The loop cannot start or continue; the message says why and what to do."""
+
+
+def reference_calculator(spec: str):
+    """The reference: "module:function" (called without arguments) or a tblite method name."""
+    if ":" in spec:
+        module, _, name = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise LearnError(f"learn.reference {spec!r}: cannot import {name} from {module} ({exc})") from None
+        return factory()
+    from mlpot.reference import default_calculator
+
+    return default_calculator(spec)
+
+
+def read_any(path) -> list:
+    """Structures of a file: labelled (in eV/Å, any file `mlpot import` reads, units converted) or,
+    when it has no labels, unlabelled as ASE reads it."""
+    import ase.io
+
+    from mlpot.data.raw import DataError
+    from mlpot.train.data import read_structures
+
+    try:
+        return read_structures(path)
+    except DataError:
+        return ase.io.read(str(path), index=":")
+
+
+def iteration_folder(output, k: int) -> Path:
+    return Path(output) / f"iter_{k}"
+
+
+def _write_json(path: Path, obj) -> None:
+    text = json.dumps(obj, indent=2) + "\n"
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+
+
+def _write_frames(path: Path, frames) -> None:
+    import ase.io
+
+    tmp = path.with_name(path.name + ".tmp")
+    ase.io.write(str(tmp), frames, format="extxyz")
+    tmp.replace(path)
+
+
+class ActiveLearning:
+    """The loop for one LearnConfig. calculator: the reference (an ASE calculator); default
+    from learn.reference."""
+
+    def __init__(self, cfg: LearnConfig, calculator=None, resume: bool = False, force: bool = False,
+                 quiet: bool = False, log=print):
+        self.cfg, self.s = cfg, cfg.learn
+        self.out = Path(cfg.output)
+        self.quiet = quiet
+        self._log = log
+        self.state = self._start_state(resume, force)
+        self.calculator = calculator if calculator is not None else reference_calculator(self.s.reference)
+        self._clock = time.monotonic()
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            self._log(message)
+
+    # ------------------------------------------------------------------ state
+    def _start_state(self, resume: bool, force: bool) -> dict:
+        path = self.out / STATE_FILE
+        if path.is_file() and resume:
+            return json.loads(path.read_text())
+        if path.is_file() and not force:
+            raise LearnError(f"{self.out} holds an active-learning run ({STATE_FILE}); pass --resume to continue "
+                             "it or --force to start over (deletes its store and iterations)")
+        if force:
+            for old in [self.out / STATE_FILE, self.cfg.store, *self.out.glob("iter_*")]:
+                shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+        self.out.mkdir(parents=True, exist_ok=True)
+        return {"iteration": 0, "phase": "seed", "history": [], "elapsed_s": 0.0, "stop_reason": None}
+
+    def _save(self) -> None:
+        now = time.monotonic()
+        self.state["elapsed_s"] += now - self._clock
+        self._clock = now
+        _write_json(self.out / STATE_FILE, self.state)
+
+    def _row(self, k: int) -> dict:
+        while len(self.state["history"]) <= k:
+            self.state["history"].append({"iteration": len(self.state["history"])})
+        return self.state["history"][k]
+
+    def _over_budget(self) -> bool:
+        used = self.state["elapsed_s"] + time.monotonic() - self._clock
+        return self.s.max_time is not None and used >= self.s.max_time
+
+    # ------------------------------------------------------------------ phases
+    def run(self) -> dict:
+        while self.state["stop_reason"] is None:
+            phase, k = self.state["phase"], self.state["iteration"]
+            {"seed": self._seed, "train": self._train, "explore": self._explore,
+             "label": self._label_selected}[phase](k)
+            self._save()
+        self._finish()
+        return self.state
+
+    def _seed(self, k: int) -> None:
+        seed = read_any(self.s.seed_data)
+        if not seed:
+            raise LearnError(f"learn.seed_data {self.s.seed_data} holds no structures")
+        unlabelled = [a for a in seed if a.calc is None or "forces" not in a.calc.results]
+        n_labelled, n_failed = self._label_frames(seed, [f"seed-{i}" for i in range(len(seed))], self.out / "seed_failed.json",
+                                           relabel=set(map(id, unlabelled)))
+        self.log(f"seed: {len(seed)} structures from {self.s.seed_data} ({n_labelled} labelled now, "
+                 f"{n_failed} failed) -> {self.cfg.store}")
+        self.state["phase"] = "train"
+
+    def _train(self, k: int) -> None:
+        from mlpot.train.trainer import train
+
+        cfg = copy.deepcopy(self.cfg.train)
+        cfg.output = str(iteration_folder(self.out, k))
+        if k > 0:
+            cfg.training.init_from = str(iteration_folder(self.out, k - 1))
+        row = self._row(k)
+        row["n_reference"] = self._store_size()
+        self.log(f"iteration {k}: training a committee of {cfg.training.ensemble} on {row['n_reference']} structures")
+        started = time.monotonic()
+        train(cfg, resume=True, quiet=True, log=self.log)
+        row["train_time_s"] = time.monotonic() - started
+        models = self._export(Path(cfg.output))
+        row["models"] = [str(m) for m in models]
+        if self.s.test:
+            row.update(self._test_errors(models))
+            self.log(f"iteration {k}: test forces MAE {row['test_forces_mae_meV_per_A']:.1f} meV/Å (committee mean), "
+                     f"energy MAE {row['test_energy_mae_meV']:.1f} meV; uncertainty vs error rank correlation "
+                     f"{row['test_rank_correlation']:.2f}")
+        self.state["phase"] = "explore"
+
+    def _explore(self, k: int) -> None:
+        import torch
+
+        from mlpot import MLPotCalculator
+
+        if self.s.threads:
+            torch.set_num_threads(self.s.threads)
+        row = self._row(k)
+        calc = MLPotCalculator(row["models"])
+        starts = self._starts()
+        frames, aborted = [], 0
+        for j, temperature in enumerate(self.s.temperatures):
+            start = starts[(k + j) % len(starts)]
+            run, stopped = committee_md(start, calc, temperature, self.s.md_steps, self.s.sample_every,
+                                        self.s.timestep, self.s.friction, self.s.abort,
+                                        seed=self.s.seed * 100_003 + k * 1009 + j)
+            for frame in run:
+                frame.info[ID_KEY] = f"{k}-{j}-{frame.info['step']}"
+            frames += run
+            aborted += stopped
+        stats = deviation_statistics(frames, self.s.trust_lo, self.s.trust_hi)
+        row.update(stats, n_aborted_runs=aborted)
+        self.log(f"iteration {k}: explored {stats['n_explored']} frames at {self.s.temperatures} K: "
+                 f"{stats['n_accurate']} below trust_lo, {stats['n_candidates']} candidates, "
+                 f"{stats['n_failed']} above trust_hi ({aborted} runs stopped at abort)")
+        if stats["fraction_above_lo"] < self.s.converged_fraction:
+            self.state["stop_reason"] = (f"converged: {stats['fraction_above_lo']:.3f} of the explored frames above "
+                                         f"trust_lo < {self.s.converged_fraction}")
+            return
+        if k + 1 >= self.s.max_iterations or self._over_budget():
+            self.state["stop_reason"] = "max_iterations" if k + 1 >= self.s.max_iterations else "max_time"
+            return
+        selected = select_candidates(frames, self.s.trust_lo, self.s.trust_hi, self.s.max_new,
+                                     seed=self.s.seed + k)
+        _write_frames(iteration_folder(self.out, k) / "selected.extxyz", selected)
+        row["n_selected"] = len(selected)
+        self.state["phase"] = "label"
+
+    def _label_selected(self, k: int) -> None:
+        import ase.io
+
+        selected = ase.io.read(str(iteration_folder(self.out, k) / "selected.extxyz"), index=":")
+        ids = [a.info[ID_KEY] for a in selected]
+        n_labelled, n_failed = self._label_frames(selected, ids, iteration_folder(self.out, k) / "failed.json")
+        row = self._row(k)
+        row.update(n_labelled=row.get("n_labelled", 0) + n_labelled, n_label_failed=n_failed)
+        self.log(f"iteration {k}: labelled {n_labelled} frames ({n_failed} failed) -> {self._store_size()} structures")
+        self.state["iteration"], self.state["phase"] = k + 1, "train"
+        if self._over_budget():
+            self.state["stop_reason"] = "max_time"
+
+    # ------------------------------------------------------------------ helpers
+    def _starts(self) -> list:
+        if self.s.start:
+            return read_any(self.s.start)
+        return read_any(self.s.seed_data)[:max(1, len(self.s.temperatures))]
+
+    def _store_size(self) -> int:
+        from mlpot.data.store import store_size
+
+        return store_size(self.cfg.store) if self.cfg.store.is_file() else 0
+
+    def _label_frames(self, frames, ids, failed_file: Path, relabel=None) -> tuple[int, int]:
+        """Label frames (those in `relabel` by id(frame), or all when None) with the reference and
+        append each to the store at once; frames whose id is in the store already are skipped.
+        Failures are logged and written to failed_file. Returns (labelled, failed)."""
+        from mlpot.data.store import append_store, store_key_values
+        from mlpot.reference import calculator_name, labelled_copy
+
+        done = set(store_key_values(self.cfg.store, ID_KEY))
+        failed = json.loads(failed_file.read_text()) if failed_file.is_file() else {}
+        n_labelled = 0
+        meta = {"source": calculator_name(self.calculator), "source_format": "mlpot.learn",
+                "reference": {"calculator": calculator_name(self.calculator)}}
+        for frame, frame_id in zip(frames, ids):
+            if frame_id in done or frame_id in failed:
+                continue
+            labelled = frame
+            if relabel is None or id(frame) in relabel:
+                work = frame.copy()
+                work.info = {}
+                work.calc = self.calculator
+                try:
+                    labelled = labelled_copy(work)
+                except Exception as exc:          # noqa: BLE001 - any failure of the reference code
+                    failed[frame_id] = f"{type(exc).__name__}: {exc}"
+                    _write_json(failed_file, failed)
+                    self.log(f"  reference failed on frame {frame_id}, skipped: {failed[frame_id]}")
+                    continue
+                n_labelled += 1
+            append_store(self.cfg.store, [labelled], [{ID_KEY: frame_id}], metadata=meta)
+        return n_labelled, len(failed)
+
+    def _export(self, run: Path) -> list:
+        from mlpot.export import export_model
+        from mlpot.train.checkpoint import load_potential
+        from mlpot.train.ensemble import member_checkpoints
+
+        models = []
+        for m, checkpoint in enumerate(member_checkpoints(run)):
+            path = run / f"model_{m}.pt"
+            if not path.is_file() or path.stat().st_mtime < checkpoint.stat().st_mtime:
+                export_model(load_potential(checkpoint), path, "float64",
+                             training_data=f"mlpot learn: {self.cfg.store}")
+            models.append(path)
+        return models
+
+    def _test_errors(self, models) -> dict:
+        from mlpot.learn.errors import committee_errors
+        from mlpot.train.data import read_structures
+
+        return committee_errors(models, read_structures(self.s.test))
+
+    def _finish(self) -> None:
+        from mlpot.learn.report import plot_history
+
+        history = self.state["history"]
+        trained = [r for r in history if "models" in r]
+        if trained:
+            _write_json(self.out / "committee.json", {"models": trained[-1]["models"]})
+            plot_history(history, self.out / "learning.png")
+        self.log(f"stopped ({self.state['stop_reason']}) after {len(trained)} iteration(s), "
+                 f"{self._store_size()} reference structures; committee in {self.out / 'committee.json'}, "
+                 f"curves in {self.out / 'learning.png'}")
+
