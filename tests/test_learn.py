@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from lammps_helpers import assert_ran_plugin
 from learn_references import CountingEMT
 from mlpot import MLPotCalculator
 from mlpot.data.store import read_store, store_key_values
@@ -137,3 +138,33 @@ def test_bad_configurations_are_refused(tmp_path):
         load_learn_config(config, ["learn.seed_data="])
     with pytest.raises(LearnError, match="cannot import"):
         ActiveLearning(load_learn_config(config, ["learn.reference=no_such_module:calc"]))
+
+
+def test_lammps_engine_explores_with_the_plugin(tmp_path, plugin):
+    """learn.engine lammps on a periodic Cu cell: the frames' deviations (the plugin's file) equal
+    the ASE committee's uncertainty on the dumped positions, and the frames get labelled."""
+    import ase.io
+    from ase.build import bulk
+
+    cell = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    seed = []
+    for k in range(12):
+        atoms = cell.copy()
+        atoms.rattle(0.1, seed=k)
+        atoms.calc = CountingEMT()
+        atoms.get_forces()
+        seed.append(atoms)
+    config = write_learn_config(tmp_path, learn={"temperatures": [500], "md_steps": 12, "sample_every": 4,
+                                                 "engine": "lammps", "test": None, "max_new": 2})
+    ase.io.write(str(tmp_path / "seed.xyz"), seed, format="extxyz")
+    state = ActiveLearning(load_learn_config(config), calculator=CountingEMT(), quiet=True).run()
+    first = state["history"][0]
+    assert first["n_explored"] == 3 and first["n_labelled"] == 2
+    assert state["history"][1]["n_reference"] == 14
+    assert_ran_plugin((tmp_path / "run" / "iter_0" / "lammps_0" / "log.lammps").read_text(), plugin)
+    frames = ase.io.read(str(tmp_path / "run" / "iter_0" / "selected.extxyz"), index=":")
+    calc = MLPotCalculator(first["models"])
+    for frame in frames:
+        frame.pbc, frame.calc = True, calc
+        frame.get_forces()
+        assert calc.results["uncertainty"] == pytest.approx(frame.info["deviation"], abs=1e-6)

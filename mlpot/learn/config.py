@@ -46,7 +46,8 @@ class LearnSettings:
     max_iterations: int = 8
     converged_fraction: float = 0.02      # stop when fewer explored frames than this exceed trust_lo
     max_time: Optional[Union[float, str]] = None   # wall-clock budget of the whole loop ("2h")
-    engine: str = "ase"                   # ase (molecules and cells); lammps: not yet
+    engine: str = "ase"                   # ase (molecules and cells) | lammps (periodic cells, the plugin's
+                                          # committee deviation; mlpot.learn.explore_lammps)
     seed: int = 0
     threads: Optional[int] = None         # torch threads for MD (None: torch's default)
 
@@ -61,7 +62,7 @@ class LearnSettings:
              "need 0 <= learn.trust_lo < learn.trust_hi <= learn.abort (eV/Å)"),
             (self.max_new >= 1 and self.max_iterations >= 1, "learn.max_new and learn.max_iterations must be >= 1"),
             (0 <= self.converged_fraction < 1, "learn.converged_fraction must be in [0, 1)"),
-            (self.engine == "ase", "learn.engine: only ase is available; remove the key"),
+            (self.engine in ("ase", "lammps"), "learn.engine must be ase or lammps"),
         ]
         for ok, message in checks:
             if not ok:

@@ -181,14 +181,21 @@ class ActiveLearning:
         if self.s.threads:
             torch.set_num_threads(self.s.threads)
         row = self._row(k)
-        calc = MLPotCalculator(row["models"])
+        calc = MLPotCalculator(row["models"]) if self.s.engine == "ase" else None
         starts = self._starts()
         frames, aborted = [], 0
         for j, temperature in enumerate(self.s.temperatures):
             start = starts[(k + j) % len(starts)]
-            run, stopped = committee_md(start, calc, temperature, self.s.md_steps, self.s.sample_every,
-                                        self.s.timestep, self.s.friction, self.s.abort,
-                                        seed=self.s.seed * 100_003 + k * 1009 + j)
+            options = dict(temperature=temperature, n_steps=self.s.md_steps, sample_every=self.s.sample_every,
+                           timestep=self.s.timestep, friction=self.s.friction, abort=self.s.abort,
+                           seed=self.s.seed * 100_003 + k * 1009 + j)
+            if self.s.engine == "lammps":
+                from mlpot.learn.explore_lammps import lammps_committee_md
+
+                run, stopped = lammps_committee_md(start, row["models"], **options,
+                                                   folder=iteration_folder(self.out, k) / f"lammps_{j}")
+            else:
+                run, stopped = committee_md(start, calc, **options)
             for frame in run:
                 frame.info[ID_KEY] = f"{k}-{j}-{frame.info['step']}"
             frames += run

@@ -433,8 +433,12 @@ class Trainer:
                 self.scheduler.step(val["loss"])
             plot = time.monotonic() - last_plot > PLOT_EVERY_S
             last_plot = time.monotonic() if plot else last_plot
+            writing = time.monotonic()
             self._write_files(improved, plot)
             self._last_save = time.monotonic()
+            # the budget is wall-clock: the writes count (with epochs of a few batches they can
+            # cost more than the epoch); last.ckpt holds the time up to them
+            p.elapsed_s += self._last_save - writing
             self.log(_epoch_line(row, self.tcfg.max_epochs, improved))
         p.stop_reason = reason
         if p.history:
