@@ -51,18 +51,11 @@ def reference(out: Path, log):
 
 
 def harmonic_errors(calc, ref) -> dict:
-    from mlpot.demo.analysis import harmonic_analysis
-    from mlpot.spectra import match_modes
+    from mlpot.demo.analysis import harmonic_analysis, harmonic_comparison
     from mlpot.scripting import build_molecule
 
     model = harmonic_analysis(build_molecule("CH3CH2OH"), calc, fmax=1e-3, max_steps=1000, align_to=ref.minimum)
-    pairs = match_modes(ref.modes, model.modes, by="overlap")
-    diff = model.modes.frequencies[pairs] - ref.modes.frequencies
-    strong = ref.intensities > 0.2 * ref.intensities.max()
-    intensity = np.abs(model.intensities[pairs][strong] / ref.intensities[strong] - 1.0)
-    return {"frequency_mae_cm1": float(np.mean(np.abs(diff))), "worst_mode_cm1": float(np.abs(diff).max()),
-            "worst_mode_reference_cm1": float(ref.modes.frequencies[np.argmax(np.abs(diff))]),
-            "strong_ir_intensity_max_rel_error": float(intensity.max())}
+    return harmonic_comparison(ref.modes, ref.intensities, model)
 
 
 def random_arm(out: Path, ref, sizes, train_time: float, log) -> list:

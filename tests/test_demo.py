@@ -89,3 +89,19 @@ def test_aligned_rmsd_ignores_rotation():
     assert aligned_rmsd(a, b) == pytest.approx(0.0, abs=1e-6)
     b.positions[0] += [0.3, 0, 0]
     assert aligned_rmsd(a, b) > 0.05
+
+
+@pytest.mark.slow
+def test_quick_learn_demo_compares_active_learning_with_random_sampling(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--learn", "--out", str(out), "--threads", "1"]) == 0
+    report = (out / "report.md").read_text()
+    assert "| active learning, iteration 0 |" in report and "| active learning, iteration 1 |" in report
+    import re
+    rows = re.findall(r"^\| (active learning, iteration \d|random sampling) \| (\d+) \|", report, re.M)
+    assert [r[0] for r in rows] == ["active learning, iteration 0", "active learning, iteration 1", "random sampling"]
+    assert rows[0][1] == "8" and rows[2][1] == rows[1][1]      # random sampling: as many labels as learning
+    assert "rank correlation" in report
+    assert "learn/committee.json" in report
+    for name in ("learn/learn.json", "learn/learning.png", "random/model.pt", "test.db", "seed.db", "ir_harmonic.png"):
+        assert (out / name).is_file(), name

@@ -14,6 +14,9 @@ def add_arguments(parser):
                         help="wall-clock budget of the training stage (default: 330, quick: 30)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads for training (default: 1, fastest for small molecules)")
+    parser.add_argument("--learn", action="store_true",
+                        help="reach the reference data by active learning (a committee, mlpot learn) and compare "
+                             "with a random-sampling model with as many GFN2-xTB labels")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling, split and weights")
 
 
@@ -22,7 +25,8 @@ def run(args) -> int:
 
     from mlpot.demo import DemoError, DemoSettings, run_demo
 
-    changes = {"molecule": args.molecule, "out": args.out, "force": args.force, "seed": args.seed}
+    changes = {"molecule": args.molecule, "out": args.out, "force": args.force, "seed": args.seed,
+               "learn": args.learn}
     if args.max_train_time is not None:
         changes["max_train_time"] = args.max_train_time
     if args.threads is not None:

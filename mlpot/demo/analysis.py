@@ -131,3 +131,18 @@ def md_spectra(traj: Trajectory, masses) -> dict:
         if traj.dipoles is not None:
             out["ir"] = ir_spectrum(traj.dipoles, traj.dt)
     return out
+
+
+def harmonic_comparison(ref_modes, ref_intensities, model: Harmonic, strong: float = 0.2) -> dict:
+    """How a model's harmonic analysis compares with the reference's: frequency MAE and worst
+    mode (cm⁻¹, modes paired by eigenvector overlap), and the largest relative error of the IR
+    intensity of the strong bands (above `strong` × the strongest reference band)."""
+    from mlpot.spectra import match_modes
+
+    pairs = match_modes(ref_modes, model.modes, by="overlap")
+    diff = np.abs(model.modes.frequencies[pairs] - ref_modes.frequencies)
+    bands = ref_intensities > strong * ref_intensities.max()
+    relative = np.abs(model.intensities[pairs][bands] / ref_intensities[bands] - 1.0)
+    return {"frequency_mae_cm1": float(diff.mean()), "worst_mode_cm1": float(diff.max()),
+            "worst_mode_reference_cm1": float(ref_modes.frequencies[np.argmax(diff)]),
+            "strong_ir_intensity_max_rel_error": float(relative.max())}

@@ -71,17 +71,21 @@ def run_demo(settings, log=print) -> dict:
     clock = Stopwatch(log)
     log(f"mlpot demo: {settings.molecule} ({start.get_chemical_formula()}), output in {out.resolve()}")
 
-    with clock.stage("GFN2-xTB reference (optimisation, Hessian, sampling)"):
-        ref = make_reference(settings, out, log)
-    with clock.stage("training SchNet and export"):
-        train = train_and_export(settings, ref.store, out, log)
+    learning = None
+    if settings.learn:
+        ref, train, calc, test, learning = _learn_stages(settings, out, clock, log)
+    else:
+        with clock.stage("GFN2-xTB reference (optimisation, Hessian, sampling)"):
+            ref = make_reference(settings, out, log)
+        with clock.stage("training SchNet and export"):
+            train = train_and_export(settings, ref.store, out, log)
+        calc = MLPotCalculator(train["model"])
+        test = read_store(ref.store, load_split(train["run_folder"] / "split.npz")["test"])
     torch.set_num_threads(1)     # one small molecule: threads only add overhead from here on
-    calc = MLPotCalculator(train["model"])
-    with clock.stage("test-set errors of model.pt"):
-        split = load_split(train["run_folder"] / "split.npz")
-        errors = test_errors(calc, read_store(ref.store, split["test"]))
+    with clock.stage("test-set errors of the model"):
+        errors = test_errors(calc, test)
         log("  " + ", ".join(f"{k} {v:.4g}" for k, v in errors.items()))
-    with clock.stage("optimisation and harmonic analysis with model.pt"):
+    with clock.stage("optimisation and harmonic analysis with the model"):
         model = harmonic_analysis(start, calc, settings.fmax, settings.opt_steps, align_to=ref.minimum)
         if model.optimisation_steps < 0:
             log(f"  warning: the model's optimisation did not reach fmax={settings.fmax} eV/Å in "
@@ -92,7 +96,10 @@ def run_demo(settings, log=print) -> dict:
         log(f"  frequency MAE vs GFN2-xTB: {mae:.1f} cm⁻¹ (modes paired by eigenvector overlap; "
             f"{mae_order:.1f} cm⁻¹ paired by order); geometry RMSD {rmsd:.3f} Å")
     md_info, spectra = {}, {}
-    runs = (("SchNet (mlpot)", calc, model.minimum),
+    if learning is not None:
+        with clock.stage("harmonic analysis of every committee and of the random-sampling model"):
+            _compare_learning(learning, ref, start, settings, log)
+    runs = (("SchNet committee (mlpot)" if settings.learn else "SchNet (mlpot)", calc, model.minimum),
             ("GFN2-xTB", default_calculator("GFN2-xTB"), ref.minimum))
     with clock.stage(f"NVT MD, {settings.md_time:g} fs at {settings.md_temperature:g} K (model and GFN2-xTB)"):
         for label, md_calc, geometry in runs:
@@ -105,7 +112,7 @@ def run_demo(settings, log=print) -> dict:
             log(f"  {label}: {md_info[label]}")
     with clock.stage("figures and report"):
         figures = make_figures(out, ref, model, spectra)
-        results = {"reference": ref, "model": model, "training": train, "test_errors": errors,
+        results = {"reference": ref, "model": model, "training": train, "test_errors": errors, "learning": learning,
                    "frequency_mae": mae, "frequency_mae_by_order": mae_order, "rmsd": rmsd, "md": md_info, "figures": figures,
                    "timings": clock.timings}
         report = write_report(out / "report.md", settings, results)
@@ -114,3 +121,47 @@ def run_demo(settings, log=print) -> dict:
     log(f"figures: {', '.join(str(p) for p in figures.values())}; model: {train['model']}")
     results["report"] = report
     return results
+
+
+def _learn_stages(settings, out: Path, clock: Stopwatch, log):
+    """--learn: reference, active learning and the random-sampling comparison; returns
+    (reference, training summary, committee calculator, test structures, learning results)."""
+    from mlpot.calculator import MLPotCalculator
+    from mlpot.data.store import read_store
+    from mlpot.demo.learn_stage import active_learning, make_learn_reference, random_comparison
+
+    with clock.stage("GFN2-xTB reference (optimisation, Hessian, seed and test sets)"):
+        ref = make_learn_reference(settings, out, log)
+    with clock.stage("active learning (committee MD, GFN2-xTB labels, retraining)"):
+        state = active_learning(settings, ref, out, log)
+    rows = [r for r in state["history"] if "models" in r]
+    n_labels = rows[-1]["n_reference"]
+    with clock.stage(f"random sampling: one SchNet on {n_labels} random GFN2-xTB configurations"):
+        random_model = random_comparison(settings, ref, n_labels, out, log)
+    models = rows[-1]["models"]
+    train = {"model": ", ".join(models), "models": models, "stop_reason": state["stop_reason"]}
+    learning = {"rows": rows, "random_model": random_model, "n_labels": n_labels}
+    return ref, train, MLPotCalculator(models), read_store(ref.test_store), learning
+
+
+def _compare_learning(learning: dict, ref, start, settings, log) -> None:
+    """Frequency errors of each iteration's committee and of the random-sampling model (in place)."""
+    from mlpot.calculator import MLPotCalculator
+    from mlpot.data.store import read_store
+    from mlpot.demo.analysis import harmonic_analysis, harmonic_comparison, test_errors
+
+    for row in learning["rows"]:
+        harmonic = harmonic_analysis(start, MLPotCalculator(row["models"]), settings.fmax, settings.opt_steps,
+                                     align_to=ref.minimum)
+        row.update(harmonic_comparison(ref.modes, ref.intensities, harmonic))
+        log(f"  iteration {row['iteration']}: {row['n_reference']} labels, test forces MAE "
+            f"{row['test_forces_mae_meV_per_A']:.1f} meV/Å, frequency MAE {row['frequency_mae_cm1']:.1f} cm⁻¹, "
+            f"worst mode {row['worst_mode_cm1']:.0f} cm⁻¹")
+    calc = MLPotCalculator(learning["random_model"])
+    harmonic = harmonic_analysis(start, calc, settings.fmax, settings.opt_steps, align_to=ref.minimum)
+    learning["random"] = {"n_reference": learning["n_labels"],
+                          **test_errors(calc, read_store(ref.test_store)),
+                          **harmonic_comparison(ref.modes, ref.intensities, harmonic)}
+    r = learning["random"]
+    log(f"  random sampling, {r['n_reference']} labels: test forces MAE {r['forces_mae_meV_per_A']:.1f} meV/Å, "
+        f"frequency MAE {r['frequency_mae_cm1']:.1f} cm⁻¹, worst mode {r['worst_mode_cm1']:.0f} cm⁻¹")

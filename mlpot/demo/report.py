@@ -52,26 +52,19 @@ def mode_table(ref, model) -> list[str]:
 
 def write_report(path: Path, settings, results: dict) -> Path:
     """report.md: what was done, how long each stage took, how accurate the model is."""
-    ref, model, train = results["reference"], results["model"], results["training"]
+    ref, model = results["reference"], results["model"]
     timings, errors, figures = results["timings"], results["test_errors"], results["figures"]
-    last = train.get("last") or {}
     lines = [
         f"# mlpot demo: {settings.molecule}", "",
-        f"Reference: {ref.method}; model: SchNet ({settings.n_atom_basis} features, "
+        f"Reference: {ref.method}; model: SchNet{' committee' if settings.learn else ''} ({settings.n_atom_basis} features, "
         f"{settings.n_interactions} interactions, cutoff {settings.cutoff} Å) trained on energies, "
-        f"forces and dipoles; exported to `model.pt` (float64).", "",
+        f"forces and dipoles; exported to "
+        + ("the files in `learn/committee.json`" if settings.learn else "`model.pt`") + " (float64).", "",
         "## Timings", "", "| stage | seconds |", "|---|---:|",
         *[f"| {name} | {seconds:.1f} |" for name, seconds in timings.items()],
         f"| **total** | **{sum(timings.values()):.1f}** |", "",
         "## Data and training", "",
-        f"- {ref.n_md + ref.n_normal_mode} GFN2-xTB configurations: {ref.n_md} from Langevin MD at "
-        f"{settings.sampling_temperature:g} K (one every {settings.md_interval} steps of 0.5 fs) and "
-        f"{ref.n_normal_mode} from normal-mode sampling at {settings.sampling_temperature:g} K; "
-        f"stored in `reference.db`.",
-        f"- training stopped after {train['epochs']} epochs ({train['stop_reason']}); best epoch "
-        f"{train['best_epoch']}; last validation MAE: energy {_fmt(last.get('val_energy_mae_meV'))} meV, "
-        f"forces {_fmt(last.get('val_forces_mae_meV_per_A'))} meV/Å. Run folder: `training/` "
-        f"(metrics.csv, learning_curve.png, checkpoints).",
+        *(learning_lines(settings, results) if results.get("learning") else sampling_lines(settings, results)),
         f"- held-out test set ({errors['n']} configurations, exported model through MLPotCalculator): "
         f"energy MAE {errors['energy_mae_meV']:.1f} meV, forces MAE "
         f"{errors['forces_mae_meV_per_A']:.1f} meV/Å"
@@ -105,6 +98,52 @@ def write_report(path: Path, settings, results: dict) -> Path:
     lines += ["", "## Settings", "", "```", *[f"{k}: {v}" for k, v in settings.to_dict().items()], "```", ""]
     path.write_text("\n".join(lines))
     return path
+
+
+def sampling_lines(settings, results: dict) -> list[str]:
+    ref, train = results["reference"], results["training"]
+    last = train.get("last") or {}
+    return [
+        f"- {ref.n_md + ref.n_normal_mode} GFN2-xTB configurations: {ref.n_md} from Langevin MD at "
+        f"{settings.sampling_temperature:g} K (one every {settings.md_interval} steps of 0.5 fs) and "
+        f"{ref.n_normal_mode} from normal-mode sampling at {settings.sampling_temperature:g} K; "
+        f"stored in `reference.db`.",
+        f"- training stopped after {train['epochs']} epochs ({train['stop_reason']}); best epoch "
+        f"{train['best_epoch']}; last validation MAE: energy {_fmt(last.get('val_energy_mae_meV'))} meV, "
+        f"forces {_fmt(last.get('val_forces_mae_meV_per_A'))} meV/Å. Run folder: `training/` "
+        f"(metrics.csv, learning_curve.png, checkpoints)."]
+
+
+def learning_lines(settings, results: dict) -> list[str]:
+    """--learn: how the data was reached, and active learning against random sampling."""
+    learning = results["learning"]
+    rows, random = learning["rows"], learning["random"]
+    lines = [
+        f"- active learning (`learn/`, `mlpot learn`): {settings.learn_seed} normal-mode samples at 300 K to "
+        f"start; committees of {settings.learn_ensemble} SchNet models ({settings.learn_member_time:g} s of "
+        f"training per member and iteration, warm-started), committee MD at "
+        f"{', '.join(f'{t:g}' for t in settings.learn_temperatures)} K, up to {settings.learn_max_new} frames "
+        f"per iteration with a max force deviation in [{settings.learn_trust_lo:g}, {settings.learn_trust_hi:g}] "
+        f"eV/Å labelled by GFN2-xTB; {learning['n_labels']} GFN2-xTB labels in the end "
+        f"({results['training']['stop_reason']}). The model is the last committee's mean.",
+        f"- random sampling for comparison (`random/`): one SchNet trained "
+        f"{settings.learn_member_time * settings.learn_iterations:g} s (one member's total) on "
+        f"{random['n_reference']} configurations drawn as the default demo draws them (2/3 Langevin MD, "
+        f"1/3 normal modes at {settings.sampling_temperature:g} K).", "",
+        "| | GFN2-xTB labels | test forces MAE (meV/Å) | test energy MAE (meV) | frequency MAE (cm⁻¹) "
+        "| worst mode (cm⁻¹) | strong IR bands, max rel. error |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| active learning, iteration {r['iteration']} | {r['n_reference']} | "
+                     f"{r['test_forces_mae_meV_per_A']:.1f} | {r['test_energy_mae_meV']:.1f} | "
+                     f"{r['frequency_mae_cm1']:.1f} | {r['worst_mode_cm1']:.0f} | "
+                     f"{100 * r['strong_ir_intensity_max_rel_error']:.0f} % |")
+    lines += [f"| random sampling | {random['n_reference']} | {random['forces_mae_meV_per_A']:.1f} | "
+              f"{random['energy_mae_meV']:.1f} | {random['frequency_mae_cm1']:.1f} | "
+              f"{random['worst_mode_cm1']:.0f} | {100 * random['strong_ir_intensity_max_rel_error']:.0f} % |", "",
+              f"Uncertainty against true error on the test set (Spearman rank correlation of the committee's "
+              f"largest per-atom force deviation with the largest per-atom force error): "
+              f"{rows[-1]['test_rank_correlation']:.2f}.", ""]
+    return lines
 
 
 def _fmt(value) -> str:

@@ -30,6 +30,17 @@ class DemoSettings:
     max_train_time: float = 330.0    # s, wall-clock budget of the training stage
     dipole_weight: float = 10.0
     energy_weight: float = 0.1
+    # --learn: the reference data by active learning (mlpot learn) instead of random sampling
+    learn: bool = False
+    learn_seed: int = 20             # normal-mode samples at 300 K to start from
+    learn_iterations: int = 4        # committee trainings
+    learn_ensemble: int = 3          # committee members
+    learn_member_time: float = 20.0  # s of training per member and iteration
+    learn_max_new: int = 60          # frames labelled per iteration
+    learn_temperatures: tuple = (300.0, 500.0, 700.0)   # K, committee MD
+    learn_md_steps: int = 400        # steps of 0.5 fs per temperature and iteration
+    learn_trust_lo: float = 0.05     # eV/Å
+    learn_trust_hi: float = 0.5      # eV/Å
     # analysis with the trained model
     md_temperature: float = 300.0    # K
     md_time: float = 1000.0          # fs of NVT MD (Langevin)
@@ -42,9 +53,13 @@ class DemoSettings:
         """A tiny end-to-end run for tests (well under a minute; accuracy is not the point)."""
         tiny = dict(n_md=24, md_interval=5, n_normal_mode=12, n_test=6, n_atom_basis=16, n_filters=16,
                     n_interactions=2, n_rbf=8, batch_size=8, max_epochs=2, max_train_time=30.0,
-                    md_time=50.0, fmax=0.05, opt_steps=60)
+                    md_time=50.0, fmax=0.05, opt_steps=60, learn_seed=8, learn_iterations=2,
+                    learn_ensemble=2, learn_member_time=3.0, learn_max_new=5, learn_md_steps=20)
         tiny.update(changes)
         return cls(**tiny)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if not self.learn:
+            values = {k: v for k, v in values.items() if not k.startswith("learn_")}
+        return values
