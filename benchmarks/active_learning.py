@@ -11,6 +11,8 @@ uncertainty tells.
    its 330 s cap); n = 1700 is the demo itself.
 3. Active learning: `mlpot learn` (committee of --ensemble of the same SchNet) from --n-seed
    normal-mode samples at 300 K, MD at --temperatures.
+   Its data (the first n structures of its store) is also trained exactly as the random-sampling
+   models ("learned"), so that the two ways of choosing data compare with the same training.
 Each point: test energy and force MAE, and the harmonic frequency MAE and worst mode against
 GFN2-xTB (modes paired by eigenvector overlap) after optimising with the model (the committee
 mean for active learning). Reference calls = structures labelled for training and validation.
@@ -59,6 +61,27 @@ def harmonic_errors(calc, ref) -> dict:
 
 
 def random_arm(out: Path, ref, sizes, train_time: float, log) -> list:
+    return demo_recipe_models(out, ref, ref.store, sizes, train_time, "random", log)
+
+
+def learned_data_arm(out: Path, ref, sizes, train_time: float, log) -> list:
+    """The data active learning collected (its store's first n rows: the seed and the frames
+    labelled up to some iteration), trained exactly as the random-sampling models."""
+    from mlpot.data.store import read_store, write_store
+
+    rows = []
+    for n in sizes:
+        store = out / f"learned_{n}.db"
+        structures = read_store(out / "learn" / "data.db")
+        if len(structures) < n:
+            log(f"active learning labelled {len(structures)} < {n} structures: skipped")
+            continue
+        write_store(store, structures[:n], force=True)
+        rows += demo_recipe_models(out, ref, store, [n], train_time, "learned", log)
+    return rows
+
+
+def demo_recipe_models(out: Path, ref, store: Path, sizes, train_time: float, arm: str, log) -> list:
     from mlpot import MLPotCalculator
     from mlpot.data.store import read_store
     from mlpot.demo.analysis import test_errors
@@ -72,7 +95,7 @@ def random_arm(out: Path, ref, sizes, train_time: float, log) -> list:
     rows = []
     for n in sizes:
         settings = DemoSettings(force=True, max_train_time=train_time)
-        cfg = training_config(settings, ref.store, out / f"random_{n}")
+        cfg = training_config(settings, store, out / f"{arm}_{n}")
         n_val = max(2, round(0.1 * n))
         cfg.data.n_train, cfg.data.n_val, cfg.data.n_test = n - n_val, n_val, 0
         # as many optimizer steps as the demo (120 epochs of 1530) within the same time cap
@@ -82,10 +105,10 @@ def random_arm(out: Path, ref, sizes, train_time: float, log) -> list:
         cfg.training.decay_steps = steps_per_epoch * cfg.training.max_epochs
         started = time.monotonic()
         train(cfg, force=True, quiet=True)
-        model = out / f"random_{n}" / "model.pt"
-        export_model(load_potential(out / f"random_{n}" / "best.ckpt"), model, "float64")
+        model = out / f"{arm}_{n}" / "model.pt"
+        export_model(load_potential(out / f"{arm}_{n}" / "best.ckpt"), model, "float64")
         calc = MLPotCalculator(model)
-        row = {"arm": "random", "reference_calls": n, "train_time_s": time.monotonic() - started,
+        row = {"arm": arm, "reference_calls": n, "train_time_s": time.monotonic() - started,
                **test_errors(calc, test), **harmonic_errors(calc, ref)}
         log(json.dumps(row))
         rows.append(row)
@@ -179,7 +202,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/al_bench")
     parser.add_argument("--json", default=None, help="write the results here")
-    parser.add_argument("--only", choices=("random", "learn", "uncertainty"), action="append")
+    parser.add_argument("--only", choices=("random", "learn", "learned", "uncertainty"), action="append")
+    parser.add_argument("--learned-sizes", type=int, nargs="+", default=[200, 440],
+                        help="train the demo's recipe on the first n structures active learning collected")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 400, 850, 1700])
     parser.add_argument("--train-time", type=float, default=330.0, help="s per random-sampling model (demo: 330)")
     parser.add_argument("--learn-train-time", type=float, default=60.0, help="s per committee member and iteration")
@@ -202,12 +227,14 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     ref = reference(out, log)
-    only = set(args.only or ("random", "learn", "uncertainty"))
+    only = set(args.only or ("random", "learn", "learned", "uncertainty"))
     results = {"date": time.strftime("%Y-%m-%d"), "settings": vars(args)}
     if "random" in only:
         results["random"] = random_arm(out, ref, args.sizes, args.train_time, log)
     if "learn" in only:
         results["learn"] = learn_arm(out, ref, args, log)
+    if "learned" in only:
+        results["learned"] = learned_data_arm(out, ref, args.learned_sizes, args.train_time, log)
     if "uncertainty" in only:
         committee = json.loads((out / "learn" / "committee.json").read_text())["models"]
         results["uncertainty"] = uncertainty_checks(out, ref, committee, log)
