@@ -74,3 +74,14 @@ def plugin(plugin_cache):
     built_at = path.stat().st_mtime_ns
     assert build_plugin(cache) == path and path.stat().st_mtime_ns == built_at
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (the test machine is shared: results do not depend on it)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
-from mlpot.train.config import (ConfigError, TrainConfig, _build_section, _resolve, apply_overrides,
-                                config_from_dict, parse_duration)
+from mlpot.train.config import (ConfigError, TrainConfig, _build_section, _resolve, config_from_dict,
+                                parse_duration, read_yaml_config)
 
 STORE_NAME = "data.db"
 DEFAULT_ENSEMBLE = 4
@@ -108,13 +108,4 @@ def learn_config_from_dict(raw: dict, base_dir: str | Path = ".") -> LearnConfig
 
 def load_learn_config(path: str | Path, overrides=None) -> LearnConfig:
     """Read an `mlpot learn` YAML; overrides are "section.key=value" strings (learn., training., model.)."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return learn_config_from_dict(apply_overrides(raw, overrides), base_dir=path.parent)
+    return learn_config_from_dict(read_yaml_config(path, overrides), base_dir=Path(path).parent)

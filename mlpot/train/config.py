@@ -264,8 +264,8 @@ def config_from_dict(raw: dict, base_dir: str | Path = ".") -> TrainConfig:
     return TrainConfig(data=data, model=model, training=training, output=_resolve(output, base))
 
 
-def load_config(path: str | Path, overrides=None) -> TrainConfig:
-    """Read a YAML training config; `overrides` are "section.key=value" strings."""
+def read_yaml_config(path: str | Path, overrides=None) -> dict:
+    """The nested dict of a YAML config file with `overrides` ("section.key=value") applied."""
     import yaml
 
     path = Path(path)
@@ -275,7 +275,12 @@ def load_config(path: str | Path, overrides=None) -> TrainConfig:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return config_from_dict(apply_overrides(raw, overrides), base_dir=path.parent)
+    return apply_overrides(raw, overrides)
+
+
+def load_config(path: str | Path, overrides=None) -> TrainConfig:
+    """Read a YAML training config; `overrides` are "section.key=value" strings."""
+    return config_from_dict(read_yaml_config(path, overrides), base_dir=Path(path).parent)
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
