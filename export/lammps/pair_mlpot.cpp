@@ -27,7 +27,7 @@
 
 using namespace LAMMPS_NS;
 
-static const char *SYNTAX = "pair_coeff * * model.pt [more_models.pt ...] C H O (one element symbol per atom type)";
+static const char *SYNTAX = "pair_coeff * * model.pt [more_models.pt ...] C H O (one element symbol per atom type; NULL for a type left to another style of pair_style hybrid)";
 static const char *STYLE_SYNTAX = "pair_style mlpot [exchange | shell] [out_freq N] [out_file FILE]";
 
 #ifndef MLPOT_PLUGIN_BUILD
@@ -47,8 +47,8 @@ namespace LAMMPS_NS {
 class LammpsFeatureExchange : public mlpot::FeatureExchange {
  public:
   explicit LammpsFeatureExchange(PairMLPot *pair) : pair_(pair) {}
-  void owned_to_ghosts(double *rows, int width) override { pair_->communicate_rows(rows, width, true); }
-  void ghosts_to_owned(double *rows, int width) override { pair_->communicate_rows(rows, width, false); }
+  void owned_to_ghosts(double *rows, int width) override { pair_->exchange_rows(rows, width, true); }
+  void ghosts_to_owned(double *rows, int width) override { pair_->exchange_rows(rows, width, false); }
 
  private:
   PairMLPot *pair_;
@@ -148,9 +148,7 @@ void PairMLPot::coeff(int narg, char **arg) {
   if (!allocated) allocate();
   if (narg < 3 || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "pair_style mlpot needs {}", SYNTAX);
-  if (strcmp(update->unit_style, "metal") != 0)
-    error->all(FLERR, "pair_style mlpot needs units metal (the model works in eV and Å), not units {}: "
-                      "put `units metal` at the top of the input", update->unit_style);
+  check_units();
   // models: arg[2], then every following argument ending in .pt or naming an existing file
   int n_models = 1;
   while (2 + n_models < narg) {
@@ -191,8 +189,15 @@ void PairMLPot::coeff(int narg, char **arg) {
                       "give exactly one symbol per type", path, n_symbols, ntypes);
 
   type_to_z_.assign(ntypes + 1, 0);
+  null_type_.assign(ntypes + 1, 0);
+  has_null_ = false;
   for (int t = 1; t <= ntypes; t++) {
     const std::string symbol = arg[1 + n_models + t];
+    if (symbol == "NULL") {        // this type is left to another sub-style of pair_style hybrid
+      null_type_[t] = 1;
+      has_null_ = true;
+      continue;
+    }
     for (size_t k = 0; k < info.symbols.size(); k++)
       if (info.symbols[k] == symbol) type_to_z_[t] = info.species[k];
     if (type_to_z_[t] == 0)
@@ -200,8 +205,19 @@ void PairMLPot::coeff(int narg, char **arg) {
                         "fix the symbol in pair_coeff or use a model trained on {}",
                  symbol, t, path, known, symbol);
   }
+  if (has_null_) {
+    if (force->pair == this)
+      error->all(FLERR, "pair_coeff * * {} ... NULL: a NULL type is left to another pair style, which needs "
+                        "pair_style hybrid or hybrid/overlay (e.g. pair_style hybrid mlpot lj/cut 5.0 with "
+                        "pair_coeff * * mlpot {} ... NULL); pair_style mlpot alone needs an element for every "
+                        "type", path, path);
+    if (std::all_of(null_type_.begin() + 1, null_type_.end(), [](char null) { return null != 0; }))
+      error->all(FLERR, "pair_coeff * * mlpot {}: every atom type is NULL, so the model has no atoms: give "
+                        "the element of at least one type", path);
+  }
+  // type pairs of this style: both types in the model (a NULL type has no pair with it here)
   for (int i = 1; i <= ntypes; i++)
-    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = (null_type_[i] || null_type_[j]) ? 0 : 1;
   choose_mode();
 
   if (comm->me == 0)
@@ -209,6 +225,17 @@ void PairMLPot::coeff(int narg, char **arg) {
                    info.mlpot_version, info.dtype, info.cutoff, info.n_interactions, known,
                    exchange_ ? "features exchanged between layers (ghosts within one cutoff)"
                              : "whole model on a ghost shell of n_interactions x cutoff");
+  if (comm->me == 0 && has_null_) {
+    std::vector<std::string> left;
+    for (int t = 1; t <= ntypes; t++)
+      if (null_type_[t]) left.push_back(std::to_string(t));
+    utils::logmesg(lmp, "pair mlpot: atom type(s) {} NULL: not part of the model (left to the other pair "
+                        "styles)\n", utils::join_words(left, " "));
+  }
+  if (comm->me == 0 && energy_scale_ != 1.0)
+    utils::logmesg(lmp, "pair mlpot: units {}: the model's eV are converted with force->qe2f = {} (energy, "
+                        "per-atom energy, forces, virial); a committee deviation file stays in eV/A and eV\n",
+                   update->unit_style, energy_scale_);
   if (comm->me == 0 && !members_.empty()) {
     for (size_t m = 0; m < members_.size(); m++)
       utils::logmesg(lmp, "pair mlpot: committee member {} of {}: {} (mlpot {}, {})\n", m + 2, members_.size() + 1,
@@ -246,6 +273,16 @@ void PairMLPot::check_member(const mlpot::Model &member, const std::string &path
                a.n_interactions, path, b.n_interactions, advice);
 }
 
+void PairMLPot::check_units() {
+  // The model works in eV and Å. units real (kcal/mol, Å): LAMMPS' own eV -> kcal/mol is
+  // force->qe2f (charge × field in e·V/Å to force, 23.060549 in units real, 1 in metal).
+  if (strcmp(update->unit_style, "metal") == 0) energy_scale_ = 1.0;
+  else if (strcmp(update->unit_style, "real") == 0) energy_scale_ = force->qe2f;
+  else
+    error->all(FLERR, "pair_style mlpot needs units metal or real (the model works in eV and Å), not units {}: "
+                      "put `units metal` (or `units real`) at the top of the input", update->unit_style);
+}
+
 double PairMLPot::ghost_shell() const {
   const mlpot::ModelInfo &info = model_->info();
   const int hops = (info.n_interactions > 0 && !exchange_) ? info.n_interactions : 1;
@@ -257,13 +294,20 @@ void PairMLPot::init_style() {
   if (force->newton_pair == 0)
     error->all(FLERR, "pair_style mlpot needs newton pair on (forces on ghost atoms are summed back to "
                       "their owners): remove `newton off` or write `newton on`");
-  if (strcmp(update->unit_style, "metal") != 0)
-    error->all(FLERR, "pair_style mlpot needs units metal (eV, Å), not units {}", update->unit_style);
+  check_units();
   for (int t = 1; t <= atom->ntypes; t++)
-    if (t >= (int) type_to_z_.size() || type_to_z_[t] == 0)
+    if (t >= (int) type_to_z_.size() || (type_to_z_[t] == 0 && !null_type_[t]))
       error->all(FLERR, "LAMMPS atom type {} has no element: give one element symbol per type in {}", t, SYNTAX);
 
   neighbor->add_request(this, ghostneigh ? NeighConst::REQ_FULL | NeighConst::REQ_GHOST : NeighConst::REQ_FULL);
+
+  // A sub-style of pair_style hybrid: the hybrid took comm_forward / comm_reverse (which size
+  // LAMMPS' communication buffers, Comm::init after this) from its sub-styles at pair_style
+  // time, before pair_coeff read the model that sets ours.
+  if (force->pair && force->pair != this) {
+    force->pair->comm_forward = std::max(force->pair->comm_forward, comm_forward);
+    force->pair->comm_reverse = std::max(force->pair->comm_reverse, comm_reverse);
+  }
 
   // Whole model over n_interactions layers: a local atom's energy depends on atoms up to
   // n_interactions × cutoff away, so every rank needs ghosts that far out. With features
@@ -303,11 +347,14 @@ void PairMLPot::build_edges() {
   const int n_with_neighbors = list->inum + list->gnum;
   edge_i_.clear();
   edge_j_.clear();
+  const bool skip_null = has_null_;     // no edge to or from an atom of a NULL type
   for (int ii = 0; ii < n_with_neighbors; ii++) {
     const int i = list->ilist[ii];
+    if (skip_null && numbers_[i] == 0) continue;
     const int *neighbors = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       const int j = neighbors[jj] & NEIGHMASK;
+      if (skip_null && numbers_[j] == 0) continue;
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
       if (dx * dx + dy * dy + dz * dz < cutsq_model) {
         edge_i_.push_back(i);
@@ -381,12 +428,15 @@ int PairMLPot::build_local_edges() {
   feature_j_.clear();
   ghost_edge_i_.clear();
   ghost_edge_j_.clear();
+  const bool skip_null = has_null_;     // no edge to or from an atom of a NULL type
   for (int ii = 0; ii < list->inum; ii++) {
     const int i = list->ilist[ii];
+    if (skip_null && numbers_[i] == 0) continue;
     const int *neighbors = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       const int j = neighbors[jj] & NEIGHMASK;
       if (j < nlocal && j <= i) continue;
+      if (skip_null && numbers_[j] == 0) continue;
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
       if (dx * dx + dy * dy + dz * dz >= cutsq_model) continue;
       int owner = j;
@@ -429,6 +479,55 @@ void PairMLPot::communicate_rows(double *rows, int width, bool forward) {
   comm_width_ = 0;
 }
 
+// The feature exchange of the model's rows ([n_model_ * width], model order). Without NULL types
+// the model's order is LAMMPS' and the rows are communicated in place; with them, through
+// LAMMPS-ordered rows (zero for atoms of NULL types, whose ghosts are never read).
+void PairMLPot::exchange_rows(double *rows, int width, bool forward) {
+  if (!has_null_) {
+    communicate_rows(rows, width, forward);
+    return;
+  }
+  const size_t nall = static_cast<size_t>(atom->nlocal + atom->nghost);
+  full_rows_.assign(nall * width, 0.0);
+  for (int m = 0; m < n_model_; m++)
+    std::copy(rows + (size_t) m * width, rows + (size_t) (m + 1) * width,
+              full_rows_.begin() + (size_t) atom_of_model_[m] * width);
+  communicate_rows(full_rows_.data(), width, forward);
+  for (int m = 0; m < n_model_; m++)
+    std::copy(full_rows_.begin() + (size_t) atom_of_model_[m] * width,
+              full_rows_.begin() + (size_t) (atom_of_model_[m] + 1) * width, rows + (size_t) m * width);
+}
+
+void PairMLPot::select_model_atoms(int nlocal, int nall) {
+  // LAMMPS orders local atoms before ghosts, so keeping that order keeps the model's local atoms first
+  double **x = atom->x;
+  model_of_atom_.assign(nall, -1);
+  atom_of_model_.clear();
+  model_x_.clear();
+  model_numbers_.clear();
+  n_model_local_ = 0;
+  for (int i = 0; i < nall; i++) {
+    if (numbers_[i] == 0) continue;
+    model_of_atom_[i] = static_cast<int>(atom_of_model_.size());
+    atom_of_model_.push_back(i);
+    model_numbers_.push_back(numbers_[i]);
+    model_x_.insert(model_x_.end(), x[i], x[i] + 3);
+    if (i < nlocal) n_model_local_++;
+  }
+  n_model_ = static_cast<int>(atom_of_model_.size());
+}
+
+void PairMLPot::edges_to_model_indices() {
+  for (auto &i : edge_i_) i = model_of_atom_[i];
+  for (auto &j : edge_j_) j = model_of_atom_[j];
+  if (exchange_)
+    for (auto &j : feature_j_) j = model_of_atom_[j];
+}
+
+const double *PairMLPot::model_positions() const { return has_null_ ? model_x_.data() : &atom->x[0][0]; }
+
+const int64_t *PairMLPot::model_numbers() const { return has_null_ ? model_numbers_.data() : numbers_.data(); }
+
 int PairMLPot::pack_forward_comm(int n, int *list, double *buf, int, int *) {
   const int width = comm_width_;
   for (int k = 0; k < n; k++) std::memcpy(buf + k * width, comm_rows_ + (size_t) list[k] * width, width * sizeof(double));
@@ -452,9 +551,9 @@ void PairMLPot::unpack_reverse_comm(int n, int *list, double *buf) {
   }
 }
 
-void PairMLPot::compute_exchange(int nlocal, int nall) {
+void PairMLPot::compute_exchange(int, int) {
   const int n_layers = model_->info().n_interactions;
-  if (nall == 0) {   // nothing here, but the neighbouring ranks' exchanges still need this one
+  if (n_model_ == 0) {   // no atoms of the model here, but the neighbouring ranks' exchanges still need this one
     double none = 0.0;
     const int width = model_->info().n_features;
     for (int t = 0; t + 1 < n_layers; t++) exchange_impl_->owned_to_ghosts(&none, width);
@@ -462,10 +561,11 @@ void PairMLPot::compute_exchange(int nlocal, int nall) {
     return;
   }
   n_two_way_ = build_local_edges();
+  if (has_null_) edges_to_model_indices();
   mlpot::Result &r = *result_;
   try {
-    model_->evaluate_per_layer(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, feature_j_, n_two_way_,
-                               nlocal, vflag_global != 0, eflag_atom != 0, *exchange_impl_, r);
+    model_->evaluate_per_layer(model_positions(), model_numbers(), n_model_, edge_i_, edge_j_, feature_j_,
+                               n_two_way_, n_model_local_, vflag_global != 0, eflag_atom != 0, *exchange_impl_, r);
   } catch (const std::exception &e) {
     error->one(FLERR, "pair mlpot: model evaluation failed: {}", e.what());
   }
@@ -481,16 +581,23 @@ void PairMLPot::compute(int eflag, int vflag) {
   int *type = atom->type;
   numbers_.resize(nall);
   for (int i = 0; i < nall; i++) numbers_[i] = type_to_z_[type[i]];
+  if (has_null_) {
+    select_model_atoms(nlocal, nall);
+  } else {
+    n_model_ = nall;
+    n_model_local_ = nlocal;
+  }
   if (exchange_) {
     compute_exchange(nlocal, nall);
-    if (nall > 0) accumulate(nlocal, nall);
-  } else if (nall > 0) {
+    if (n_model_ > 0) accumulate(nlocal, nall);
+  } else if (n_model_ > 0) {
     build_edges();
+    if (has_null_) edges_to_model_indices();
     double cell[9];
     cell_rows(cell);
     mlpot::Result &r = *result_;
     try {
-      model_->evaluate(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, cell, nlocal,
+      model_->evaluate(model_positions(), model_numbers(), n_model_, edge_i_, edge_j_, cell, n_model_local_,
                        vflag_global != 0, eflag_atom != 0, r);
     } catch (const std::exception &e) {
       error->one(FLERR, "pair mlpot: model evaluation failed: {}", e.what());
@@ -522,7 +629,7 @@ void PairMLPot::compute_deviation(int nlocal, int nall) {
   for (size_t m = 0; m < members_.size(); m++) {
     mlpot::Model &member = *members_[m];
     mlpot::Result &r = member_results_[m];
-    if (nall == 0) {
+    if (n_model_ == 0) {
       if (exchange_) {   // the neighbouring ranks' exchanges for this member still need this rank
         const int width = member.info().n_features;
         for (int t = 0; t + 1 < member.info().n_interactions; t++) exchange_impl_->owned_to_ghosts(&none, width);
@@ -532,10 +639,11 @@ void PairMLPot::compute_deviation(int nlocal, int nall) {
     }
     try {
       if (exchange_)
-        member.evaluate_per_layer(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, feature_j_, n_two_way_,
-                                  nlocal, false, false, *exchange_impl_, r);
+        member.evaluate_per_layer(model_positions(), model_numbers(), n_model_, edge_i_, edge_j_, feature_j_,
+                                  n_two_way_, n_model_local_, false, false, *exchange_impl_, r);
       else
-        member.evaluate(&atom->x[0][0], numbers_.data(), nall, edge_i_, edge_j_, cell, nlocal, false, false, r);
+        member.evaluate(model_positions(), model_numbers(), n_model_, edge_i_, edge_j_, cell, n_model_local_, false,
+                        false, r);
     } catch (const std::exception &e) {
       error->one(FLERR, "pair mlpot: evaluation of committee member {} failed: {}", model_paths_[m + 1], e.what());
     }
@@ -544,13 +652,25 @@ void PairMLPot::compute_deviation(int nlocal, int nall) {
 
   // Each model's full forces on owned atoms: its forces on ghosts summed back to their owners.
   const size_t stride = 3 * static_cast<size_t>(nall);
-  committee_forces_.resize(n_models * stride);
-  if (nall > 0) {
-    energies[0] = result_->energy;
-    std::copy(result_->forces.begin(), result_->forces.begin() + stride, committee_forces_.begin());
-    for (size_t m = 0; m < members_.size(); m++)
-      std::copy(member_results_[m].forces.begin(), member_results_[m].forces.begin() + stride,
-                committee_forces_.begin() + (m + 1) * stride);
+  if (!has_null_) {
+    committee_forces_.resize(n_models * stride);
+    if (nall > 0) {
+      energies[0] = result_->energy;
+      std::copy(result_->forces.begin(), result_->forces.begin() + stride, committee_forces_.begin());
+      for (size_t m = 0; m < members_.size(); m++)
+        std::copy(member_results_[m].forces.begin(), member_results_[m].forces.begin() + stride,
+                  committee_forces_.begin() + (m + 1) * stride);
+    }
+  } else {   // the model's rows into LAMMPS order, zero for atoms of NULL types
+    committee_forces_.assign(n_models * stride, 0.0);
+    if (n_model_ > 0) {
+      energies[0] = result_->energy;
+      for (int m = 0; m < n_models; m++) {
+        const std::vector<double> &forces = m == 0 ? result_->forces : member_results_[m - 1].forces;
+        for (int a = 0; a < n_model_; a++)
+          for (int k = 0; k < 3; k++) committee_forces_[m * stride + 3 * atom_of_model_[a] + k] = forces[3 * a + k];
+      }
+    }
   }
   for (int m = 0; m < n_models; m++)
     communicate_rows(nall > 0 ? committee_forces_.data() + m * stride : &none, 3, false);
@@ -559,6 +679,7 @@ void PairMLPot::compute_deviation(int nlocal, int nall) {
   double extremes[2] = {-std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()};
   std::vector<double> sums(2 + n_models, 0.0);
   for (int i = 0; i < nlocal; i++) {
+    if (has_null_ && model_of_atom_[i] < 0) continue;   // not an atom of the model
     double mean[3] = {0.0, 0.0, 0.0};
     for (int m = 0; m < n_models; m++)
       for (int k = 0; k < 3; k++) mean[k] += committee_forces_[m * stride + 3 * i + k];
@@ -574,7 +695,7 @@ void PairMLPot::compute_deviation(int nlocal, int nall) {
     extremes[1] = std::max(extremes[1], -std_i);
     sums[0] += std_i;
   }
-  sums[1] = nlocal;
+  sums[1] = has_null_ ? n_model_local_ : nlocal;
   for (int m = 0; m < n_models; m++) sums[2 + m] = energies[m];
   double global_extremes[2];
   std::vector<double> global_sums(sums.size());
@@ -598,20 +719,29 @@ void PairMLPot::compute_deviation(int nlocal, int nall) {
 }
 
 void PairMLPot::accumulate(int nlocal, int nall) {
+  // eV (the model's) -> LAMMPS' energy unit: s = 1 in units metal (x * 1.0 is exactly x), qe2f in real
   const mlpot::Result &r = *result_;
+  const double s = energy_scale_;
   double **f = atom->f;
-  for (int i = 0; i < nall; i++)
-    for (int k = 0; k < 3; k++) f[i][k] += r.forces[3 * i + k];
-  if (eflag_global) eng_vdwl += r.energy;
-  if (eflag_atom)
-    for (int i = 0; i < nlocal; i++) eatom[i] += r.energies[i];
+  if (!has_null_) {
+    for (int i = 0; i < nall; i++)
+      for (int k = 0; k < 3; k++) f[i][k] += r.forces[3 * i + k] * s;
+    if (eflag_atom)
+      for (int i = 0; i < nlocal; i++) eatom[i] += r.energies[i] * s;
+  } else {   // model index m is LAMMPS atom atom_of_model_[m]; atoms of NULL types get nothing
+    for (int m = 0; m < n_model_; m++)
+      for (int k = 0; k < 3; k++) f[atom_of_model_[m]][k] += r.forces[3 * m + k] * s;
+    if (eflag_atom)
+      for (int m = 0; m < n_model_local_; m++) eatom[atom_of_model_[m]] += r.energies[m] * s;
+  }
+  if (eflag_global) eng_vdwl += r.energy * s;
   if (vflag_global) {
     // LAMMPS order xx, yy, zz, xy, xz, yz; this rank's share, LAMMPS sums over ranks
-    virial[0] += r.virial[0];
-    virial[1] += r.virial[4];
-    virial[2] += r.virial[8];
-    virial[3] += r.virial[1];
-    virial[4] += r.virial[2];
-    virial[5] += r.virial[5];
+    virial[0] += r.virial[0] * s;
+    virial[1] += r.virial[4] * s;
+    virial[2] += r.virial[8] * s;
+    virial[3] += r.virial[1] * s;
+    virial[4] += r.virial[2] * s;
+    virial[5] += r.virial[5] * s;
   }
 }

@@ -26,7 +26,18 @@
    of the first run after pair_style; one line per evaluation on an output step, flushed.
    Other steps evaluate the first model only. Members must agree in cutoff, elements,
    message passing (per_layer or whole_graph) and n_interactions; dtype and feature width may
-   differ. */
+   differ. The deviation file is in the model's units (eV/Å, eV) whatever LAMMPS' units.
+
+   Units: metal (eV, Å: the model's own) or real (kcal/mol, Å): in real, energy, per-atom
+   energies, forces and virial are multiplied by force->qe2f, LAMMPS' own eV -> kcal/mol
+   (23.060549, set with units real in update.cpp; 1 in metal). Other unit styles are refused.
+
+   Hybrid: a sub-style of pair_style hybrid / hybrid/overlay (e.g. `pair_style hybrid/overlay
+   mlpot zbl 1.0 2.0`, `pair_coeff * * mlpot model.pt Si C`). A symbol NULL leaves that atom type
+   to the other styles (`pair_coeff * * mlpot model.pt Si NULL`, only inside hybrid): atoms of
+   NULL types are not part of the model (no local or ghost atoms of it, no edges, no energy,
+   no force). The atoms of the model are then copied into a compact order (local atoms first),
+   and the feature exchange goes through LAMMPS-ordered rows. */
 #ifndef LMP_PAIR_MLPOT_H
 #define LMP_PAIR_MLPOT_H
 
@@ -74,7 +85,17 @@ class PairMLPot : public Pair {
   FILE *deviation_fp_ = nullptr;        // rank 0, open while this pair style lives
   bool deviation_fresh_ = true;         // truncate out_file at the next open (pair_style given)
   std::vector<int64_t> type_to_z_;      // [ntypes + 1] atomic number of each LAMMPS type, 0 = none
-  std::vector<int64_t> numbers_;        // [nall] atomic numbers, reused between steps
+  std::vector<char> null_type_;         // [ntypes + 1] 1 = NULL in pair_coeff (left to other styles)
+  bool has_null_ = false;               // some type is NULL: the model sees a compact subset
+  double energy_scale_ = 1.0;           // eV -> LAMMPS energy unit (1 metal, force->qe2f real)
+  std::vector<int64_t> numbers_;        // [nall] atomic numbers, reused between steps (0 = NULL type)
+  // the atoms of the model (has_null_): LAMMPS index <-> model index, local atoms first
+  int n_model_ = 0, n_model_local_ = 0; // atoms and local atoms the model sees (nall, nlocal without NULL)
+  std::vector<int> model_of_atom_;      // [nall] model index of each LAMMPS atom, -1 = NULL type
+  std::vector<int> atom_of_model_;      // [n_model_] LAMMPS index of each model atom
+  std::vector<double> model_x_;         // [n_model_ * 3] their positions
+  std::vector<int64_t> model_numbers_;  // [n_model_] their atomic numbers
+  std::vector<double> full_rows_;       // [nall * width] LAMMPS-ordered rows of one feature exchange
   std::vector<int64_t> edge_i_, edge_j_;
   std::vector<int> hops_;               // [nall] message-passing hops from the nearest local atom
   enum class Mode { Automatic, Exchange, Shell };
@@ -97,6 +118,12 @@ class PairMLPot : public Pair {
   std::unordered_map<tagint, int> local_of_tag_;   // exchange mode: local index of each owned atom,
                                                    // rebuilt when LAMMPS re-neighbours
   void compute_exchange(int nlocal, int nall);
+  void select_model_atoms(int nlocal, int nall);   // has_null_: model_of_atom_ ... model_numbers_
+  void edges_to_model_indices();        // has_null_: edge_i_, edge_j_, feature_j_ -> model indices
+  const double *model_positions() const;
+  const int64_t *model_numbers() const;
+  void exchange_rows(double *rows, int width, bool forward);   // model rows, through LAMMPS order
+  void check_units();                   // metal or real; sets energy_scale_
   void accumulate(int nlocal, int nall);  // result_ into energy, forces, eatom, virial
   void choose_mode();                   // after the model is read
   void cell_rows(double *cell) const;   // [9] Å, rows a, b, c of the box
