@@ -140,3 +140,14 @@ def assert_matches(got, ref, tolerance=1e-6):
     """LAMMPS single point vs the Python reference: energy, forces, per-atom energies, pressure."""
     bad = mismatches(got, ref, tolerance)
     assert not bad, f"LAMMPS differs from Python beyond {tolerance}: {bad}"
+
+
+def lammps_error(plugin, commands):
+    """The message of the exception LAMMPS raises while running `commands`."""
+    import pytest
+
+    with lammps_instance(plugin) as lmp:
+        with pytest.raises(Exception) as caught:
+            for line in commands:
+                lmp.command(line)
+        return str(caught.value)

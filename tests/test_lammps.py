@@ -22,7 +22,7 @@ from ase import units  # noqa: E402
 from ase.build import bulk  # noqa: E402
 from ase.md.verlet import VelocityVerlet  # noqa: E402
 
-from lammps_helpers import (SETUP, assert_matches, assert_ran_plugin, lammps_instance,  # noqa: E402
+from lammps_helpers import (lammps_error, SETUP, assert_matches, assert_ran_plugin, lammps_instance,  # noqa: E402
                             lammps_single_point, python_reference, read_single_point, run_input_lines,
                             single_point_lines, tiny_potential)
 from mlpot.calculator import MLPotCalculator  # noqa: E402
@@ -192,13 +192,6 @@ def test_nve_conserves_energy_like_python(plugin, tmp_path):
     assert lammps_drift < 2.0 * python_drift + 1e-4, (lammps_drift, python_drift)
 
 
-def lammps_error(plugin, commands):
-    """The message of the exception LAMMPS raises while running `commands`."""
-    with lammps_instance(plugin) as lmp:
-        with pytest.raises(Exception) as caught:
-            for line in commands:
-                lmp.command(line)
-        return str(caught.value)
 
 
 @pytest.fixture

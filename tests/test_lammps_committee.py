@@ -18,7 +18,7 @@ if shutil.which("cmake") is None:
 
 from ase.build import bulk  # noqa: E402
 
-from lammps_helpers import (SETUP, lammps_instance, lammps_single_point, mismatches,  # noqa: E402
+from lammps_helpers import (lammps_error, SETUP, lammps_instance, lammps_single_point, mismatches,  # noqa: E402
                             python_reference, read_single_point, run_input_lines, single_point_lines,
                             tiny_potential)
 from mlpot.committee import committee_statistics, deviation_summary  # noqa: E402
@@ -203,13 +203,6 @@ def test_members_of_other_feature_width_exchange_their_own(plugin, committee, tm
     assert max(d.max() for d in diffs) < TOLERANCE, diffs
 
 
-def lammps_error(plugin, commands):
-    """The message of the exception LAMMPS raises while running `commands`."""
-    with lammps_instance(plugin) as lmp:
-        with pytest.raises(Exception) as caught:
-            for line in commands:
-                lmp.command(line)
-        return str(caught.value)
 
 
 def test_mismatched_members_and_unknown_keywords_are_refused(plugin, committee, tmp_path):

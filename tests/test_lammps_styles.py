@@ -26,7 +26,7 @@ if shutil.which("cmake") is None:
 from ase import Atoms  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
-from lammps_helpers import (THERMO, assert_matches, lammps_instance, pressure_from_stress,  # noqa: E402
+from lammps_helpers import (lammps_error, THERMO, assert_matches, lammps_instance, pressure_from_stress,  # noqa: E402
                             python_reference, read_single_point, run_input_lines, tiny_potential)
 from mlpot.committee import committee_statistics, deviation_summary  # noqa: E402
 from mlpot.export import export_model  # noqa: E402
@@ -274,12 +274,6 @@ def test_null_type_is_left_to_the_other_style(plugin, case, path):
         assert diffs["F on C"] < SUM_TOLERANCE and diffs["E on C"] < SUM_TOLERANCE, table
 
 
-def lammps_error(plugin, commands):
-    with lammps_instance(plugin) as lmp:
-        with pytest.raises(Exception) as caught:
-            for line in commands:
-                lmp.command(line)
-        return str(caught.value)
 
 
 def test_input_errors(plugin, case):
