@@ -57,7 +57,9 @@ class MLPotCalculator(Calculator):
     stress and dipole are the mean of its members; `results` also holds energy_std (eV),
     forces_std ([N] eV/Å, per-atom norm of the force standard deviation) and uncertainty (its
     largest value, eV/Å), see mlpot.committee. Members must agree in cutoff, elements and
-    outputs; they share one neighbour list. device: torch device ("cpu", "cuda"). skin: Å added to the
+    outputs; they share one neighbour list. parallel_members=K evaluates up to K members at once
+    in threads (TorchScript runs without the GIL): worth it where cores are idle, e.g. K = cores
+    with torch.set_num_threads(1); the default 1 evaluates them one after the other. device: torch device ("cpu", "cuda"). skin: Å added to the
     cutoff of the neighbour list, which is rebuilt only when an atom moved more than skin/2 or
     the cell, pbc or atomic numbers changed (`n_neighbor_builds` counts builds, `n_evaluations`
     model calls). The dtype is the one the model was exported in. torch.set_num_threads is left
@@ -73,7 +75,7 @@ class MLPotCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "dipole"]
 
     def __init__(self, model, device: str | torch.device = "cpu", skin: float = 0.5,
-                 keep_memory: bool = True, **kwargs):
+                 keep_memory: bool = True, parallel_members: int = 1, **kwargs):
         super().__init__(**kwargs)
         if keep_memory:
             keep_freed_memory()
@@ -100,6 +102,11 @@ class MLPotCalculator(Calculator):
         if self.is_committee:
             self.implemented_properties += list(COMMITTEE_PROPERTIES)
         self.neighbors = SkinNeighborList(self.cutoff, skin, self.dtype, self.device)
+        self._pool = None
+        if parallel_members > 1 and self.is_committee:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=min(parallel_members, len(self.modules)))
         self.n_evaluations = 0
         self._numbers_key: np.ndarray | None = None
         self._numbers_t: torch.Tensor | None = None
@@ -177,10 +184,11 @@ class MLPotCalculator(Calculator):
                 f"stress is defined only for 3-D periodic systems, but pbc = {atoms.pbc.tolist()}; "
                 "set atoms.pbc = True and a cell, or do not ask for the stress")
         positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms)
-        outs = []
-        with torch.jit.optimized_execution(False):
-            for module in self.modules:
-                outs.append(module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress))
+        def member(module):
+            with torch.jit.optimized_execution(False):
+                return module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress)
+
+        outs = list(self._pool.map(member, self.modules)) if self._pool is not None else [member(m) for m in self.modules]
         self.n_evaluations += 1
         self.results = _combine([{k: v.detach().cpu().double().numpy() for k, v in out.items()} for out in outs])
         if want_stress:

@@ -11,7 +11,7 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help="a tiny run (seconds; for tests, not for accuracy)")
     parser.add_argument("--max-train-time", type=float, default=None, metavar="SECONDS",
-                        help="wall-clock budget of the training stage (default: 330, quick: 30)")
+                        help="wall-clock budget of the training stage (default: 400, quick: 30)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads for training (default: 1, fastest for small molecules)")
     parser.add_argument("--learn", action="store_true",
