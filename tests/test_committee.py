@@ -123,3 +123,13 @@ def test_mismatched_members_are_refused(members, tmp_path):
         MLPotCalculator([members[0], float32])
     with pytest.raises(ValueError, match="needs a model"):
         MLPotCalculator([])
+
+
+def test_members_in_threads_give_the_same_results(members):
+    atoms = periodic_ethanol()
+    serial, threaded = atoms.copy(), atoms.copy()
+    serial.calc = MLPotCalculator(members)
+    threaded.calc = MLPotCalculator(members, parallel_members=2)
+    np.testing.assert_array_equal(serial.get_forces(), threaded.get_forces())
+    np.testing.assert_array_equal(serial.get_stress(), threaded.get_stress())
+    assert serial.calc.results["uncertainty"] == threaded.calc.results["uncertainty"]
