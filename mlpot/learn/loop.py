@@ -28,7 +28,7 @@ import numpy as np
 
 from mlpot.learn.config import LearnConfig
 from mlpot.learn.explore import committee_md, deviation_statistics, select_candidates
-from mlpot.train.checkpoint import atomic_write_bytes
+from mlpot.train.checkpoint import atomic_write_json
 
 STATE_FILE = "learn.json"
 ID_KEY = "learn_id"
@@ -68,11 +68,6 @@ def read_any(path) -> list:
 
 def iteration_folder(output, k: int) -> Path:
     return Path(output) / f"iter_{k}"
-
-
-def _write_json(path: Path, obj) -> None:
-    text = json.dumps(obj, indent=2) + "\n"
-    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
 
 
 def _write_frames(path: Path, frames) -> None:
@@ -119,7 +114,7 @@ class ActiveLearning:
         now = time.monotonic()
         self.state["elapsed_s"] += now - self._clock
         self._clock = now
-        _write_json(self.out / STATE_FILE, self.state)
+        atomic_write_json(self.out / STATE_FILE, self.state)
 
     def _row(self, k: int) -> dict:
         while len(self.state["history"]) <= k:
@@ -266,7 +261,7 @@ class ActiveLearning:
                     labelled = labelled_copy(work)
                 except Exception as exc:          # noqa: BLE001 - any failure of the reference code
                     failed[frame_id] = f"{type(exc).__name__}: {exc}"
-                    _write_json(failed_file, failed)
+                    atomic_write_json(failed_file, failed)
                     self.log(f"  reference failed on frame {frame_id}, skipped: {failed[frame_id]}")
                     continue
                 n_labelled += 1
@@ -299,7 +294,7 @@ class ActiveLearning:
         history = self.state["history"]
         trained = [r for r in history if "models" in r]
         if trained:
-            _write_json(self.out / "committee.json", {"models": trained[-1]["models"]})
+            atomic_write_json(self.out / "committee.json", {"models": trained[-1]["models"]})
             plot_history(history, self.out / "learning.png")
         self.log(f"stopped ({self.state['stop_reason']}) after {len(trained)} iteration(s), "
                  f"{self._store_size()} reference structures; committee in {self.out / 'committee.json'}, "

@@ -106,6 +106,14 @@ def atomic_write_bytes(path: Path, write) -> None:
         pass  # some file systems cannot fsync a directory; the rename is still atomic
 
 
+def atomic_write_json(path: Path, obj) -> None:
+    """`obj` as indented JSON in `path`, written atomically (atomic_write_bytes)."""
+    import json
+
+    text = json.dumps(obj, indent=2) + "\n"
+    atomic_write_bytes(Path(path), lambda fh: fh.write(text.encode()))
+
+
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     """Write `state` (tensors and plain values) atomically with its checksum."""
     import mlpot

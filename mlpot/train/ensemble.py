@@ -9,7 +9,7 @@ training.init_from is a committee run folder, starts from that run's member k); 
 split is the same for all (data.seed). Members train one after the other, each with the whole
 budget (max_time, max_epochs), in the same process group, so data-parallel runs work as for one
 model. `--resume` skips finished members and continues the one that was running; `--force`
-starts all over. `mlpot export RUN` writes one model file per member (docs/committee.md).
+starts all over. `mlpot export RUN` writes one model file per member (docs/active_learning.md).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from mlpot.train import distributed as dist
-from mlpot.train.checkpoint import atomic_write_bytes
+from mlpot.train.checkpoint import atomic_write_json
 from mlpot.train.config import TrainConfig, save_config
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -61,8 +61,7 @@ def member_checkpoints(output: str | Path, name: str = "best.ckpt") -> list[Path
 
 
 def _write_record(output: Path, record: dict) -> None:
-    text = json.dumps(record, indent=2) + "\n"
-    atomic_write_bytes(output / ENSEMBLE_FILE, lambda fh: fh.write(text.encode()))
+    atomic_write_json(output / ENSEMBLE_FILE, record)
 
 
 def train_members(cfg: TrainConfig, ctx, resume: bool = False, force: bool = False, quiet: bool = False,

@@ -157,8 +157,7 @@ class Trainer:
         cfg, tcfg = self.cfg, self.tcfg
         split = None
         if state is not None:
-            current = dataclasses.asdict(cfg.model)
-            changed = sorted(k for k, v in state["model_config"].items() if current.get(k, v) != v)
+            changed = changed_model_settings(state, cfg.model)
             if changed:
                 raise TrainingError(f"model.{', model.'.join(changed)} differ from {self.out / 'last.ckpt'}; "
                                     f"resume with the same model settings, or --force to start over")
@@ -450,6 +449,13 @@ class Trainer:
                 "last": p.history[-1] if p.history else None}
 
 
+def changed_model_settings(state: dict, model_cfg) -> list[str]:
+    """The model settings (sorted names) in which `model_cfg` differs from checkpoint `state`'s;
+    settings the checkpoint does not record count as unchanged."""
+    current = dataclasses.asdict(model_cfg)
+    return sorted(k for k, v in state["model_config"].items() if current.get(k, v) != v)
+
+
 def bootstrap_sample(dataset, seed: int):
     """A dataset of len(dataset) structures drawn from `dataset` with replacement (seeded)."""
     from mlpot.data.dataset import AtomsDataset
@@ -463,8 +469,7 @@ def warm_start(potential: torch.nn.Module, path: str, model_cfg, species: list) 
     """Load the EMA weights (and fitted statistics) of checkpoint `path` into `potential`;
     returns the statistics. Refuses a checkpoint of other model settings or elements."""
     ck = load_checkpoint(path)
-    current = dataclasses.asdict(model_cfg)
-    changed = sorted(k for k, v in ck["model_config"].items() if current.get(k, v) != v)
+    changed = changed_model_settings(ck, model_cfg)
     if changed:
         raise TrainingError(f"training.init_from: model.{', model.'.join(changed)} differ from {path}; "
                             "warm start needs the same model settings")
