@@ -105,3 +105,32 @@ def test_cosine_and_stage_two_in_a_run_and_after_resume(tmp_path, monkeypatch):
         for key in ("train_loss", "val_loss", "lr"):
             assert b[key] == pytest.approx(a[key], rel=1e-9), key
     assert math.isfinite(resumed[-1]["val_loss"])
+
+
+def test_patience_auto_is_off_under_cosine_and_100_otherwise(tmp_path):
+    config = write_config(tmp_path, write_emt_data(tmp_path / "emt.xyz", n=10), n_train=6, n_val=4)
+    assert load_config(config).training.early_stopping_patience is None
+    assert load_config(config, ["training.scheduler=exponential"]).training.early_stopping_patience == 100
+    assert load_config(config, ["training.patience=7"]).training.early_stopping_patience == 7
+    for bad in ("0", "soon", "true"):
+        with pytest.raises(ConfigError, match="patience"):
+            load_config(config, [f"training.patience={bad}"])
+
+
+def test_early_stopping_ends_a_run_when_validation_stops_improving(tmp_path, monkeypatch):
+    """A validation loss that never improves after epoch 1: patience 2 stops the run after
+    epoch 3 of 20; under cosine with patience auto the run goes on to max_epochs."""
+    original = Trainer.validate
+
+    def flat_validation(self):
+        return {**original(self), "loss": 1.0}
+
+    monkeypatch.setattr(Trainer, "validate", flat_validation)
+    data = write_emt_data(tmp_path / "emt.xyz", n=12)
+    config = write_config(tmp_path / "stops", data, n_train=8, n_val=4,
+                          training={"max_epochs": 20, "scheduler": "exponential", "patience": 2})
+    summary = train(load_config(config), quiet=True)
+    assert summary["stop_reason"] == "early_stopping" and summary["epochs"] == 3
+    config = write_config(tmp_path / "cosine", data, n_train=8, n_val=4, training={"max_epochs": 5})
+    summary = train(load_config(config), quiet=True)
+    assert summary["stop_reason"] == "max_epochs" and summary["epochs"] == 5

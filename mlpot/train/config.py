@@ -61,7 +61,9 @@ class TrainingConfig:
     plateau_factor: float = 0.8           # plateau: lr *= factor after `plateau_patience` bad epochs
     plateau_patience: int = 25
     min_lr: float = 1e-5
-    patience: Optional[int] = 100         # early stopping: epochs without a better val loss
+    patience: Optional[Union[int, str]] = "auto"  # early stopping: epochs without a better val loss;
+                                          # auto: off under cosine (the schedule is the budget and
+                                          # best.ckpt keeps the best validation epoch), else 100
     ema_decay: float = 0.99               # exponential moving average of the weights; 0 = off
     energy_weight: float = 1.0            # rho in rho*(dE)^2 + mean |dF|^2 (dE in eV, see energy_loss)
     energy_loss: str = "per_atom"         # per_structure: dE = E - E_ref; per_atom: (E - E_ref) / N_atoms
@@ -84,6 +86,13 @@ class TrainingConfig:
     init_from: Optional[str] = None       # warm start: initial weights (EMA) and statistics from
                                           # this checkpoint (same model settings and elements)
 
+    @property
+    def early_stopping_patience(self) -> Optional[int]:
+        """Epochs without a better validation loss before training stops (None: never)."""
+        if self.patience == "auto":
+            return None if self.scheduler == "cosine" else 100
+        return self.patience
+
     def __post_init__(self):
         checks = [
             (self.batch_size >= 1, "training.batch_size must be >= 1"),
@@ -101,7 +110,9 @@ class TrainingConfig:
             (self.decay_steps >= 1, "training.decay_steps must be >= 1"),
             (0 < self.plateau_factor < 1, "training.plateau_factor must be in (0, 1)"),
             (0 <= self.ema_decay < 1, "training.ema_decay must be in [0, 1)"),
-            (self.patience is None or self.patience >= 1, "training.patience must be >= 1 or null"),
+            (self.patience is None or self.patience == "auto"
+             or (isinstance(self.patience, int) and not isinstance(self.patience, bool) and self.patience >= 1),
+             "training.patience must be an integer >= 1, auto or null"),
             (min(self.energy_weight, self.forces_weight, self.stress_weight, self.dipole_weight) >= 0,
              "loss weights must be >= 0"),
             (self.energy_weight + self.forces_weight > 0,

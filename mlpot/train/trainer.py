@@ -391,7 +391,8 @@ class Trainer:
             return "max_time"
         if p.epoch >= t.max_epochs:
             return "max_epochs"
-        if t.patience is not None and p.bad_epochs >= t.patience:
+        patience = t.early_stopping_patience
+        if patience is not None and p.bad_epochs >= patience:
             return "early_stopping"
         return ""
 
