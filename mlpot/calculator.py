@@ -8,6 +8,9 @@
     atoms.calc.get_property("uncertainty", atoms)                # how much its members disagree
 
 Units: eV, Å, eV/Å, eV/Å³ (stress, ASE sign and Voigt order xx yy zz yz xz xy), e·Å (dipole).
+Per-atom stresses (`atoms.get_stresses()`, periodic cells): [N, 6] eV/Å³ in ASE's convention
+(as its LJ calculator: each atom's share of the virial over the whole cell's volume, summing
+over atoms to the stress), from the edge split of the virial (mlpot.potential.atom_virial_of_edges).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from mlpot.committee import COMMITTEE_PROPERTIES, check_members, committee_statistics
-from mlpot.export import TORCH_DTYPES, load_model
+from mlpot.export import TORCH_DTYPES, has_atom_virial, load_model
 from mlpot.potential import structure_inputs
 from mlpot.skin_neighbors import SkinNeighborList
 
@@ -49,6 +52,14 @@ def voigt_stress(virial: np.ndarray, volume: float) -> np.ndarray:
     return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
 
 
+def voigt_stresses(atom_virial: np.ndarray, volume: float) -> np.ndarray:
+    """Per-atom stresses [N, 6] eV/Å³ (ASE's `stresses`: −sym(W_a)/V, Voigt xx yy zz yz xz xy) of
+    per-atom virials W_a [N, 3, 3] eV (unsymmetrised) and the cell's volume V."""
+    w = np.asarray(atom_virial, dtype=float)
+    s = -0.5 * (w + w.transpose(0, 2, 1)) / volume
+    return np.stack([s[:, 0, 0], s[:, 1, 1], s[:, 2, 2], s[:, 1, 2], s[:, 0, 2], s[:, 0, 1]], axis=1)
+
+
 class MLPotCalculator(Calculator):
     """ASE calculator for a model file written by `mlpot export`.
 
@@ -72,7 +83,7 @@ class MLPotCalculator(Calculator):
     the next call (process-wide; the process keeps its peak memory); False leaves malloc alone.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "dipole"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses", "dipole"]
 
     def __init__(self, model, device: str | torch.device = "cpu", skin: float = 0.5,
                  keep_memory: bool = True, parallel_members: int = 1, **kwargs):
@@ -97,8 +108,11 @@ class MLPotCalculator(Calculator):
         self.cutoff = float(self.metadata["cutoff"])
         self.species = np.array(self.metadata["species"], dtype=np.int64)
         outputs = self.metadata["outputs"]
+        # per-atom stresses need a forward with compute_atom_virial (files exported before it lack it)
+        self.has_atom_virial = all(has_atom_virial(m) for m in self.modules)
         self.implemented_properties = [p for p in MLPotCalculator.implemented_properties
-                                       if p != "dipole" or "dipole" in outputs]
+                                       if (p != "dipole" or "dipole" in outputs)
+                                       and (p != "stresses" or self.has_atom_virial)]
         if self.is_committee:
             self.implemented_properties += list(COMMITTEE_PROPERTIES)
         self.neighbors = SkinNeighborList(self.cutoff, skin, self.dtype, self.device)
@@ -179,13 +193,22 @@ class MLPotCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         want_stress = "stress" in properties
-        if want_stress and not atoms.pbc.all():
+        want_stresses = "stresses" in properties
+        for name, wanted in (("stress", want_stress), ("stresses", want_stresses)):
+            if wanted and not atoms.pbc.all():
+                raise PropertyNotImplementedError(
+                    f"{name} is defined only for 3-D periodic systems, but pbc = {atoms.pbc.tolist()}; "
+                    f"set atoms.pbc = True and a cell, or do not ask for the {name}")
+        if want_stresses and not self.has_atom_virial:
+            old = [p for p, m in zip(self.model_paths, self.modules) if not has_atom_virial(m)]
             raise PropertyNotImplementedError(
-                f"stress is defined only for 3-D periodic systems, but pbc = {atoms.pbc.tolist()}; "
-                "set atoms.pbc = True and a cell, or do not ask for the stress")
+                f"{', '.join(old)} was exported before per-atom virials existed: export it again with "
+                "`mlpot export` for per-atom stresses")
         positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms)
         def member(module):
             with torch.jit.optimized_execution(False):
+                if want_stresses:
+                    return module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress, True)
                 return module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress)
 
         outs = list(self._pool.map(member, self.modules)) if self._pool is not None else [member(m) for m in self.modules]
@@ -195,6 +218,8 @@ class MLPotCalculator(Calculator):
             self.results["stress"] = voigt_stress(self.results.pop("virial"), abs(atoms.cell.volume))
         else:
             self.results.pop("virial", None)
+        if want_stresses:
+            self.results["stresses"] = voigt_stresses(self.results.pop("atom_virial"), abs(atoms.cell.volume))
 
     def get_hessian(self, atoms=None) -> np.ndarray:
         """∂²E/∂r∂r by automatic differentiation: [3N, 3N] eV/Å², symmetric, rows/columns ordered
@@ -236,7 +261,7 @@ def _combine(outs: list) -> dict:
         results = {"energies": np.mean([o["energies"] for o in outs], axis=0)}
         results.update(committee_statistics([o["energy"].sum() for o in outs], [o["forces"] for o in outs]))
     results["free_energy"] = results["energy"]
-    for name in ("virial", "dipole"):
+    for name in ("virial", "atom_virial", "dipole"):
         if name in outs[0]:
             results[name] = outs[0][name] if len(outs) == 1 else np.mean([o[name] for o in outs], axis=0)
     return results

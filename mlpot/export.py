@@ -140,11 +140,19 @@ def read_metadata(path) -> dict[str, Any]:
     return check_metadata(metadata, str(path))
 
 
+def has_atom_virial(module) -> bool:
+    """Whether a loaded model's forward takes compute_atom_virial (the per-atom virial; files
+    exported before it existed do not: export them again). An optional argument with a default,
+    so the format version is unchanged: older engines call the same forward without it."""
+    return any(argument.name == "compute_atom_virial" for argument in module.forward.schema.arguments)
+
+
 def load_model(path, device: str | torch.device = "cpu") -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
     """(scripted module on `device`, metadata) of an exported model file, in eval mode.
 
     The module's forward(positions, atomic_numbers, edge_index, shift_vectors, cell, n_local,
-    compute_virial) is documented in mlpot.potential.ExportedForward.
+    compute_virial[, compute_atom_virial]) is documented in mlpot.potential.ExportedForward
+    (has_atom_virial tells whether the file has the last argument).
     """
     metadata = read_metadata(path)
     if metadata.get("kernels") in ("fused", "tabulated"):

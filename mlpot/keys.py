@@ -29,6 +29,7 @@ ENERGIES: Final = "energies"              # [N] eV, per-atom energies
 FORCES: Final = "forces"                  # [N, 3] eV/Å
 STRESS: Final = "stress"                  # [B, 3, 3] eV/Å³, ASE sign (positive = tensile)
 VIRIAL: Final = "virial"                  # [B, 3, 3] eV, -dE/dstrain
+ATOM_VIRIAL: Final = "atom_virial"        # [N, 3, 3] eV, -1/2 r_e (x) dE/dr_e to both atoms of each edge
 DIPOLE: Final = "dipole"                  # [B, 3] e·Å
 CHARGES: Final = "partial_charges"        # [N] e, latent atomic charges
 

@@ -2,7 +2,11 @@
 
 Energies are sums of per-atom energies E_i = scale · y_i + shift + E_ref[Z_i]; forces are
 −∂E/∂r by autograd (energy-conserving); the virial is −∂E/∂ε for a symmetric strain ε of
-positions, cell and image shifts, and the stress is −virial / volume (ASE sign).
+positions, cell and image shifts, and the stress is −virial / volume (ASE sign). The per-atom
+virial (asked for) splits the virial over atoms by edges: with g_e = ∂E/∂r_e for the edge
+vector r_e = r_j − r_i + S_e of edge e = (i, j), atoms i and j each get −½ r_e ⊗ g_e
+(unsymmetrised [N, 3, 3], rows the vector's, columns the gradient's component); its sum over
+atoms is −Σ_e r_e ⊗ g_e, whose symmetric part is the virial (docs/conventions.md).
 
 `Potential.forward(batch)` serves training and the ASE calculator; `ExportedForward` wraps
 it with the plain-tensor signature that the exported TorchScript file and LAMMPS call.
@@ -60,10 +64,12 @@ class Potential(nn.Module):
         return self.energy_scale * y + self.energy_shift + self.atomref.to(y.dtype)[numbers]
 
     def forward(self, inputs: Dict[str, torch.Tensor], compute_forces: bool = True,
-                compute_stress: bool = False, create_graph: bool = False) -> Dict[str, torch.Tensor]:
+                compute_stress: bool = False, create_graph: bool = False,
+                compute_atom_virial: bool = False) -> Dict[str, torch.Tensor]:
         """inputs: batch dict (docs/conventions.md). Returns ENERGY [B], ENERGIES [N], and
-        FORCES [N, 3] / VIRIAL, STRESS [B, 3, 3] when asked, DIPOLE [B, 3] with a dipole head.
-        create_graph=True keeps the graph of the derivatives (training on forces, Hessians)."""
+        FORCES [N, 3] / VIRIAL, STRESS [B, 3, 3] / ATOM_VIRIAL [N, 3, 3] (module docstring) when
+        asked, DIPOLE [B, 3] with a dipole head. create_graph=True keeps the graph of the
+        derivatives (training on forces, Hessians)."""
         numbers = inputs[K.ATOMIC_NUMBERS]
         n_atoms = numbers.shape[0]
         n_structures = n_structures_of(inputs)
@@ -91,6 +97,8 @@ class Potential(nn.Module):
             shifts = shifts + torch.einsum("ei,eij->ej", shifts, sym[batch[idx_i]])
 
         vectors = positions[idx_j] - positions[idx_i] + shifts
+        if compute_atom_virial and not vectors.requires_grad:
+            vectors = vectors.detach().requires_grad_(True)
         data = inputs.copy()
         data[K.POSITIONS] = positions
         data[K.BATCH] = batch
@@ -106,12 +114,14 @@ class Potential(nn.Module):
         energy = scatter_add(summed, batch, n_structures)
         out: Dict[str, torch.Tensor] = {K.ENERGY: energy, K.ENERGIES: energies}
 
-        if compute_forces or compute_stress:
+        if compute_forces or compute_stress or compute_atom_virial:
             wrt: List[torch.Tensor] = []
             if compute_forces:
                 wrt.append(leaf_positions)
             if compute_stress:
                 wrt.append(strain)
+            if compute_atom_virial:
+                wrt.append(vectors)
             grads = torch.autograd.grad([energy.sum()], wrt, create_graph=create_graph, allow_unused=True)
             k = 0
             if compute_forces:
@@ -128,10 +138,25 @@ class Potential(nn.Module):
                                      torch.zeros_like(virial))
                 out[K.VIRIAL] = virial
                 out[K.STRESS] = stress
+                k += 1
+            if compute_atom_virial:
+                g = grads[k]
+                grad_vectors = g if g is not None else torch.zeros_like(vectors)
+                out[K.ATOM_VIRIAL] = atom_virial_of_edges(vectors, grad_vectors, idx_i, idx_j, n_atoms)
 
         if self.dipole_head is not None:
             out.update(self.dipole_head(data, features))
         return out
+
+
+def atom_virial_of_edges(vectors: torch.Tensor, grad_vectors: torch.Tensor, idx_i: torch.Tensor,
+                         idx_j: torch.Tensor, n_atoms: int) -> torch.Tensor:
+    """Per-atom virial [n_atoms, 3, 3] eV: −½ r_e ⊗ g_e to both atoms of every edge e = (i, j), for
+    edge vectors r_e [E, 3] and g_e = ∂E/∂r_e [E, 3]. Unsymmetrised (LAMMPS' centroid form); its
+    symmetric part is LAMMPS' per-atom virial (vatom), and its sum over atoms −Σ_e r_e ⊗ g_e."""
+    half = -0.5 * vectors[:, :, None] * grad_vectors[:, None, :]
+    zeros = torch.zeros((n_atoms, 3, 3), dtype=half.dtype, device=half.device)
+    return zeros.index_add(0, idx_i, half).index_add(0, idx_j, half)
 
 
 def structure_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
@@ -158,10 +183,14 @@ class ExportedForward(nn.Module):
     (LAMMPS: local atoms first, then ghosts, all shift vectors zero).
 
     forward(positions [N, 3] Å, atomic_numbers [N] int64, edge_index [2, E] int64,
-            shift_vectors [E, 3] Å (S·cell), cell [3, 3] Å, n_local: int, compute_virial: bool)
+            shift_vectors [E, 3] Å (S·cell), cell [3, 3] Å, n_local: int, compute_virial: bool,
+            compute_atom_virial: bool = False)
     -> {"energy": [1] eV summed over atoms < n_local, "forces": [N, 3] eV/Å on all atoms,
-        "energies": [N] eV, "virial": [3, 3] eV (zeros if not asked), "dipole": [3] e·Å (if any)}
-    Positions, shift vectors and cell must be in the model's dtype.
+        "energies": [N] eV, "virial": [3, 3] eV (zeros if not asked), "dipole": [3] e·Å (if any),
+        "atom_virial": [N, 3, 3] eV (only when asked: −½ r_e ⊗ ∂E/∂r_e to both atoms of every
+        edge, unsymmetrised; see atom_virial_of_edges)}
+    Positions, shift vectors and cell must be in the model's dtype. Files exported before
+    compute_atom_virial existed have a forward without it (engines check the forward's schema).
     """
 
     def __init__(self, potential: Potential):
@@ -170,16 +199,17 @@ class ExportedForward(nn.Module):
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                 shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
-                compute_virial: bool = True) -> Dict[str, torch.Tensor]:
+                compute_virial: bool = True, compute_atom_virial: bool = False) -> Dict[str, torch.Tensor]:
         return self.autograd_forward(positions, atomic_numbers, edge_index, shift_vectors, cell, n_local,
-                                     compute_virial)
+                                     compute_virial, compute_atom_virial)
 
     def autograd_forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                          shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
-                         compute_virial: bool) -> Dict[str, torch.Tensor]:
+                         compute_virial: bool, compute_atom_virial: bool = False) -> Dict[str, torch.Tensor]:
         """forward by Potential.forward: forces and virial by autograd."""
         inputs = structure_inputs(positions, atomic_numbers, edge_index, shift_vectors, cell, n_local)
-        out = self.potential(inputs, compute_forces=True, compute_stress=compute_virial)
+        out = self.potential(inputs, compute_forces=True, compute_stress=compute_virial,
+                             compute_atom_virial=compute_atom_virial)
         result: Dict[str, torch.Tensor] = {
             "energy": out[K.ENERGY].detach(),
             "forces": out[K.FORCES].detach(),
@@ -189,6 +219,8 @@ class ExportedForward(nn.Module):
             result["virial"] = out[K.VIRIAL][0].detach()
         else:
             result["virial"] = torch.zeros((3, 3), dtype=positions.dtype, device=positions.device)
+        if compute_atom_virial:
+            result["atom_virial"] = out[K.ATOM_VIRIAL].detach()
         if K.DIPOLE in out:
             result["dipole"] = out[K.DIPOLE][0].detach()
         return result

@@ -17,7 +17,8 @@ E_i = scale · head(h_T)_i + shift + E_ref[Z_i] and E = Σ_{i < n_local} E_i:
   g_h ← ∂E/∂h_T through the head; for t = T−1 .. 0: g_y = W₁ᵀ(ssp'(W₁ y_t + b₁) ⊙ W₂ᵀ g_h),
   (∂E/∂d, g_x) = cfconv_gradient(g_y), g_h ← g_h + W_inᵀ g_x;
   ∂E/∂r_e = (∂E/∂d_e) r_e / d_e per edge e = (i, j) with r_e = r_j − r_i + S_e, so
-  F_i += ∂E/∂r_e and F_j −= ∂E/∂r_e; virial = −½ (M + Mᵀ), M = Σ_e r_e ⊗ ∂E/∂r_e.
+  F_i += ∂E/∂r_e and F_j −= ∂E/∂r_e; virial = −½ (M + Mᵀ), M = Σ_e r_e ⊗ ∂E/∂r_e; asked for,
+  the per-atom virial −½ r_e ⊗ ∂E/∂r_e to atoms i and j of every edge (atom_virial_of_edges).
 """
 from typing import Dict, List
 
@@ -26,7 +27,7 @@ from torch import nn
 
 from mlpot.nn import Dense, ShiftedSoftplus
 from mlpot.nn.activations import shifted_softplus
-from mlpot.potential import ExportedPerLayer
+from mlpot.potential import ExportedPerLayer, atom_virial_of_edges
 from mlpot.representations.convolution import TabulatedConvolution
 
 
@@ -87,17 +88,17 @@ class ExportedSchNet(ExportedPerLayer):
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                 shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
-                compute_virial: bool = True) -> Dict[str, torch.Tensor]:
+                compute_virial: bool = True, compute_atom_virial: bool = False) -> Dict[str, torch.Tensor]:
         if positions.device.type != "cpu" or positions.requires_grad:
             return self.autograd_forward(positions, atomic_numbers, edge_index, shift_vectors, cell, n_local,
-                                         compute_virial)
+                                         compute_virial, compute_atom_virial)
         # no graph is recorded: the parameters are frozen on export and the positions need no grad
         return self.written_out_forward(positions, atomic_numbers, edge_index, shift_vectors, n_local,
-                                        compute_virial)
+                                        compute_virial, compute_atom_virial)
 
     def written_out_forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                             edge_index: torch.Tensor, shift_vectors: torch.Tensor, n_local: int,
-                            compute_virial: bool) -> Dict[str, torch.Tensor]:
+                            compute_virial: bool, compute_atom_virial: bool = False) -> Dict[str, torch.Tensor]:
         rep = self.potential.representation
         n_atoms = positions.shape[0]
         idx_i, idx_j = edge_index[0], edge_index[1]
@@ -187,4 +188,6 @@ class ExportedSchNet(ExportedPerLayer):
             result["virial"] = -0.5 * (m + m.t())
         else:
             result["virial"] = torch.zeros((3, 3), dtype=positions.dtype, device=positions.device)
+        if compute_atom_virial:
+            result["atom_virial"] = atom_virial_of_edges(vectors, grad_vectors, idx_i, idx_j, n_atoms)
         return result

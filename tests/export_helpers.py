@@ -59,3 +59,29 @@ def periodic_ethanol(box: float = 5.5):
     atoms.center()
     atoms.positions += np.array([0.1, -0.2, 0.3])
     return atoms
+
+
+def export_without_atom_virial(potential, path, dtype: str = "float64") -> None:
+    """Write `potential` as a file exported before the per-atom virial existed: its forward has
+    no compute_atom_virial argument (SchNet keeps the per-layer methods, as such files had)."""
+    import json
+
+    from mlpot.export import TORCH_DTYPES
+    from mlpot.export_metadata import METADATA_NAME, build_metadata, message_passing
+    from mlpot.potential import ExportedForward, ExportedPerLayer
+
+    base = ExportedPerLayer if message_passing(potential) == "per_layer" else ExportedForward
+
+    class Older(base):
+        def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
+                    shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
+                    compute_virial: bool = True) -> Dict[str, torch.Tensor]:
+            return self.autograd_forward(positions, atomic_numbers, edge_index, shift_vectors, cell, n_local,
+                                         compute_virial, False)
+
+    import copy
+    model = copy.deepcopy(potential).to(dtype=TORCH_DTYPES[dtype]).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    metadata = build_metadata(potential, dtype, "test: an export without compute_atom_virial", kernels="reference")
+    torch.jit.save(torch.jit.script(Older(model)), str(path), _extra_files={METADATA_NAME: json.dumps(metadata)})

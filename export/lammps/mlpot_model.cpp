@@ -100,6 +100,8 @@ Model::Model(const std::string &path) : impl_(std::make_unique<Impl>()) {
   info_ = parse_metadata(path, extra[METADATA_NAME]);
   impl_->dtype = info_.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
   impl_->module.eval();
+  info_.atom_virial = impl_->module.get_method("forward").function().getSchema()
+                          .argumentIndexWithName("compute_atom_virial").has_value();
   if (info_.per_layer) {
     for (const char *name : {"embed", "interaction", "readout"})
       if (!impl_->module.find_method(name))
@@ -126,7 +128,8 @@ static void tensor_to_rows(const torch::Tensor &t, std::vector<double> &buffer) 
 void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, int64_t n,
                                const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
                                const std::vector<int64_t> &feature_j, int64_t n_two_way, int64_t n_local,
-                               bool want_virial, bool want_energies, FeatureExchange &exchange, Result &out) {
+                               bool want_virial, bool want_energies, FeatureExchange &exchange, Result &out,
+                               bool want_atom_virial) {
   torch::AutoGradMode grad_enabled(true);
   const torch::Dtype dtype = impl_->dtype;
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
@@ -190,6 +193,16 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
   if (want_virial)
     for (int a = 0; a < 3; a++)
       for (int b = 0; b < 3; b++) out.virial[3 * a + b] = -0.5 * (virial[3 * a + b] + virial[3 * b + a]);
+  if (want_atom_virial) {   // −½ r_e ⊗ ∂E/∂r_e to both atoms of every edge
+    out.atom_virial.assign(9 * n, 0.0);
+    for (int64_t e = 0; e < n_edges; e++)
+      for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+          const double half = -0.5 * vec[3 * e + a] * ge[3 * e + b];
+          out.atom_virial[9 * edge_i[e] + 3 * a + b] += half;
+          out.atom_virial[9 * edge_j[e] + 3 * a + b] += half;
+        }
+  }
   if (want_energies) {
     torch::Tensor e = energies.detach().to(torch::kFloat64).contiguous();
     out.energies.assign(n, 0.0);
@@ -202,7 +215,10 @@ Model::~Model() = default;
 void Model::evaluate(const double *positions, const int64_t *numbers, int64_t n,
                      const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
                      const double *cell, int64_t n_local, bool want_virial, bool want_energies,
-                     Result &out) {
+                     Result &out, bool want_atom_virial) {
+  if (want_atom_virial && !info_.atom_virial)
+    throw std::runtime_error("the model file's forward has no per-atom virial (exported before it existed): "
+                             "export it again with `mlpot export`");
   torch::AutoGradMode grad_enabled(true);  // the model takes forces and virial by autograd
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
@@ -219,6 +235,7 @@ void Model::evaluate(const double *positions, const int64_t *numbers, int64_t n,
   torch::Tensor box = torch::from_blob(const_cast<double *>(cell), {3, 3}, f64).to(impl_->dtype).clone();
 
   std::vector<torch::jit::IValue> inputs{pos, z, edges, shifts, box, n_local, want_virial};
+  if (want_atom_virial) inputs.emplace_back(true);   // older files' forward has no such argument
   auto result = impl_->module.forward(inputs).toGenericDict();
 
   out.energy = result.at("energy").toTensor().to(torch::kFloat64).sum().item<double>();
@@ -231,6 +248,10 @@ void Model::evaluate(const double *positions, const int64_t *numbers, int64_t n,
   if (want_virial) {
     torch::Tensor virial = result.at("virial").toTensor().to(torch::kFloat64).contiguous();
     std::copy(virial.data_ptr<double>(), virial.data_ptr<double>() + 9, out.virial);
+  }
+  if (want_atom_virial) {
+    torch::Tensor atom_virial = result.at("atom_virial").toTensor().to(torch::kFloat64).contiguous();
+    out.atom_virial.assign(atom_virial.data_ptr<double>(), atom_virial.data_ptr<double>() + 9 * n);
   }
 }
 

@@ -21,6 +21,8 @@ struct ModelInfo {
   std::string dtype;                  // "float32" | "float64"
   bool per_layer = false;             // the file has embed / interaction / readout (SchNet)
   int n_features = 0;                 // F, width of the features exchanged between layers
+  bool atom_virial = false;           // forward takes compute_atom_virial (files exported before
+                                      // it existed do not: the shell path has no per-atom virial then)
 };
 
 // The pair style's LAMMPS communication of per-atom rows of `width` doubles ([nall*width],
@@ -39,6 +41,11 @@ struct Result {
   std::vector<double> forces;         // [N*3] eV/Å on every atom, ghosts included
   std::vector<double> energies;       // [N] eV per atom (filled when asked)
   double virial[9] = {0};             // eV, -dE/dε row-major (filled when asked)
+  // [N*9] eV per atom, row-major 3x3, ghosts included (filled when asked): −½ r_e ⊗ ∂E/∂r_e to
+  // both atoms of every edge e, unsymmetrised (row: the edge vector's component, column: the
+  // gradient's). Summed over atoms (ghosts to their owners) it is −Σ_e r_e ⊗ ∂E/∂r_e, whose
+  // symmetric part is the virial.
+  std::vector<double> atom_virial;
 };
 
 class Model {
@@ -53,7 +60,7 @@ class Model {
   void evaluate(const double *positions, const int64_t *numbers, int64_t n,
                 const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
                 const double *cell, int64_t n_local, bool want_virial, bool want_energies,
-                Result &out);
+                Result &out, bool want_atom_virial = false);   // the latter needs info().atom_virial
 
   // Layer by layer (info().per_layer): features of ghosts come from their owners through
   // `exchange` after each layer, gradients go back before each earlier layer, so the ghosts
@@ -61,11 +68,13 @@ class Model {
   // j -> i carrying the features of atom feature_j[e] (j itself, or the local atom a ghost j
   // is an image of); the first n_two_way edges are pairs of local atoms (or of a local atom
   // and the owner of a periodic image) listed once, messages both ways. Positions [n*3] Å.
-  // Forces on local and ghost atoms; virial −Σ_e r_e ⊗ ∂E/∂r_e (symmetrised).
+  // Forces on local and ghost atoms; virial −Σ_e r_e ⊗ ∂E/∂r_e (symmetrised); per-atom virial
+  // as in Result (any per-layer file: it needs only the edge gradients).
   void evaluate_per_layer(const double *positions, const int64_t *numbers, int64_t n,
                           const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
                           const std::vector<int64_t> &feature_j, int64_t n_two_way, int64_t n_local,
-                          bool want_virial, bool want_energies, FeatureExchange &exchange, Result &out);
+                          bool want_virial, bool want_energies, FeatureExchange &exchange, Result &out,
+                          bool want_atom_virial = false);
 
  private:
   struct Impl;

@@ -64,7 +64,9 @@ PairMLPot::PairMLPot(LAMMPS *lmp)
   manybody_flag = 1;
   ghostneigh = 1;                 // message passing needs the neighbours of ghost atoms too
   no_virial_fdotr_compute = 1;    // the model returns its virial (strain derivative)
-  centroidstressflag = CENTROID_NOTAVAIL;
+  // per-atom virial from the edge split (see accumulate): vatom for compute stress/atom, the
+  // unsymmetrised cvatom for compute centroid/stress/atom
+  centroidstressflag = CENTROID_AVAIL;
 }
 
 PairMLPot::~PairMLPot() {
@@ -565,7 +567,8 @@ void PairMLPot::compute_exchange(int, int) {
   mlpot::Result &r = *result_;
   try {
     model_->evaluate_per_layer(model_positions(), model_numbers(), n_model_, edge_i_, edge_j_, feature_j_,
-                               n_two_way_, n_model_local_, vflag_global != 0, eflag_atom != 0, *exchange_impl_, r);
+                               n_two_way_, n_model_local_, vflag_global != 0, eflag_atom != 0, *exchange_impl_, r,
+                               want_atom_virial());
   } catch (const std::exception &e) {
     error->one(FLERR, "pair mlpot: model evaluation failed: {}", e.what());
   }
@@ -573,9 +576,10 @@ void PairMLPot::compute_exchange(int, int) {
 
 void PairMLPot::compute(int eflag, int vflag) {
   ev_init(eflag, vflag);
-  if (vflag_atom || cvflag_atom)
-    error->all(FLERR, "pair_style mlpot has no per-atom virial: remove compute stress/atom "
-                      "(the global pressure and virial are available)");
+  if (want_atom_virial() && !exchange_ && !model_->info().atom_virial)
+    error->all(FLERR, "pair_style mlpot: {} was exported before per-atom virials existed, which compute "
+                      "stress/atom needs: export it again with `mlpot export`, or remove the compute",
+               model_paths_.empty() ? std::string("the model") : model_paths_[0]);
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
   int *type = atom->type;
@@ -598,7 +602,7 @@ void PairMLPot::compute(int eflag, int vflag) {
     mlpot::Result &r = *result_;
     try {
       model_->evaluate(model_positions(), model_numbers(), n_model_, edge_i_, edge_j_, cell, n_model_local_,
-                       vflag_global != 0, eflag_atom != 0, r);
+                       vflag_global != 0, eflag_atom != 0, r, want_atom_virial());
     } catch (const std::exception &e) {
       error->one(FLERR, "pair mlpot: model evaluation failed: {}", e.what());
     }
@@ -735,6 +739,24 @@ void PairMLPot::accumulate(int nlocal, int nall) {
       for (int m = 0; m < n_model_local_; m++) eatom[atom_of_model_[m]] += r.energies[m] * s;
   }
   if (eflag_global) eng_vdwl += r.energy * s;
+  if (vflag_atom || cvflag_atom) {
+    // Per-atom virial W_a (eV; s converts): the edge split −½ r_e ⊗ ∂E/∂r_e to both atoms of every
+    // edge, on local atoms and ghosts alike; compute stress/atom (and centroid/stress/atom) sums
+    // the ghosts' rows into their owners (reverse communication, newton pair on), so that
+    // Σ_atoms vatom = this pair's global virial. vatom: the symmetric part, LAMMPS order xx, yy, zz,
+    // xy, xz, yz; cvatom: all nine, xx, yy, zz, xy, xz, yz, yx, zx, zy with xy = W[x][y], row the
+    // edge vector's component, as LAMMPS' centroid form r_a F_b.
+    static const int row[9] = {0, 1, 2, 0, 0, 1, 1, 2, 2}, col[9] = {0, 1, 2, 1, 2, 2, 0, 0, 1};
+    const int n_rows = has_null_ ? n_model_ : nall;
+    for (int m = 0; m < n_rows; m++) {
+      const int i = has_null_ ? atom_of_model_[m] : m;
+      const double *w = r.atom_virial.data() + 9 * static_cast<size_t>(m);
+      if (vflag_atom)
+        for (int k = 0; k < 6; k++) vatom[i][k] += 0.5 * (w[3 * row[k] + col[k]] + w[3 * col[k] + row[k]]) * s;
+      if (cvflag_atom)
+        for (int k = 0; k < 9; k++) cvatom[i][k] += w[3 * row[k] + col[k]] * s;
+    }
+  }
   if (vflag_global) {
     // LAMMPS order xx, yy, zz, xy, xz, yz; this rank's share, LAMMPS sums over ranks
     virial[0] += r.virial[0] * s;

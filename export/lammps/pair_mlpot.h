@@ -37,7 +37,15 @@
    to the other styles (`pair_coeff * * mlpot model.pt Si NULL`, only inside hybrid): atoms of
    NULL types are not part of the model (no local or ghost atoms of it, no edges, no energy,
    no force). The atoms of the model are then copied into a compact order (local atoms first),
-   and the feature exchange goes through LAMMPS-ordered rows. */
+   and the feature exchange goes through LAMMPS-ordered rows.
+
+   Per-atom virial (compute stress/atom, compute centroid/stress/atom), both paths: with
+   g_e = ∂E/∂r_e for every edge e = (i, j), r_e = x_j − x_i, atoms i and j (local or ghost) each
+   get −½ r_e ⊗ g_e (the model's own decomposition of its virial −Σ_e r_e ⊗ g_e into edge forces);
+   the computes sum the ghosts' shares into their owners. vatom holds the symmetric part (its sum
+   over atoms is the global virial), cvatom all nine components. Same sign as the global virial
+   (positive for repulsion); compute stress/atom reports −nktv2p × it. The shell path needs a file
+   whose forward has compute_atom_virial (exports from before it are refused with a message). */
 #ifndef LMP_PAIR_MLPOT_H
 #define LMP_PAIR_MLPOT_H
 
@@ -124,7 +132,8 @@ class PairMLPot : public Pair {
   const int64_t *model_numbers() const;
   void exchange_rows(double *rows, int width, bool forward);   // model rows, through LAMMPS order
   void check_units();                   // metal or real; sets energy_scale_
-  void accumulate(int nlocal, int nall);  // result_ into energy, forces, eatom, virial
+  void accumulate(int nlocal, int nall);  // result_ into energy, forces, eatom, virial, vatom, cvatom
+  bool want_atom_virial() const { return vflag_atom || cvflag_atom; }   // this step's per-atom virial
   void choose_mode();                   // after the model is read
   void cell_rows(double *cell) const;   // [9] Å, rows a, b, c of the box
   bool deviation_step() const;          // a committee, and this step is an output step
