@@ -9,7 +9,14 @@ n_interactions × cutoff + skin) vs the ASE path (MLPotCalculator + VelocityVerl
 Threads: 1 rank and the ASE path use --threads torch threads; 2 ranks use --threads/2 each,
 so both use the same cores. The ASE path runs the scripted graph without TorchScript's
 profiling executor, as the plugin does (it re-specialises on every new edge count);
---profiling-executor keeps torch's default. Prints a table and writes JSON (--json).
+--profiling-executor keeps torch's default. Prints a table and writes JSON (--json): a list
+of records, one per system × path × ranks,
+    {"system", "path" ("ase" | "exchange" | "shell"), "ranks", "threads" (torch threads per
+     rank), "s_per_step", "atoms_per_rank" (local + ghost atoms a rank evaluates, mean over
+     ranks; the ASE path: all atoms)}
+plus "atoms", "cutoff", "n_interactions", "skin", "steps" and, for LAMMPS, "nlocal_per_rank",
+"nghost_per_rank" and "inflation_one_cutoff" (atoms per rank over local atoms with only one
+cutoff of ghosts).
 """
 from __future__ import annotations
 
@@ -97,6 +104,24 @@ def ase_step_time(atoms, model: Path, steps: int, warmup: int) -> float:
     return 1000 * (time.perf_counter() - start) / steps
 
 
+def records_of(row: dict, paths, threads: int, steps: int) -> list[dict]:
+    """The --json records of one system's row (module docstring)."""
+    common = {k: row[k] for k in ("atoms", "cutoff", "n_interactions", "skin")}
+    out = [{"system": row["system"], "path": "ase", "ranks": 1, "threads": threads,
+            "s_per_step": row["ase_ms_per_step"] / 1000, "atoms_per_rank": float(row["atoms"]), **common,
+            "steps": steps}]
+    for ranks in (1, 2):
+        for path in paths:
+            key = f"{path}_{ranks}rank"
+            out.append({"system": row["system"], "path": path, "ranks": ranks, "threads": max(1, threads // ranks),
+                        "s_per_step": row[f"{key}_ms_per_step"] / 1000,
+                        "atoms_per_rank": row[f"{key}_atoms_per_rank"], **common, "steps": steps,
+                        "nlocal_per_rank": row[f"{key}_nlocal_per_rank"],
+                        "nghost_per_rank": row[f"{key}_atoms_per_rank"] - row[f"{key}_nlocal_per_rank"],
+                        "inflation_one_cutoff": row[f"{ranks}rank_inflation_one_cutoff"]})
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny model (16/16/2, 3 Å) instead of 128/128/3, 5 Å")
@@ -136,6 +161,7 @@ def main(argv=None) -> int:
                     atoms_per_rank = r["nlocal_per_rank"] + r["nghost_per_rank"]
                     row[f"{path}_{ranks}rank_ms_per_step"] = r["ms_per_step"]
                     row[f"{path}_{ranks}rank_atoms_per_rank"] = atoms_per_rank
+                    row[f"{path}_{ranks}rank_nlocal_per_rank"] = r["nlocal_per_rank"]
                     row[f"{path}_{ranks}rank_inflation"] = atoms_per_rank / r["nlocal_per_rank"]
                 row[f"{ranks}rank_inflation_one_cutoff"] = (r["nlocal_per_rank"] + ghosts_one) / r["nlocal_per_rank"]
             results.append(row)
@@ -151,7 +177,8 @@ def main(argv=None) -> int:
                   f"{r[f'{path}_1rank_inflation']:13.1f} {r[f'{path}_2rank_inflation']:6.1f} "
                   f"{r['1rank_inflation_one_cutoff']:18.1f} {r['2rank_inflation_one_cutoff']:6.1f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        records = [record for r in results for record in records_of(r, args.paths, args.threads, args.steps)]
+        Path(args.json).write_text(json.dumps(records, indent=1))
     return 0
 
 
