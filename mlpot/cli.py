@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mlpot.commands.demo", "reference data with GFN2-xTB -> train -> export -> MD and spectra"),
     "import": ("mlpot.commands.import_data", "reference data (extxyz, MD17 npz, SchNetPack db, ...) -> store in eV/Å"),
     "lammps": ("mlpot.commands.lammps", "build the LAMMPS plugin (pair_style mlpot) and print its path"),
+    "ops": ("mlpot.commands.ops", "the C++ operators as a shared library for libtorch engines: prints its path"),
     "export": ("mlpot.commands.export", "training checkpoint -> one TorchScript model file with metadata"),
     "info": ("mlpot.commands.info", "print the metadata of an exported model file"),
     "train": ("mlpot.commands.train", "train a potential from a YAML config (checkpoints, resume, torchrun)"),
