@@ -68,9 +68,13 @@ class MLPotCalculator(Calculator):
     stress and dipole are the mean of its members; `results` also holds energy_std (eV),
     forces_std ([N] eV/Å, per-atom norm of the force standard deviation) and uncertainty (its
     largest value, eV/Å), see mlpot.committee. Members must agree in cutoff, elements and
-    outputs; they share one neighbour list. parallel_members=K evaluates up to K members at once
-    in threads (TorchScript runs without the GIL): worth it where cores are idle, e.g. K = cores
-    with torch.set_num_threads(1); the default 1 evaluates them one after the other. device: torch device ("cpu", "cuda"). skin: Å added to the
+    outputs; they share one neighbour list. stacked=True (default, CPU): members of one SchNet
+    architecture with written-out forces (fused or tabulated kernels, no dipole head; the members
+    of one ensemble run) are evaluated as one model with their weights stacked
+    (mlpot.stacked_committee; `calc.stacked` is None where that does not apply). Otherwise
+    parallel_members=K evaluates up to K members at once in threads (TorchScript runs without
+    the GIL): worth it where cores are idle, e.g. K = cores with torch.set_num_threads(1); the
+    default 1 evaluates them one after the other. device: torch device ("cpu", "cuda"). skin: Å added to the
     cutoff of the neighbour list, which is rebuilt only when an atom moved more than skin/2 or
     the cell, pbc or atomic numbers changed (`n_neighbor_builds` counts builds, `n_evaluations`
     model calls). The dtype is the one the model was exported in. torch.set_num_threads is left
@@ -86,7 +90,7 @@ class MLPotCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses", "dipole"]
 
     def __init__(self, model, device: str | torch.device = "cpu", skin: float = 0.5,
-                 keep_memory: bool = True, parallel_members: int = 1, **kwargs):
+                 keep_memory: bool = True, parallel_members: int = 1, stacked: bool = True, **kwargs):
         super().__init__(**kwargs)
         if keep_memory:
             keep_freed_memory()
@@ -116,8 +120,16 @@ class MLPotCalculator(Calculator):
         if self.is_committee:
             self.implemented_properties += list(COMMITTEE_PROPERTIES)
         self.neighbors = SkinNeighborList(self.cutoff, skin, self.dtype, self.device)
+        # a committee of SchNet members of one architecture runs as one stacked model (batched
+        # matrix products over the members: mlpot.stacked_committee); per-atom stresses and the
+        # Hessian still evaluate the members one by one
+        self.stacked = None
+        if stacked and self.is_committee and self.device.type == "cpu":
+            from mlpot.stacked_committee import stacked_committee
+
+            self.stacked = stacked_committee(self.modules)
         self._pool = None
-        if parallel_members > 1 and self.is_committee:
+        if parallel_members > 1 and self.is_committee and self.stacked is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=min(parallel_members, len(self.modules)))
@@ -211,7 +223,14 @@ class MLPotCalculator(Calculator):
                     return module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress, True)
                 return module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress)
 
-        outs = list(self._pool.map(member, self.modules)) if self._pool is not None else [member(m) for m in self.modules]
+        if self.stacked is not None and not want_stresses:
+            with torch.jit.optimized_execution(False):
+                out = self.stacked(positions, numbers, edge_index, shift_vectors, len(atoms), want_stress)
+            outs = [{k: v[m] for k, v in out.items()} for m in range(len(self.modules))]
+        elif self._pool is not None:
+            outs = list(self._pool.map(member, self.modules))
+        else:
+            outs = [member(m) for m in self.modules]
         self.n_evaluations += 1
         self.results = _combine([{k: v.detach().cpu().double().numpy() for k, v in out.items()} for out in outs])
         if want_stress:
