@@ -20,7 +20,7 @@ E_i = scale · head(h_T)_i + shift + E_ref[Z_i] and E = Σ_{i < n_local} E_i:
   F_i += ∂E/∂r_e and F_j −= ∂E/∂r_e; virial = −½ (M + Mᵀ), M = Σ_e r_e ⊗ ∂E/∂r_e; asked for,
   the per-atom virial −½ r_e ⊗ ∂E/∂r_e to atoms i and j of every edge (atom_virial_of_edges).
 """
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
@@ -56,6 +56,24 @@ def written_out_forces_apply(potential) -> bool:
             return False
     return all(isinstance(layer, Dense) and isinstance(layer.activation, (ShiftedSoftplus, nn.Identity))
                for layer in potential.energy_head.net)
+
+
+def edges_for_messages(positions: torch.Tensor, edge_index: torch.Tensor, shift_vectors: torch.Tensor,
+                       n_atoms: int, use_pairs: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """(idx_i, idx_j, edge vectors r_j − r_i + S [E', 3], n_two_way): with use_pairs and a
+    symmetric list, one edge per unordered pair, each sending messages both ways (n_two_way = E');
+    else all edges, one way (n_two_way = 0). The rule and checksum of
+    schnet.half_of_symmetric_list, in one compiled pass (torch.ops.mlpot.canonical_edges)."""
+    idx_i, idx_j = edge_index[0], edge_index[1]
+    vectors = positions[idx_j] - positions[idx_i] + shift_vectors
+    n_two_way = 0
+    if use_pairs:
+        index, symmetric = torch.ops.mlpot.canonical_edges(idx_i, idx_j, vectors, n_atoms)
+        if symmetric:
+            vectors = vectors.index_select(0, index)
+            idx_i, idx_j = idx_i.index_select(0, index), idx_j.index_select(0, index)
+            n_two_way = index.shape[0]
+    return idx_i, idx_j, vectors, n_two_way
 
 
 class ExportedSchNet(ExportedPerLayer):
@@ -101,15 +119,8 @@ class ExportedSchNet(ExportedPerLayer):
                             compute_virial: bool, compute_atom_virial: bool = False) -> Dict[str, torch.Tensor]:
         rep = self.potential.representation
         n_atoms = positions.shape[0]
-        idx_i, idx_j = edge_index[0], edge_index[1]
-        vectors = positions[idx_j] - positions[idx_i] + shift_vectors
-        n_two_way = 0
-        if rep.use_pairs:  # the rule and checksum of schnet.half_of_symmetric_list, in one compiled pass
-            index, symmetric = torch.ops.mlpot.canonical_edges(idx_i, idx_j, vectors, n_atoms)
-            if symmetric:
-                vectors = vectors.index_select(0, index)
-                idx_i, idx_j = idx_i.index_select(0, index), idx_j.index_select(0, index)
-                n_two_way = index.shape[0]
+        idx_i, idx_j, vectors, n_two_way = edges_for_messages(positions, edge_index, shift_vectors, n_atoms,
+                                                              rep.use_pairs)
         d = torch.linalg.norm(vectors, dim=1)
         centers = rep.radial_basis.centers
         coeff = rep.radial_basis.coeff

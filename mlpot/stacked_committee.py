@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from mlpot.nn.activations import shifted_softplus
+from mlpot.schnet_forces import edges_for_messages
 
 
 def _child(module, name: str):
@@ -133,15 +134,8 @@ class StackedSchNet(nn.Module):
                 shift_vectors: torch.Tensor, n_local: int, compute_virial: bool) -> Dict[str, torch.Tensor]:
         n_members = self.n_members
         n_atoms = positions.shape[0]
-        idx_i, idx_j = edge_index[0], edge_index[1]
-        vectors = positions[idx_j] - positions[idx_i] + shift_vectors
-        n_two_way = 0
-        if self.use_pairs:
-            index, symmetric = torch.ops.mlpot.canonical_edges(idx_i, idx_j, vectors, n_atoms)
-            if symmetric:
-                vectors = vectors.index_select(0, index)
-                idx_i, idx_j = idx_i.index_select(0, index), idx_j.index_select(0, index)
-                n_two_way = index.shape[0]
+        idx_i, idx_j, vectors, n_two_way = edges_for_messages(positions, edge_index, shift_vectors, n_atoms,
+                                                              self.use_pairs)
         d = torch.linalg.norm(vectors, dim=1)
         dc = d.to(self.embedding.dtype)
         filters, slopes = self.filter_w1, self.filter_w1   # unused with tables

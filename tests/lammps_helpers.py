@@ -151,3 +151,14 @@ def lammps_error(plugin, commands):
             for line in commands:
                 lmp.command(line)
         return str(caught.value)
+
+
+def silicon_carbide_primitive():
+    """2 atoms (Si, C) in the triclinic primitive cell (heights 3.14 Å < cutoff), LAMMPS form."""
+    from ase.build import bulk
+
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.symbols[1] = "C"
+    atoms.set_cell(atoms.cell.standard_form()[0], scale_atoms=True)
+    atoms.rattle(0.08, seed=3)
+    return atoms

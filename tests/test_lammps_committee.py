@@ -18,7 +18,7 @@ if shutil.which("cmake") is None:
 
 from ase.build import bulk  # noqa: E402
 
-from lammps_helpers import (lammps_error, SETUP, lammps_instance, lammps_single_point, mismatches,  # noqa: E402
+from lammps_helpers import (silicon_carbide_primitive, lammps_error, SETUP, lammps_instance, lammps_single_point, mismatches,  # noqa: E402
                             python_reference, read_single_point, run_input_lines, single_point_lines,
                             tiny_potential)
 from mlpot.committee import committee_statistics, deviation_summary  # noqa: E402
@@ -38,15 +38,6 @@ def silicon_carbide_cubic():
     atoms = bulk("Si", "diamond", a=5.43, cubic=True)
     atoms.symbols[[0, 5]] = "C"
     atoms.rattle(0.08, seed=4)
-    return atoms
-
-
-def silicon_carbide_primitive():
-    """2 atoms (Si, C) in the triclinic primitive cell (heights 3.14 Å < cutoff), LAMMPS form."""
-    atoms = bulk("Si", "diamond", a=5.43)
-    atoms.symbols[1] = "C"
-    atoms.set_cell(atoms.cell.standard_form()[0], scale_atoms=True)
-    atoms.rattle(0.08, seed=3)
     return atoms
 
 

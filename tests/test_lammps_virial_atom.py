@@ -31,7 +31,7 @@ if shutil.which("cmake") is None:
 from ase.build import bulk  # noqa: E402
 
 from export_helpers import export_without_atom_virial  # noqa: E402
-from lammps_helpers import SETUP, lammps_error, lammps_instance, run_input_lines, tiny_potential  # noqa: E402
+from lammps_helpers import silicon_carbide_primitive as primitive, SETUP, lammps_error, lammps_instance, run_input_lines, tiny_potential  # noqa: E402
 from mlpot import keys as K  # noqa: E402
 from mlpot.data.batch import atoms_to_batch  # noqa: E402
 from mlpot.export import export_model  # noqa: E402
@@ -55,13 +55,6 @@ def zincblende(repeat):
     return atoms
 
 
-def primitive():
-    """2 atoms (Si, C), triclinic primitive cell in LAMMPS form; heights 3.14 Å < cutoff."""
-    atoms = bulk("Si", "diamond", a=5.43)
-    atoms.symbols[1] = "C"
-    atoms.set_cell(atoms.cell.standard_form()[0], scale_atoms=True)
-    atoms.rattle(0.08, seed=3)
-    return atoms
 
 
 CELLS = {"sic_64": lambda: zincblende((2, 2, 2)), "sic_8": lambda: zincblende((1, 1, 1)), "primitive_2": primitive}
