@@ -114,6 +114,121 @@ class ExportedSchNet(ExportedPerLayer):
         return self.written_out_forward(positions, atomic_numbers, edge_index, shift_vectors, n_local,
                                         compute_virial, compute_atom_virial)
 
+    def _filters(self, dc: torch.Tensor, first: int, count: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Filters and slopes [count, P, F] of interactions first .. first+count-1 at distances dc
+        [P] (one cfconv_filters pass); empty with tables (evaluated inside the message loops)."""
+        if self.tabulated:
+            return self.filter_w1, self.filter_w1
+        end = first + count
+        return torch.ops.mlpot.cfconv_filters(dc, self.filter_w1[first:end], self.filter_b1[first:end],
+                                              self.filter_w2[first:end], self.filter_b2[first:end],
+                                              self.potential.representation.radial_basis.centers,
+                                              self.potential.representation.radial_basis.coeff,
+                                              self.potential.representation.cutoff)
+
+    def _layer_forward(self, t: int, weights: List[torch.Tensor], h: torch.Tensor, dc: torch.Tensor,
+                       idx_i: torch.Tensor, idx_j: torch.Tensor, filter_t: torch.Tensor, n_out: int,
+                       n_two_way: int, check_edges: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Interaction t: (h_{t+1} [n_out, F], x = W_in h_t [N, F'], a = W₁ y_t + b₁ [n_out, F]);
+        weights [W_in, W₁, b₁, W₂, b₂]."""
+        cutoff = self.potential.representation.cutoff
+        x = nn.functional.linear(h, weights[0])
+        if self.tabulated:
+            y = torch.ops.mlpot.cfconv_tabulated_messages(dc, x, idx_i, idx_j, self.tables[t], self.table_spacing,
+                                                          cutoff, n_two_way, n_out, check_edges)
+        else:
+            y = torch.ops.mlpot.cfconv_messages(dc, x, idx_i, idx_j, filter_t, cutoff, n_two_way, n_out, check_edges)
+        a = nn.functional.linear(y, weights[1], weights[2])
+        h_next = h[:n_out] + nn.functional.linear(shifted_softplus(a), weights[3], weights[4])
+        return h_next, x, a
+
+    def _layer_backward(self, t: int, weights: List[torch.Tensor], g: torch.Tensor, x: torch.Tensor,
+                        a: torch.Tensor, dc: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
+                        filter_t: torch.Tensor, slope_t: torch.Tensor, n_out: int, n_two_way: int,
+                        want_x: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(∂/∂d [P], ∂/∂h_t through the convolution [N, F] or [0]) of Σ h_{t+1} · g, g [n_out, F]
+        (the residual's g ⊕ 0 comes on top)."""
+        cutoff = self.potential.representation.cutoff
+        g_y = torch.ops.aten.softplus_backward(g.mm(weights[3]), a, 1.0, 20.0).mm(weights[1])
+        if self.tabulated:
+            g_d, g_x = torch.ops.mlpot.cfconv_tabulated_gradient(dc, x, idx_i, idx_j, self.tables[t], g_y,
+                                                                 self.table_spacing, cutoff, n_two_way, n_out, want_x)
+        else:
+            g_d, g_x = torch.ops.mlpot.cfconv_gradient(dc, x, idx_i, idx_j, filter_t, slope_t, g_y, cutoff,
+                                                       n_two_way, n_out, want_x)
+        return g_d, (g_x.mm(weights[0]) if want_x else g_x)
+
+    def _layer_weights(self, t: int) -> List[torch.Tensor]:
+        """[W_in, W₁, b₁, W₂, b₂] of interaction t."""
+        for k, block in enumerate(self.potential.representation.interactions):
+            if k == t:
+                return [block.in2f.weight, block.f2out[0].weight, block.f2out[0].bias, block.f2out[1].weight,
+                        block.f2out[1].bias]
+        raise ValueError("ExportedSchNet: interaction index out of range")
+
+    def _head(self, h: torch.Tensor, atomic_numbers: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """(per-atom energies [n] eV, the head layers' pre-activations) of features h [n, F]."""
+        head_pre: List[torch.Tensor] = []
+        z = h
+        k = 0
+        for layer in self.potential.energy_head.net:
+            z = nn.functional.linear(z, layer.weight, layer.bias)
+            head_pre.append(z)
+            if self.head_activated[k]:
+                z = shifted_softplus(z)
+            k += 1
+        return self.potential.energies_of_outputs(z[:, 0], atomic_numbers), head_pre
+
+    def _head_backward(self, g: torch.Tensor, head_pre: List[torch.Tensor]) -> torch.Tensor:
+        """∂/∂h [n, F] of Σ_i g_i y_i for the head's outputs y and g [n, 1] (energy_scale included)."""
+        head_weights: List[torch.Tensor] = []
+        for layer in self.potential.energy_head.net:
+            head_weights.append(layer.weight)
+        for k in range(len(head_weights) - 1, -1, -1):
+            if self.head_activated[k]:
+                g = torch.ops.aten.softplus_backward(g, head_pre[k], 1.0, 20.0)   # g ⊙ ssp', as autograd
+            g = g.mm(head_weights[k])
+        return g
+
+    # Layer by layer with the chain rule written out, for the LAMMPS exchange path (what
+    # ExportedPerLayer's interaction/readout give by autograd, without a graph):
+    @torch.jit.export
+    def interaction_forward(self, t: int, h: torch.Tensor, edge_vectors: torch.Tensor, edge_index: torch.Tensor,
+                            n_targets: int, n_two_way: int = 0) -> List[torch.Tensor]:
+        """[h_{t+1} [n_targets, F], then what interaction_backward needs: x, a, filter, slope];
+        the arguments as interaction's."""
+        if t < 0 or t >= len(self.potential.representation.interactions):
+            raise ValueError("ExportedSchNet.interaction_forward: interaction index out of range")
+        dc = torch.linalg.norm(edge_vectors, dim=1).to(h.dtype)
+        filters, slopes = self._filters(dc, t, 1)
+        filter_t = filters if self.tabulated else filters[0]
+        slope_t = slopes if self.tabulated else slopes[0]
+        h_next, x, a = self._layer_forward(t, self._layer_weights(t), h, dc, edge_index[0], edge_index[1],
+                                           filter_t, n_targets, n_two_way, True)
+        return [h_next, x, a, filter_t, slope_t]
+
+    @torch.jit.export
+    def interaction_backward(self, t: int, g_next: torch.Tensor, saved: List[torch.Tensor],
+                             edge_vectors: torch.Tensor, edge_index: torch.Tensor, n_targets: int,
+                             n_two_way: int, n_atoms: int, want_h: bool = True) -> List[torch.Tensor]:
+        """[∂/∂h_t [n_atoms, F] (empty unless want_h), ∂/∂edge_vectors [E, 3]] of Σ h_{t+1} · g_next
+        (g_next [n_targets, F]); saved = interaction_forward(...)[1:] of the same call."""
+        d = torch.linalg.norm(edge_vectors, dim=1)
+        dc = d.to(g_next.dtype)
+        g_d, g_h = self._layer_backward(t, self._layer_weights(t), g_next, saved[0], saved[1], dc, edge_index[0],
+                                        edge_index[1], saved[2], saved[3], n_targets, n_two_way, want_h)
+        if want_h:
+            g_h = torch.cat([g_h[:n_targets] + g_next, g_h[n_targets:]]) if n_targets < n_atoms else g_h + g_next
+        grad_vectors = edge_vectors * (g_d.to(d.dtype) / d.clamp(min=1e-30))[:, None]
+        return [g_h, grad_vectors]
+
+    @torch.jit.export
+    def readout_gradient(self, h: torch.Tensor, atomic_numbers: torch.Tensor) -> List[torch.Tensor]:
+        """[per-atom energies [n] eV, ∂(Σ energies)/∂h [n, F]] of features h [n, F]."""
+        energies, head_pre = self._head(h, atomic_numbers)
+        g = self.potential.energy_scale.expand(h.shape[0], 1)
+        return [energies, self._head_backward(g, head_pre)]
+
     def written_out_forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                             edge_index: torch.Tensor, shift_vectors: torch.Tensor, n_local: int,
                             compute_virial: bool, compute_atom_virial: bool = False) -> Dict[str, torch.Tensor]:
@@ -122,48 +237,24 @@ class ExportedSchNet(ExportedPerLayer):
         idx_i, idx_j, vectors, n_two_way = edges_for_messages(positions, edge_index, shift_vectors, n_atoms,
                                                               rep.use_pairs)
         d = torch.linalg.norm(vectors, dim=1)
-        centers = rep.radial_basis.centers
-        coeff = rep.radial_basis.coeff
 
         # forward, keeping what the derivatives need
         h = rep.embed(atomic_numbers)
         dc = d.to(h.dtype)
-        filters, slopes = self.filter_w1, self.filter_w1   # unused with tables
-        if not self.tabulated:
-            filters, slopes = torch.ops.mlpot.cfconv_filters(dc, self.filter_w1, self.filter_b1, self.filter_w2,
-                                                             self.filter_b2, centers, coeff, rep.cutoff)
+        n_layers = len(rep.interactions)
+        filters, slopes = self._filters(dc, 0, n_layers)
         xs: List[torch.Tensor] = []
         pre: List[torch.Tensor] = []              # W₁ y_t + b₁
-        weights: List[List[torch.Tensor]] = []    # W_in, W₁, W₂
-        t = 0
-        for block in rep.interactions:
-            dense1, dense2 = block.f2out[0], block.f2out[1]
-            x = nn.functional.linear(h, block.in2f.weight)
+        weights: List[List[torch.Tensor]] = []
+        for t in range(n_layers):
+            w = self._layer_weights(t)
             # the edge indices are checked on the first layer
-            if self.tabulated:
-                y = torch.ops.mlpot.cfconv_tabulated_messages(dc, x, idx_i, idx_j, self.tables[t], self.table_spacing,
-                                                              rep.cutoff, n_two_way, n_atoms, t == 0)
-            else:
-                y = torch.ops.mlpot.cfconv_messages(dc, x, idx_i, idx_j, filters[t], rep.cutoff, n_two_way, n_atoms,
-                                                    t == 0)
-            a = nn.functional.linear(y, dense1.weight, dense1.bias)
-            h = h + nn.functional.linear(shifted_softplus(a), dense2.weight, dense2.bias)
+            h, x, a = self._layer_forward(t, w, h, dc, idx_i, idx_j, filters if self.tabulated else filters[t],
+                                          n_atoms, n_two_way, t == 0)
             xs.append(x)
             pre.append(a)
-            weights.append([block.in2f.weight, dense1.weight, dense2.weight])
-            t += 1
-        head_pre: List[torch.Tensor] = []
-        head_weights: List[torch.Tensor] = []
-        z = h
-        k = 0
-        for layer in self.potential.energy_head.net:
-            z = nn.functional.linear(z, layer.weight, layer.bias)
-            head_pre.append(z)
-            head_weights.append(layer.weight)
-            if self.head_activated[k]:
-                z = shifted_softplus(z)
-            k += 1
-        energies = self.potential.energies_of_outputs(z[:, 0], atomic_numbers)
+            weights.append(w)
+        energies, head_pre = self._head(h, atomic_numbers)
         # the gradient of the energy, back through the same layers
         if n_local >= n_atoms:
             energy = energies.sum().reshape(1)
@@ -172,24 +263,15 @@ class ExportedSchNet(ExportedPerLayer):
             local = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
             energy = (energies * local).sum().reshape(1)
             g = (self.potential.energy_scale * local)[:, None]
-        for k in range(len(head_weights) - 1, -1, -1):
-            if self.head_activated[k]:
-                g = torch.ops.aten.softplus_backward(g, head_pre[k], 1.0, 20.0)   # g ⊙ ssp', as autograd
-            g = g.mm(head_weights[k])
+        g = self._head_backward(g, head_pre)
         grad_d = torch.zeros_like(dc)
-        for t in range(len(xs) - 1, -1, -1):
-            w_in, w_1, w_2 = weights[t][0], weights[t][1], weights[t][2]
-            g_y = torch.ops.aten.softplus_backward(g.mm(w_2), pre[t], 1.0, 20.0).mm(w_1)
-            if self.tabulated:
-                g_d, g_x = torch.ops.mlpot.cfconv_tabulated_gradient(dc, xs[t], idx_i, idx_j, self.tables[t], g_y,
-                                                                     self.table_spacing, rep.cutoff, n_two_way,
-                                                                     n_atoms, t > 0)
-            else:
-                g_d, g_x = torch.ops.mlpot.cfconv_gradient(dc, xs[t], idx_i, idx_j, filters[t], slopes[t], g_y,
-                                                           rep.cutoff, n_two_way, n_atoms, t > 0)
+        for t in range(n_layers - 1, -1, -1):
+            g_d, g_x = self._layer_backward(t, weights[t], g, xs[t], pre[t], dc, idx_i, idx_j,
+                                            filters if self.tabulated else filters[t],
+                                            slopes if self.tabulated else slopes[t], n_atoms, n_two_way, t > 0)
             grad_d = grad_d + g_d
             if t > 0:
-                g = g + g_x.mm(w_in)
+                g = g + g_x
         # ∂E/∂r_e [E, 3]; a zero-length edge (atoms on top of each other) has r_e = 0 and adds nothing
         grad_vectors = vectors * (grad_d.to(d.dtype) / d.clamp(min=1e-30))[:, None]
         forces = torch.zeros_like(positions).index_add(0, idx_i, grad_vectors).index_add(0, idx_j, -grad_vectors)

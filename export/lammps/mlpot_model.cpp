@@ -107,6 +107,9 @@ Model::Model(const std::string &path) : impl_(std::make_unique<Impl>()) {
       if (!impl_->module.find_method(name))
         throw std::runtime_error(path + " is not an mlpot export (mlpot.json says per_layer but it has no method " +
                                  name + "): export the model again with `mlpot export`");
+    info_.written_out = impl_->module.find_method("interaction_forward").has_value() &&
+                        impl_->module.find_method("interaction_backward").has_value() &&
+                        impl_->module.find_method("readout_gradient").has_value();
     torch::NoGradGuard no_grad;
     torch::Tensor probe = torch::full({1}, info_.species[0], torch::TensorOptions().dtype(torch::kInt64));
     info_.n_features = static_cast<int>(impl_->module.get_method("embed")({probe}).toTensor().size(1));
@@ -146,40 +149,72 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
     std::copy(edge_i.begin(), edge_i.end(), edges.data_ptr<int64_t>());
     std::copy(feature_j.begin(), feature_j.end(), edges.data_ptr<int64_t>() + n_edges);
   }
-  torch::Tensor vectors = rows_to_tensor(vec, n_edges, 3, dtype).requires_grad_(true);
-
-  torch::jit::Method interaction = impl_->module.get_method("interaction");
+  torch::Tensor vector_grad;
+  torch::Tensor energies;
   std::vector<double> rows(static_cast<size_t>(n * width));
-  std::vector<torch::Tensor> inputs, outputs;          // h_t [n, F] (leaves) and h_{t+1} [n_local, F]
-  torch::Tensor h = impl_->module.get_method("embed")({z}).toTensor().detach().requires_grad_(true);
-  for (int t = 0; t < n_layers; t++) {
-    torch::Tensor next = interaction({t, h, vectors, edges, n_local, n_two_way}).toTensor();
-    inputs.push_back(h);
-    outputs.push_back(next);
-    if (t + 1 < n_layers) {
-      tensor_to_rows(next, rows);                       // local rows, then ghosts from owners
-      exchange.owned_to_ghosts(rows.data(), static_cast<int>(width));
-      h = rows_to_tensor(rows, n, width, dtype).requires_grad_(true);
+  if (info_.written_out) {
+    // the chain rule written out in the model file (mlpot.schnet_forces): no autograd graph
+    torch::NoGradGuard no_grad;
+    torch::Tensor vectors = rows_to_tensor(vec, n_edges, 3, dtype);
+    torch::jit::Method forward_layer = impl_->module.get_method("interaction_forward");
+    torch::jit::Method backward_layer = impl_->module.get_method("interaction_backward");
+    std::vector<c10::IValue> saved;                    // per layer: x, a, filter, slope
+    torch::Tensor h = impl_->module.get_method("embed")({z}).toTensor();
+    for (int t = 0; t < n_layers; t++) {
+      auto out = forward_layer({t, h, vectors, edges, n_local, n_two_way}).toTensorVector();
+      h = out[0];
+      saved.emplace_back(std::vector<torch::Tensor>(out.begin() + 1, out.end()));
+      if (t + 1 < n_layers) {
+        tensor_to_rows(h, rows);                       // local rows, then ghosts from owners
+        exchange.owned_to_ghosts(rows.data(), static_cast<int>(width));
+        h = rows_to_tensor(rows, n, width, dtype);
+      }
+    }
+    auto head = impl_->module.get_method("readout_gradient")({h, z.narrow(0, 0, n_local)}).toTensorVector();
+    energies = head[0];
+    torch::Tensor seed = head[1];
+    vector_grad = torch::zeros({n_edges, 3}, torch::TensorOptions().dtype(dtype));
+    for (int t = n_layers - 1; t >= 0; t--) {
+      auto grads = backward_layer({t, seed, saved[t], vectors, edges, n_local, n_two_way, n, t > 0}).toTensorVector();
+      vector_grad = vector_grad + grads[1];
+      if (t > 0) {
+        tensor_to_rows(grads[0], rows);                // all rows; ghosts' go back to owners
+        exchange.ghosts_to_owned(rows.data(), static_cast<int>(width));
+        seed = rows_to_tensor(rows, n_local, width, dtype);
+      }
+    }
+  } else {
+    // files without them (reference kernels, older exports): autograd through each layer
+    torch::Tensor vectors = rows_to_tensor(vec, n_edges, 3, dtype).requires_grad_(true);
+    torch::jit::Method interaction = impl_->module.get_method("interaction");
+    std::vector<torch::Tensor> inputs, outputs;        // h_t [n, F] (leaves) and h_{t+1} [n_local, F]
+    torch::Tensor h = impl_->module.get_method("embed")({z}).toTensor().detach().requires_grad_(true);
+    for (int t = 0; t < n_layers; t++) {
+      torch::Tensor next = interaction({t, h, vectors, edges, n_local, n_two_way}).toTensor();
+      inputs.push_back(h);
+      outputs.push_back(next);
+      if (t + 1 < n_layers) {
+        tensor_to_rows(next, rows);                    // local rows, then ghosts from owners
+        exchange.owned_to_ghosts(rows.data(), static_cast<int>(width));
+        h = rows_to_tensor(rows, n, width, dtype).requires_grad_(true);
+      }
+    }
+    torch::Tensor last = outputs.back().detach().requires_grad_(true);
+    energies = impl_->module.get_method("readout")({last, z.narrow(0, 0, n_local)}).toTensor();
+    torch::Tensor seed = torch::autograd::grad({energies.sum()}, {last})[0];
+    vector_grad = torch::zeros({n_edges, 3}, torch::TensorOptions().dtype(dtype));
+    for (int t = n_layers - 1; t >= 0; t--) {
+      auto grads = torch::autograd::grad({outputs[t]}, {inputs[t], vectors}, {seed}, false, false, true);
+      if (grads[1].defined()) vector_grad = vector_grad + grads[1];
+      if (t > 0) {
+        tensor_to_rows(grads[0], rows);                // all rows; ghosts' go back to owners
+        exchange.ghosts_to_owned(rows.data(), static_cast<int>(width));
+        seed = rows_to_tensor(rows, n_local, width, dtype);
+      }
     }
   }
-  torch::Tensor last = outputs.back().detach().requires_grad_(true);
-  torch::Tensor z_local = z.narrow(0, 0, n_local);
-  torch::Tensor energies = impl_->module.get_method("readout")({last, z_local}).toTensor();
-  torch::Tensor energy = energies.sum();
-  torch::Tensor seed = torch::autograd::grad({energy}, {last})[0];
 
-  torch::Tensor vector_grad = torch::zeros({n_edges, 3}, torch::TensorOptions().dtype(dtype));
-  for (int t = n_layers - 1; t >= 0; t--) {
-    auto grads = torch::autograd::grad({outputs[t]}, {inputs[t], vectors}, {seed}, false, false, true);
-    if (grads[1].defined()) vector_grad = vector_grad + grads[1];
-    if (t > 0) {
-      tensor_to_rows(grads[0], rows);                   // all rows; ghosts' go back to owners
-      exchange.ghosts_to_owned(rows.data(), static_cast<int>(width));
-      seed = rows_to_tensor(rows, n_local, width, dtype);
-    }
-  }
-
-  out.energy = energy.item<double>();
+  out.energy = energies.sum().item<double>();
   torch::Tensor g = vector_grad.to(torch::kFloat64).contiguous();
   const double *ge = g.data_ptr<double>();
   out.forces.assign(3 * n, 0.0);
