@@ -7,7 +7,7 @@ n_interactions × cutoff + skin) vs the ASE path (MLPotCalculator + VelocityVerl
     .venv/bin/python benchmarks/lammps_speed.py --tiny --steps 5
 
 Threads: 1 rank and the ASE path use --threads torch threads; 2 ranks use --threads/2 each,
-so both use the same cores. The ASE path runs the scripted graph without TorchScript's
+so both use the same cores (or --layouts). The ASE path runs the scripted graph without TorchScript's
 profiling executor, as the plugin does (it re-specialises on every new edge count);
 --profiling-executor keeps torch's default. Prints a table and writes JSON (--json): a list
 of records, one per system × path × ranks,
@@ -15,8 +15,10 @@ of records, one per system × path × ranks,
      rank), "s_per_step", "atoms_per_rank" (local + ghost atoms a rank evaluates, mean over
      ranks; the ASE path: all atoms)}
 plus "atoms", "cutoff", "n_interactions", "skin", "steps" and, for LAMMPS, "nlocal_per_rank",
-"nghost_per_rank" and "inflation_one_cutoff" (atoms per rank over local atoms with only one
-cutoff of ghosts).
+"nghost_per_rank", "peak_rss_mb_per_rank" (rank 0's peak resident set from LAMMPS' `info
+memory`) and "inflation_one_cutoff" (atoms per rank over local atoms with only one cutoff of
+ghosts). --layouts picks the ranks x threads of the LAMMPS runs (default 1 x --threads and
+2 x --threads/2), e.g. `--systems si_13824 --paths exchange --layouts 1x2 1x1 2x1`.
 """
 from __future__ import annotations
 
@@ -44,7 +46,9 @@ from mlpot.model_config import ModelConfig, build_potential
 SYSTEMS = {
     "water_192": (water_box, ["H", "O"]),
     "si_1728": (lambda: bulk("Si", "diamond", a=5.43, cubic=True).repeat(6), ["Si"]),
+    "si_13824": (lambda: bulk("Si", "diamond", a=5.43, cubic=True).repeat(12), ["Si"]),
 }
+DEFAULT_SYSTEMS = ["water_192", "si_1728"]
 
 
 def make_model(path: Path, species, tiny: bool) -> ModelConfig:
@@ -68,7 +72,7 @@ def lammps_input(data: Path, model: Path, symbols, steps: int, warmup: int, skin
         f"neighbor {skin} bin", "neigh_modify every 1 delay 0 check yes",
         f"pair_style mlpot {path}", f"pair_coeff * * {model} {' '.join(symbols)}",
         "velocity all create 300 12345", "fix nve all nve", "timestep 0.0005", "thermo 1000",
-        f"run {warmup}", f"run {steps}"]) + "\n"
+        f"run {warmup}", f"run {steps}", "info memory"]) + "\n"
 
 
 def lammps_step_time(workdir: Path, inp: str, ranks: int, threads: int, plugin: Path, tag: str = "") -> dict:
@@ -78,7 +82,10 @@ def lammps_step_time(workdir: Path, inp: str, ranks: int, threads: int, plugin: 
     loops = re.findall(r"Loop time of ([0-9.eE+-]+) on \d+ procs for (\d+) steps", done.stdout)
     seconds, steps = float(loops[-1][0]), int(loops[-1][1])
     per_rank = {key: float(v) for key, v in re.findall(r"^(Nlocal|Nghost):\s+([0-9.eE+-]+) ave", done.stdout, re.M)}
+    # `info memory` (rank 0): the process's peak resident set, torch's allocations included
+    peak = re.search(r"Maximum resident set size\s*[:=]\s*([0-9.eE+-]+)\s*Mbyte", done.stdout)
     return {"ms_per_step": 1000 * seconds / steps, "nlocal_per_rank": per_rank["Nlocal"],
+            "peak_rss_mb_per_rank": float(peak.group(1)) if peak else None,
             "nghost_per_rank": per_rank["Nghost"]}
 
 
@@ -104,20 +111,33 @@ def ase_step_time(atoms, model: Path, steps: int, warmup: int) -> float:
     return 1000 * (time.perf_counter() - start) / steps
 
 
-def records_of(row: dict, paths, threads: int, steps: int) -> list[dict]:
+def parse_layout(text: str) -> tuple[int, int]:
+    """"RxT" -> (R MPI ranks, T torch threads per rank)."""
+    ranks, _, threads = text.partition("x")
+    try:
+        layout = int(ranks), int(threads)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a layout is RANKSxTHREADS, e.g. 2x1; got {text!r}") from None
+    if min(layout) < 1:
+        raise argparse.ArgumentTypeError(f"ranks and threads must be >= 1, got {text!r}")
+    return layout
+
+
+def records_of(row: dict, paths, layouts, threads: int, steps: int) -> list[dict]:
     """The --json records of one system's row (module docstring)."""
     common = {k: row[k] for k in ("atoms", "cutoff", "n_interactions", "skin")}
     out = [{"system": row["system"], "path": "ase", "ranks": 1, "threads": threads,
             "s_per_step": row["ase_ms_per_step"] / 1000, "atoms_per_rank": float(row["atoms"]), **common,
             "steps": steps}]
-    for ranks in (1, 2):
+    for ranks, rank_threads in layouts:
         for path in paths:
-            key = f"{path}_{ranks}rank"
-            out.append({"system": row["system"], "path": path, "ranks": ranks, "threads": max(1, threads // ranks),
+            key = f"{path}_{ranks}x{rank_threads}"
+            out.append({"system": row["system"], "path": path, "ranks": ranks, "threads": rank_threads,
                         "s_per_step": row[f"{key}_ms_per_step"] / 1000,
                         "atoms_per_rank": row[f"{key}_atoms_per_rank"], **common, "steps": steps,
                         "nlocal_per_rank": row[f"{key}_nlocal_per_rank"],
                         "nghost_per_rank": row[f"{key}_atoms_per_rank"] - row[f"{key}_nlocal_per_rank"],
+                        "peak_rss_mb_per_rank": row.get(f"{key}_peak_rss_mb_per_rank"),
                         "inflation_one_cutoff": row[f"{ranks}rank_inflation_one_cutoff"]})
     return out
 
@@ -129,7 +149,12 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed MD steps first")
     parser.add_argument("--threads", type=int, default=2, help="cores to use in total")
     parser.add_argument("--skin", type=float, default=1.0, help="neighbour skin, Å")
-    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    parser.add_argument("--systems", nargs="+", default=DEFAULT_SYSTEMS, choices=list(SYSTEMS),
+                        help=f"default {' '.join(DEFAULT_SYSTEMS)}")
+    parser.add_argument("--layouts", nargs="+", type=parse_layout, default=None, metavar="RxT",
+                        help="LAMMPS runs as MPI ranks x torch threads per rank (default: 1x{threads} "
+                             "and 2x{threads/2}; e.g. 1x2 1x1 2x1)")
+    parser.add_argument("--no-ase", action="store_true", help="skip the ASE path")
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS),
                         help="pair_style mlpot paths to time (exchange: one cutoff of ghosts; shell: T cutoffs)")
     parser.add_argument("--json", default=None, help="write the results here")
@@ -139,6 +164,7 @@ def main(argv=None) -> int:
     if not args.profiling_executor:
         torch._C._set_graph_executor_optimize(False)
 
+    layouts = args.layouts or [(1, args.threads), (2, max(1, args.threads // 2))]
     plugin = build_plugin()
     torch.set_num_threads(args.threads)
     results = []
@@ -151,33 +177,41 @@ def main(argv=None) -> int:
             cfg = make_model(model, sorted(set(atoms.numbers)), args.tiny)
             data = write_lammps_data(workdir / f"{name}.data", atoms, symbols)
             row = {"system": name, "atoms": len(atoms), "cutoff": cfg.cutoff, "n_interactions": cfg.n_interactions,
-                   "skin": args.skin, "ase_ms_per_step": ase_step_time(atoms, model, args.steps, args.warmup)}
-            for ranks in (1, 2):
-                threads = max(1, args.threads // ranks)
-                ghosts_one = one_cutoff_ghosts(workdir, data, cfg.cutoff, args.skin, ranks)
+                   "skin": args.skin,
+                   "ase_ms_per_step": float("nan") if args.no_ase else
+                   ase_step_time(atoms, model, args.steps, args.warmup)}
+            for ranks in sorted({r for r, _ in layouts}):
+                row[f"{ranks}rank_inflation_one_cutoff"] = None
+            for ranks, threads in layouts:
+                if row[f"{ranks}rank_inflation_one_cutoff"] is None:
+                    ghosts_one = one_cutoff_ghosts(workdir, data, cfg.cutoff, args.skin, ranks)
                 for path in args.paths:
                     inp = lammps_input(data, model, symbols, args.steps, args.warmup, args.skin, path)
-                    r = lammps_step_time(workdir, inp, ranks, threads, plugin, tag=f"{name}_{path}_")
+                    r = lammps_step_time(workdir, inp, ranks, threads, plugin, tag=f"{name}_{path}_{ranks}x{threads}_")
                     atoms_per_rank = r["nlocal_per_rank"] + r["nghost_per_rank"]
-                    row[f"{path}_{ranks}rank_ms_per_step"] = r["ms_per_step"]
-                    row[f"{path}_{ranks}rank_atoms_per_rank"] = atoms_per_rank
-                    row[f"{path}_{ranks}rank_nlocal_per_rank"] = r["nlocal_per_rank"]
-                    row[f"{path}_{ranks}rank_inflation"] = atoms_per_rank / r["nlocal_per_rank"]
-                row[f"{ranks}rank_inflation_one_cutoff"] = (r["nlocal_per_rank"] + ghosts_one) / r["nlocal_per_rank"]
+                    key = f"{path}_{ranks}x{threads}"
+                    row[f"{key}_ms_per_step"] = r["ms_per_step"]
+                    row[f"{key}_atoms_per_rank"] = atoms_per_rank
+                    row[f"{key}_nlocal_per_rank"] = r["nlocal_per_rank"]
+                    row[f"{key}_peak_rss_mb_per_rank"] = r["peak_rss_mb_per_rank"]
+                    row[f"{key}_inflation"] = atoms_per_rank / r["nlocal_per_rank"]
+                if row[f"{ranks}rank_inflation_one_cutoff"] is None:
+                    row[f"{ranks}rank_inflation_one_cutoff"] = (r["nlocal_per_rank"] + ghosts_one) / r["nlocal_per_rank"]
             results.append(row)
             print(json.dumps(row), flush=True)
 
-    print(f"\n{'system':10} {'atoms':>6} {'ASE ms':>9} {'path':>9} {'LMP 1r ms':>10} {'LMP 2r ms':>10} "
-          f"{'atoms/rank 1r':>14} {'2r':>8} {'inflation 1r':>13} {'2r':>6} {'1-cutoff shell 1r':>18} {'2r':>6}")
+    print(f"\n{'system':10} {'atoms':>6} {'ASE ms':>9} {'path':>9} {'ranks x threads':>16} {'ms/step':>9} "
+          f"{'atoms/rank':>11} {'inflation':>10} {'1-cutoff shell':>15} {'peak MB/rank':>13}")
     for r in results:
         for path in args.paths:
-            print(f"{r['system']:10} {r['atoms']:6d} {r['ase_ms_per_step']:9.1f} {path:>9} "
-                  f"{r[f'{path}_1rank_ms_per_step']:10.1f} {r[f'{path}_2rank_ms_per_step']:10.1f} "
-                  f"{r[f'{path}_1rank_atoms_per_rank']:14.0f} {r[f'{path}_2rank_atoms_per_rank']:8.0f} "
-                  f"{r[f'{path}_1rank_inflation']:13.1f} {r[f'{path}_2rank_inflation']:6.1f} "
-                  f"{r['1rank_inflation_one_cutoff']:18.1f} {r['2rank_inflation_one_cutoff']:6.1f}")
+            for ranks, threads in layouts:
+                key = f"{path}_{ranks}x{threads}"
+                print(f"{r['system']:10} {r['atoms']:6d} {r['ase_ms_per_step']:9.1f} {path:>9} "
+                      f"{f'{ranks} x {threads}':>16} {r[f'{key}_ms_per_step']:9.1f} "
+                      f"{r[f'{key}_atoms_per_rank']:11.0f} {r[f'{key}_inflation']:10.1f} "
+                      f"{r[f'{ranks}rank_inflation_one_cutoff']:15.1f} {r[f'{key}_peak_rss_mb_per_rank'] or 0:13.0f}")
     if args.json:
-        records = [record for r in results for record in records_of(r, args.paths, args.threads, args.steps)]
+        records = [record for r in results for record in records_of(r, args.paths, layouts, args.threads, args.steps)]
         Path(args.json).write_text(json.dumps(records, indent=1))
     return 0
 
