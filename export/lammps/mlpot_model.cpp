@@ -140,18 +140,53 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
   const int64_t width = info_.n_features;
   const int n_layers = info_.n_interactions;
 
-  torch::Tensor z = torch::from_blob(const_cast<int64_t *>(numbers), {n}, i64).clone();
+  // The layers read the rows of the local atoms and of the ghosts whose features an edge carries
+  // (other ranks' atoms; a periodic image of a local atom carries its owner's row): those rows
+  // only, compact — local atoms first, then those ghosts (`row_atom` gives each row's atom).
+  // Embeddings and atom-wise products then skip the rest of the ghost shell (on one rank, all of it).
+  std::vector<int64_t> row_atom(static_cast<size_t>(n_local));
+  for (int64_t i = 0; i < n_local; i++) row_atom[i] = i;
+  std::vector<int64_t> row_of_ghost(static_cast<size_t>(n - n_local), -1);
   torch::Tensor edges = torch::empty({2, n_edges}, i64);
+  int64_t *edge_rows = edges.data_ptr<int64_t>();
   std::vector<double> vec(3 * n_edges);
-  for (int64_t e = 0; e < n_edges; e++)
+  for (int64_t e = 0; e < n_edges; e++) {
     for (int k = 0; k < 3; k++) vec[3 * e + k] = positions[3 * edge_j[e] + k] - positions[3 * edge_i[e] + k];
-  if (n_edges > 0) {
-    std::copy(edge_i.begin(), edge_i.end(), edges.data_ptr<int64_t>());
-    std::copy(feature_j.begin(), feature_j.end(), edges.data_ptr<int64_t>() + n_edges);
+    int64_t row = feature_j[e];
+    if (row >= n_local) {
+      int64_t &slot = row_of_ghost[row - n_local];
+      if (slot < 0) {
+        slot = static_cast<int64_t>(row_atom.size());
+        row_atom.push_back(row);
+      }
+      row = slot;
+    }
+    edge_rows[e] = edge_i[e];
+    edge_rows[n_edges + e] = row;
   }
+  const int64_t n_rows = static_cast<int64_t>(row_atom.size());
+  torch::Tensor rows_index = torch::from_blob(row_atom.data(), {n_rows}, i64).clone();
+  torch::Tensor z = torch::from_blob(const_cast<int64_t *>(numbers), {n}, i64).index_select(0, rows_index);
+
+  // LAMMPS-ordered rows [n, F] of one feature exchange
+  std::vector<double> rows(static_cast<size_t>(n * width));
+  torch::Tensor all_rows = torch::from_blob(rows.data(), {n, width}, torch::TensorOptions().dtype(torch::kFloat64));
+  // h_{t+1} of the local atoms -> their ghosts through LAMMPS -> the compact rows of the next layer
+  auto next_layer_rows = [&](const torch::Tensor &local) {
+    tensor_to_rows(local, rows);
+    exchange.owned_to_ghosts(rows.data(), static_cast<int>(width));
+    return all_rows.index_select(0, rows_index).to(dtype);
+  };
+  // ∂E/∂h_t of the compact rows -> ghosts' rows summed to their owners -> those of the local atoms
+  auto local_gradient = [&](const torch::Tensor &compact) {
+    all_rows.zero_();
+    all_rows.index_copy_(0, rows_index, compact.detach().to(torch::kFloat64));
+    exchange.ghosts_to_owned(rows.data(), static_cast<int>(width));
+    return rows_to_tensor(rows, n_local, width, dtype);
+  };
+
   torch::Tensor vector_grad;
   torch::Tensor energies;
-  std::vector<double> rows(static_cast<size_t>(n * width));
   if (info_.written_out) {
     // the chain rule written out in the model file (mlpot.schnet_forces): no autograd graph
     torch::NoGradGuard no_grad;
@@ -162,42 +197,30 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
     torch::Tensor h = impl_->module.get_method("embed")({z}).toTensor();
     for (int t = 0; t < n_layers; t++) {
       auto out = forward_layer({t, h, vectors, edges, n_local, n_two_way}).toTensorVector();
-      h = out[0];
       saved.emplace_back(std::vector<torch::Tensor>(out.begin() + 1, out.end()));
-      if (t + 1 < n_layers) {
-        tensor_to_rows(h, rows);                       // local rows, then ghosts from owners
-        exchange.owned_to_ghosts(rows.data(), static_cast<int>(width));
-        h = rows_to_tensor(rows, n, width, dtype);
-      }
+      h = t + 1 < n_layers ? next_layer_rows(out[0]) : out[0];
     }
     auto head = impl_->module.get_method("readout_gradient")({h, z.narrow(0, 0, n_local)}).toTensorVector();
     energies = head[0];
     torch::Tensor seed = head[1];
     vector_grad = torch::zeros({n_edges, 3}, torch::TensorOptions().dtype(dtype));
     for (int t = n_layers - 1; t >= 0; t--) {
-      auto grads = backward_layer({t, seed, saved[t], vectors, edges, n_local, n_two_way, n, t > 0}).toTensorVector();
+      auto grads =
+          backward_layer({t, seed, saved[t], vectors, edges, n_local, n_two_way, n_rows, t > 0}).toTensorVector();
       vector_grad = vector_grad + grads[1];
-      if (t > 0) {
-        tensor_to_rows(grads[0], rows);                // all rows; ghosts' go back to owners
-        exchange.ghosts_to_owned(rows.data(), static_cast<int>(width));
-        seed = rows_to_tensor(rows, n_local, width, dtype);
-      }
+      if (t > 0) seed = local_gradient(grads[0]);
     }
   } else {
     // files without them (reference kernels, older exports): autograd through each layer
     torch::Tensor vectors = rows_to_tensor(vec, n_edges, 3, dtype).requires_grad_(true);
     torch::jit::Method interaction = impl_->module.get_method("interaction");
-    std::vector<torch::Tensor> inputs, outputs;        // h_t [n, F] (leaves) and h_{t+1} [n_local, F]
+    std::vector<torch::Tensor> inputs, outputs;        // h_t [n_rows, F] (leaves) and h_{t+1} [n_local, F]
     torch::Tensor h = impl_->module.get_method("embed")({z}).toTensor().detach().requires_grad_(true);
     for (int t = 0; t < n_layers; t++) {
       torch::Tensor next = interaction({t, h, vectors, edges, n_local, n_two_way}).toTensor();
       inputs.push_back(h);
       outputs.push_back(next);
-      if (t + 1 < n_layers) {
-        tensor_to_rows(next, rows);                    // local rows, then ghosts from owners
-        exchange.owned_to_ghosts(rows.data(), static_cast<int>(width));
-        h = rows_to_tensor(rows, n, width, dtype).requires_grad_(true);
-      }
+      if (t + 1 < n_layers) h = next_layer_rows(next.detach()).requires_grad_(true);
     }
     torch::Tensor last = outputs.back().detach().requires_grad_(true);
     energies = impl_->module.get_method("readout")({last, z.narrow(0, 0, n_local)}).toTensor();
@@ -206,11 +229,7 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
     for (int t = n_layers - 1; t >= 0; t--) {
       auto grads = torch::autograd::grad({outputs[t]}, {inputs[t], vectors}, {seed}, false, false, true);
       if (grads[1].defined()) vector_grad = vector_grad + grads[1];
-      if (t > 0) {
-        tensor_to_rows(grads[0], rows);                // all rows; ghosts' go back to owners
-        exchange.ghosts_to_owned(rows.data(), static_cast<int>(width));
-        seed = rows_to_tensor(rows, n_local, width, dtype);
-      }
+      if (t > 0) seed = local_gradient(grads[0]);
     }
   }
 
