@@ -18,7 +18,8 @@ plus "atoms", "cutoff", "n_interactions", "skin", "steps" and, for LAMMPS, "nloc
 "nghost_per_rank", "peak_rss_mb_per_rank" (rank 0's peak resident set from LAMMPS' `info
 memory`) and "inflation_one_cutoff" (atoms per rank over local atoms with only one cutoff of
 ghosts). --layouts picks the ranks x threads of the LAMMPS runs (default 1 x --threads and
-2 x --threads/2), e.g. `--systems si_13824 --paths exchange --layouts 1x2 1x1 2x1`.
+2 x --threads/2), e.g. `--systems si_13824 --paths exchange --layouts 1x2 1x1 2x1`, or
+`--systems si_110592 --paths exchange --layouts 2x1 --no-ase --steps 3`.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ SYSTEMS = {
     "water_192": (water_box, ["H", "O"]),
     "si_1728": (lambda: bulk("Si", "diamond", a=5.43, cubic=True).repeat(6), ["Si"]),
     "si_13824": (lambda: bulk("Si", "diamond", a=5.43, cubic=True).repeat(12), ["Si"]),
+    "si_110592": (lambda: bulk("Si", "diamond", a=5.43, cubic=True).repeat(24), ["Si"]),
 }
 DEFAULT_SYSTEMS = ["water_192", "si_1728"]
 
