@@ -168,17 +168,22 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
   torch::Tensor rows_index = torch::from_blob(row_atom.data(), {n_rows}, i64).clone();
   torch::Tensor z = torch::from_blob(const_cast<int64_t *>(numbers), {n}, i64).index_select(0, rows_index);
 
-  // LAMMPS-ordered rows [n, F] of one feature exchange
-  std::vector<double> rows(static_cast<size_t>(n * width));
-  torch::Tensor all_rows = torch::from_blob(rows.data(), {n, width}, torch::TensorOptions().dtype(torch::kFloat64));
+  // LAMMPS-ordered rows [n, F] of one feature exchange; none needed when every row the layers read
+  // is a local atom's and no other rank waits for this one's exchange
+  const bool exchanged = n_rows > n_local || exchange.across_ranks();
+  std::vector<double> rows(exchanged ? static_cast<size_t>(n * width) : 0);
+  torch::Tensor all_rows = torch::from_blob(rows.data(), {exchanged ? n : 0, width},
+                                            torch::TensorOptions().dtype(torch::kFloat64));
   // h_{t+1} of the local atoms -> their ghosts through LAMMPS -> the compact rows of the next layer
   auto next_layer_rows = [&](const torch::Tensor &local) {
+    if (!exchanged) return local;
     tensor_to_rows(local, rows);
     exchange.owned_to_ghosts(rows.data(), static_cast<int>(width));
     return all_rows.index_select(0, rows_index).to(dtype);
   };
   // ∂E/∂h_t of the compact rows -> ghosts' rows summed to their owners -> those of the local atoms
   auto local_gradient = [&](const torch::Tensor &compact) {
+    if (!exchanged) return compact.detach();
     all_rows.zero_();
     all_rows.index_copy_(0, rows_index, compact.detach().to(torch::kFloat64));
     exchange.ghosts_to_owned(rows.data(), static_cast<int>(width));

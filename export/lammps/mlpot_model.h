@@ -35,6 +35,9 @@ class FeatureExchange {
   virtual ~FeatureExchange() = default;
   virtual void owned_to_ghosts(double *rows, int width) = 0;   // forward: ghost rows := their owners' rows
   virtual void ghosts_to_owned(double *rows, int width) = 0;   // reverse: owners' rows += their ghosts' rows
+  // false when one process holds every atom (one MPI rank): then each ghost is a periodic image
+  // whose edges carry its owner's row, and a layer whose rows are all local may skip the exchange
+  virtual bool across_ranks() const { return true; }
 };
 
 // One evaluation for one MPI rank: local atoms first, then ghosts.

@@ -49,6 +49,7 @@ class LammpsFeatureExchange : public mlpot::FeatureExchange {
   explicit LammpsFeatureExchange(PairMLPot *pair) : pair_(pair) {}
   void owned_to_ghosts(double *rows, int width) override { pair_->exchange_rows(rows, width, true); }
   void ghosts_to_owned(double *rows, int width) override { pair_->exchange_rows(rows, width, false); }
+  bool across_ranks() const override { return pair_->comm->nprocs > 1; }
 
  private:
   PairMLPot *pair_;
