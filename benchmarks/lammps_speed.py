@@ -128,9 +128,10 @@ def parse_layout(text: str) -> tuple[int, int]:
 def records_of(row: dict, paths, layouts, threads: int, steps: int) -> list[dict]:
     """The --json records of one system's row (module docstring)."""
     common = {k: row[k] for k in ("atoms", "cutoff", "n_interactions", "skin")}
-    out = [{"system": row["system"], "path": "ase", "ranks": 1, "threads": threads,
-            "s_per_step": row["ase_ms_per_step"] / 1000, "atoms_per_rank": float(row["atoms"]), **common,
-            "steps": steps}]
+    out = [] if row["ase_ms_per_step"] != row["ase_ms_per_step"] else [   # NaN: --no-ase
+        {"system": row["system"], "path": "ase", "ranks": 1, "threads": threads,
+         "s_per_step": row["ase_ms_per_step"] / 1000, "atoms_per_rank": float(row["atoms"]), **common,
+         "steps": steps}]
     for ranks, rank_threads in layouts:
         for path in paths:
             key = f"{path}_{ranks}x{rank_threads}"
