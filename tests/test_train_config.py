@@ -53,16 +53,6 @@ def test_symmetry_function_configs_get_wide_element_networks(tmp_path):
     assert load_config(config, ["model.representation=schnet"]).model.n_hidden is None
 
 
-def test_symmetry_function_configs_get_their_learning_rate(tmp_path):
-    """wACSF / ACSF without training.lr train at 5e-3, SchNet at 1e-3; a stated lr wins."""
-    config = tmp_path / "w.yaml"
-    config.write_text("data: {train: x.npz}\nmodel: {representation: wacsf}\n")
-    assert load_config(config).training.lr == 5e-3
-    assert load_config(config, ["model.representation=acsf"]).training.lr == 5e-3
-    assert load_config(config, ["model.representation=schnet"]).training.lr == 1e-3
-    assert load_config(config, ["training.lr=1e-3"]).training.lr == 1e-3
-
-
 def test_overrides_are_typed_and_win(tmp_path):
     cfg = load_config(write(tmp_path, ISSUE_CONFIG),
                       ["training.max_epochs=1", "data.n_train=64", "training.lr=1e-3",

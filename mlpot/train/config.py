@@ -22,9 +22,6 @@ from typing import Any, Optional, Union
 from mlpot.model_config import ELEMENT_NETWORK, SYMMETRY_FUNCTIONS, ModelConfig
 
 
-SYMMETRY_FUNCTION_LR = 5e-3   # default training.lr for wACSF / ACSF models (SchNet: 1e-3)
-
-
 class ConfigError(ValueError):
     """The training configuration is invalid; the message names the key and the fix."""
 
@@ -55,8 +52,7 @@ class TrainingConfig:
     max_epochs: int = 1000
     max_time: Optional[Union[float, str]] = None  # wall-clock budget: seconds, or "30m", "2h"
     checkpoint_every: Optional[Union[float, str]] = "10m"  # also save last.ckpt inside long epochs
-    lr: float = 1e-3                      # Adam learning rate (a config that does not set it gets
-                                          # SYMMETRY_FUNCTION_LR for wACSF / ACSF)
+    lr: float = 1e-3                      # Adam learning rate
     scheduler: str = "cosine"             # cosine | exponential | plateau | none; cosine: lr -> min_lr
                                           # over the budget (max_epochs or max_time, whichever ends
                                           # first), per step
@@ -272,10 +268,6 @@ def config_from_dict(raw: dict, base_dir: str | Path = ".") -> TrainConfig:
         # (which keep None for the pyramid of earlier runs)
         model.n_hidden = list(ELEMENT_NETWORK)
     training = _build_section("training", TrainingConfig, raw.get("training"))
-    if "lr" not in (raw.get("training") or {}) and model.representation in SYMMETRY_FUNCTIONS:
-        # Behler–Parrinello networks learn faster at a higher rate (side by side on rMD17 ethanol,
-        # wACSF, 150 epochs: validation forces 60 meV/Å at 1e-3, 52 at 3e-3, 5e-3 and 1e-2)
-        training.lr = SYMMETRY_FUNCTION_LR
     training.init_from = _resolve(training.init_from, base)
     output = raw.get("output", "runs/run")
     if not isinstance(output, str) or not output:
