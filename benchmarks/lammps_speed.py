@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import tempfile
@@ -128,7 +129,7 @@ def parse_layout(text: str) -> tuple[int, int]:
 def records_of(row: dict, paths, layouts, threads: int, steps: int) -> list[dict]:
     """The --json records of one system's row (module docstring)."""
     common = {k: row[k] for k in ("atoms", "cutoff", "n_interactions", "skin")}
-    out = [] if row["ase_ms_per_step"] != row["ase_ms_per_step"] else [   # NaN: --no-ase
+    out = [] if math.isnan(row["ase_ms_per_step"]) else [   # NaN: --no-ase
         {"system": row["system"], "path": "ase", "ranks": 1, "threads": threads,
          "s_per_step": row["ase_ms_per_step"] / 1000, "atoms_per_rank": float(row["atoms"]), **common,
          "steps": steps}]
@@ -183,11 +184,9 @@ def main(argv=None) -> int:
                    "skin": args.skin,
                    "ase_ms_per_step": float("nan") if args.no_ase else
                    ase_step_time(atoms, model, args.steps, args.warmup)}
-            for ranks in sorted({r for r, _ in layouts}):
-                row[f"{ranks}rank_inflation_one_cutoff"] = None
+            ghosts_one = {ranks: one_cutoff_ghosts(workdir, data, cfg.cutoff, args.skin, ranks)
+                          for ranks in sorted({r for r, _ in layouts})}
             for ranks, threads in layouts:
-                if row[f"{ranks}rank_inflation_one_cutoff"] is None:
-                    ghosts_one = one_cutoff_ghosts(workdir, data, cfg.cutoff, args.skin, ranks)
                 for path in args.paths:
                     inp = lammps_input(data, model, symbols, args.steps, args.warmup, args.skin, path)
                     r = lammps_step_time(workdir, inp, ranks, threads, plugin, tag=f"{name}_{path}_{ranks}x{threads}_")
@@ -198,8 +197,7 @@ def main(argv=None) -> int:
                     row[f"{key}_nlocal_per_rank"] = r["nlocal_per_rank"]
                     row[f"{key}_peak_rss_mb_per_rank"] = r["peak_rss_mb_per_rank"]
                     row[f"{key}_inflation"] = atoms_per_rank / r["nlocal_per_rank"]
-                if row[f"{ranks}rank_inflation_one_cutoff"] is None:
-                    row[f"{ranks}rank_inflation_one_cutoff"] = (r["nlocal_per_rank"] + ghosts_one) / r["nlocal_per_rank"]
+                row[f"{ranks}rank_inflation_one_cutoff"] = (r["nlocal_per_rank"] + ghosts_one[ranks]) / r["nlocal_per_rank"]
             results.append(row)
             print(json.dumps(row), flush=True)
 
