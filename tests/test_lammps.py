@@ -123,6 +123,8 @@ def test_every_kernel_kind_runs_in_lammps(plugin, tmp_path):
 
 
 def test_float32_model_matches_python(plugin, tmp_path):
+    """A float32 file on 1 and 2 ranks (its features cross ranks as float32) equals the float32
+    Python model to float32 rounding."""
     atoms = silicon_triclinic()
     potential = tiny_potential([14])
     model = tmp_path / "model32.pt"
@@ -130,8 +132,14 @@ def test_float32_model_matches_python(plugin, tmp_path):
     data = write_lammps_data(tmp_path / "si.data", atoms, ["Si"])
     ref = python_reference(potential.float(), atoms)
     got = lammps_single_point(plugin, model, data, ["Si"])
+    assert np.abs(ref["forces"]).max() > 0.05
     assert abs(got["energy"] - ref["energy"][0]) < 1e-3
     assert np.abs(got["forces"] - ref["forces"]).max() < 1e-4
+    run_input_lines(plugin, single_point_lines(data, model, ["Si"], "", tmp_path / "two"), tmp_path, n_ranks=2,
+                    timeout=120)
+    two = read_single_point(tmp_path / "two", len(atoms))
+    assert abs(two["energy"] - got["energy"]) < 1e-4
+    assert np.abs(two["forces"] - got["forces"]).max() < 1e-5
 
 
 @pytest.mark.parametrize("name", SYSTEMS)

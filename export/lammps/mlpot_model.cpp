@@ -19,6 +19,7 @@ static const char *METADATA_NAME = "mlpot.json";
 struct Model::Impl {
   torch::jit::Module module;
   torch::Dtype dtype = torch::kFloat64;
+  std::vector<double> exchange_rows;   // evaluate_per_layer's feature-exchange buffer, reused
 };
 
 static std::string first_line(const std::string &text) {
@@ -122,12 +123,6 @@ static torch::Tensor rows_to_tensor(std::vector<double> &buffer, int64_t rows, i
   return torch::from_blob(buffer.data(), {rows, width}, f64).to(dtype, false, true);
 }
 
-// Copy a [rows, F] tensor into the first rows of a float64 buffer.
-static void tensor_to_rows(const torch::Tensor &t, std::vector<double> &buffer) {
-  torch::Tensor d = t.detach().to(torch::kFloat64).contiguous();
-  std::copy(d.data_ptr<double>(), d.data_ptr<double>() + d.numel(), buffer.begin());
-}
-
 void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, int64_t n,
                                const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
                                const std::vector<int64_t> &feature_j, int64_t n_two_way, int64_t n_local,
@@ -168,26 +163,43 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
   torch::Tensor rows_index = torch::from_blob(row_atom.data(), {n_rows}, i64).clone();
   torch::Tensor z = torch::from_blob(const_cast<int64_t *>(numbers), {n}, i64).index_select(0, rows_index);
 
-  // LAMMPS-ordered rows [n, F] of one feature exchange; none needed when every row the layers read
-  // is a local atom's and no other rank waits for this one's exchange
+  // LAMMPS-ordered rows [n, F] of one feature exchange, in the model's dtype (a buffer kept
+  // between calls: no page faults on every layer); none needed when every row the layers read is
+  // a local atom's and no other rank waits for this one's exchange
   const bool exchanged = n_rows > n_local || exchange.across_ranks();
-  std::vector<double> rows(exchanged ? static_cast<size_t>(n * width) : 0);
-  torch::Tensor all_rows = torch::from_blob(rows.data(), {exchanged ? n : 0, width},
-                                            torch::TensorOptions().dtype(torch::kFloat64));
+  const bool single = dtype == torch::kFloat32;
+  std::vector<double> &buffer = impl_->exchange_rows;   // doubles: aligned for either dtype
+  if (exchanged) buffer.resize(static_cast<size_t>(single ? (n * width + 1) / 2 : n * width));
+  torch::Tensor all_rows = torch::from_blob(buffer.data(), {exchanged ? n : 0, width}, torch::TensorOptions().dtype(dtype));
+  torch::Tensor local_rows = all_rows.narrow(0, 0, exchanged ? n_local : 0);
+  torch::Tensor ghost_rows = all_rows.narrow(0, exchanged ? n_local : 0, exchanged ? n - n_local : 0);
+  torch::Tensor ghost_index = rows_index.narrow(0, n_local, n_rows - n_local);   // their LAMMPS rows
+  auto communicate = [&](bool forward) {
+    const int w = static_cast<int>(width);
+    if (single) {
+      float *rows = reinterpret_cast<float *>(buffer.data());
+      forward ? exchange.owned_to_ghosts(rows, w) : exchange.ghosts_to_owned(rows, w);
+    } else {
+      forward ? exchange.owned_to_ghosts(buffer.data(), w) : exchange.ghosts_to_owned(buffer.data(), w);
+    }
+  };
   // h_{t+1} of the local atoms -> their ghosts through LAMMPS -> the compact rows of the next layer
+  // (the local rows as they are, then the ghosts an edge reads)
   auto next_layer_rows = [&](const torch::Tensor &local) {
     if (!exchanged) return local;
-    tensor_to_rows(local, rows);
-    exchange.owned_to_ghosts(rows.data(), static_cast<int>(width));
-    return all_rows.index_select(0, rows_index).to(dtype);
+    local_rows.copy_(local);
+    communicate(true);
+    if (n_rows == n_local) return local;
+    return torch::cat({local, all_rows.index_select(0, ghost_index)});
   };
   // ∂E/∂h_t of the compact rows -> ghosts' rows summed to their owners -> those of the local atoms
   auto local_gradient = [&](const torch::Tensor &compact) {
     if (!exchanged) return compact.detach();
-    all_rows.zero_();
-    all_rows.index_copy_(0, rows_index, compact.detach().to(torch::kFloat64));
-    exchange.ghosts_to_owned(rows.data(), static_cast<int>(width));
-    return rows_to_tensor(rows, n_local, width, dtype);
+    local_rows.copy_(compact.narrow(0, 0, n_local));
+    ghost_rows.zero_();
+    if (n_rows > n_local) all_rows.index_copy_(0, ghost_index, compact.narrow(0, n_local, n_rows - n_local).detach());
+    communicate(false);
+    return local_rows.clone();
   };
 
   torch::Tensor vector_grad;

@@ -27,14 +27,17 @@ struct ModelInfo {
                                       // it existed do not: the shell path has no per-atom virial then)
 };
 
-// The pair style's LAMMPS communication of per-atom rows of `width` doubles ([nall*width],
+// The pair style's LAMMPS communication of per-atom rows of `width` numbers ([nall*width],
 // local atoms first, then ghosts; width = the calling model's n_features), between
-// message-passing layers.
+// message-passing layers: float64, or float32 for float32 models (half the bytes to move). Every
+// rank must call the same overload with the same width, atoms or not.
 class FeatureExchange {
  public:
   virtual ~FeatureExchange() = default;
   virtual void owned_to_ghosts(double *rows, int width) = 0;   // forward: ghost rows := their owners' rows
+  virtual void owned_to_ghosts(float *rows, int width) = 0;
   virtual void ghosts_to_owned(double *rows, int width) = 0;   // reverse: owners' rows += their ghosts' rows
+  virtual void ghosts_to_owned(float *rows, int width) = 0;
   // false when one process holds every atom (one MPI rank): then each ghost is a periodic image
   // whose edges carry its owner's row, and a layer whose rows are all local may skip the exchange
   virtual bool across_ranks() const { return true; }

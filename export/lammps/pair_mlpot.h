@@ -60,6 +60,7 @@
 
 namespace mlpot {
 class Model;
+struct ModelInfo;
 struct Result;
 class FeatureExchange;
 }  // namespace mlpot
@@ -109,8 +110,10 @@ class PairMLPot : public Pair {
   enum class Mode { Automatic, Exchange, Shell };
   Mode requested_ = Mode::Automatic;    // from pair_style
   bool exchange_ = false;               // this run exchanges features between layers
-  double *comm_rows_ = nullptr;         // [nall * comm_width_] rows being communicated
-  int comm_width_ = 0;                  // doubles per atom of this communication (<= comm_forward/reverse)
+  char *comm_rows_ = nullptr;           // [nall] rows being communicated, comm_row_bytes_ each
+  size_t comm_row_bytes_ = 0;           // bytes per atom in comm_rows_ (width · sizeof(double or float))
+  int comm_width_ = 0;                  // doubles per atom in LAMMPS' buffers (<= comm_forward/reverse)
+  bool comm_single_ = false;            // the rows are float (sums in reverse communication as float)
   int n_two_way_ = 0;                   // exchange mode: two-way pairs among this step's edges
   std::unique_ptr<mlpot::FeatureExchange> exchange_impl_;
   friend class LammpsFeatureExchange;
@@ -130,7 +133,8 @@ class PairMLPot : public Pair {
   void edges_to_model_indices();        // has_null_: edge_i_, edge_j_, feature_j_ -> model indices
   const double *model_positions() const;
   const int64_t *model_numbers() const;
-  void exchange_rows(double *rows, int width, bool forward);   // model rows, through LAMMPS order
+  template <typename T> void exchange_rows(T *rows, int width, bool forward);   // model rows, through LAMMPS order
+  void exchange_nothing(const mlpot::ModelInfo &info);   // this rank's part in others' exchanges
   void check_units();                   // metal or real; sets energy_scale_
   void accumulate(int nlocal, int nall);  // result_ into energy, forces, eatom, virial, vatom, cvatom
   bool want_atom_virial() const { return vflag_atom || cvflag_atom; }   // this step's per-atom virial
@@ -138,7 +142,7 @@ class PairMLPot : public Pair {
   void cell_rows(double *cell) const;   // [9] Å, rows a, b, c of the box
   bool deviation_step() const;          // a committee, and this step is an output step
   void compute_deviation(int nlocal, int nall);   // every rank, also without atoms
-  void communicate_rows(double *rows, int width, bool forward);
+  template <typename T> void communicate_rows(T *rows, int width, bool forward);
   void open_deviation_file();           // rank 0
   void check_member(const mlpot::Model &member, const std::string &path);
   double ghost_shell() const;           // Å, n_interactions × cutoff + skin
