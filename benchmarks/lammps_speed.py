@@ -19,7 +19,9 @@ plus "atoms", "cutoff", "n_interactions", "skin", "steps" and, for LAMMPS, "nloc
 memory`) and "inflation_one_cutoff" (atoms per rank over local atoms with only one cutoff of
 ghosts). --layouts picks the ranks x threads of the LAMMPS runs (default 1 x --threads and
 2 x --threads/2), e.g. `--systems si_13824 --paths exchange --layouts 1x2 1x1 2x1`, or
-`--systems si_110592 --paths exchange --layouts 2x1 --no-ase --steps 3`.
+`--systems si_110592 --paths exchange --layouts 2x1 --no-ase --steps 3`. --rounds N measures
+everything N times, interleaved: "s_per_step" is then the median and "s_per_step_rounds" lists
+the rounds (compare layouts within a round: this machine's speed drifts from minute to minute).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import argparse
 import json
 import math
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -131,13 +134,15 @@ def records_of(row: dict, paths, layouts, threads: int, steps: int) -> list[dict
     common = {k: row[k] for k in ("atoms", "cutoff", "n_interactions", "skin")}
     out = [] if math.isnan(row["ase_ms_per_step"]) else [   # NaN: --no-ase
         {"system": row["system"], "path": "ase", "ranks": 1, "threads": threads,
-         "s_per_step": row["ase_ms_per_step"] / 1000, "atoms_per_rank": float(row["atoms"]), **common,
+         "s_per_step": row["ase_ms_per_step"] / 1000,
+         "s_per_step_rounds": [t / 1000 for t in row["ase_ms_rounds"]], "atoms_per_rank": float(row["atoms"]), **common,
          "steps": steps}]
     for ranks, rank_threads in layouts:
         for path in paths:
             key = f"{path}_{ranks}x{rank_threads}"
             out.append({"system": row["system"], "path": path, "ranks": ranks, "threads": rank_threads,
                         "s_per_step": row[f"{key}_ms_per_step"] / 1000,
+                        "s_per_step_rounds": [t / 1000 for t in row[f"{key}_ms_rounds"]],
                         "atoms_per_rank": row[f"{key}_atoms_per_rank"], **common, "steps": steps,
                         "nlocal_per_rank": row[f"{key}_nlocal_per_rank"],
                         "nghost_per_rank": row[f"{key}_atoms_per_rank"] - row[f"{key}_nlocal_per_rank"],
@@ -161,10 +166,15 @@ def main(argv=None) -> int:
     parser.add_argument("--no-ase", action="store_true", help="skip the ASE path")
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS),
                         help="pair_style mlpot paths to time (exchange: one cutoff of ghosts; shell: T cutoffs)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every path and layout this many times, interleaved (the machine's speed "
+                             "drifts: compare within a round); the table and s_per_step give the median")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--profiling-executor", action="store_true",
                         help="keep TorchScript's profiling executor in the ASE path")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     if not args.profiling_executor:
         torch._C._set_graph_executor_optimize(False)
 
@@ -181,28 +191,35 @@ def main(argv=None) -> int:
             cfg = make_model(model, sorted(set(atoms.numbers)), args.tiny)
             data = write_lammps_data(workdir / f"{name}.data", atoms, symbols)
             row = {"system": name, "atoms": len(atoms), "cutoff": cfg.cutoff, "n_interactions": cfg.n_interactions,
-                   "skin": args.skin,
-                   "ase_ms_per_step": float("nan") if args.no_ase else
-                   ase_step_time(atoms, model, args.steps, args.warmup)}
+                   "skin": args.skin}
             ghosts_one = {ranks: one_cutoff_ghosts(workdir, data, cfg.cutoff, args.skin, ranks)
                           for ranks in sorted({r for r, _ in layouts})}
-            for ranks, threads in layouts:
-                for path in args.paths:
-                    inp = lammps_input(data, model, symbols, args.steps, args.warmup, args.skin, path)
-                    r = lammps_step_time(workdir, inp, ranks, threads, plugin, tag=f"{name}_{path}_{ranks}x{threads}_")
-                    atoms_per_rank = r["nlocal_per_rank"] + r["nghost_per_rank"]
-                    key = f"{path}_{ranks}x{threads}"
-                    row[f"{key}_ms_per_step"] = r["ms_per_step"]
-                    row[f"{key}_atoms_per_rank"] = atoms_per_rank
-                    row[f"{key}_nlocal_per_rank"] = r["nlocal_per_rank"]
-                    row[f"{key}_peak_rss_mb_per_rank"] = r["peak_rss_mb_per_rank"]
-                    row[f"{key}_inflation"] = atoms_per_rank / r["nlocal_per_rank"]
-                row[f"{ranks}rank_inflation_one_cutoff"] = (r["nlocal_per_rank"] + ghosts_one[ranks]) / r["nlocal_per_rank"]
+            ase_rounds = []
+            for _ in range(args.rounds):   # each round: the ASE path, then every layout and path
+                ase_rounds.append(float("nan") if args.no_ase else
+                                  ase_step_time(atoms, model, args.steps, args.warmup))
+                for ranks, threads in layouts:
+                    for path in args.paths:
+                        inp = lammps_input(data, model, symbols, args.steps, args.warmup, args.skin, path)
+                        r = lammps_step_time(workdir, inp, ranks, threads, plugin,
+                                             tag=f"{name}_{path}_{ranks}x{threads}_")
+                        atoms_per_rank = r["nlocal_per_rank"] + r["nghost_per_rank"]
+                        key = f"{path}_{ranks}x{threads}"
+                        row.setdefault(f"{key}_ms_rounds", []).append(r["ms_per_step"])
+                        row[f"{key}_ms_per_step"] = statistics.median(row[f"{key}_ms_rounds"])
+                        row[f"{key}_atoms_per_rank"] = atoms_per_rank
+                        row[f"{key}_nlocal_per_rank"] = r["nlocal_per_rank"]
+                        row[f"{key}_peak_rss_mb_per_rank"] = r["peak_rss_mb_per_rank"]
+                        row[f"{key}_inflation"] = atoms_per_rank / r["nlocal_per_rank"]
+                    row[f"{ranks}rank_inflation_one_cutoff"] = \
+                        (r["nlocal_per_rank"] + ghosts_one[ranks]) / r["nlocal_per_rank"]
+            row["ase_ms_rounds"] = ase_rounds
+            row["ase_ms_per_step"] = statistics.median(ase_rounds)
             results.append(row)
             print(json.dumps(row), flush=True)
 
     print(f"\n{'system':10} {'atoms':>6} {'ASE ms':>9} {'path':>9} {'ranks x threads':>16} {'ms/step':>9} "
-          f"{'atoms/rank':>11} {'inflation':>10} {'1-cutoff shell':>15} {'peak MB/rank':>13}")
+          f"{'atoms/rank':>11} {'inflation':>10} {'1-cutoff shell':>15} {'peak MB/rank':>13} {'rounds ms':>15}")
     for r in results:
         for path in args.paths:
             for ranks, threads in layouts:
@@ -210,7 +227,8 @@ def main(argv=None) -> int:
                 print(f"{r['system']:10} {r['atoms']:6d} {r['ase_ms_per_step']:9.1f} {path:>9} "
                       f"{f'{ranks} x {threads}':>16} {r[f'{key}_ms_per_step']:9.1f} "
                       f"{r[f'{key}_atoms_per_rank']:11.0f} {r[f'{key}_inflation']:10.1f} "
-                      f"{r[f'{ranks}rank_inflation_one_cutoff']:15.1f} {r[f'{key}_peak_rss_mb_per_rank'] or 0:13.0f}")
+                      f"{r[f'{ranks}rank_inflation_one_cutoff']:15.1f} {r[f'{key}_peak_rss_mb_per_rank'] or 0:13.0f} "
+                      f"{' '.join(f'{t:.1f}' for t in r[f'{key}_ms_rounds']):>15}")
     if args.json:
         records = [record for r in results for record in records_of(r, args.paths, layouts, args.threads, args.steps)]
         Path(args.json).write_text(json.dumps(records, indent=1))
