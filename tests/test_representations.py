@@ -9,7 +9,7 @@ from mlpot import keys as K
 from mlpot.data import atoms_to_batch, atoms_to_graph
 from mlpot.representations import ACSF, WACSF
 from mlpot.representations.triplets import edge_pairs
-from mlpot.representations.wacsf import MAX_GAIN, edge_vectors_of
+from mlpot.representations.wacsf import MAX_GAIN, RANGE_MARGIN, edge_vectors_of, soft_bounds
 
 CUTOFF = 3.0
 
@@ -132,6 +132,55 @@ def test_standardisation_of_older_files_loads_for_every_element():
     rep.load_state_dict(old)
     assert rep.sf_mean.shape == (2, rep.n_features)
     assert torch.equal(rep.sf_mean[1], old["sf_mean"]) and torch.equal(rep.sf_std[0], old["sf_std"])
+    assert bool((rep.sf_lo == -np.inf).all()) and bool((rep.sf_hi == np.inf).all())   # no bounds then
+
+
+def standardised(rep, atoms):
+    b = atoms_to_batch(atoms, CUTOFF, torch.float64, labels=False)
+    v = edge_vectors_of(b)
+    b[K.EDGE_VECTORS], b[K.EDGE_LENGTHS] = v, v.norm(dim=1)
+    return rep(b).numpy()
+
+
+def test_descriptors_bounded_beyond_the_training_range():
+    """Inside the training atoms' range the standardised descriptors are as they were; a
+    structure with far shorter contacts (ethanol squeezed to 80 %) gets inputs at most
+    RANGE_MARGIN beyond it, per element and function."""
+    structures = []
+    for seed in range(5):
+        atoms = molecule("CH3CH2OH")
+        atoms.rattle(0.05, seed=seed)
+        structures.append(atoms)
+    rep = WACSF(n_radial=6, n_angular=2, cutoff=CUTOFF, species=[1, 6, 8]).double()
+    rep.fit_standardization([atoms_to_graph(a, CUTOFF, labels=False) for a in structures])
+    rows = [1, 6, 8]
+    for atoms in structures:
+        plain = (raw(rep, atoms) - rep.sf_mean.numpy()[[rows.index(z) for z in atoms.numbers]]) \
+            / rep.sf_std.numpy()[[rows.index(z) for z in atoms.numbers]]
+        np.testing.assert_allclose(standardised(rep, atoms), plain, atol=1e-12)
+    squeezed = structures[0].copy()
+    squeezed.positions *= 0.8
+    got = standardised(rep, squeezed)
+    row = [rows.index(z) for z in squeezed.numbers]
+    lo, hi = rep.sf_lo.numpy()[row], rep.sf_hi.numpy()[row]
+    assert np.isfinite(lo).all() and np.isfinite(hi).all()
+    assert (got <= hi + RANGE_MARGIN + 1e-12).all() and (got >= lo - RANGE_MARGIN - 1e-12).all()
+    unbounded = (raw(rep, squeezed) - rep.sf_mean.numpy()[row]) / rep.sf_std.numpy()[row]
+    assert (unbounded > hi + 2 * RANGE_MARGIN).any()   # the squeeze did leave the range
+
+
+def test_soft_bounds_smooth_and_exact_inside():
+    x = torch.linspace(-4, 4, 81, dtype=torch.float64, requires_grad=True)
+    lo, hi = torch.tensor(-1.0, dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64)
+    y = soft_bounds(x, lo, hi, 0.5)
+    inside = (x >= lo) & (x <= hi)
+    assert torch.equal(y[inside], x[inside])
+    assert float(y.max()) < 2.5 and float(y.min()) > -1.5
+    assert torch.autograd.gradcheck(lambda t: soft_bounds(t, lo, hi, 0.5), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: soft_bounds(t, lo, hi, 0.5), (x,))
+    free = soft_bounds(x, torch.tensor(-np.inf), torch.tensor(np.inf), 0.5)
+    assert torch.equal(free, x)
+    assert torch.equal(torch.autograd.grad(free.sum(), x)[0], torch.ones_like(x))
 
 
 def test_acsf_unknown_element_and_bad_settings():

@@ -18,6 +18,12 @@ Descriptors are standardised per element of the centre atom and per function,
 the training set (`fit_standardization`): each element's network sees inputs of unit scale
 although, e.g., an O atom's wACSF are far larger than an H atom's. Without the model's species
 one set of statistics serves all atoms. Until fitted the standardisation is the identity.
+
+Outside the training set's range the standardised descriptors are softly bounded
+(`soft_bounds`): each keeps its value inside the [min, max] it had over the training atoms of
+its element and saturates within RANGE_MARGIN beyond it. The element networks then never see an
+input far outside what they were trained on: a structure with a shorter contact than any in
+training (a few rMD17 test frames) costs a bounded error instead of one of 100 eV/Å.
 """
 from typing import Dict, List, Optional, Sequence
 
@@ -31,6 +37,16 @@ from mlpot.representations.triplets import edge_pairs
 
 
 MAX_GAIN = 10.0   # per-element std >= (std over all atoms) / MAX_GAIN
+RANGE_MARGIN = 1.0   # standardised descriptors saturate within this beyond the training range
+
+
+def soft_bounds(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, margin: float) -> torch.Tensor:
+    """x inside [lo, hi] unchanged; beyond, lo − m·tanh((lo − x)/m) and hi + m·tanh((x − hi)/m),
+    so never further than `margin` m outside. Continuous with two continuous derivatives;
+    lo = −inf, hi = +inf leave x as it is. Shapes broadcast."""
+    above = (x - hi).clamp(min=0.0)
+    below = (lo - x).clamp(min=0.0)
+    return x - above + below + margin * (torch.tanh(above / margin) - torch.tanh(below / margin))
 
 
 class SymmetryFunctions(nn.Module):
@@ -106,6 +122,10 @@ class SymmetryFunctions(nn.Module):
                              else torch.zeros(N_ELEMENTS, dtype=torch.long))
         self.register_buffer("sf_mean", torch.zeros(n_rows, self.n_features))
         self.register_buffer("sf_std", torch.ones(n_rows, self.n_features))
+        # the standardised descriptors' range over the training atoms of each element (soft_bounds)
+        self.register_buffer("sf_lo", torch.full((n_rows, self.n_features), float("-inf")))
+        self.register_buffer("sf_hi", torch.full((n_rows, self.n_features), float("inf")))
+        self.range_margin = RANGE_MARGIN
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # files from before the per-element statistics: one row [F] for every element, no table
@@ -115,6 +135,9 @@ class SymmetryFunctions(nn.Module):
                 state_dict[prefix + name] = value[None, :].expand_as(getattr(self, name)).clone()
         if prefix + "sf_mean" in state_dict and prefix + "centre_row" not in state_dict:
             state_dict[prefix + "centre_row"] = self.centre_row.clone()
+        for name in ("sf_lo", "sf_hi"):   # files from before the range: unbounded
+            if prefix + "sf_mean" in state_dict and prefix + name not in state_dict:
+                state_dict[prefix + name] = torch.full_like(getattr(self, name), getattr(self, name)[0, 0].item())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def channels(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
@@ -171,15 +194,16 @@ class SymmetryFunctions(nn.Module):
         raw = self.descriptors(inputs[K.ATOMIC_NUMBERS], inputs[K.EDGE_INDEX],
                                inputs[K.EDGE_VECTORS], inputs[K.EDGE_LENGTHS])
         rows = species_index(self.centre_row, inputs[K.ATOMIC_NUMBERS])
-        return (raw - self.sf_mean[rows]) / self.sf_std[rows]
+        standardised = (raw - self.sf_mean[rows]) / self.sf_std[rows]
+        return soft_bounds(standardised, self.sf_lo[rows], self.sf_hi[rows], self.range_margin)
 
     @torch.jit.unused
     def fit_standardization(self, graphs: Sequence[dict], batch_size: int = 64) -> Dict[str, int]:
         """Set the mean and standard deviation of each descriptor over the atoms of each element
         in `graphs` (mlpot.data.atoms_to_graph dicts), the std at least 1/MAX_GAIN of the
-        function's std over all atoms. Descriptors that never vary (e.g. an element pair absent
-        from the data) keep std 1; an element absent from the data keeps mean 0, std 1.
-        Returns counts for the log."""
+        function's std over all atoms, and the range (min, max) of the standardised values.
+        Descriptors that never vary (e.g. an element pair absent from the data) keep std 1; an
+        element absent from the data keeps mean 0, std 1 and no bounds. Returns counts for the log."""
         from mlpot.data.batch import collate
 
         if len(graphs) == 0:
@@ -190,6 +214,8 @@ class SymmetryFunctions(nn.Module):
         total = torch.zeros(n_rows, self.n_features, dtype=torch.float64)
         total_sq = torch.zeros(n_rows, self.n_features, dtype=torch.float64)
         count = torch.zeros(n_rows, dtype=torch.float64)
+        low = torch.full((n_rows, self.n_features), float("inf"), dtype=torch.float64)
+        high = torch.full((n_rows, self.n_features), float("-inf"), dtype=torch.float64)
         with torch.no_grad():
             for start in range(0, len(graphs), batch_size):
                 batch = collate(list(graphs[start:start + batch_size]), dtype, device)
@@ -200,6 +226,9 @@ class SymmetryFunctions(nn.Module):
                 total.index_add_(0, rows, raw)
                 total_sq.index_add_(0, rows, raw * raw)
                 count.index_add_(0, rows, torch.ones_like(rows, dtype=torch.float64))
+                spread = rows[:, None].expand_as(raw)
+                low.scatter_reduce_(0, spread, raw, reduce="amin")
+                high.scatter_reduce_(0, spread, raw, reduce="amax")
         seen = count[:, None] > 0
         n = count.clamp(min=1.0)[:, None]
         mean = torch.where(seen, total / n, torch.zeros_like(total))
@@ -213,6 +242,9 @@ class SymmetryFunctions(nn.Module):
         std = torch.where(constant, torch.ones_like(std), std)
         self.sf_mean.copy_(mean.to(dtype))
         self.sf_std.copy_(std.to(dtype))
+        unbounded = torch.full_like(low, float("inf"))
+        self.sf_lo.copy_(torch.where(seen, (low - mean) / std, -unbounded).to(dtype))
+        self.sf_hi.copy_(torch.where(seen, (high - mean) / std, unbounded).to(dtype))
         return {"n_atoms": int(count.sum()), "n_descriptors": self.n_features,
                 "constant_descriptors": int(constant[seen.squeeze(1)].sum())}
 
