@@ -126,9 +126,10 @@ def test_standardisation_of_older_files_loads_for_every_element():
     """A state dict from before the per-element statistics ([F] mean and std) loads as the
     same statistics for every element."""
     rep = WACSF(n_radial=4, n_angular=2, cutoff=CUTOFF, species=[1, 8]).double()
-    old = {k: v for k, v in rep.state_dict().items() if k != "centre_row"}
+    old = {k: v for k, v in rep.state_dict().items() if k not in ("centre_row", "sf_lo", "sf_hi")}
     old["sf_mean"] = torch.arange(rep.n_features, dtype=torch.float64)
     old["sf_std"] = torch.full((rep.n_features,), 2.0, dtype=torch.float64)
+    rep.fit_standardization([atoms_to_graph(molecule("H2O"), CUTOFF, labels=False)])   # bounds of its own
     rep.load_state_dict(old)
     assert rep.sf_mean.shape == (2, rep.n_features)
     assert torch.equal(rep.sf_mean[1], old["sf_mean"]) and torch.equal(rep.sf_std[0], old["sf_std"])

@@ -135,9 +135,9 @@ class SymmetryFunctions(nn.Module):
                 state_dict[prefix + name] = value[None, :].expand_as(getattr(self, name)).clone()
         if prefix + "sf_mean" in state_dict and prefix + "centre_row" not in state_dict:
             state_dict[prefix + "centre_row"] = self.centre_row.clone()
-        for name in ("sf_lo", "sf_hi"):   # files from before the range: unbounded
+        for name, unbounded in (("sf_lo", float("-inf")), ("sf_hi", float("inf"))):   # files from before the range
             if prefix + "sf_mean" in state_dict and prefix + name not in state_dict:
-                state_dict[prefix + name] = torch.full_like(getattr(self, name), getattr(self, name)[0, 0].item())
+                state_dict[prefix + name] = torch.full_like(getattr(self, name), unbounded)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def channels(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
