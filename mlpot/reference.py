@@ -40,6 +40,29 @@ def set_openmp_threads(threads: int) -> bool:
     return True
 
 
+def count_calls(calculator):
+    """Make `calculator` count its calculations in `calculator.reference_calls` and return it.
+
+    One count per call of its `calculate` method, i.e. per electronic-structure evaluation,
+    however many properties (energy, forces, dipole) that evaluation yields; results ASE serves
+    from its cache are not counted. Counting twice is harmless (the first counter is kept).
+    A calculator without `calculate` gets reference_calls = None (not counted)."""
+    if hasattr(calculator, "reference_calls"):
+        return calculator
+    calculate = getattr(calculator, "calculate", None)
+    if calculate is None:
+        calculator.reference_calls = None
+        return calculator
+
+    def counted(*args, **kwargs):
+        calculator.reference_calls += 1
+        return calculate(*args, **kwargs)
+
+    calculator.reference_calls = 0
+    calculator.calculate = counted
+    return calculator
+
+
 def calculator_name(calculator) -> str:
     """A short description of a calculator for the store's metadata."""
     method = getattr(calculator, "parameters", {}).get("method")

@@ -19,7 +19,8 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(out), "--threads", "1"]) == 0
     elapsed = time.perf_counter() - started
     printed = capsys.readouterr().out
-    assert elapsed < 60, f"--quick took {elapsed:.0f} s"
+    # about 40 s on 2 idle cores; the bound catches a run gone wrong, not a busy machine
+    assert elapsed < 180, f"--quick took {elapsed:.0f} s"
     for name in ("report.md", "model.pt", "reference.db", "ir_harmonic.png", "frequencies.png",
                  "power_spectrum.png", "ir_md.png", "training/best.ckpt"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
@@ -28,6 +29,9 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
                     "| mode | GFN2-xTB (cm⁻¹) |", "## Molecular dynamics"):
         assert heading in report
     assert report.count("\n| ") >= 21 + 7          # 21 modes of ethanol + timing rows
+    # every GFN2-xTB calculation is counted: the MD's first forces, 200 equilibration steps and
+    # 24 snapshots x 5 steps; 12 normal-mode labels
+    assert "md 321, normal modes 12;" in report
     assert str((out / "report.md").resolve()) in printed
     # the model file is usable on its own
     from ase.build import molecule
@@ -98,9 +102,15 @@ def test_quick_learn_demo_compares_active_learning_with_random_sampling(tmp_path
     report = (out / "report.md").read_text()
     assert "| active learning, iteration 0 |" in report and "| active learning, iteration 1 |" in report
     import re
-    rows = re.findall(r"^\| (active learning, iteration \d|random sampling) \| (\d+) \|", report, re.M)
+    rows = re.findall(r"^\| (active learning, iteration \d|random sampling) \| (\d+) \| (\d+) \|", report, re.M)
     assert [r[0] for r in rows] == ["active learning, iteration 0", "active learning, iteration 1", "random sampling"]
     assert rows[0][1] == "8" and rows[2][1] == rows[1][1]      # random sampling: as many labels as learning
+    # GFN2-xTB calculations: both share optimisation and Hessian; learning adds one per label, random
+    # sampling the MD's first forces, 200 equilibration steps and md_interval = 5 steps per MD
+    # snapshot (2/3 of them)
+    n, n_md = int(rows[2][1]), 2 * int(rows[2][1]) // 3
+    assert int(rows[1][2]) - int(rows[0][2]) == n - 8
+    assert int(rows[2][2]) - int(rows[1][2]) == 1 + 200 + 4 * n_md
     assert "rank correlation" in report
     assert "learn/committee.json" in report
     for name in ("learn/learn.json", "learn/learning.png", "random/model.pt", "test.db", "seed.db", "ir_harmonic.png"):

@@ -78,6 +78,8 @@ def test_loop_end_to_end(tmp_path):
     first, second = state["history"]
     assert first["n_reference"] == 16 and first["n_selected"] == 4 and first["n_labelled"] == 4
     assert second["n_reference"] == 20                      # trained on the labelled frames
+    # the reference calculations of the loop: the 16 unlabelled seeds, then the 4 selected frames
+    assert (first["reference_calls"], second["reference_calls"], state["reference_calls"]) == (16, 20, 20)
     for row in state["history"]:
         assert row["test_forces_mae_meV_per_A"] > 0 and -1 <= row["test_rank_correlation"] <= 1
         assert row["n_explored"] == 2 * 5
@@ -117,8 +119,10 @@ def test_kill_during_labelling_then_resume(tmp_path):
 def test_reference_failures_are_logged_and_skipped(tmp_path):
     config = write_learn_config(tmp_path, learn={"max_new": 6})
     lines = []
-    loop = ActiveLearning(load_learn_config(config), calculator=CountingEMT(fail_every=3), log=lines.append)
+    reference = CountingEMT(fail_every=3)
+    loop = ActiveLearning(load_learn_config(config), calculator=reference, log=lines.append)
     state = loop.run()
+    assert state["reference_calls"] == reference.calls == 6      # failed calculations count too
     failed = json.loads((tmp_path / "run" / "iter_0" / "failed.json").read_text())
     assert len(failed) == 2 and all("SCF did not converge" in v for v in failed.values())
     assert any("reference failed on frame" in line for line in lines)

@@ -94,3 +94,26 @@ def test_bad_input_is_reported():
         label([atoms], EMT(), properties=("energy", "charges"), progress=False)
     with pytest.raises(ValueError, match="temperature"):
         sample_md(atoms, EMT(), temperature=-5.0, n_samples=1, progress=False)
+
+
+def test_count_calls_counts_evaluations_not_cached_results():
+    from mlpot.reference import count_calls
+
+    atoms = Icosahedron("Cu", 2)
+    calc = count_calls(EMT())
+    assert count_calls(calc) is calc and calc.reference_calls == 0    # counting twice keeps one counter
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    atoms.get_forces()                           # served from the cache: no new evaluation
+    assert calc.reference_calls == 1
+    atoms.positions[0, 0] += 0.01
+    atoms.get_forces()
+    assert calc.reference_calls == 2
+    moved = [atoms.copy() for _ in range(2)]
+    for k, m in enumerate(moved):
+        m.rattle(0.05, seed=k)
+    labelled = label(moved, calc, properties=("energy", "forces"), progress=False)
+    assert len(labelled) == 2 and calc.reference_calls == 4
+    # MD snapshots: every MD step is an evaluation, the snapshots add none
+    sample_md(atoms, calc, 300.0, 3, interval=4, equilibration=5, progress=False)
+    assert calc.reference_calls == 4 + 1 + 5 + 3 * 4    # + the initial forces of the integrator

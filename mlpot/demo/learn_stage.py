@@ -24,30 +24,35 @@ class LearnReference:
     seed_store: Path
     test_store: Path
     method: str = "GFN2-xTB (tblite)"
+    calls: dict = None       # GFN2-xTB calculations: optimisation, hessian, seed, test, total
 
 
 def make_learn_reference(settings, out: Path, log=print) -> LearnReference:
-    from mlpot.demo.reference_stage import optimise
-    from mlpot.reference import (default_calculator, reference_modes, sample_md, sample_normal_modes,
-                                 write_reference)
+    from mlpot.demo.reference_stage import CallLedger, optimise
+    from mlpot.reference import count_calls, default_calculator, reference_modes, sample_normal_modes, write_reference
     from mlpot.scripting import build_molecule
     from mlpot.spectra import ir_intensities
 
-    calc = default_calculator("GFN2-xTB")
+    calc = count_calls(default_calculator("GFN2-xTB"))
+    calls = CallLedger(calc)
     minimum, steps = optimise(build_molecule(settings.molecule), calc, fmax=1e-4)
+    calls.close("optimisation")
     modes, dmu = reference_modes(minimum, calc, delta=0.005)
+    calls.close("hessian")
     log(f"  GFN2-xTB geometry optimised in {steps} BFGS steps; harmonic frequencies (cm⁻¹): "
         f"{np.array2string(modes.frequencies, precision=0)}")
     seed = sample_normal_modes(minimum, calc, 300.0, settings.learn_seed, modes=modes, seed=settings.seed + 2,
                                progress=False)
+    calls.close("seed")
     seed_store = out / "seed.db"
     write_reference(seed_store, seed, calc, force=settings.force, settings={"seed": "normal modes, 300 K"})
     test = random_samples(minimum, modes, calc, settings, settings.n_test, seed=settings.seed + 3)
+    calls.close("test")
     test_store = out / "test.db"
     write_reference(test_store, test, calc, force=settings.force,
                     settings={"test": f"MD and normal modes, {settings.sampling_temperature:g} K"})
     log(f"  seed: {len(seed)} normal-mode samples at 300 K; test set: {len(test)} configurations")
-    return LearnReference(minimum, modes, ir_intensities(dmu, modes), seed_store, test_store)
+    return LearnReference(minimum, modes, ir_intensities(dmu, modes), seed_store, test_store, calls=calls.steps)
 
 
 def random_samples(minimum, modes, calc, settings, n: int, seed: int) -> list:
@@ -94,16 +99,17 @@ def active_learning(settings, ref: LearnReference, out: Path, log=print) -> dict
     return loop.run()
 
 
-def random_comparison(settings, ref: LearnReference, n: int, out: Path, log=print) -> Path:
+def random_comparison(settings, ref: LearnReference, n: int, out: Path, log=print) -> tuple[Path, int]:
     """One SchNet on n random samples, trained as long as one committee member in total;
-    exported to out/random/model.pt (float64)."""
+    exported to out/random/model.pt (float64). Returns the model and the GFN2-xTB calculations
+    the samples took (the MD steps between snapshots included)."""
     from mlpot.export import export_model
-    from mlpot.reference import default_calculator, write_reference
+    from mlpot.reference import count_calls, default_calculator, write_reference
     from mlpot.train import train
     from mlpot.train.checkpoint import load_potential
     from mlpot.train.config import config_from_dict
 
-    calc = default_calculator("GFN2-xTB")
+    calc = count_calls(default_calculator("GFN2-xTB"))
     folder = out / "random"
     store = folder / "random.db"
     folder.mkdir(parents=True, exist_ok=True)
@@ -117,5 +123,6 @@ def random_comparison(settings, ref: LearnReference, n: int, out: Path, log=prin
     model = folder / "model.pt"
     export_model(load_potential(folder / "training" / "best.ckpt"), model, "float64",
                  training_data=f"mlpot demo --learn: {n} random GFN2-xTB samples")
-    log(f"  random sampling: {n} GFN2-xTB configurations, one SchNet trained {budget:.0f} s -> {model}")
-    return model
+    log(f"  random sampling: {n} GFN2-xTB configurations ({calc.reference_calls} calculations), one SchNet "
+        f"trained {budget:.0f} s -> {model}")
+    return model, calc.reference_calls

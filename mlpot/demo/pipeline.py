@@ -137,10 +137,17 @@ def _learn_stages(settings, out: Path, clock: Stopwatch, log):
     rows = [r for r in state["history"] if "models" in r]
     n_labels = rows[-1]["n_reference"]
     with clock.stage(f"random sampling: one SchNet on {n_labels} random GFN2-xTB configurations"):
-        random_model = random_comparison(settings, ref, n_labels, out, log)
+        random_model, random_calls = random_comparison(settings, ref, n_labels, out, log)
+    # GFN2-xTB calculations each way needs: both share the optimisation and the Hessian (the normal
+    # modes); active learning adds its seed and its labels, random sampling its samples (MD steps
+    # between snapshots included). The test set is the same for both and counted in neither.
+    shared = ref.calls["optimisation"] + ref.calls["hessian"]
+    for row in rows:
+        row["calls"] = shared + ref.calls["seed"] + (row.get("reference_calls") or 0)
     models = rows[-1]["models"]
     train = {"model": ", ".join(models), "models": models, "stop_reason": state["stop_reason"]}
-    learning = {"rows": rows, "random_model": random_model, "n_labels": n_labels}
+    learning = {"rows": rows, "random_model": random_model, "n_labels": n_labels,
+                "random_calls": shared + random_calls}
     return ref, train, MLPotCalculator(models), read_store(ref.test_store), learning
 
 
@@ -154,14 +161,14 @@ def _compare_learning(learning: dict, ref, start, settings, log) -> None:
         harmonic = harmonic_analysis(start, MLPotCalculator(row["models"]), settings.fmax, settings.opt_steps,
                                      align_to=ref.minimum)
         row.update(harmonic_comparison(ref.modes, ref.intensities, harmonic))
-        log(f"  iteration {row['iteration']}: {row['n_reference']} labels, test forces MAE "
+        log(f"  iteration {row['iteration']}: {row['n_reference']} labels ({row['calls']} GFN2-xTB calculations), test forces MAE "
             f"{row['test_forces_mae_meV_per_A']:.1f} meV/Å, frequency MAE {row['frequency_mae_cm1']:.1f} cm⁻¹, "
             f"worst mode {row['worst_mode_cm1']:.0f} cm⁻¹")
     calc = MLPotCalculator(learning["random_model"])
     harmonic = harmonic_analysis(start, calc, settings.fmax, settings.opt_steps, align_to=ref.minimum)
-    learning["random"] = {"n_reference": learning["n_labels"],
+    learning["random"] = {"n_reference": learning["n_labels"], "calls": learning["random_calls"],
                           **test_errors(calc, read_store(ref.test_store)),
                           **harmonic_comparison(ref.modes, ref.intensities, harmonic)}
     r = learning["random"]
-    log(f"  random sampling, {r['n_reference']} labels: test forces MAE {r['forces_mae_meV_per_A']:.1f} meV/Å, "
+    log(f"  random sampling, {r['n_reference']} labels ({r['calls']} GFN2-xTB calculations): test forces MAE {r['forces_mae_meV_per_A']:.1f} meV/Å, "
         f"frequency MAE {r['frequency_mae_cm1']:.1f} cm⁻¹, worst mode {r['worst_mode_cm1']:.0f} cm⁻¹")

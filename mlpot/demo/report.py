@@ -108,6 +108,7 @@ def sampling_lines(settings, results: dict) -> list[str]:
         f"{settings.sampling_temperature:g} K (one every {settings.md_interval} steps of 0.5 fs) and "
         f"{ref.n_normal_mode} from normal-mode sampling at {settings.sampling_temperature:g} K; "
         f"stored in `reference.db`.",
+        *([f"- {calls_line(ref.calls)}"] if getattr(ref, "calls", None) else []),
         f"- training stopped after {train['epochs']} epochs ({train['stop_reason']}); best epoch "
         f"{train['best_epoch']}; last validation MAE: energy {_fmt(last.get('val_energy_mae_meV'))} meV, "
         f"forces {_fmt(last.get('val_forces_mae_meV_per_A'))} meV/Å. Run folder: `training/` "
@@ -130,20 +131,31 @@ def learning_lines(settings, results: dict) -> list[str]:
         f"{settings.learn_member_time * settings.learn_iterations:g} s (one member's total) on "
         f"{random['n_reference']} configurations drawn as the default demo draws them (2/3 Langevin MD, "
         f"1/3 normal modes at {settings.sampling_temperature:g} K).", "",
-        "| | GFN2-xTB labels | test forces MAE (meV/Å) | test energy MAE (meV) | frequency MAE (cm⁻¹) "
-        "| worst mode (cm⁻¹) | strong IR bands, max rel. error |", "|---|---:|---:|---:|---:|---:|---:|"]
+        f"- GFN2-xTB calculations counts every call of the reference: the shared optimisation and "
+        f"Hessian ({results['reference'].calls['optimisation'] + results['reference'].calls['hessian']}), "
+        f"then the seed and the labels of active learning, or the random samples with the MD steps "
+        f"between them; the test set ({results['reference'].calls['test']}) is counted in neither.", "",
+        "| | GFN2-xTB labels | GFN2-xTB calculations | test forces MAE (meV/Å) | test energy MAE (meV) "
+        "| frequency MAE (cm⁻¹) | worst mode (cm⁻¹) | strong IR bands, max rel. error |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| active learning, iteration {r['iteration']} | {r['n_reference']} | "
+        lines.append(f"| active learning, iteration {r['iteration']} | {r['n_reference']} | {r['calls']} | "
                      f"{r['test_forces_mae_meV_per_A']:.1f} | {r['test_energy_mae_meV']:.1f} | "
                      f"{r['frequency_mae_cm1']:.1f} | {r['worst_mode_cm1']:.0f} | "
                      f"{100 * r['strong_ir_intensity_max_rel_error']:.0f} % |")
-    lines += [f"| random sampling | {random['n_reference']} | {random['forces_mae_meV_per_A']:.1f} | "
+    lines += [f"| random sampling | {random['n_reference']} | {random['calls']} | {random['forces_mae_meV_per_A']:.1f} | "
               f"{random['energy_mae_meV']:.1f} | {random['frequency_mae_cm1']:.1f} | "
               f"{random['worst_mode_cm1']:.0f} | {100 * random['strong_ir_intensity_max_rel_error']:.0f} % |", "",
               f"Uncertainty against true error on the test set (Spearman rank correlation of the committee's "
               f"largest per-atom force deviation with the largest per-atom force error): "
               f"{rows[-1]['test_rank_correlation']:.2f}.", ""]
     return lines
+
+
+def calls_line(calls: dict) -> str:
+    """GFN2-xTB calculations of the reference stage, step by step (CallLedger.steps)."""
+    parts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in calls.items() if k != "total")
+    return f"GFN2-xTB calculations: {calls['total']} ({parts}; the MD counts every step, not only the snapshots)"
 
 
 def _fmt(value) -> str:

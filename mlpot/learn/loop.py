@@ -10,7 +10,9 @@
 
 It stops when the fraction of explored frames above trust_lo falls below converged_fraction,
 after max_iterations trainings, or when max_time is spent. learn.json (written atomically after
-every phase) records where the loop is and one row per iteration; after kill -9, `--resume`
+every phase) records where the loop is, one row per iteration, and reference_calls: the
+reference calculations the loop has made (failures included; those of a phase cut short by
+kill -9 are not counted). After kill -9, `--resume`
 continues the phase that was running: training resumes from its checkpoints, and labelling skips
 frames already in the store (each row carries its frame's learn_id), so no labelled frame is
 lost or stored twice.
@@ -89,7 +91,10 @@ class ActiveLearning:
         self.quiet = quiet
         self._log = log
         self.state = self._start_state(resume, force)
-        self.calculator = calculator if calculator is not None else reference_calculator(self.s.reference)
+        from mlpot.reference import count_calls
+
+        self.calculator = count_calls(calculator if calculator is not None else reference_calculator(self.s.reference))
+        self._calls_booked = self.calculator.reference_calls
         self._clock = time.monotonic()
 
     def log(self, message: str) -> None:
@@ -114,6 +119,10 @@ class ActiveLearning:
         now = time.monotonic()
         self.state["elapsed_s"] += now - self._clock
         self._clock = now
+        calls = self.calculator.reference_calls
+        if calls is not None:     # this loop's reference calculations (labels, failures included)
+            self.state["reference_calls"] = self.state.get("reference_calls", 0) + calls - self._calls_booked
+            self._calls_booked = calls
         atomic_write_json(self.out / STATE_FILE, self.state)
 
     def _row(self, k: int) -> dict:
@@ -155,6 +164,7 @@ class ActiveLearning:
             cfg.training.init_from = str(iteration_folder(self.out, k - 1))
         row = self._row(k)
         row["n_reference"] = self._store_size()
+        row["reference_calls"] = self.state.get("reference_calls")
         self.log(f"iteration {k}: training a committee of {cfg.training.ensemble} on {row['n_reference']} structures")
         started = time.monotonic()
         train(cfg, resume=True, quiet=True, log=self.log)
