@@ -17,7 +17,9 @@ uncertainty tells.
    each trained with mlpot's default recipe (as the loop's members) for the same time.
 Each point: test energy and force MAE, and the harmonic frequency MAE and worst mode against
 GFN2-xTB (modes paired by eigenvector overlap) after optimising with the model (the committee
-mean for active learning). Reference calls = structures labelled for training and validation.
+mean for active learning). "reference_calls" here = structures labelled for training and
+validation; the MD steps that produced the random pool are not counted
+(benchmarks/learn_vs_demo.py counts every GFN2-xTB calculation).
 4. The final committee's uncertainty at the minimum and at rattles of 0.1, 0.2, 0.4 Å, its rank
    correlation with the true force error on the test set, and the cost of a committee MD step
    against one model's.
@@ -188,6 +190,7 @@ def learn_arm(out: Path, ref, args, log) -> list:
         if "models" not in r:
             continue
         row = {"arm": "learn", "iteration": r["iteration"], "reference_calls": r["n_reference"],
+               "loop_reference_calls": r.get("reference_calls") or 0,
                "energy_mae_meV": r["test_energy_mae_meV"], "forces_mae_meV_per_A": r["test_forces_mae_meV_per_A"],
                "member_forces_mae_meV_per_A": r["test_member_forces_mae_meV_per_A"],
                "rank_correlation": r["test_rank_correlation"],
