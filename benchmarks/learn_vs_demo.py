@@ -164,6 +164,18 @@ def learn_rows(out: Path, ref, args, log) -> list:
     return rows
 
 
+def merge_into(results_file: Path | None, new: dict) -> dict:
+    """new merged over what results_file holds (separate runs may fill one file), with the
+    summary recomputed; written back at once."""
+    results = json.loads(results_file.read_text()) if results_file and results_file.is_file() else {}
+    results.update(new)
+    if "demo" in results:
+        results["summary"] = summary(results)
+    if results_file:
+        results_file.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/learn_vs_demo")
@@ -195,22 +207,15 @@ def main(argv=None) -> int:
     ref = reference(out, log)
     only = set(args.only or ("demo", "random", "learn", "learned"))
     results_file = Path(args.json) if args.json else None
-    results = json.loads(results_file.read_text()) if results_file and results_file.is_file() else {}
-    results.update(date=time.strftime("%Y-%m-%d %H:%M"), settings=vars(args))
-    if "demo" in only:
-        results["demo"] = demo_arm(out, ref, args, log)
-    if "random" in only:
-        results["random"] = random_arm(out, ref, args, log)
-    if "learn" in only:
-        results["learn"] = learn_rows(out, ref, args, log)
-    if "learned" in only:
-        results["learned"] = learned_arm(out, ref, args, log)
+    results = {}
+    for arm, run in (("demo", demo_arm), ("random", random_arm), ("learn", learn_rows), ("learned", learned_arm)):
+        if arm in only:
+            new = {arm: run(out, ref, args, log), f"{arm}_settings": {"date": time.strftime("%Y-%m-%d %H:%M"),
+                                                                      **vars(args)}}
+            results = merge_into(results_file, new)
     if "demo" in results:
-        results["summary"] = summary(results)
         print_curves(results)
         print(json.dumps(results["summary"], indent=1))
-    if results_file:
-        results_file.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0
 
 
