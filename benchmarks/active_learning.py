@@ -244,6 +244,33 @@ def uncertainty_checks(out: Path, ref, models, log) -> dict:
     return result
 
 
+def add_learn_arguments(parser, max_new: int, md_steps: int) -> None:
+    """The options of learn_arm (`mlpot learn` on ethanol from normal-mode seeds)."""
+    parser.add_argument("--learn-train-time", type=float, default=60.0, help="s per committee member and iteration")
+    parser.add_argument("--ensemble", type=int, default=4)
+    parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--n-seed", type=int, default=20)
+    parser.add_argument("--max-new", type=int, default=max_new)
+    parser.add_argument("--md-steps", type=int, default=md_steps)
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 500.0, 700.0])
+    parser.add_argument("--trust-lo", type=float, default=0.05)
+    parser.add_argument("--trust-hi", type=float, default=0.5)
+
+
+def log(message) -> None:
+    print(message, flush=True)
+
+
+def start(args, log) -> tuple:
+    """One torch thread; the output folder and the (cached) GFN2-xTB reference in it."""
+    import torch
+
+    torch.set_num_threads(1)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return out, reference(out, log)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/al_bench")
@@ -255,26 +282,9 @@ def main(argv=None) -> int:
                         help="train the demo's recipe on the first n structures active learning collected")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 400, 850, 1700])
     parser.add_argument("--train-time", type=float, default=330.0, help="s per random-sampling model (demo: 330)")
-    parser.add_argument("--learn-train-time", type=float, default=60.0, help="s per committee member and iteration")
-    parser.add_argument("--ensemble", type=int, default=4)
-    parser.add_argument("--iterations", type=int, default=8)
-    parser.add_argument("--n-seed", type=int, default=20)
-    parser.add_argument("--max-new", type=int, default=60)
-    parser.add_argument("--md-steps", type=int, default=400)
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 500.0, 700.0])
-    parser.add_argument("--trust-lo", type=float, default=0.05)
-    parser.add_argument("--trust-hi", type=float, default=0.5)
+    add_learn_arguments(parser, max_new=60, md_steps=400)
     args = parser.parse_args(argv)
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-
-    def log(message):
-        print(message, flush=True)
-
-    import torch
-
-    torch.set_num_threads(1)
-    ref = reference(out, log)
+    out, ref = start(args, log)
     only = set(args.only or ("random", "learn", "learned", "recipe", "uncertainty"))
     results = {"date": time.strftime("%Y-%m-%d"), "settings": vars(args)}
     if "random" in only:

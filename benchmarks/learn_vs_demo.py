@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from active_learning import harmonic_errors, learn_arm, reference
+from active_learning import add_learn_arguments, harmonic_errors, learn_arm, log, start
 
 
 def shared_calls(ref) -> int:
@@ -185,26 +185,9 @@ def main(argv=None) -> int:
     parser.add_argument("--train-time", type=float, default=400.0, help="s of training per model (the demo's 400)")
     parser.add_argument("--random-sizes", type=int, nargs="+", default=[300, 850])
     parser.add_argument("--learned-sizes", type=int, nargs="+", default=[850])
-    parser.add_argument("--learn-train-time", type=float, default=60.0, help="s per committee member and iteration")
-    parser.add_argument("--ensemble", type=int, default=4)
-    parser.add_argument("--iterations", type=int, default=8)
-    parser.add_argument("--n-seed", type=int, default=20)
-    parser.add_argument("--max-new", type=int, default=300)
-    parser.add_argument("--md-steps", type=int, default=2000)
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 500.0, 700.0])
-    parser.add_argument("--trust-lo", type=float, default=0.05)
-    parser.add_argument("--trust-hi", type=float, default=0.5)
+    add_learn_arguments(parser, max_new=300, md_steps=2000)
     args = parser.parse_args(argv)
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-
-    def log(message):
-        print(message, flush=True)
-
-    import torch
-
-    torch.set_num_threads(1)
-    ref = reference(out, log)
+    out, ref = start(args, log)
     only = set(args.only or ("demo", "random", "learn", "learned"))
     results_file = Path(args.json) if args.json else None
     results = {}
