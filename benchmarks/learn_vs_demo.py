@@ -28,8 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from active_learning import add_learn_arguments, harmonic_errors, learn_arm, log, start
 
 
