@@ -173,6 +173,7 @@ def learn_arm(out: Path, ref, args, log) -> list:
     settings = DemoSettings()
     raw = {"learn": {"seed_data": str(seed_file), "test": str(out / "test.db"),
                      "temperatures": args.temperatures, "md_steps": args.md_steps, "sample_every": 10,
+                     "normal_modes": args.normal_modes,
                      "trust_lo": args.trust_lo, "trust_hi": args.trust_hi, "max_new": args.max_new,
                      "max_iterations": args.iterations, "converged_fraction": 0.0, "threads": 1},
            "model": {"representation": "schnet", "cutoff": settings.cutoff, "n_atom_basis": settings.n_atom_basis,
@@ -244,7 +245,7 @@ def uncertainty_checks(out: Path, ref, models, log) -> dict:
     return result
 
 
-def add_learn_arguments(parser, max_new: int, md_steps: int) -> None:
+def add_learn_arguments(parser, max_new: int, md_steps: int, normal_modes: int = 0) -> None:
     """The options of learn_arm (`mlpot learn` on ethanol from normal-mode seeds)."""
     parser.add_argument("--learn-train-time", type=float, default=60.0, help="s per committee member and iteration")
     parser.add_argument("--ensemble", type=int, default=4)
@@ -252,6 +253,8 @@ def add_learn_arguments(parser, max_new: int, md_steps: int) -> None:
     parser.add_argument("--n-seed", type=int, default=20)
     parser.add_argument("--max-new", type=int, default=max_new)
     parser.add_argument("--md-steps", type=int, default=md_steps)
+    parser.add_argument("--normal-modes", type=int, default=normal_modes,
+                        help="learn.normal_modes: samples per temperature around the committee's minimum")
     parser.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 500.0, 700.0])
     parser.add_argument("--trust-lo", type=float, default=0.05)
     parser.add_argument("--trust-hi", type=float, default=0.5)

@@ -181,6 +181,24 @@ def normal_mode_displacements(atoms, modes, temperature: float, n_samples: int,
     return out
 
 
+def optimise(atoms, calculator, fmax: float, steps: int = 500, require: bool = True):
+    """BFGS to fmax (eV/Å); returns a copy at the minimum (no calculator) and the step count.
+    If it does not converge in `steps`: raise when `require`, else return where it stopped
+    (the caller reports it; a negative step count marks it)."""
+    from ase.optimize import BFGS
+
+    work = atoms.copy()
+    work.calc = calculator
+    opt = BFGS(work, logfile=None)
+    converged = opt.run(fmax=fmax, steps=steps)
+    if not converged and require:
+        raise RuntimeError(f"geometry optimisation did not reach fmax={fmax} eV/Å in {steps} steps")
+    result = work.copy()
+    result.calc = None
+    n = opt.get_number_of_steps()
+    return result, (n if converged else -n)
+
+
 def reference_modes(atoms, calculator, delta: float = 0.01):
     """Normal modes of `atoms` with `calculator` from a finite-difference Hessian; also
     returns the dipole derivatives ([3N, 3] e·Å/Å, or None)."""

@@ -16,7 +16,7 @@ from learn_references import CountingEMT
 from mlpot import MLPotCalculator
 from mlpot.data.store import read_store, store_key_values
 from mlpot.learn import ActiveLearning, LearnError, load_learn_config
-from mlpot.learn.explore import deviation_statistics, select_candidates
+from mlpot.learn.explore import committee_normal_modes, deviation_statistics, select_candidates
 from mlpot.train.config import ConfigError
 from test_train_fixtures import TINY_MODEL, emt_clusters
 
@@ -68,6 +68,42 @@ def test_selection_and_statistics():
     assert len(select_candidates(frames, 0.05, 0.3, max_new=10, seed=0)) == 3
 
 
+class ForceAsUncertainty(CountingEMT):
+    """EMT whose "uncertainty" is the largest force norm (eV/Å): a stand-in committee."""
+    implemented_properties = [*CountingEMT.implemented_properties, "uncertainty"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, ["energy", "forces"], system_changes)
+        self.results["uncertainty"] = float(np.linalg.norm(self.results["forces"], axis=1).max())
+
+
+def test_normal_mode_exploration_samples_around_the_committee_minimum():
+    from mlpot.reference import optimise
+
+    start = emt_clusters(1, seed=3)[0]
+    start.calc = None
+    calc = ForceAsUncertainty()
+    frames, info = committee_normal_modes(start, calc, [300.0, 1200.0], 60, seed=5, fmax=1e-3)
+    assert len(frames) == 120 and info["optimisation_steps"] > 0
+    minimum, _ = optimise(start, ForceAsUncertainty(), fmax=1e-3)
+    hot = np.array([f.info["temperature"] for f in frames]) == 1200.0
+    for frame in frames[:3] + frames[-3:]:
+        assert frame.calc is None and frame.info["source"] == "normal_modes"
+        expected = ForceAsUncertainty().get_property("uncertainty", frame.copy())
+        assert frame.info["deviation"] == pytest.approx(expected, rel=1e-12)
+    # classical amplitudes: the mean-square displacement from the minimum grows as T (1200 K = 4 x 300 K)
+    msd = np.array([((f.positions - minimum.positions) ** 2).sum() for f in frames])
+    assert msd[hot].mean() / msd[~hot].mean() == pytest.approx(4.0, rel=0.2)
+    assert np.mean([f.info["deviation"] for f in frames if f.info["temperature"] == 1200.0]) > \
+        np.mean([f.info["deviation"] for f in frames if f.info["temperature"] == 300.0])
+    assert info["centre"] == "committee minimum"
+    # a minimum the committee does not trust (deviation above max_deviation): samples around the start
+    frames, info = committee_normal_modes(start, calc, [300.0], 200, seed=5, fmax=1e-3, max_deviation=-1.0)
+    assert info["centre"] == "start"
+    mean = np.mean([f.positions for f in frames], axis=0)
+    assert np.abs(mean - start.positions).max() < np.abs(mean - minimum.positions).max()
+
+
 def test_loop_end_to_end(tmp_path):
     config = write_learn_config(tmp_path, labelled_seed=False)
     done = _mlpot(["learn", str(config)])
@@ -98,6 +134,25 @@ def test_loop_end_to_end(tmp_path):
     assert atoms.calc.get_property("uncertainty", atoms) > 0
     again = _mlpot(["learn", str(config)])
     assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_loop_explores_normal_modes_too(tmp_path):
+    import ase.io
+
+    config = write_learn_config(tmp_path, learn={"normal_modes": 3, "max_new": 100})
+    state = ActiveLearning(load_learn_config(config), calculator=CountingEMT(), quiet=True).run()
+    first = state["history"][0]
+    assert first["normal_modes"]["n_explored"] == 2 * 3 and first["n_explored"] == 2 * 5 + 2 * 3
+    selected = ase.io.read(str(tmp_path / "run" / "iter_0" / "selected.extxyz"), index=":")
+    modes = [f for f in selected if f.info.get("source") == "normal_modes"]
+    assert len(selected) == first["n_labelled"] == 16 and len(modes) == 6
+    calc = MLPotCalculator(first["models"])
+    for frame in modes:
+        frame.calc = calc
+        frame.get_forces()
+        assert calc.results["uncertainty"] == pytest.approx(frame.info["deviation"], abs=1e-6)
+    ids = store_key_values(tmp_path / "run" / "data.db", "learn_id")
+    assert len(ids) == len(set(ids)) == 16 + 16 and sum("-nm-" in i for i in ids) == 6
 
 
 def test_kill_during_labelling_then_resume(tmp_path):

@@ -28,8 +28,9 @@ class LearnReference:
 
 
 def make_learn_reference(settings, out: Path, log=print) -> LearnReference:
-    from mlpot.demo.reference_stage import CallLedger, optimise
-    from mlpot.reference import count_calls, default_calculator, reference_modes, sample_normal_modes, write_reference
+    from mlpot.demo.reference_stage import CallLedger
+    from mlpot.reference import (count_calls, default_calculator, optimise, reference_modes, sample_normal_modes,
+                                 write_reference)
     from mlpot.scripting import build_molecule
     from mlpot.spectra import ir_intensities
 
@@ -87,6 +88,7 @@ def active_learning(settings, ref: LearnReference, out: Path, log=print) -> dict
 
     raw = {"learn": {"seed_data": str(ref.seed_store), "test": str(ref.test_store),
                      "temperatures": list(settings.learn_temperatures), "md_steps": settings.learn_md_steps,
+                     "normal_modes": settings.learn_normal_modes,
                      "sample_every": 10, "trust_lo": settings.learn_trust_lo, "trust_hi": settings.learn_trust_hi,
                      "max_new": settings.learn_max_new, "max_iterations": settings.learn_iterations,
                      "converged_fraction": 0.0, "seed": settings.seed, "threads": 1},

@@ -37,26 +37,8 @@ class CallLedger:
         return made
 
 
-def optimise(atoms, calculator, fmax: float, steps: int = 500, require: bool = True):
-    """BFGS to fmax (eV/Å); returns a copy at the minimum (no calculator) and the step count.
-    If it does not converge in `steps`: raise when `require`, else return where it stopped
-    (the caller reports it; a negative step count marks it)."""
-    from ase.optimize import BFGS
-
-    work = atoms.copy()
-    work.calc = calculator
-    opt = BFGS(work, logfile=None)
-    converged = opt.run(fmax=fmax, steps=steps)
-    if not converged and require:
-        raise RuntimeError(f"geometry optimisation did not reach fmax={fmax} eV/Å in {steps} steps")
-    result = work.copy()
-    result.calc = None
-    n = opt.get_number_of_steps()
-    return result, (n if converged else -n)
-
-
 def make_reference(settings, out: Path, log=print) -> ReferenceResult:
-    from mlpot.reference import (count_calls, default_calculator, reference_modes, sample_md,
+    from mlpot.reference import (count_calls, default_calculator, optimise, reference_modes, sample_md,
                                  sample_normal_modes, write_reference)
     from mlpot.demo.report import calls_line
     from mlpot.spectra import ir_intensities

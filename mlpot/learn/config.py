@@ -39,6 +39,8 @@ class LearnSettings:
     timestep: float = 0.5                 # fs
     friction: float = 0.02                # 1/fs (Langevin)
     sample_every: int = 10                # MD steps between explored frames
+    normal_modes: int = 0                 # normal-mode samples per temperature and iteration, around the
+                                          # committee's own minimum with its own Hessian (0: MD only)
     trust_lo: float = 0.05                # eV/Å, max force deviation from which a frame is a candidate
     trust_hi: float = 0.25                # eV/Å, above it a frame is too far out to label (DP-GEN's rule)
     abort: float = 1.0                    # eV/Å, an MD run stops at a frame beyond this deviation
@@ -57,6 +59,7 @@ class LearnSettings:
             (len(self.temperatures) >= 1 and all(float(t) > 0 for t in self.temperatures),
              "learn.temperatures must be a list of temperatures > 0 K"),
             (self.md_steps >= 1 and self.sample_every >= 1, "learn.md_steps and learn.sample_every must be >= 1"),
+            (self.normal_modes >= 0, "learn.normal_modes must be >= 0 (samples per temperature; 0: none)"),
             (self.timestep > 0 and self.friction > 0, "learn.timestep and learn.friction must be > 0"),
             (0 <= self.trust_lo < self.trust_hi <= self.abort,
              "need 0 <= learn.trust_lo < learn.trust_hi <= learn.abort (eV/Å)"),

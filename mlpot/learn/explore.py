@@ -1,6 +1,7 @@
-"""Exploration for active learning: committee MD, and the choice of frames to label.
+"""Exploration for active learning: committee MD, normal-mode sampling with the committee's
+own Hessian, and the choice of frames to label.
 
-A frame is explored every `sample_every` MD steps; its deviation is the committee's
+A frame is explored every `sample_every` MD steps (or is one normal-mode sample); its deviation is the committee's
 uncertainty (largest per-atom force standard deviation, eV/Å, mlpot.committee). Frames with a
 deviation in [trust_lo, trust_hi] are candidates for labelling (DP-GEN's rule: below, the model
 is trusted; above, the frame is likely unphysical, from a model that is already far off).
@@ -45,6 +46,52 @@ def committee_md(atoms, calculator, temperature: float, n_steps: int, sample_eve
         if not deviation <= abort:
             return frames, True
     return frames, False
+
+
+def committee_normal_modes(atoms, calculator, temperatures, n_samples: int, seed: int, fmax: float = 0.01,
+                           max_steps: int = 500, min_frequency: float = 100.0,
+                           max_deviation: float = float("inf")) -> tuple[list, dict]:
+    """Normal-mode samples around the committee's own minimum, explored without a reference call.
+
+    `atoms` is optimised with the committee (BFGS to fmax eV/Å, at most max_steps). Where that
+    does not converge, or the committee's deviation at its minimum exceeds max_deviation (eV/Å:
+    a minimum of a model that is still far off), the samples are drawn around `atoms` itself.
+    The normal modes come from the committee-mean finite-difference Hessian there, and n_samples
+    structures per temperature (K) are displaced with classical Boltzmann amplitudes
+    (mlpot.reference.normal_mode_displacements; modes below min_frequency cm⁻¹, imaginary ones
+    included, sampled as if at min_frequency). Returns (frames, info): frames with
+    info["deviation"], ["temperature"], ["step"] (the sample's index) and ["source"] =
+    "normal_modes"; info: {"optimisation_steps" (negative: not converged), "centre"
+    ("committee minimum" or "start"), "lowest_frequency_cm1"}.
+    """
+    from mlpot.reference import normal_mode_displacements, optimise, reference_modes
+
+    centre, steps = optimise(atoms, calculator, fmax=fmax, steps=max_steps, require=False)
+    at_minimum = steps >= 0 and _deviation(centre, calculator) <= max_deviation
+    if not at_minimum:
+        centre = atoms.copy()
+        centre.calc = None
+    modes, _ = reference_modes(centre, calculator)
+    frames = []
+    for j, temperature in enumerate(temperatures):
+        for i, frame in enumerate(normal_mode_displacements(centre, modes, temperature, n_samples,
+                                                            min_frequency, seed + j)):
+            frame.info = {"deviation": _deviation(frame, calculator), "temperature": float(temperature),
+                          "step": i, "source": "normal_modes"}
+            frames.append(frame)
+    return frames, {"optimisation_steps": int(steps), "centre": "committee minimum" if at_minimum else "start",
+                    "lowest_frequency_cm1": float(np.min(modes.frequencies))}
+
+
+def _deviation(atoms, calculator) -> float:
+    """The committee's uncertainty (eV/Å) for a copy of atoms; inf where it is not finite."""
+    work = atoms.copy()
+    work.calc = calculator
+    try:
+        deviation = float(calculator.get_property("uncertainty", work))
+    except ValueError:
+        return float("inf")
+    return deviation if np.isfinite(deviation) else float("inf")
 
 
 def deviation_statistics(frames, trust_lo: float, trust_hi: float) -> dict:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from mlpot.learn.config import LearnConfig
-from mlpot.learn.explore import committee_md, deviation_statistics, select_candidates
+from mlpot.learn.explore import committee_md, committee_normal_modes, deviation_statistics, select_candidates
 from mlpot.train.checkpoint import atomic_write_json
 
 STATE_FILE = "learn.json"
@@ -205,8 +205,11 @@ class ActiveLearning:
                 frame.info[ID_KEY] = f"{k}-{j}-{frame.info['step']}"
             frames += run
             aborted += stopped
+        row.update(n_aborted_runs=aborted)
+        if self.s.normal_modes:
+            frames += self._explore_normal_modes(k, calc or MLPotCalculator(row["models"]), starts[k % len(starts)])
         stats = deviation_statistics(frames, self.s.trust_lo, self.s.trust_hi)
-        row.update(stats, n_aborted_runs=aborted)
+        row.update(stats)
         self.log(f"iteration {k}: explored {stats['n_explored']} frames at {self.s.temperatures} K: "
                  f"{stats['n_accurate']} below trust_lo, {stats['n_candidates']} candidates, "
                  f"{stats['n_failed']} above trust_hi ({aborted} runs stopped at abort)")
@@ -222,6 +225,22 @@ class ActiveLearning:
         _write_frames(iteration_folder(self.out, k) / "selected.extxyz", selected)
         row["n_selected"] = len(selected)
         self.state["phase"] = "label"
+
+    def _explore_normal_modes(self, k: int, calc, start) -> list:
+        """learn.normal_modes samples per temperature around the committee's minimum (no reference call)."""
+        frames, info = committee_normal_modes(start, calc, self.s.temperatures, self.s.normal_modes,
+                                              seed=self.s.seed * 100_003 + k * 1009 + 500,
+                                              max_deviation=self.s.trust_hi)
+        for n, frame in enumerate(frames):
+            frame.info[ID_KEY] = f"{k}-nm-{n}"
+        stats = deviation_statistics(frames, self.s.trust_lo, self.s.trust_hi)
+        self._row(k).update(normal_modes={**info, **stats})
+        where = ("the committee's minimum" if info["centre"] == "committee minimum" else
+                 "the starting structure (the committee's own minimum was not reached or not trusted)")
+        self.log(f"iteration {k}: {len(frames)} normal-mode samples around {where} "
+                 f"(BFGS {info['optimisation_steps']} steps, lowest mode {info['lowest_frequency_cm1']:.0f} cm⁻¹): "
+                 f"{stats['n_candidates']} candidates, {stats['n_failed']} above trust_hi")
+        return frames
 
     def _label_selected(self, k: int) -> None:
         import ase.io
