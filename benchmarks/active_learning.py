@@ -175,11 +175,13 @@ def learn_arm(out: Path, ref, args, log) -> list:
                      "temperatures": args.temperatures, "md_steps": args.md_steps, "sample_every": 10,
                      "normal_modes": args.normal_modes,
                      "trust_lo": args.trust_lo, "trust_hi": args.trust_hi, "max_new": args.max_new,
-                     "max_iterations": args.iterations, "converged_fraction": 0.0, "threads": 1},
+                     "max_iterations": args.iterations, "converged_fraction": 0.0, "threads": 1,
+                     "seed": args.learn_seed},
            "model": {"representation": "schnet", "cutoff": settings.cutoff, "n_atom_basis": settings.n_atom_basis,
                      "n_filters": settings.n_filters, "n_interactions": settings.n_interactions,
                      "n_rbf": settings.n_rbf, "dipole": True},
            "training": {"ensemble": args.ensemble, "max_time": args.learn_train_time, "num_threads": 1,
+                        "seed": args.learn_seed,
                         "batch_size": settings.batch_size, "patience": None,
                         "dipole_weight": settings.dipole_weight},
            "output": str(out / "learn")}
@@ -258,6 +260,7 @@ def add_learn_arguments(parser, max_new: int, md_steps: int, normal_modes: int =
     parser.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 500.0, 700.0])
     parser.add_argument("--trust-lo", type=float, default=0.05)
     parser.add_argument("--trust-hi", type=float, default=0.5)
+    parser.add_argument("--learn-seed", type=int, default=0, help="learn.seed and training.seed")
 
 
 def log(message) -> None:

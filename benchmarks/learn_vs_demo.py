@@ -12,8 +12,9 @@ the finite-difference Hessian, every MD step (not only the snapshots kept) and e
 2. Random sampling as the demo draws it, smaller: n fresh configurations (2/3 MD, 1/3 normal
    modes at 500 K, counted), each set trained by the demo's recipe for as long as the demo.
 3. `mlpot learn` (benchmarks/active_learning.py's learn_arm): a seed of normal-mode samples at
-   300 K, committees of SchNet, committee MD at several temperatures, frames in the trust range
-   labelled. Each iteration: the committee mean's test errors. At the end, the first n structures
+   300 K, committees of SchNet, committee MD at several temperatures and normal-mode samples
+   around the committee's own minimum (--normal-modes per temperature; 0: MD only), frames in
+   the trust range labelled. Each iteration: the committee mean's test errors. At the end, the first n structures
    it collected (--learned-sizes, and all of them) trained by the demo's recipe as in 1 and 2.
 All models are tested on the same independent set (benchmarks/active_learning.py: 60 MD + 60
 normal-mode frames at 500 K, new seeds), never trained or selected on. Printed: both curves
@@ -183,7 +184,7 @@ def main(argv=None) -> int:
     parser.add_argument("--train-time", type=float, default=400.0, help="s of training per model (the demo's 400)")
     parser.add_argument("--random-sizes", type=int, nargs="+", default=[300, 850])
     parser.add_argument("--learned-sizes", type=int, nargs="+", default=[850])
-    add_learn_arguments(parser, max_new=300, md_steps=2000)
+    add_learn_arguments(parser, max_new=300, md_steps=2000, normal_modes=200)
     args = parser.parse_args(argv)
     out, ref = start(args, log)
     only = set(args.only or ("demo", "random", "learn", "learned"))

@@ -195,6 +195,8 @@ def test_bad_configurations_are_refused(tmp_path):
         load_learn_config(config, ["data.train=x.db"])
     with pytest.raises(ConfigError, match="seed_data"):
         load_learn_config(config, ["learn.seed_data="])
+    with pytest.raises(ConfigError, match="normal_modes must be >= 0"):
+        load_learn_config(config, ["learn.normal_modes=-1"])
     with pytest.raises(LearnError, match="cannot import"):
         ActiveLearning(load_learn_config(config, ["learn.reference=no_such_module:calc"]))
 

@@ -1,10 +1,11 @@
 """Exploration for active learning: committee MD, normal-mode sampling with the committee's
 own Hessian, and the choice of frames to label.
 
-A frame is explored every `sample_every` MD steps (or is one normal-mode sample); its deviation is the committee's
-uncertainty (largest per-atom force standard deviation, eV/Å, mlpot.committee). Frames with a
-deviation in [trust_lo, trust_hi] are candidates for labelling (DP-GEN's rule: below, the model
-is trusted; above, the frame is likely unphysical, from a model that is already far off).
+A frame is explored every `sample_every` MD steps (or is one normal-mode sample); its deviation
+is the committee's uncertainty (largest per-atom force standard deviation, eV/Å,
+mlpot.committee). Frames with a deviation in [trust_lo, trust_hi] are candidates for labelling
+(DP-GEN's rule: below, the model is trusted; above, the frame is likely unphysical, from a model
+that is already far off).
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@
     then, for iteration k = 0, 1, ...:
     train : a committee (training.ensemble members) on data.db into output/iter_k, warm-started
             from iter_{k-1}; exported to iter_k/model_M.pt; errors on learn.test
-    explore: committee MD at each temperature; frames whose deviation lies in [trust_lo,
+    explore: committee MD at each temperature (and learn.normal_modes samples per temperature
+            around the committee's minimum); frames whose deviation lies in [trust_lo,
             trust_hi] are candidates; up to max_new of them -> iter_k/selected.extxyz
     label : the reference labels them into data.db (a frame it fails on is logged and skipped)
 
