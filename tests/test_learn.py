@@ -171,6 +171,22 @@ def test_kill_during_labelling_then_resume(tmp_path):
     assert json.loads((run / "learn.json").read_text())["history"][1]["n_reference"] == 20
 
 
+def test_a_finished_run_goes_on_with_more_iterations(tmp_path):
+    config = write_learn_config(tmp_path)
+    state = ActiveLearning(load_learn_config(config), calculator=CountingEMT(), quiet=True).run()
+    assert state["stop_reason"] == "max_iterations" and len(state["history"]) == 2
+    lines = []
+    same = ActiveLearning(load_learn_config(config), calculator=CountingEMT(), resume=True, log=lines.append).run()
+    assert len(same["history"]) == 2 and any("raise learn.max_iterations" in line for line in lines)
+    more = load_learn_config(config, ["learn.max_iterations=3"])
+    state = ActiveLearning(more, calculator=CountingEMT(), resume=True, log=lines.append).run()
+    assert state["stop_reason"] == "max_iterations" and any("continuing a run" in line for line in lines)
+    assert [row["n_reference"] for row in state["history"]] == [16, 20, 24]
+    assert state["history"][1]["n_labelled"] == 4 and state["reference_calls"] == 8
+    ids = store_key_values(tmp_path / "run" / "data.db", "learn_id")
+    assert len(ids) == len(set(ids)) == 24
+
+
 def test_reference_failures_are_logged_and_skipped(tmp_path):
     config = write_learn_config(tmp_path, learn={"max_new": 6})
     lines = []

@@ -137,6 +137,7 @@ class ActiveLearning:
 
     # ------------------------------------------------------------------ phases
     def run(self) -> dict:
+        self._reopen()
         while self.state["stop_reason"] is None:
             phase, k = self.state["phase"], self.state["iteration"]
             {"seed": self._seed, "train": self._train, "explore": self._explore,
@@ -144,6 +145,26 @@ class ActiveLearning:
             self._save()
         self._finish()
         return self.state
+
+    def _reopen(self) -> None:
+        """A finished run resumed with a limit that no longer holds (more max_iterations, more
+        max_time, a lower converged_fraction) goes on from where it stopped: the exploration that
+        ended it is run again (the same seeds: the same frames) and its candidates labelled."""
+        reason = self.state["stop_reason"]
+        if reason is None:
+            return
+        k = self.state["iteration"]
+        rows = self.state["history"]
+        fraction = rows[k].get("fraction_above_lo", 0.0) if k < len(rows) else 0.0
+        go_on = {"max_iterations": k + 1 < self.s.max_iterations,
+                 "max_time": self.s.max_time is None or self.state["elapsed_s"] < self.s.max_time,
+                 }.get(reason, reason.startswith("converged") and fraction >= self.s.converged_fraction)
+        if go_on:
+            self.log(f"continuing a run that had stopped ({reason}) at iteration {k}: the limits now allow more")
+            self.state["stop_reason"] = None
+        else:
+            self.log(f"{self.out} finished ({reason}); raise learn.max_iterations, learn.max_time or lower "
+                     "learn.converged_fraction with --resume to go on")
 
     def _seed(self, k: int) -> None:
         seed = read_any(self.s.seed_data)
