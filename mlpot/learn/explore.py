@@ -36,9 +36,10 @@ def committee_md(atoms, calculator, temperature: float, n_steps: int, sample_eve
     for step in range(sample_every, n_steps + 1, sample_every):
         try:
             dyn.run(sample_every)
-            deviation = float(calculator.get_property("uncertainty", work))
         except ValueError:        # positions went NaN: the model blew the structure apart
             deviation = float("inf")
+        else:
+            deviation = committee_deviation(work, calculator)
         frame = work.copy()
         frame.calc = None
         frame.set_constraint()
@@ -68,7 +69,7 @@ def committee_normal_modes(atoms, calculator, temperatures, n_samples: int, seed
     from mlpot.reference import normal_mode_displacements, optimise, reference_modes
 
     centre, steps = optimise(atoms, calculator, fmax=fmax, steps=max_steps, require=False)
-    at_minimum = steps >= 0 and _deviation(centre, calculator) <= max_deviation
+    at_minimum = steps >= 0 and committee_deviation(centre, calculator) <= max_deviation
     if not at_minimum:
         centre = atoms.copy()
         centre.calc = None
@@ -77,19 +78,18 @@ def committee_normal_modes(atoms, calculator, temperatures, n_samples: int, seed
     for j, temperature in enumerate(temperatures):
         for i, frame in enumerate(normal_mode_displacements(centre, modes, temperature, n_samples,
                                                             min_frequency, seed + j)):
-            frame.info = {"deviation": _deviation(frame, calculator), "temperature": float(temperature),
+            frame.info = {"deviation": committee_deviation(frame, calculator), "temperature": float(temperature),
                           "step": i, "source": "normal_modes"}
             frames.append(frame)
     return frames, {"optimisation_steps": int(steps), "centre": "committee minimum" if at_minimum else "start",
                     "lowest_frequency_cm1": float(np.min(modes.frequencies))}
 
 
-def _deviation(atoms, calculator) -> float:
-    """The committee's uncertainty (eV/Å) for a copy of atoms; inf where it is not finite."""
-    work = atoms.copy()
-    work.calc = calculator
+def committee_deviation(atoms, calculator) -> float:
+    """The committee's uncertainty (eV/Å) for atoms (their own calculator is left as it is);
+    inf where it is not finite or the structure cannot be evaluated (NaN positions)."""
     try:
-        deviation = float(calculator.get_property("uncertainty", work))
+        deviation = float(calculator.get_property("uncertainty", atoms))
     except ValueError:
         return float("inf")
     return deviation if np.isfinite(deviation) else float("inf")
