@@ -40,7 +40,7 @@ def test_issue_config_reads_with_paths_relative_to_the_file(tmp_path):
     assert (cfg.training.batch_size, cfg.training.max_epochs) == (32, 3)
     assert cfg.training.ema_decay == 0.99 and cfg.training.energy_weight == 1.0
     assert (cfg.training.scheduler, cfg.training.energy_loss, cfg.training.stage_two_start) == \
-        ("cosine", "per_atom", 0.75)
+        ("cosine", "per_atom", None)
 
 
 def test_symmetry_function_configs_get_wide_element_networks(tmp_path):

@@ -67,11 +67,11 @@ class Interrupted(Exception):
 
 def test_cosine_and_stage_two_in_a_run_and_after_resume(tmp_path, monkeypatch):
     """6 epochs by max_epochs: lr falls from lr to min_lr along the cosine; stage two from
-    half the budget (after epoch 3) with the energy weight raised, best loss reset; a run
-    interrupted after 2 epochs and resumed gives the same metrics."""
+    half the budget (after epoch 3) with the energy weight ramped up; a run interrupted after
+    4 epochs (inside the ramp) and resumed gives the same metrics (the ramp is a function of the budget)."""
     data = write_emt_data(tmp_path / "emt.xyz", n=30)
     training = {"max_epochs": 6, "scheduler": "cosine", "lr": 5e-3, "min_lr": 1e-4, "energy_loss": "per_atom",
-                "energy_weight": 0.1, "stage_two_start": 0.5, "stage_two_energy_weight": 10.0, "dtype": "float64",
+                "energy_weight": 0.1, "stage_two_start": 0.5, "stage_two_energy_weight": 10.0, "stage_two_ramp": 0.25, "dtype": "float64",
                 "ema_decay": 0.0, "patience": None}
     config = write_config(tmp_path / "whole", data, training=training, n_train=16, n_val=8)
     lines = []
@@ -83,19 +83,18 @@ def test_cosine_and_stage_two_in_a_run_and_after_resume(tmp_path, monkeypatch):
     assert lrs[-1] == pytest.approx(cosine_lr(5e-3, 1e-4, 11 / 12))
     assert [line for line in lines if line.startswith("stage two after epoch 3")]
     state = load_checkpoint(tmp_path / "whole" / "run" / "last.ckpt")
-    assert state["stage"] == 2 and state["best_epoch"] >= 4        # best of stage two only
-    # stage two weighs the energy 100x more: the loss jumps although the model improves
-    assert rows[3]["val_loss"] > rows[2]["val_loss"]
+    assert state["stage"] == 2 and state["stage_two_from"] == pytest.approx(0.5)
+    assert [r["stage"] for r in rows] == [1, 1, 1, 2, 2, 2]
 
     cut = write_config(tmp_path / "cut", data, training=dict(training), n_train=16, n_val=8)
     original = Trainer._write_files
 
-    def stop_after_epoch_2(self, *args):
+    def stop_inside_the_ramp(self, *args):
         original(self, *args)
-        if self.progress.epoch == 2:
+        if self.progress.epoch == 4:
             raise Interrupted
 
-    monkeypatch.setattr(Trainer, "_write_files", stop_after_epoch_2)
+    monkeypatch.setattr(Trainer, "_write_files", stop_inside_the_ramp)
     with pytest.raises(Interrupted):
         train(load_config(cut), quiet=True)
     monkeypatch.setattr(Trainer, "_write_files", original)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from mlpot.train.selection import RULES
 from mlpot.model_config import ELEMENT_NETWORK, SYMMETRY_FUNCTIONS, ModelConfig
 
 
@@ -46,6 +47,9 @@ class DataConfig:
             raise ConfigError("data.train is required: a store (.db) or a data file (npz, extxyz)")
 
 
+STAGE_TWO_SELECT = RULES
+
+
 @dataclass
 class TrainingConfig:
     batch_size: int = 10                  # structures per optimizer step (global, all ranks)
@@ -67,7 +71,14 @@ class TrainingConfig:
     ema_decay: float = 0.99               # exponential moving average of the weights; 0 = off
     energy_weight: float = 1.0            # rho in rho*(dE)^2 + mean |dF|^2 (dE in eV, see energy_loss)
     energy_loss: str = "per_atom"         # per_structure: dE = E - E_ref; per_atom: (E - E_ref) / N_atoms
-    stage_two_start: Optional[float] = 0.75  # fraction of the budget from which stage two's weights apply
+    stage_two_start: Optional[float] = None  # fraction of the budget from which stage two's weights
+                                          # apply (MACE's stage two, e.g. 0.75); None = off (measured:
+                                          # no gain within CPU budgets, docs/training.md)
+    stage_two_ramp: float = 0.1           # share of the budget over which the weights move to stage
+                                          # two's (geometric); 0 = a step
+    stage_two_select: str = "energy_and_forces"  # from stage two on, an epoch replaces best.ckpt only
+                                          # if better than it on: energy_and_forces | forces | energy
+                                          # | loss (stage one's loss)
     stage_two_energy_weight: Optional[float] = 100.0  # energy weight in stage two (None: energy_weight)
     stage_two_forces_weight: Optional[float] = None  # forces weight in stage two (default: forces_weight)
     forces_weight: float = 1.0            # on the mean squared force component (eV/Å)^2
@@ -106,6 +117,9 @@ class TrainingConfig:
              "training.stage_two_start must be a fraction of the budget in (0, 1), or null"),
             (all(w is None or w >= 0 for w in (self.stage_two_energy_weight, self.stage_two_forces_weight)),
              "stage-two loss weights must be >= 0"),
+            (0 <= self.stage_two_ramp <= 1, "training.stage_two_ramp must be a fraction of the budget in [0, 1]"),
+            (self.stage_two_select in STAGE_TWO_SELECT,
+             f"training.stage_two_select must be one of {', '.join(STAGE_TWO_SELECT)}"),
             (0 < self.decay_rate <= 1, "training.decay_rate must be in (0, 1]"),
             (self.decay_steps >= 1, "training.decay_steps must be >= 1"),
             (0 < self.plateau_factor < 1, "training.plateau_factor must be in (0, 1)"),

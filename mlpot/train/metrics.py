@@ -10,7 +10,8 @@ from pathlib import Path
 from mlpot.train.checkpoint import atomic_write_bytes
 
 COLUMNS = ("epoch", "train_loss", "val_loss", "val_energy_mae_meV", "val_forces_mae_meV_per_A",
-           "train_energy_mae_meV", "train_forces_mae_meV_per_A", "lr", "epoch_time_s", "wall_time_s")
+           "val_energy_mae_meV_per_atom",
+           "train_energy_mae_meV", "train_forces_mae_meV_per_A", "lr", "epoch_time_s", "wall_time_s", "stage")
 
 
 def summarize(sums: dict, weights: dict) -> dict:
@@ -64,7 +65,8 @@ def _format(value):
 
 
 def plot_learning_curve(history: list[dict], path: str | Path) -> None:
-    """Train/val loss and validation MAEs against epoch (log scale), as a PNG."""
+    """Train/val loss and validation MAEs against epoch (log scale), as a PNG; a dashed line
+    marks the start of stage two (rows with "stage" 2)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,13 +77,18 @@ def plot_learning_curve(history: list[dict], path: str | Path) -> None:
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         ax_loss.plot(epochs, [r.get(key) for r in history], label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log", title="loss")
-    ax_loss.legend()
     for key, label in (("val_energy_mae_meV", "energy MAE (meV)"),
                        ("val_forces_mae_meV_per_A", "force MAE (meV/Å)")):
         values = [r.get(key) for r in history]
         if any(v is not None for v in values):
             ax_mae.plot(epochs, values, label=label)
     ax_mae.set(xlabel="epoch", yscale="log", title="validation MAE")
+    two = [r["epoch"] for r in history if (r.get("stage") or 1) >= 2]
+    if two:
+        for ax in (ax_loss, ax_mae):
+            ax.axvline(two[0] - 0.5, color="grey", linestyle="--", linewidth=1,
+                       label="stage two" if ax is ax_loss else None)
+    ax_loss.legend()
     ax_mae.legend()
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -28,13 +28,14 @@ from mlpot.train.checkpoint import load_checkpoint, save_checkpoint, to_plain
 from mlpot.train.config import TrainConfig, save_config
 from mlpot.train.ema import EMA
 from mlpot.train.losses import PER_ATOM_ENERGY, add_sums, error_sums, term_counts, weighted_loss
-from mlpot.train.schedule import budget_fraction, cosine_lr, stage_of
+from mlpot.train.schedule import budget_fraction, cosine_lr, ramp_weights, stage_of
+from mlpot.train.selection import better_than
 from mlpot.train.metrics import plot_learning_curve, summarize, write_metrics_csv
 
 SUM_KEYS = ("loss", "n_structures", "n_force_components", "energy_abs", "energy_sq",
             "energy_per_atom_abs", "energy_per_atom_sq", "forces_abs", "forces_sq",
             "stress_abs", "stress_sq", "n_stress_components", "dipole_abs", "dipole_sq",
-            "n_dipole_components", "stop", "budget")
+            "n_dipole_components", "stop", "budget", "elapsed")
 PLOT_EVERY_S = 60.0
 
 
@@ -58,6 +59,9 @@ class Progress:
     history: list = dataclasses.field(default_factory=list)
     stop_reason: str = ""
     stage: int = 1                 # loss weights of stage 1 or 2 (training.stage_two_*)
+    stage_two_from: float = 1.0    # budget fraction at which stage two began (its ramp starts there)
+    stage_two_scale: float = 1.0   # factor on stage two's weights that keeps the loss scale (at the switch)
+    delivered: dict = dataclasses.field(default_factory=dict)  # validation errors of best.ckpt
     batch_in_epoch: int = 0        # batches of the running epoch done (mid-epoch checkpoints)
     epoch_sums: dict = dataclasses.field(default_factory=dict)     # its summed errors so far
     epoch_losses: list = dataclasses.field(default_factory=list)   # its batch losses so far
@@ -103,6 +107,7 @@ class Trainer:
         self.dtype = getattr(torch, self.tcfg.dtype)
         self._log = log or print
         self.weights = self.loss_weights(1)
+        self._clock = 0.0                    # rank 0's training seconds at the last step (weights)
         self.resume = resume
         self._last_save = time.monotonic()   # of last.ckpt (for training.checkpoint_every)
         state = self._load_resume_state(resume, force)
@@ -119,6 +124,15 @@ class Trainer:
             forces = t.stage_two_forces_weight if t.stage_two_forces_weight is not None else forces
         energy_key = PER_ATOM_ENERGY if t.energy_loss == "per_atom" else K.ENERGY
         return {energy_key: energy, K.FORCES: forces, K.STRESS: t.stress_weight, K.DIPOLE: t.dipole_weight}
+
+    def weights_at(self, fraction: float) -> dict:
+        """Loss weights at `fraction` of the budget: stage one's, or along the ramp to stage
+        two's once stage two has begun (schedule.ramp_weights)."""
+        p = self.progress
+        if p.stage == 1:
+            return self.loss_weights(1)
+        return ramp_weights(self.loss_weights(1), self.loss_weights(2), fraction, p.stage_two_from,
+                            self.tcfg.stage_two_ramp, p.stage_two_scale)
 
     def budget_used(self, elapsed_s: float) -> float:
         """Fraction of the training budget used after elapsed_s seconds of training."""
@@ -210,7 +224,7 @@ class Trainer:
         fields = {f.name for f in dataclasses.fields(Progress)}
         self.progress = Progress(**{k: state[k] for k in fields if k in state})
         self.progress.history = [dict(r) for r in self.progress.history]
-        self.weights = self.loss_weights(self.progress.stage)
+        self.weights = self.weights_at(self.budget_used(self.progress.elapsed_s))
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -252,6 +266,7 @@ class Trainer:
         bar.update(b0)
         totals, step_losses = dict(self.progress.epoch_sums), list(self.progress.epoch_losses)
         params = [p for p in self.potential.parameters() if p.requires_grad]
+        self._clock = self.progress.elapsed_s
         self.potential.train()
         try:
             for b, start in enumerate(starts):
@@ -260,6 +275,8 @@ class Trainer:
                 idx = order[start:start + bs]
                 local = dist.shard(idx, self.ctx)
                 self.optimizer.zero_grad(set_to_none=True)
+                # the same on every rank: the step count and rank 0's clock at the last step
+                self.weights = self.weights_at(self.budget_used(self._clock))
                 sums = {}
                 if len(local):
                     batch = collate_relative([self.data.train[int(i)] for i in local], self.atomref,
@@ -276,8 +293,10 @@ class Trainer:
                 # rank 0's clock decides for all ranks (when to stop, the same lr everywhere)
                 sums["stop"] = 1.0 if (over_time and self.ctx.is_main) else 0.0
                 sums["budget"] = self.budget_used(elapsed) if self.ctx.is_main else 0.0
+                sums["elapsed"] = elapsed if self.ctx.is_main else 0.0
                 dist.sync_gradients(params, self.ctx)
                 reduced = _reduce(sums, self.ctx)
+                self._clock = reduced["elapsed"]
                 if not math.isfinite(reduced["loss"]):
                     raise TrainingError(f"the loss is {reduced['loss']} at epoch {epoch + 1}, batch {b + 1}; "
                                         f"lower training.lr, set training.max_grad_norm, or check the data "
@@ -316,14 +335,31 @@ class Trainer:
             group["lr"] = lr
 
     def _enter_stage_two_if_due(self) -> None:
-        """Switch to stage two's loss weights once its share of the budget is reached; the best
-        validation loss starts afresh (the loss changed), so best.ckpt is of stage two."""
-        p = self.progress
-        due = p.stage == 1 and stage_of(self.budget_used(p.elapsed_s), self.tcfg.stage_two_start) == 2
-        if dist.broadcast_object(due, self.ctx):   # rank 0's clock decides for all ranks
-            p.stage, p.best_val_loss, p.bad_epochs = 2, math.inf, 0
-            self.weights = self.loss_weights(2)
-            self.log(f"stage two after epoch {p.epoch}: loss weights {self.weights}")
+        """Begin stage two once its share of the budget is reached: the weights ramp from stage
+        one's to stage two's, scaled so that the loss keeps its size on today's validation errors
+        (Adam's moment estimates then still fit it). best.ckpt stays the stage-one best, copied to
+        best_stage_one.ckpt, until an epoch is better on training.stage_two_select."""
+        p, t = self.progress, self.tcfg
+        fraction = self.budget_used(p.elapsed_s)
+        due = p.stage == 1 and stage_of(fraction, t.stage_two_start) == 2
+        if not dist.broadcast_object(due, self.ctx):   # rank 0's clock decides for all ranks
+            return
+        sums = self._validation_sums(self.ema.model, self.data.val)
+        one, two = summarize(sums, self.loss_weights(1))["loss"], summarize(sums, self.loss_weights(2))["loss"]
+        scale = one / two if one > 0 and two > 0 and math.isfinite(one / two) else 1.0
+        p.stage, p.stage_two_from = 2, dist.broadcast_object(fraction, self.ctx)
+        p.stage_two_scale = float(dist.broadcast_object(scale, self.ctx))
+        p.bad_epochs = 0
+        if self.ctx.is_main and (self.out / "best.ckpt").exists():
+            import shutil
+
+            shutil.copyfile(self.out / "best.ckpt", self.out / "best_stage_one.ckpt")
+        target = ramp_weights(self.loss_weights(1), self.loss_weights(2), 1.0, 0.0, 0.0, p.stage_two_scale)
+        self.log(f"stage two after epoch {p.epoch}: loss weights {_fmt_weights(self.loss_weights(1))} -> "
+                 f"{_fmt_weights(target)} over {t.stage_two_ramp:g} of the budget (stage two's x "
+                 f"{p.stage_two_scale:.3g}: the same loss on the current validation errors); best.ckpt "
+                 f"(epoch {p.best_epoch}, also best_stage_one.ckpt) is replaced only by an epoch better on "
+                 f"{t.stage_two_select}")
 
     def _checkpoint_due(self) -> bool:
         every = self.tcfg.checkpoint_every
@@ -346,6 +382,13 @@ class Trainer:
         """Loss and MAEs of `model` (default: the EMA weights) on `dataset` (default: validation)."""
         model = self.ema.model if model is None else model
         dataset = self.data.val if dataset is None else dataset
+        sums = self._validation_sums(model, dataset)
+        result = summarize(sums, self.weights)
+        result["loss_stage_one"] = summarize(sums, self.loss_weights(1))["loss"]
+        return result
+
+    def _validation_sums(self, model, dataset) -> dict:
+        """Error sums (losses.error_sums) of `model` on `dataset`, over all ranks."""
         local = dist.shard(np.arange(len(dataset)), self.ctx)
         totals: dict = {}
         model.eval()
@@ -355,7 +398,7 @@ class Trainer:
                                      self.ctx.device)
             pred = self._forward(model, batch, create_graph=False)
             add_sums(totals, error_sums(pred, batch))
-        return summarize(_reduce(totals, self.ctx), self.weights)
+        return _reduce(totals, self.ctx)
 
     # ---------------------------------------------------------------- files
     def _write_files(self, improved: bool, plot: bool) -> None:
@@ -417,17 +460,24 @@ class Trainer:
             val = self.validate()
             p.epoch += 1
             p.elapsed_s += time.monotonic() - started
-            improved = val["loss"] < p.best_val_loss
+            errors = {"energy": val.get("energy_mae_meV_per_atom"), "forces": val.get("forces_mae_meV_per_A"),
+                      "loss": val["loss_stage_one"]}
+            if p.stage == 1:
+                improved = val["loss"] < p.best_val_loss
+            else:
+                improved = better_than(errors, p.delivered or None, self.tcfg.stage_two_select)
             if improved:
-                p.best_val_loss, p.best_epoch, p.bad_epochs = val["loss"], p.epoch, 0
+                p.best_val_loss, p.best_epoch, p.bad_epochs, p.delivered = val["loss"], p.epoch, 0, errors
             else:
                 p.bad_epochs += 1
             row = {"epoch": p.epoch, "train_loss": train["loss"], "val_loss": val["loss"],
                    "val_energy_mae_meV": val.get("energy_mae_meV"),
+                   "val_energy_mae_meV_per_atom": val.get("energy_mae_meV_per_atom"),
                    "val_forces_mae_meV_per_A": val.get("forces_mae_meV_per_A"),
                    "train_energy_mae_meV": train.get("energy_mae_meV"),
                    "train_forces_mae_meV_per_A": train.get("forces_mae_meV_per_A"),
-                   "lr": self.lr(), "epoch_time_s": time.monotonic() - started, "wall_time_s": p.elapsed_s}
+                   "lr": self.lr(), "epoch_time_s": time.monotonic() - started, "wall_time_s": p.elapsed_s,
+                   "stage": p.stage}
             p.history.append(row)
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.scheduler.step(val["loss"])
@@ -443,8 +493,9 @@ class Trainer:
         p.stop_reason = reason
         if p.history:
             self._write_files(False, True)
-        self.log(f"stopped ({reason}) after epoch {p.epoch}; best validation loss {p.best_val_loss:.4g} "
-                 f"at epoch {p.best_epoch}; files in {self.out}")
+        delivered = (f"delivered best.ckpt: epoch {p.best_epoch}" if p.stage == 2 else
+                     f"best validation loss {p.best_val_loss:.4g} at epoch {p.best_epoch}")
+        self.log(f"stopped ({reason}) after epoch {p.epoch}; {delivered}; files in {self.out}")
         return {"output": str(self.out), "epochs": p.epoch, "stop_reason": reason,
                 "best_epoch": p.best_epoch, "best_val_loss": p.best_val_loss,
                 "last": p.history[-1] if p.history else None}
@@ -498,6 +549,11 @@ def _use_training_kernels(potential: torch.nn.Module, kernels: str, device: torc
                             f"({ops.error()}); use auto or reference")
     ops.use_fused_kernels(potential)
     return "fused"
+
+
+def _fmt_weights(weights: dict) -> str:
+    """Positive loss weights, e.g. "energy_per_atom 1, forces 1"."""
+    return ", ".join(f"{k} {v:.3g}" for k, v in weights.items() if v > 0)
 
 
 def _epoch_line(row: dict, max_epochs: int, improved: bool) -> str:
