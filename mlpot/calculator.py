@@ -14,6 +14,8 @@ over atoms to the stress), from the edge split of the virial (mlpot.potential.at
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
@@ -155,6 +157,10 @@ class MLPotCalculator(Calculator):
                 f"element(s) {', '.join(chemical_symbols[z] for z in unknown)} not in the model "
                 f"{self.model_path}, which was trained on {', '.join(self.metadata['species_symbols'])}; "
                 "use a model trained on these elements")
+        if "dipole" in self.metadata["outputs"] and abs(net_charge(atoms)) > 1e-6:
+            raise ValueError(f"the structure carries a net charge of {net_charge(atoms):g} e, but the dipole "
+                             f"model {self.model_path} knows neutral structures only (its charges sum to 0); "
+                             "use a model trained on this charge state, or a neutral structure")
         if not np.all(np.isfinite(atoms.positions)):
             bad = np.nonzero(~np.isfinite(atoms.positions).all(axis=1))[0]
             raise ValueError(f"positions of atoms {bad[:10].tolist()} are NaN or inf; "
@@ -195,6 +201,8 @@ class MLPotCalculator(Calculator):
                                ("pbc", atoms.pbc, previous.pbc)):
             if not np.array_equal(new, old):
                 changes.append(name)
+        if atoms.info.get("charge") != previous.info.get("charge"):
+            changes.append("charge")
         for name in ("initial_charges", "initial_magmoms"):
             new, old = atoms.arrays.get(name), previous.arrays.get(name)
             if (new is None) != (old is None) or (new is not None and not np.array_equal(new, old)):
@@ -250,6 +258,10 @@ class MLPotCalculator(Calculator):
         for path, module in zip(self.model_paths, self.modules):
             if getattr(module, "potential", None) is None:
                 raise ValueError(f"{path} has no scripted `potential` submodule; re-export it with `mlpot export`")
+        if self.dtype != torch.float64:
+            warnings.warn(f"{self.model_path} is a {self.metadata['dtype']} file: its Hessian carries float32 "
+                          "rounding (~1e-3 eV/Å², a few cm⁻¹ in soft modes); export it with `mlpot export "
+                          "--dtype float64` for vibrational analysis", stacklevel=2)
         positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms, requires_grad=True)
         n = len(atoms)
         inputs = structure_inputs(positions, numbers, edge_index, shift_vectors, cell, n)
@@ -268,6 +280,15 @@ class MLPotCalculator(Calculator):
             rows.append(torch.zeros(3 * n, dtype=self.dtype, device=self.device) if grad is None
                         else -grad.reshape(-1))
         return torch.stack(rows).detach().cpu().double().numpy()
+
+
+def net_charge(atoms) -> float:
+    """The net charge of `atoms` in e: atoms.info["charge"] if set, else the sum of the initial
+    charges (0 when neither is set)."""
+    if atoms.info.get("charge") is not None:
+        return float(atoms.info["charge"])
+    charges = atoms.arrays.get("initial_charges")
+    return float(np.sum(charges)) if charges is not None else 0.0
 
 
 def _combine(outs: list) -> dict:

@@ -33,6 +33,10 @@ from mlpot.export_metadata import DTYPES, KERNELS, METADATA_NAME, build_metadata
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+class ModelFileError(ValueError):
+    """A model file that this mlpot cannot load; the message says what to do."""
+
+
 def resolve_kernels(kernels: str, potential, dtype: str = "float32") -> str:
     """"tabulated", "fused" or "reference" for a requested "auto" | "fused" | "reference" |
     "tabulated" ("reference" for models without a convolution to swap: the symmetry-function
@@ -128,9 +132,16 @@ def read_metadata(path) -> dict[str, Any]:
                 raise ValueError(f"{path}: not an mlpot model file (no {METADATA_NAME} inside); "
                                  "write one with `mlpot export`")
             text = archive.read(names[0]).decode("utf-8")
+            damaged = archive.testzip()      # torch.jit.load does not check the entries' CRC-32
     except zipfile.BadZipFile:
+        if path.read_bytes()[:2] == b"PK":
+            raise ModelFileError(f"{path} is damaged or truncated (its zip directory is unreadable); "
+                                 "export it again from its checkpoint") from None
         raise ValueError(f"{path}: not an mlpot model file (not a TorchScript archive); "
                          "write one with `mlpot export`") from None
+    if damaged is not None:
+        raise ModelFileError(f"{path} is damaged or truncated ({damaged} fails its checksum); "
+                             "export it again from its checkpoint")
     try:
         metadata = json.loads(text)
     except json.JSONDecodeError as err:
@@ -161,5 +172,23 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[torch.jit.Scri
         if not ops.available():
             raise RuntimeError(f"{path} uses mlpot's {metadata['kernels']} kernels, which are not available here "
                                f"({ops.error()}); re-export the model with `mlpot export --kernels reference`")
-    module = torch.jit.load(str(path), map_location=device)
+    try:
+        module = torch.jit.load(str(path), map_location=device)
+    except RuntimeError as exc:
+        raise ModelFileError(unloadable_message(path, metadata, exc)) from None
     return module.eval(), metadata
+
+
+
+def unloadable_message(path, metadata: dict, exc: Exception) -> str:
+    """One line on why torch.jit.load failed for a model file whose metadata was readable."""
+    import mlpot
+
+    text = str(exc)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)[:200]
+    writer = f"mlpot {metadata.get('mlpot_version', '?')}"
+    if "Unknown builtin op" in text or "Unknown type" in text or "does not have" in text:
+        return (f"{path} was written by {writer} with operators this mlpot {mlpot.__version__} does not have "
+                f"({first}); export it again from its checkpoint with this mlpot, or load it with {writer}")
+    return (f"{path} cannot be loaded ({first}): the file is damaged or truncated, or was written by "
+            f"{writer} in a form this mlpot {mlpot.__version__} does not read; export it again from its checkpoint")

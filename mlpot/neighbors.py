@@ -15,6 +15,9 @@ import numpy as np
 # MIN_VOLUME, is rejected as degenerate.
 MIN_LENGTH = 1e-6
 MIN_VOLUME = 1e-9
+# Two atoms closer than this (Å) overlap: no chemistry has such a pair (H2's bond is 0.74 Å), and
+# no model has data there. Inputs with such a pair are refused (overlapping_pair).
+MIN_DISTANCE = 0.2
 
 
 def _check_inputs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> None:
@@ -117,3 +120,23 @@ def neighbor_list_arrays(positions, cell, pbc, cutoff: float, self_interaction: 
 def edge_vectors(positions, cell, i, j, S) -> np.ndarray:
     """r_ij = r_j - r_i + S·cell, [E, 3] Å."""
     return positions[j] - positions[i] + S @ np.asarray(cell)
+
+
+def overlapping_pair(positions, cell, pbc, min_distance: float = MIN_DISTANCE):
+    """The closest pair of atoms (periodic images included) closer than `min_distance` Å, as
+    (i, j, distance in Å), or None. Raises ValueError for a degenerate cell or NaN positions."""
+    positions = np.asarray(positions, dtype=float).reshape(-1, 3)
+    i, j, S = neighbor_list_arrays(positions, cell, pbc, min_distance)
+    if len(i) == 0:
+        return None
+    d = np.linalg.norm(edge_vectors(positions, np.asarray(cell, dtype=float).reshape(3, 3), i, j, S), axis=1)
+    k = int(np.argmin(d))
+    return int(i[k]), int(j[k]), float(d[k])
+
+
+def overlap_message(pair: tuple, what: str = "the structure") -> str:
+    """One line about an overlapping pair from overlapping_pair."""
+    i, j, d = pair
+    who = f"atom {i} and a periodic image of itself" if i == j else f"atoms {i} and {j}"
+    return (f"{what} has {who} {d:.3g} Å apart (closer than {MIN_DISTANCE} Å: overlapping atoms); "
+            f"check the positions and their unit (Å), or remove the duplicate atom")

@@ -3,14 +3,19 @@ moved more than skin/2 (then no pair can have crossed from outside cutoff + skin
 cutoff), rebuilt when an atom moved further or the cell, pbc or atomic numbers changed.
 
 Edges are filtered to the cutoff on every call, so the model never sees a pair at d ≥ cutoff,
-whatever its representation.
+whatever its representation; a pair closer than mlpot.neighbors.MIN_DISTANCE (overlapping
+atoms, where no model has data) raises OverlapError instead of giving a number.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from mlpot.neighbors import neighbor_list_arrays
+from mlpot.neighbors import MIN_DISTANCE, neighbor_list_arrays, overlap_message
+
+
+class OverlapError(ValueError):
+    """Two atoms closer than mlpot.neighbors.MIN_DISTANCE."""
 
 
 class SkinNeighborList:
@@ -62,17 +67,19 @@ class SkinNeighborList:
         if self.needs_rebuild(positions, numbers, cell, pbc):
             self.build(positions, numbers, cell, pbc)
         edge_index, shift_vectors = self._edge_index, self._shift_vectors
-        if self.skin > 0 and edge_index.shape[1] > 0 and self.device.type == "cpu":
-            # in numpy on the float64 positions: fewer, cheaper operations than torch here
-            vectors = positions[self._j] - positions[self._i]
-            vectors += self._shift_vectors_np
-            inside = np.einsum("ij,ij->i", vectors, vectors) < self.cutoff ** 2
+        if edge_index.shape[1] == 0:
+            return edge_index, shift_vectors
+        # in numpy on the float64 positions: fewer, cheaper operations than torch here
+        vectors = positions[self._j] - positions[self._i]
+        vectors += self._shift_vectors_np
+        squared = np.einsum("ij,ij->i", vectors, vectors)
+        closest = int(np.argmin(squared))
+        if squared[closest] < MIN_DISTANCE ** 2:
+            pair = (int(self._i[closest]), int(self._j[closest]), float(np.sqrt(squared[closest])))
+            raise OverlapError(overlap_message(pair))
+        if self.skin > 0:
+            inside = squared < self.cutoff ** 2
             if not inside.all():
-                kept = torch.from_numpy(np.flatnonzero(inside))
+                kept = torch.from_numpy(np.flatnonzero(inside)).to(self.device)
                 edge_index, shift_vectors = edge_index.index_select(1, kept), shift_vectors.index_select(0, kept)
-        elif self.skin > 0 and edge_index.shape[1] > 0:
-            with torch.no_grad():
-                vectors = positions_t[edge_index[1]] - positions_t[edge_index[0]] + shift_vectors
-                inside = (vectors * vectors).sum(dim=1) < self.cutoff ** 2
-            edge_index, shift_vectors = edge_index[:, inside], shift_vectors[inside]
         return edge_index, shift_vectors

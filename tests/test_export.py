@@ -135,7 +135,7 @@ def test_info_command(potential, tmp_path, capsys):
     assert main(["info", "--json", str(path)]) == 0
     assert json.loads(capsys.readouterr().out) == read_metadata(path)
     assert main(["info", str(tmp_path / "missing.pt")]) == 2
-    assert "not found" in capsys.readouterr().out
+    assert "not found" in capsys.readouterr().err
 
 
 def test_newer_format_fails_clearly(potential, tmp_path):
@@ -194,11 +194,11 @@ def test_export_command_from_checkpoint(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing.ckpt"), "-o", str(out)]) == 2
     capsys.readouterr()
     assert main(["export", str(tmp_path / "best.ckpt"), "-o", str(out)]) == 2    # exists: kept
-    assert "--force" in capsys.readouterr().out and load_model(out)[1]["dtype"] == "float64"
+    assert "--force" in capsys.readouterr().err and load_model(out)[1]["dtype"] == "float64"
     assert main(["export", str(tmp_path / "best.ckpt"), "-o", str(out), "--force"]) == 0
     assert load_model(out)[1]["dtype"] == "float32"
     assert main(["export", str(tmp_path / "best.ckpt"), "-o", str(tmp_path / "new.pt"), "--table-spacing", "-0.1"]) == 2
-    assert "--table-spacing must be > 0" in capsys.readouterr().out
+    assert "--table-spacing must be > 0" in capsys.readouterr().err
 
 
 def test_auto_kernels_tables_in_float32_network_in_float64(potential, tmp_path):

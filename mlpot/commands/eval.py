@@ -28,7 +28,7 @@ def run(args) -> int:
         structures = read_structures(args.data, args.format, args.energy_unit, args.force_unit,
                                      limit=args.limit)
         pred = predict(potential, structures, batch_size=args.batch_size)
-    except (CheckpointError, DataError, FileNotFoundError, ValueError) as exc:
+    except (CheckpointError, DataError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"mlpot eval: error: {exc}", file=sys.stderr)
         return 2
     result = {"model": str(args.model), "data": str(args.data), **errors(pred)}

@@ -51,6 +51,13 @@ def export_targets(source: str, output: str) -> list:
     return [(str(path), str(out))]
 
 
+def _fail(message) -> int:
+    import sys
+
+    print(f"mlpot export: error: {message}", file=sys.stderr)
+    return 2
+
+
 def run(args) -> int:
     from pathlib import Path
 
@@ -60,16 +67,13 @@ def run(args) -> int:
     try:
         targets = export_targets(args.checkpoint, args.output)
     except FileNotFoundError as err:
-        print(f"mlpot export: {err}")
-        return 2
+        return _fail(err)
     existing = [out for _, out in targets if Path(out).exists()]
     if existing and not args.force:
-        print(f"mlpot export: {', '.join(existing)} exists; choose another -o or pass --force to overwrite it")
-        return 2
+        return _fail(f"{', '.join(existing)} exists; choose another -o or pass --force to overwrite it")
     if not args.table_spacing >= 0:
-        print(f"mlpot export: --table-spacing must be > 0 Å (or 0, the default: chosen by the tables' error), "
-              f"got {args.table_spacing}")
-        return 2
+        return _fail(f"--table-spacing must be > 0 Å (or 0, the default: chosen by the tables' error), "
+                     f"got {args.table_spacing}")
     from mlpot.train.checkpoint import CheckpointError, load_potential
 
     for checkpoint, output in targets:
@@ -77,10 +81,12 @@ def run(args) -> int:
             potential = load_potential(checkpoint)
             training_data = args.training_data or training_data_of(checkpoint)
         except CheckpointError as err:
-            print(f"mlpot export: {err}")
-            return 2
-        metadata = export_model(potential, output, args.dtype, training_data=training_data,
-                                kernels=args.kernels, table_spacing=args.table_spacing)
+            return _fail(err)
+        try:
+            metadata = export_model(potential, output, args.dtype, training_data=training_data,
+                                    kernels=args.kernels, table_spacing=args.table_spacing)
+        except RuntimeError as err:   # kernels that are not available (a compiler error, no compiler)
+            return _fail(f"{str(err).splitlines()[0][:300]}; try --kernels reference (plain PyTorch)")
         print(f"wrote {output}")
         print(format_metadata(metadata))
     if len(targets) > 1:

@@ -8,6 +8,7 @@ def add_arguments(parser):
 
 def run(args) -> int:
     import json
+    import sys
 
     from mlpot.export import read_metadata
     from mlpot.export_metadata import format_metadata
@@ -15,7 +16,7 @@ def run(args) -> int:
     try:
         metadata = read_metadata(args.model)
     except (FileNotFoundError, ValueError) as err:
-        print(f"mlpot info: {err}")
+        print(f"mlpot info: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(metadata, indent=2, ensure_ascii=False) if args.json else format_metadata(metadata))
     return 0

@@ -167,7 +167,17 @@ def load_potential(path: str | os.PathLike, weights: str = "ema", device: str | 
     export; "raw" the optimizer's last weights. Raises CheckpointError if the file is
     missing or damaged.
     """
-    return potential_from_state(load_checkpoint(path), weights).to(device)
+    import mlpot
+
+    state = load_checkpoint(path)
+    try:
+        potential = potential_from_state(state, weights)
+    except (TypeError, KeyError, RuntimeError) as exc:   # settings or weights this mlpot does not know
+        raise CheckpointError(
+            f"{path} was written by mlpot {state.get('mlpot_version', '?')} and this mlpot "
+            f"{mlpot.__version__} cannot rebuild its model ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]}); load it with the mlpot that wrote it, or train again") from None
+    return potential.to(device)
 
 
 def checkpoint_info(path: str | os.PathLike) -> dict:
