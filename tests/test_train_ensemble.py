@@ -113,4 +113,4 @@ def test_export_of_a_committee_run_writes_every_member(tmp_path, data):
     atoms.calc = MLPotCalculator(files)
     assert atoms.calc.get_property("uncertainty", atoms) > 0
     again = subprocess.run(run + ["export", str(tmp_path / "run"), "-o", str(out)], capture_output=True, text=True)
-    assert again.returncode == 2 and "--force" in again.stdout
+    assert again.returncode == 2 and "--force" in again.stderr

@@ -13,14 +13,15 @@ def add_arguments(parser):
     parser.add_argument("--length-unit", help="source length unit, e.g. Å, Bohr")
     parser.add_argument("--stress-unit", help="source stress unit, e.g. eV/Å^3, GPa, kbar")
     parser.add_argument("--dipole-unit", help="source dipole unit, e.g. e*Å, Debye")
-    parser.add_argument("--energy-key", help="database property to use as energy (e.g. energy_U0)")
-    parser.add_argument("--forces-key", help="database property to use as forces")
+    parser.add_argument("--energy-key", help="property to use as energy (e.g. energy_U0; a db row's data or "
+                                             "key, an extxyz info key, an npz array); must exist")
+    parser.add_argument("--forces-key", help="property to use as forces (as --energy-key); must exist")
     parser.add_argument("--require", default=None,
                         help="comma-separated labels every row must have (energy,forces,...), "
                              "or 'none' (default: energy + the labels of the first good row)")
     parser.add_argument("--on-bad", choices=("skip", "refuse"), default="skip",
-                        help="rows with NaN/inf or missing labels: skip them (reported) or "
-                             "refuse the whole import (default: skip)")
+                        help="rows with NaN/inf, missing labels, a degenerate cell or overlapping "
+                             "atoms: skip them (reported) or refuse the whole import (default: skip)")
     parser.add_argument("--limit", type=int, default=None, help="import only the first N structures")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
 

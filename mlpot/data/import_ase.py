@@ -7,6 +7,9 @@ Labels are looked up in this order (first hit wins):
   stress  calculator results "stress", then info "stress" (6-vector or 3x3)
   dipole  calculator results "dipole", then info "dipole", "dipole_moment"
   charge  info "total_charge", "charge"; key "total_charge" of a db row
+  virial  info "virial" (energy unit) when there is no stress: the importer makes it the
+          stress -virial / volume
+An energy_key / forces_key names the property to use (results, info or arrays) instead.
 ASE files carry no units: eV, Å (ASE's own units) are assumed unless given.
 """
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 from typing import Iterator
 
 
-from mlpot.data.raw import RawFrame
+from mlpot.data.raw import RawFrame, check_keys
 
 ENERGY_KEYS = ("energy", "Energy", "total_energy", "free_energy", "U0", "E")
 FORCE_KEYS = ("forces", "force", "Forces", "F")
@@ -33,24 +36,34 @@ def _first(mapping, names):
     return None
 
 
-def frame_from_atoms(index: int, atoms) -> RawFrame:
-    """Collect the labels of one ase.Atoms (source units untouched)."""
+def frame_from_atoms(index: int, atoms, energy_key: str | None = None,
+                     forces_key: str | None = None) -> RawFrame:
+    """Collect the labels of one ase.Atoms (source units untouched); energy_key / forces_key
+    name the properties to use for energy and forces."""
     results = dict(atoms.calc.results) if atoms.calc is not None else {}
+    named = {"energy": energy_key, "forces": forces_key}
     labels = {}
     for label, where, names in (("energy", atoms.info, ENERGY_KEYS), ("forces", atoms.arrays, FORCE_KEYS),
                                 ("stress", atoms.info, STRESS_KEYS), ("dipole", atoms.info, DIPOLE_KEYS)):
-        value = results.get(label, _first(where, names))
+        if named.get(label):
+            value = _first({**atoms.info, **atoms.arrays, **results}, (named[label],))
+        else:
+            value = results.get(label, _first(where, names))
         if value is not None:
             labels[label] = value
+    if "stress" not in labels and atoms.info.get("virial") is not None:
+        labels["virial"] = atoms.info["virial"]
     value = _first(atoms.info, CHARGE_KEYS)
     if value is not None:
         labels["total_charge"] = value
     return RawFrame(index, atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, labels)
 
 
-def read_ase(path, ase_format: str | None = None, limit: int | None = None
+def read_ase(path, ase_format: str | None = None, limit: int | None = None,
+             energy_key: str | None = None, forces_key: str | None = None
              ) -> tuple[dict, Iterator[RawFrame]]:
-    """(declared units = {}, frames) for a file ``ase.io.iread`` can read."""
+    """(declared units = {}, frames) for a file ``ase.io.iread`` can read; DataError (from the
+    first frame) if energy_key / forces_key is not in it."""
     import ase.io
 
     index = slice(None, limit)
@@ -58,7 +71,11 @@ def read_ase(path, ase_format: str | None = None, limit: int | None = None
     def frames():
         kwargs = {"format": ase_format} if ase_format else {}
         for k, atoms in enumerate(ase.io.iread(str(path), index=index, **kwargs)):
-            frame = frame_from_atoms(k, atoms)
+            if k == 0:
+                results = atoms.calc.results if atoms.calc is not None else {}
+                check_keys(path, {*atoms.info, *atoms.arrays, *results} - {"numbers", "positions"},
+                           energy_key=energy_key, forces_key=forces_key)
+            frame = frame_from_atoms(k, atoms, energy_key, forces_key)
             if "total_charge" not in frame.labels and "total_charge" in atoms.info:
                 frame.labels["total_charge"] = atoms.info["total_charge"]
             yield frame

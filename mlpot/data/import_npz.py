@@ -11,7 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
-from mlpot.data.raw import DataError, RawFrame
+from mlpot.data.raw import DataError, RawFrame, check_keys
 
 KEYSETS = {
     "rmd17": ("nuclear_charges", "coords", "energies", "forces"),
@@ -20,8 +20,10 @@ KEYSETS = {
 DEFAULT_UNITS = {"energy": "kcal/mol", "length": "Å", "forces": "kcal/mol/Å"}
 
 
-def read_md17_npz(path, limit: int | None = None) -> tuple[dict, Iterator[RawFrame]]:
-    """(declared units = {}, frames) of an MD17/rMD17 npz file; raises DataError if malformed."""
+def read_md17_npz(path, limit: int | None = None, energy_key: str | None = None,
+                  forces_key: str | None = None) -> tuple[dict, Iterator[RawFrame]]:
+    """(declared units = {}, frames) of an MD17/rMD17 npz file; raises DataError if malformed.
+    energy_key, forces_key: array names to use instead of the key set's."""
     try:
         data = np.load(str(path), allow_pickle=False)
         files = set(data.files)
@@ -34,6 +36,8 @@ def read_md17_npz(path, limit: int | None = None) -> tuple[dict, Iterator[RawFra
     else:
         raise DataError(f"{path}: npz keys {sorted(files)} are not MD17/rMD17 keys; expected "
                         f"nuclear_charges, coords, energies, forces (rMD17) or z, R, E, F (MD17)")
+    check_keys(path, files, energy_key=energy_key, forces_key=forces_key)
+    ke, kf = energy_key or ke, forces_key or kf
     z = np.asarray(data[kz]).astype(np.int64).ravel()
     R = np.asarray(data[kr], dtype=float)
     if R.ndim == 2:

@@ -8,9 +8,10 @@ Layouts, told apart by the metadata and the first row:
                   (e.g. QM9 from SchNetPack <= 0.3). Old SchNetPack stored ASE units
                   (eV, Å, e·Å), which is what is assumed unless told otherwise.
   ase-db          labels in the stored calculator results, key_value_pairs (e.g. ISO17's
-                  "total_energy") or row.data (ISO17's "atomic_forces"); an mlpot store
-                  records its units in metadata["units"].
-Property names tried (unless energy_key / forces_key say otherwise):
+                  "total_energy") or row.data (ISO17's "atomic_forces").
+  mlpot-store     an ase-db that mlpot wrote: its units are in metadata["units"].
+energy_key / forces_key name the property to use (row data, key_value_pairs or calculator
+results); it wins over the names below and must be in the first row. Otherwise, tried:
   energy: energy, energy_U0, U0, total_energy, E;  forces: forces, force, atomic_forces, F;
   dipole: dipole, dipole_moment (only 3-vectors; QM9's scalar |mu| is not a dipole vector);
   stress: stress;  total charge: total_charge, charge.
@@ -22,7 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
-from mlpot.data.raw import DataError, RawFrame
+from mlpot.data.raw import DataError, RawFrame, check_keys
 
 ENERGY_NAMES = ("energy", "energy_U0", "U0", "total_energy", "E")
 FORCE_NAMES = ("forces", "force", "atomic_forces", "F")
@@ -54,6 +55,11 @@ def _pick(names, *mappings, override=None):
     return None, None
 
 
+def _results(atoms) -> dict:
+    """The calculator results stored with a row (energy, forces, ...)."""
+    return dict(atoms.calc.results) if atoms.calc is not None else {}
+
+
 def _unit(pud: dict, name, quantity: str):
     if name is None or name not in pud:
         return None
@@ -83,11 +89,13 @@ def read_db(path, limit: int | None = None, energy_key: str | None = None,
     elif any(k.startswith("_shape_") for k in first.data):
         layout, pud = "schnetpack-old", {}
     else:
-        layout, pud = "ase-db", {}
+        layout, pud = ("mlpot-store" if "mlpot_store" in meta else "ase-db"), {}
     notes = []
 
     data0 = decode_data(first.data)
     kvp0 = first.key_value_pairs
+    check_keys(path, {*data0, *kvp0, *_results(first.toatoms())}, energy_key=energy_key,
+               forces_key=forces_key)
     e_name, _ = _pick(ENERGY_NAMES, data0, kvp0, override=energy_key)
     f_name, _ = _pick(FORCE_NAMES, data0, override=forces_key)
     d_name, d_val = _pick(DIPOLE_NAMES, data0)
@@ -106,7 +114,7 @@ def read_db(path, limit: int | None = None, energy_key: str | None = None,
                 declared[quantity] = unit
         if isinstance(meta.get("_distance_unit"), str):
             declared["length"] = meta["_distance_unit"]
-    elif isinstance(meta.get("units"), dict):  # an mlpot store
+    elif layout == "mlpot-store" and isinstance(meta.get("units"), dict):
         declared = {k: v for k, v in meta["units"].items()
                     if k in ("energy", "length", "forces", "stress", "dipole")}
     other = sorted(set(data0) - {e_name, f_name, d_name, s_name, *CHARGE_NAMES})
@@ -117,18 +125,20 @@ def read_db(path, limit: int | None = None, energy_key: str | None = None,
         for k, row in enumerate(db.select(limit=limit)):
             atoms = row.toatoms()
             data = decode_data(row.data)
-            results = dict(atoms.calc.results) if atoms.calc is not None else {}
+            results = _results(atoms)
             kvp = row.key_value_pairs
             labels = {}
-            for label, name, extra in (("energy", e_name, kvp), ("forces", f_name, {}),
-                                       ("dipole", d_name, {}), ("stress", s_name, {})):
-                if label in results and (layout == "ase-db" or name is None):
-                    labels[label] = results[label]
-                elif name is not None:
-                    value = data.get(name, extra.get(name))
-                    if value is not None:
-                        labels[label] = np.asarray(value, dtype=float).reshape(-1)[0] \
-                            if label == "energy" else value
+            for label, name, named, extra in (("energy", e_name, energy_key, kvp),
+                                              ("forces", f_name, forces_key, {}),
+                                              ("dipole", d_name, None, {}), ("stress", s_name, None, {})):
+                if named:
+                    value = _pick((), data, kvp, results, override=named)[1]
+                elif label in results and (layout in ("ase-db", "mlpot-store") or name is None):
+                    value = results[label]
+                else:
+                    value = None if name is None else data.get(name, extra.get(name))
+                if value is not None:
+                    labels[label] = value
             _, charge = _pick(CHARGE_NAMES, data, kvp)
             if charge is not None:
                 labels["total_charge"] = np.asarray(charge, dtype=float).reshape(-1)[0]

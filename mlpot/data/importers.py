@@ -9,16 +9,20 @@ Formats (``format=None`` guesses from the file):
   md17                         MD17/rMD17 npz (kcal/mol, kcal/mol/Å, Å)
   db                           ASE SQLite: SchNetPack 2, older SchNetPack (base64 arrays),
                                ISO17 or a plain ASE db (see import_schnetpack.py)
-Units: a unit given by the caller wins; otherwise the unit the file declares; otherwise
-the format's convention (recorded as "assumed" in the report and the store metadata).
-If only the energy or length unit is given, the force unit is ENERGY/LENGTH.
+Units: a unit given by the caller wins (a note in the report says when it overrides the
+unit the file records; an mlpot store, always in eV/Å, refuses other units); otherwise the
+unit the file declares; otherwise the format's convention (recorded as "assumed" in the
+report and the store metadata). If only the energy or length unit is given, the force unit
+is ENERGY/LENGTH. A virial (extxyz ``virial``, energy unit) becomes the stress
+-virial / volume.
 
 Every row is checked: finite positions and labels, label shapes that match the atom
-count, and the required labels present (``require``: default "energy" plus every label
-the first good row has, so that all rows carry the same labels). Bad rows are reported
-with their index and skipped (``on_bad="skip"``) or the whole import is refused
-(``on_bad="refuse"``, nothing is written). An existing output is never overwritten
-unless ``force=True``.
+count, a periodic cell that is not degenerate, no overlapping atoms (closer than
+mlpot.neighbors.MIN_DISTANCE), and the required labels present (``require``: default
+"energy" plus every label the first good row has, so that all rows carry the same labels).
+Bad rows are reported with their index and skipped (``on_bad="skip"``) or the whole import
+is refused (``on_bad="refuse"``, nothing is written). An existing output is never
+overwritten unless ``force=True``.
 """
 from __future__ import annotations
 
@@ -67,12 +71,13 @@ class ImportReport:
                  "source units: " + ", ".join(f"{q} {u} ({self.unit_origin.get(q, '?')})"
                                               for q, u in self.source_units.items())]
         if self.bad:
-            lines.append(f"skipped {len(self.bad)} bad row(s): " + _list_bad(self.bad))
+            lines.append(f"skipped {len(self.bad)} bad row(s): " + list_bad(self.bad))
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
 
-def _list_bad(bad) -> str:
+def list_bad(bad) -> str:
+    """(index, reason) pairs as one line "#i: reason; ..." (the first MAX_LISTED)."""
     text = "; ".join(f"#{i}: {why}" for i, why in bad[:MAX_LISTED])
     return text + (f"; ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else "")
 
@@ -92,13 +97,37 @@ def detect_format(path: Path) -> str:
         return "md17"
     if suffix in (".xyz", ".extxyz"):
         return "extxyz"
-    try:
-        from ase.io.formats import filetype
+    from ase.io.formats import filetype, ioformats
 
-        return filetype(str(path), guess=True)
+    try:
+        fmt = filetype(str(path), guess=True)
     except Exception:
-        raise DataError(f"{path}: unknown file format; pass --format (extxyz, md17, db or an "
-                        f"ase.io format name such as vasp-out)") from None
+        fmt = None
+    if fmt not in ioformats or not ioformats[fmt].can_read:
+        what = f"is a {fmt} file, which holds no structures mlpot can read" if fmt else \
+            "is in no format mlpot knows"
+        raise DataError(f"{path} {what}; give extxyz, an MD17 npz or an ASE/SchNetPack db, or pass "
+                        f"--format (an ase.io format name such as vasp-out) if the guess is wrong")
+    return fmt
+
+
+def check_limit(limit) -> None:
+    """DataError unless `limit` (a number of structures to read) is None or >= 1."""
+    if limit is not None and limit < 1:
+        raise DataError(f"--limit {limit}: give the number of structures to read (>= 1), or no limit "
+                        f"for all of them")
+
+
+def geometry_problem(atoms) -> str | None:
+    """Why the geometry of `atoms` cannot be used (degenerate periodic cell, overlapping
+    atoms), or None."""
+    from mlpot.neighbors import overlap_message, overlapping_pair
+
+    try:
+        pair = overlapping_pair(atoms.positions, atoms.cell.array, atoms.pbc)
+    except ValueError as exc:
+        return str(exc)
+    return None if pair is None else overlap_message(pair, "the structure")
 
 
 def resolve_units(given: dict, declared: dict, defaults: dict) -> tuple[dict, dict]:
@@ -119,9 +148,23 @@ def resolve_units(given: dict, declared: dict, defaults: dict) -> tuple[dict, di
         try:
             FACTOR[q](unit)
         except ValueError as exc:
-            raise DataError(f"{exc} (for {q}; pass --{q.rstrip('s') if q == 'forces' else q}"
-                            f"-unit to set it)") from None
+            raise DataError(f"{exc} (for {q}; pass --{_option(q)}-unit to set it)") from None
     return out, origin
+
+
+def _option(quantity: str) -> str:
+    return "force" if quantity == "forces" else quantity
+
+
+def _overridden(unit_of: dict, origin: dict, declared: dict) -> list[str]:
+    """Lines about the units given (or derived from those given) that differ from the file's."""
+    lines = []
+    for q, unit in unit_of.items():
+        if origin[q] in ("given", "derived") and declared.get(q) and \
+                not math.isclose(FACTOR[q](unit), FACTOR[q](declared[q])):
+            how = f"--{_option(q)}-unit {unit}" if origin[q] == "given" else f"{q} unit {unit} (derived)"
+            lines.append(f"{how} overrides the file's {declared[q]}")
+    return lines
 
 
 def _check_frame(frame: RawFrame, factors: dict) -> tuple[object | None, str | None]:
@@ -145,8 +188,14 @@ def _check_frame(frame: RawFrame, factors: dict) -> tuple[object | None, str | N
     cell = np.asarray(frame.cell, dtype=float).reshape(3, 3)
     if not np.all(np.isfinite(cell)):
         return None, "cell has NaN or inf values"
+    atoms = Atoms(numbers=numbers, positions=pos * factors["length"],
+                  cell=cell * factors["length"], pbc=np.asarray(frame.pbc, bool).reshape(3))
+    why = geometry_problem(atoms)
+    if why:
+        return None, why
     results = {}
     shapes = {"forces": [(n, 3)], "dipole": [(3,), (1, 3)], "stress": [(6,), (3, 3), (9,), (1, 3, 3)]}
+    shapes["virial"] = shapes["stress"]
     for label, value in frame.labels.items():
         if label == "total_charge":
             continue
@@ -162,15 +211,17 @@ def _check_frame(frame: RawFrame, factors: dict) -> tuple[object | None, str | N
             return None, f"{label} has shape {arr.shape}, expected {shapes[label][0]}"
         if not np.all(np.isfinite(arr)):
             return None, f"{label} has NaN or inf values"
-        arr = arr * factors[label if label != "energy" else "energy"]
         if label == "energy":
-            results["energy"] = float(arr)
+            results["energy"] = float(arr * factors["energy"])
         elif label == "stress":
-            results["stress"] = _voigt(arr)
+            results["stress"] = _voigt(arr * factors["stress"])
+        elif label == "virial":   # ASE's stress is -virial / volume
+            if not atoms.pbc.all():
+                return None, "virial without a cell periodic in all directions (no volume for the stress)"
+            results.setdefault("stress", -_voigt(arr * factors["energy"]) / atoms.get_volume())
         else:
+            arr = arr * factors[label]
             results[label] = arr.reshape(-1, 3) if label == "forces" else arr.reshape(3)
-    atoms = Atoms(numbers=numbers, positions=pos * factors["length"],
-                  cell=cell * factors["length"], pbc=np.asarray(frame.pbc, bool).reshape(3))
     charge = frame.labels.get("total_charge")
     if charge is not None:
         charge = float(np.asarray(charge, dtype=float).reshape(-1)[0])
@@ -194,7 +245,7 @@ def _open_reader(path: Path, fmt: str, limit, energy_key, forces_key):
     if fmt == "md17":
         from mlpot.data.import_npz import read_md17_npz
 
-        declared, frames = read_md17_npz(path, limit)
+        declared, frames = read_md17_npz(path, limit, energy_key, forces_key)
         return "md17", declared, frames, [], "md17"
     if fmt == "db":
         from mlpot.data.import_schnetpack import read_db
@@ -204,7 +255,7 @@ def _open_reader(path: Path, fmt: str, limit, energy_key, forces_key):
     from mlpot.data.import_ase import read_ase
 
     ase_format = None if fmt in ("ase",) else fmt
-    declared, frames = read_ase(path, ase_format, limit)
+    declared, frames = read_ase(path, ase_format, limit, energy_key, forces_key)
     return "ase", declared, frames, [], fmt
 
 
@@ -227,7 +278,8 @@ def import_data(src, out_db, *, format: str | None = None, energy_unit: str | No
         limit: read at most this many structures (the first ones).
         require: labels every row must have; None = energy plus the labels of the first
             good row.
-        energy_key, forces_key: property names to use in a database (e.g. "energy_U0").
+        energy_key, forces_key: the names of the energy and forces in the file (e.g.
+            "energy_U0"); they win over the usual names; DataError if the file lacks them.
 
     Returns an ImportReport. Raises DataError (malformed input, refused rows, bad units),
     StoreExistsError (output exists) or FileNotFoundError.
@@ -237,6 +289,9 @@ def import_data(src, out_db, *, format: str | None = None, energy_unit: str | No
     src = Path(src)
     if not src.is_file():
         raise FileNotFoundError(f"{src}: no such file")
+    if src.stat().st_size == 0:
+        raise DataError(f"{src} is empty (0 bytes); give a file with structures")
+    check_limit(limit)
     check_writable(out_db, force)
     fmt = (format or detect_format(src)).lower()
     if fmt == "npz":
@@ -245,11 +300,16 @@ def import_data(src, out_db, *, format: str | None = None, energy_unit: str | No
     given = {"energy": energy_unit, "forces": force_unit, "length": length_unit,
              "stress": stress_unit, "dipole": dipole_unit}
     unit_of, origin = resolve_units(given, declared, DEFAULTS[family])
+    overridden = _overridden(unit_of, origin, declared)
+    if overridden and label == "mlpot-store":
+        raise DataError(f"{src} is an mlpot store, always in eV/Å, but {overridden[0]}; leave "
+                        f"the unit out (--*-unit, or data.*_unit of a training config)")
+    notes = list(notes) + overridden
     factors = {q: FACTOR[q](u) for q, u in unit_of.items()}
     for q in QUANTITIES:
         factors.setdefault(q, 1.0)
 
-    report = ImportReport(str(src), str(out_db), label, notes=list(notes))
+    report = ImportReport(str(src), str(out_db), label, notes=notes)
     required = None if require is None else set(require)
     good = []
     try:
@@ -281,10 +341,10 @@ def import_data(src, out_db, *, format: str | None = None, energy_unit: str | No
                         f"file? pass --format to say what it is")
     if report.bad and on_bad == "refuse":
         raise DataError(f"{src}: {len(report.bad)} of {report.n_read} rows are bad and "
-                        f"--on-bad refuse was asked, nothing written: {_list_bad(report.bad)}")
+                        f"--on-bad refuse was asked, nothing written: {list_bad(report.bad)}")
     if not good:
         raise DataError(f"{src}: all {report.n_read} rows are bad, nothing written: "
-                        f"{_list_bad(report.bad)}")
+                        f"{list_bad(report.bad)}")
     common = set.intersection(*(set(a.calc.results) if a.calc is not None else set()
                                 for a in good))
     report.labels = [lab for lab in ("energy", "forces", "stress", "dipole") if lab in common]

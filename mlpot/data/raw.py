@@ -26,3 +26,12 @@ class RawFrame:
     pbc: np.ndarray
     labels: dict = field(default_factory=dict)
     problem: str | None = None
+
+
+def check_keys(path, present, **named) -> None:
+    """DataError if a key the user named (option name -> key, e.g. energy_key="U0") is not
+    among the keys `present` in the file."""
+    for option, key in named.items():
+        if key is not None and key not in present:
+            raise DataError(f"{path}: --{option.replace('_', '-')} {key!r} is not in the file; "
+                            f"it has: {', '.join(sorted(map(str, present))) or 'nothing'}")

@@ -67,7 +67,7 @@ def _write_record(output: Path, record: dict) -> None:
 def train_members(cfg: TrainConfig, ctx, resume: bool = False, force: bool = False, quiet: bool = False,
                   log=None) -> dict:
     """Train the committee (see the module docstring); returns {"output", "members": [summaries]}."""
-    from mlpot.train.trainer import RunExistsError, train_one
+    from mlpot.train.trainer import RunExistsError, remove_run_outputs, train_one
 
     out = Path(cfg.output)
     n = cfg.training.ensemble
@@ -88,12 +88,20 @@ def train_members(cfg: TrainConfig, ctx, resume: bool = False, force: bool = Fal
             record = ("error", RunExistsError(
                 f"{out} holds a committee of {len(record['members'])}, training.ensemble is {n}; keep it, "
                 "or --force to start over"))
-        if isinstance(record, dict):
-            _write_record(out, record)
-            save_config(cfg, out / "config.yaml")
     record = dist.broadcast_object(record, ctx)
     if isinstance(record, tuple):
         raise record[1]
+    written = []
+
+    def started():   # a member's config, data and model are good: only now replace the run
+        if ctx.is_main and not written:
+            _write_record(out, record)
+            save_config(cfg, out / "config.yaml")
+            if force and not resume:   # a later --resume must not continue a member of the old run
+                for k in range(n):
+                    remove_run_outputs(member_folder(out, k))
+        written.append(True)
+
     summaries = []
     say = log or print
     for k in range(n):
@@ -103,7 +111,8 @@ def train_members(cfg: TrainConfig, ctx, resume: bool = False, force: bool = Fal
             continue
         if ctx.is_main and not quiet:
             say(f"committee member {k + 1} of {n} (seed {record['seeds'][k]})")
-        summaries.append(train_one(member_config(cfg, k), ctx, resume=resume, force=force, quiet=quiet, log=log))
+        summaries.append(train_one(member_config(cfg, k), ctx, resume=resume, force=force, quiet=quiet, log=log,
+                                   started=started))
         record["finished"].append(k)
         if ctx.is_main:
             _write_record(out, record)

@@ -37,6 +37,9 @@ SUM_KEYS = ("loss", "n_structures", "n_force_components", "energy_abs", "energy_
             "stress_abs", "stress_sq", "n_stress_components", "dipole_abs", "dipole_sq",
             "n_dipole_components", "stop", "budget", "elapsed")
 PLOT_EVERY_S = 60.0
+# what a run writes as it trains; --force removes an earlier run's once the new one has started
+RUN_OUTPUTS = ("last.ckpt", "best.ckpt", "best_stage_one.ckpt", "metrics.csv", "learning_curve.png",
+               "test_metrics.json")
 
 
 class TrainingError(RuntimeError):
@@ -98,6 +101,12 @@ def check_run_folder(out: Path, resume: bool, force: bool) -> Path | None:
     return None
 
 
+def remove_run_outputs(folder: Path) -> None:
+    """Delete what a run wrote into `folder` (RUN_OUTPUTS; config.yaml and split.npz are rewritten)."""
+    for name in RUN_OUTPUTS:
+        (folder / name).unlink(missing_ok=True)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, ctx: dist.DistContext, resume: bool = False,
                  force: bool = False, quiet: bool = False, log=None):
@@ -111,7 +120,9 @@ class Trainer:
         self.resume = resume
         self._last_save = time.monotonic()   # of last.ckpt (for training.checkpoint_every)
         state = self._load_resume_state(resume, force)
-        self._build(state)
+        self._build(state)   # config, data, split and model are good: only now replace a run
+        if force and not resume and self.ctx.is_main:
+            remove_run_outputs(self.out)
 
     # ---------------------------------------------------------------- setup
     def loss_weights(self, stage: int) -> dict:
@@ -152,9 +163,6 @@ class Trainer:
                 result = ("ok", load_checkpoint(path) if path is not None else None)
                 if resume and path is None:
                     self.log(f"no last.ckpt in {self.out}: starting a new run")
-                if force and not resume:
-                    for name in ("last.ckpt", "best.ckpt"):
-                        (self.out / name).unlink(missing_ok=True)
             except Exception as exc:
                 result = ("error", exc)
         result = dist.broadcast_object(result, self.ctx)
@@ -584,9 +592,12 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, quiet: bo
 
 
 def train_one(cfg: TrainConfig, ctx, resume: bool = False, force: bool = False, quiet: bool = False,
-              log=None) -> dict:
-    """One model in the process group `ctx` (see train)."""
+              log=None, started=None) -> dict:
+    """One model in the process group `ctx` (see train); started() is called once its config,
+    data and model are good, before training."""
     trainer = Trainer(cfg, ctx, resume=resume, force=force, quiet=quiet, log=log)
+    if started is not None:
+        started()
     summary = trainer.fit()
     if cfg.data.test and ctx.is_main:
         summary["test"] = _evaluate_test(trainer)
