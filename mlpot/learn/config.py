@@ -59,6 +59,9 @@ class LearnSettings:
             (len(self.temperatures) >= 1 and all(float(t) > 0 for t in self.temperatures),
              "learn.temperatures must be a list of temperatures > 0 K"),
             (self.md_steps >= 1 and self.sample_every >= 1, "learn.md_steps and learn.sample_every must be >= 1"),
+            (self.md_steps >= self.sample_every,
+             f"learn.md_steps ({self.md_steps}) < learn.sample_every ({self.sample_every}): an MD run would give "
+             "no frame; raise md_steps or lower sample_every"),
             (self.normal_modes >= 0, "learn.normal_modes must be >= 0 (samples per temperature; 0: none)"),
             (self.timestep > 0 and self.friction > 0, "learn.timestep and learn.friction must be > 0"),
             (0 <= self.trust_lo < self.trust_hi <= self.abort,
@@ -72,6 +75,21 @@ class LearnSettings:
                 raise ConfigError(message)
         self.temperatures = [float(t) for t in self.temperatures]
         self.max_time = parse_duration(self.max_time, "learn.max_time")
+
+    def start_structures(self) -> list:
+        """The structures the MD runs start from: learn.start, or the first seed structures (one per
+        temperature)."""
+        if self.start:
+            return read_any(self.start)
+        return read_any(self.seed_data)[:max(1, len(self.temperatures))]
+
+    def require_periodic_starts(self) -> None:
+        """learn.engine lammps explores periodic cells only (LAMMPS data files are boxes)."""
+        for n, atoms in enumerate(self.start_structures()):
+            if not atoms.pbc.all():
+                raise ConfigError(f"learn.engine lammps explores periodic cells, but starting structure {n} of "
+                                  f"{self.start or self.seed_data} ({atoms.get_chemical_formula()}) has pbc = "
+                                  f"{atoms.pbc.tolist()}; use learn.engine ase for molecules and slabs")
 
 
 @dataclass
@@ -98,6 +116,8 @@ def learn_config_from_dict(raw: dict, base_dir: str | Path = ".") -> LearnConfig
     learn = _build_section("learn", LearnSettings, raw["learn"])
     for name in ("seed_data", "start", "test"):
         setattr(learn, name, _resolve(getattr(learn, name), base))
+    if learn.engine == "lammps":
+        learn.require_periodic_starts()
     output = _resolve(raw.get("output", "runs/learn"), base)
     rest = {k: v for k, v in raw.items() if k not in ("learn", "output")}
     training = dict(rest.get("training") or {})
@@ -107,6 +127,20 @@ def learn_config_from_dict(raw: dict, base_dir: str | Path = ".") -> LearnConfig
     train = config_from_dict({**rest, "data": {"train": str(Path(output) / STORE_NAME), "n_train": 0.9,
                                                "n_val": 0.1, "n_test": 0}, "output": output}, base)
     return LearnConfig(learn=learn, train=train, output=output)
+
+
+def read_any(path) -> list:
+    """Structures of a file: labelled (in eV/Å, any file `mlpot import` reads, units converted) or,
+    when it has no labels, unlabelled as ASE reads it."""
+    import ase.io
+
+    from mlpot.data.raw import DataError
+    from mlpot.train.data import read_structures
+
+    try:
+        return read_structures(path)
+    except DataError:
+        return ase.io.read(str(path), index=":")
 
 
 def load_learn_config(path: str | Path, overrides=None) -> LearnConfig:

@@ -18,7 +18,10 @@ def committee_md(atoms, calculator, temperature: float, n_steps: int, sample_eve
 
     frames: unlabelled copies of the structure every `sample_every` steps, with
     info["deviation"] (eV/Å), info["temperature"] (K) and info["step"]. The run stops at the
-    first frame whose deviation exceeds `abort` or is not finite (aborted = True)."""
+    first frame whose deviation exceeds `abort` or is not finite (aborted = True). A structure the
+    committee cannot evaluate at the start (an element it was not trained on, a degenerate cell)
+    raises ValueError: an input error; once the MD runs, one it cannot evaluate (NaN positions)
+    is a frame with deviation inf: the model blew the structure apart."""
     from ase import units
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
@@ -28,6 +31,7 @@ def committee_md(atoms, calculator, temperature: float, n_steps: int, sample_eve
     rng = np.random.default_rng(seed)
     work = atoms.copy()
     work.calc = calculator
+    calculator.get_property("uncertainty", work)      # input errors raise here, before the MD
     work.set_constraint(FixCom())
     thermalize(work, temperature, rng)
     dyn = Langevin(work, timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,
@@ -36,7 +40,7 @@ def committee_md(atoms, calculator, temperature: float, n_steps: int, sample_eve
     for step in range(sample_every, n_steps + 1, sample_every):
         try:
             dyn.run(sample_every)
-        except ValueError:        # positions went NaN: the model blew the structure apart
+        except ValueError:        # the start was evaluated: the model blew the structure apart
             deviation = float("inf")
         else:
             deviation = committee_deviation(work, calculator)
@@ -96,7 +100,8 @@ def committee_deviation(atoms, calculator) -> float:
 
 
 def deviation_statistics(frames, trust_lo: float, trust_hi: float) -> dict:
-    """Counts and spread of the explored frames' deviations."""
+    """Counts and spread of the explored frames' deviations (fraction_above_lo nan without frames:
+    nothing explored is not converged)."""
     d = np.array([f.info["deviation"] for f in frames], dtype=float)
     finite = d[np.isfinite(d)]
     n = len(d)
@@ -104,7 +109,7 @@ def deviation_statistics(frames, trust_lo: float, trust_hi: float) -> dict:
             "n_accurate": int((d < trust_lo).sum()),
             "n_candidates": int(((d >= trust_lo) & (d <= trust_hi)).sum()),
             "n_failed": int((~(d <= trust_hi)).sum()),
-            "fraction_above_lo": float((~(d < trust_lo)).sum() / n) if n else 0.0,
+            "fraction_above_lo": float((~(d < trust_lo)).sum() / n) if n else float("nan"),
             "deviation_mean": float(finite.mean()) if finite.size else None,
             "deviation_max": float(finite.max()) if finite.size else None}
 

@@ -25,6 +25,10 @@ run {steps}
 """
 
 
+# LAMMPS errors of atoms that flew apart (a model far off), not of the input or the build
+BLOW_UP = ("Lost atoms", "Out of range atoms", "Non-numeric atom coords")
+
+
 def read_deviation_file(path: Path) -> dict:
     """{step: max_devi_f} from the plugin's deviation file (later lines win for a repeated step)."""
     out = {}
@@ -56,11 +60,17 @@ def read_dump_positions(path: Path, n_atoms: int) -> dict:
 def lammps_committee_md(atoms, models, temperature: float, n_steps: int, sample_every: int, timestep: float,
                         friction: float, abort: float, seed: int, folder: Path) -> tuple[list, bool]:
     """As mlpot.learn.explore.committee_md, in LAMMPS (in `folder`, which keeps the input, dump and
-    deviation file). Frames after the first one beyond `abort` are dropped (aborted = True)."""
+    deviation file). Frames after the first one beyond `abort` are dropped (aborted = True). A run
+    that LAMMPS stops because atoms flew apart ends in a frame of deviation inf (aborted = True);
+    a plugin that cannot be built, or any other LAMMPS error, raises LearnError."""
     from mlpot.lammps import build_plugin, run_lammps, write_lammps_data
+    from mlpot.learn.loop import LearnError, first_line
 
-    if not atoms.pbc.all():
-        raise ValueError("learn.engine lammps explores periodic cells; for molecules use learn.engine ase")
+    try:
+        plugin = build_plugin()
+    except (RuntimeError, OSError) as exc:
+        raise LearnError(f"learn.engine lammps: the LAMMPS plugin cannot be built ({first_line(exc)}); "
+                         "fix that (`mlpot lammps build` shows why) or use learn.engine ase") from None
     folder.mkdir(parents=True, exist_ok=True)
     work = atoms.copy()
     work.set_cell(work.cell.standard_form()[0], scale_atoms=True)
@@ -71,21 +81,32 @@ def lammps_committee_md(atoms, models, temperature: float, n_steps: int, sample_
         temperature=temperature, seed=1 + seed % 900_000_000, damp=1.0 / friction / 1000.0,
         timestep=timestep / 1000.0, steps=n_steps))
     try:
-        run_lammps(folder / "in.explore", plugin=build_plugin(), cwd=folder, log="log.lammps")
-        failed = False
-    except RuntimeError:          # e.g. lost atoms: a model that blew the cell apart
-        failed = True
+        run_lammps(folder / "in.explore", plugin=plugin, cwd=folder, log="log.lammps")
+        blew_up = False
+    except (RuntimeError, OSError) as exc:
+        blew_up = any(sign in str(exc) for sign in BLOW_UP)
+        if not blew_up:
+            raise LearnError(f"learn.engine lammps: {first_line(exc)}; see {folder / 'log.lammps'}") from None
     deviations = read_deviation_file(folder / "deviation.out") if (folder / "deviation.out").is_file() else {}
     positions = read_dump_positions(folder / "frames.dump", len(work)) if (folder / "frames.dump").is_file() else {}
-    frames = []
-    for step in sorted(set(deviations) & set(positions)):
-        if step == 0:
-            continue
-        frame = work.copy()
-        frame.calc = None
-        frame.positions = positions[step]           # data file ids are 1..N in atoms order
-        frame.info.update(deviation=deviations[step], temperature=float(temperature), step=step)
-        frames.append(frame)
+    frames, step = [], 0
+    for step in sorted(set(deviations) & set(positions) - {0}):
+        frames.append(_frame(work, positions[step], deviations[step], temperature, step))
         if not deviations[step] <= abort:
             return frames, True
-    return frames, failed
+    if blew_up:
+        frames.append(_frame(work, np.nan, float("inf"), temperature, step + sample_every))
+        return frames, True
+    if not frames:
+        raise LearnError(f"learn.engine lammps: LAMMPS ran but wrote no frames (deviation.out, frames.dump) in "
+                         f"{folder}; see its log.lammps")
+    return frames, False
+
+
+def _frame(work, positions, deviation: float, temperature: float, step: int):
+    frame = work.copy()
+    frame.calc = None
+    frame.positions[:] = positions           # data file ids are 1..N in atoms order
+    frame.info.update(deviation=deviation, temperature=float(temperature), step=step)
+    return frame
+

@@ -25,11 +25,12 @@ import importlib
 import json
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from mlpot.learn.config import LearnConfig
+from mlpot.learn.config import LearnConfig, read_any
 from mlpot.learn.explore import committee_md, committee_normal_modes, deviation_statistics, select_candidates
 from mlpot.train.checkpoint import atomic_write_json
 
@@ -39,6 +40,11 @@ ID_KEY = "learn_id"
 
 class LearnError(RuntimeError):
     """The loop cannot start or continue; the message says why and what to do."""
+
+
+def first_line(exc: Exception) -> str:
+    """The first line of an error's message (a build error goes on with its log's tail)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def reference_calculator(spec: str):
@@ -53,20 +59,6 @@ def reference_calculator(spec: str):
     from mlpot.reference import default_calculator
 
     return default_calculator(spec)
-
-
-def read_any(path) -> list:
-    """Structures of a file: labelled (in eV/Å, any file `mlpot import` reads, units converted) or,
-    when it has no labels, unlabelled as ASE reads it."""
-    import ase.io
-
-    from mlpot.data.raw import DataError
-    from mlpot.train.data import read_structures
-
-    try:
-        return read_structures(path)
-    except DataError:
-        return ase.io.read(str(path), index=":")
 
 
 def iteration_folder(output, k: int) -> Path:
@@ -149,16 +141,17 @@ class ActiveLearning:
     def _reopen(self) -> None:
         """A finished run resumed with a limit that no longer holds (more max_iterations, more
         max_time, a lower converged_fraction) goes on from where it stopped: the exploration that
-        ended it is run again (the same seeds: the same frames) and its candidates labelled."""
+        ended it is run again (the same seeds: the same frames) and its candidates labelled. So does
+        one that "converged" on no explored frames (an earlier version's mistake)."""
         reason = self.state["stop_reason"]
         if reason is None:
             return
         k = self.state["iteration"]
-        rows = self.state["history"]
-        fraction = rows[k].get("fraction_above_lo", 0.0) if k < len(rows) else 0.0
+        row = self.state["history"][k] if k < len(self.state["history"]) else {}
+        converged = row.get("n_explored", 0) > 0 and row.get("fraction_above_lo", 0.0) < self.s.converged_fraction
         go_on = {"max_iterations": k + 1 < self.s.max_iterations,
                  "max_time": self.s.max_time is None or self.state["elapsed_s"] < self.s.max_time,
-                 }.get(reason, reason.startswith("converged") and fraction >= self.s.converged_fraction)
+                 }.get(reason, reason.startswith("converged") and not converged)
         if go_on:
             self.log(f"continuing a run that had stopped ({reason}) at iteration {k}: the limits now allow more")
             self.state["stop_reason"] = None
@@ -209,27 +202,34 @@ class ActiveLearning:
             torch.set_num_threads(self.s.threads)
         row = self._row(k)
         calc = MLPotCalculator(row["models"]) if self.s.engine == "ase" else None
-        starts = self._starts()
+        starts = self.s.start_structures()
         frames, aborted = [], 0
         for j, temperature in enumerate(self.s.temperatures):
-            start = starts[(k + j) % len(starts)]
+            n = (k + j) % len(starts)
             options = dict(temperature=temperature, n_steps=self.s.md_steps, sample_every=self.s.sample_every,
                            timestep=self.s.timestep, friction=self.s.friction, abort=self.s.abort,
                            seed=self.s.seed * 100_003 + k * 1009 + j)
-            if self.s.engine == "lammps":
-                from mlpot.learn.explore_lammps import lammps_committee_md
+            with self._exploring(n, starts[n]):
+                if self.s.engine == "lammps":
+                    from mlpot.learn.explore_lammps import lammps_committee_md
 
-                run, stopped = lammps_committee_md(start, row["models"], **options,
-                                                   folder=iteration_folder(self.out, k) / f"lammps_{j}")
-            else:
-                run, stopped = committee_md(start, calc, **options)
+                    run, stopped = lammps_committee_md(starts[n], row["models"], **options,
+                                                       folder=iteration_folder(self.out, k) / f"lammps_{j}")
+                else:
+                    run, stopped = committee_md(starts[n], calc, **options)
             for frame in run:
                 frame.info[ID_KEY] = f"{k}-{j}-{frame.info['step']}"
             frames += run
             aborted += stopped
         row.update(n_aborted_runs=aborted)
         if self.s.normal_modes:
-            frames += self._explore_normal_modes(k, calc or MLPotCalculator(row["models"]), starts[k % len(starts)])
+            n = k % len(starts)
+            with self._exploring(n, starts[n]):
+                frames += self._explore_normal_modes(k, calc or MLPotCalculator(row["models"]), starts[n])
+        if not frames:
+            raise LearnError(f"iteration {k}: the exploration gave no frames ({self.s.engine} engine, "
+                             f"md_steps {self.s.md_steps}, sample_every {self.s.sample_every}), so convergence "
+                             f"cannot be judged; see {iteration_folder(self.out, k)}")
         stats = deviation_statistics(frames, self.s.trust_lo, self.s.trust_hi)
         row.update(stats)
         self.log(f"iteration {k}: explored {stats['n_explored']} frames at {self.s.temperatures} K: "
@@ -278,10 +278,16 @@ class ActiveLearning:
             self.state["stop_reason"] = "max_time"
 
     # ------------------------------------------------------------------ helpers
-    def _starts(self) -> list:
-        if self.s.start:
-            return read_any(self.s.start)
-        return read_any(self.s.seed_data)[:max(1, len(self.s.temperatures))]
+    @contextmanager
+    def _exploring(self, n: int, start):
+        """A ValueError while exploring from starting structure n is an input error (an element the
+        committee was not trained on, a degenerate cell): a LearnError naming the structure."""
+        try:
+            yield
+        except ValueError as exc:
+            raise LearnError(f"starting structure {n} of {self.s.start or self.s.seed_data} "
+                             f"({start.get_chemical_formula()}) cannot be explored: {first_line(exc)}; fix "
+                             "learn.start (default: the first seed structures) and continue with --resume") from None
 
     def _store_size(self) -> int:
         from mlpot.data.store import store_size
