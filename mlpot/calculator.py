@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from mlpot.committee import COMMITTEE_PROPERTIES, check_members, committee_statistics
+from mlpot.committee import COMMITTEE_PROPERTIES, ExtrapolationError, check_members, committee_statistics
 from mlpot.export import TORCH_DTYPES, has_atom_virial, load_model
 from mlpot.potential import structure_inputs
 from mlpot.skin_neighbors import SkinNeighborList
@@ -87,12 +87,19 @@ class MLPotCalculator(Calculator):
     edges changes, i.e. on almost every MD step, which costs more than it gains (docs/speed.md).
     keep_memory=True calls `keep_freed_memory()`: the C library keeps memory the model frees for
     the next call (process-wide; the process keeps its peak memory); False leaves malloc alone.
+
+    halt_deviation (committees, eV/Å): a calculation whose uncertainty exceeds it raises
+    mlpot.committee.ExtrapolationError (on_deviation="raise") after appending the frame to
+    deviation_file (extxyz, with forces_std) if given; on_deviation="write" appends and goes on.
+    Two atoms closer than mlpot.neighbors.MIN_DISTANCE raise OverlapError (a ValueError).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses", "dipole"]
 
     def __init__(self, model, device: str | torch.device = "cpu", skin: float = 0.5,
-                 keep_memory: bool = True, parallel_members: int = 1, stacked: bool = True, **kwargs):
+                 keep_memory: bool = True, parallel_members: int = 1, stacked: bool = True,
+                 halt_deviation: float | None = None, on_deviation: str = "raise",
+                 deviation_file: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if keep_memory:
             keep_freed_memory()
@@ -135,6 +142,7 @@ class MLPotCalculator(Calculator):
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=min(parallel_members, len(self.modules)))
+        self.halt = deviation_halt(self.is_committee, halt_deviation, on_deviation, deviation_file)
         self.n_evaluations = 0
         self._numbers_key: np.ndarray | None = None
         self._numbers_t: torch.Tensor | None = None
@@ -247,6 +255,8 @@ class MLPotCalculator(Calculator):
             self.results.pop("virial", None)
         if want_stresses:
             self.results["stresses"] = voigt_stresses(self.results.pop("atom_virial"), abs(atoms.cell.volume))
+        if self.halt is not None:
+            self.halt(atoms, self.results)
 
     def get_hessian(self, atoms=None) -> np.ndarray:
         """∂²E/∂r∂r by automatic differentiation: [3N, 3N] eV/Å², symmetric, rows/columns ordered
@@ -280,6 +290,44 @@ class MLPotCalculator(Calculator):
             rows.append(torch.zeros(3 * n, dtype=self.dtype, device=self.device) if grad is None
                         else -grad.reshape(-1))
         return torch.stack(rows).detach().cpu().double().numpy()
+
+
+def deviation_halt(is_committee: bool, threshold: float | None, action: str, path: str | None):
+    """None, or a function (atoms, results) that acts when results["uncertainty"] (the committee's
+    largest per-atom force deviation, eV/Å) exceeds `threshold`: appends the frame with its
+    forces_std to `path` (extxyz) if given, then raises ExtrapolationError ("raise") or goes on
+    ("write": collect such frames along a run)."""
+    if threshold is None:
+        if path is not None:
+            raise ValueError("deviation_file needs halt_deviation (eV/Å)")
+        return None
+    if not is_committee:
+        raise ValueError("halt_deviation needs a committee: pass a list of model files (the members of a "
+                         "`mlpot train` run with training.ensemble)")
+    if not threshold > 0:
+        raise ValueError(f"halt_deviation must be a positive force in eV/Å, got {threshold!r}")
+    if action not in ("raise", "write"):
+        raise ValueError(f"on_deviation must be raise or write, got {action!r}")
+    if action == "write" and path is None:
+        raise ValueError('on_deviation="write" needs deviation_file, the extxyz file to append frames to')
+
+    def halt(atoms, results) -> None:
+        if not results["uncertainty"] > threshold:
+            return
+        if path is not None:
+            from ase.calculators.singlepoint import SinglePointCalculator
+            from ase.io import write
+
+            frame = atoms.copy()
+            frame.arrays["forces_std"] = np.asarray(results["forces_std"])
+            frame.info["uncertainty"] = float(results["uncertainty"])
+            frame.calc = SinglePointCalculator(frame, energy=results["energy"], forces=results["forces"])
+            write(path, frame, format="extxyz", append=True)
+        if action == "raise":
+            raise ExtrapolationError(float(results["uncertainty"]), int(np.argmax(results["forces_std"])),
+                                     float(threshold), path)
+
+    return halt
 
 
 def net_charge(atoms) -> float:

@@ -23,6 +23,18 @@ class CommitteeError(ValueError):
     """Committee members that cannot be combined; the message names the files and the field."""
 
 
+class ExtrapolationError(RuntimeError):
+    """The committee's force deviation passed the halt threshold: the structure is outside what
+    its members learned. deviation (eV/Å), atom (index of the largest), threshold (eV/Å)."""
+
+    def __init__(self, deviation: float, atom: int, threshold: float, saved: str | None = None):
+        where = f"; the frame was appended to {saved}" if saved else ""
+        super().__init__(f"committee force deviation {deviation:.3g} eV/Å at atom {atom} passed halt_deviation "
+                         f"{threshold:g} eV/Å: the structure has left the training data{where}. Label it with the "
+                         f"reference and retrain (mlpot learn), or raise halt_deviation")
+        self.deviation, self.atom, self.threshold, self.saved = deviation, atom, threshold, saved
+
+
 def committee_statistics(energies, forces) -> dict:
     """Mean and spread of a committee's predictions.
 

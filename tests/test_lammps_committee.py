@@ -217,3 +217,40 @@ def test_mismatched_members_and_unknown_keywords_are_refused(plugin, committee, 
     assert "out_freq needs" in lammps_error(plugin, setup + ["pair_style mlpot out_freq -1"])
     assert "needs a value" in lammps_error(plugin, setup + ["pair_style mlpot shell out_file"])
     assert "at most one of exchange, shell" in lammps_error(plugin, setup + ["pair_style mlpot shell exchange"])
+
+
+def test_halt_deviation_stops_the_run_on_one_and_two_ranks(plugin, committee, tmp_path):
+    """halt_deviation below the committee's force deviation: the run stops with an error naming
+    the deviation and the step, after the step's line is written, on 1 rank and on 2 ranks;
+    above it the run goes on. Without a committee, or with out_freq 0, it is refused."""
+    from mlpot.lammps.runtime import run_lammps
+
+    _, data = committee["cells"]["cubic_8"]
+    files = models_argument(committee["files"]["schnet"])
+    largest = committee["refs"]["cubic_8", "schnet"]["line"][0]
+    coeff = f"pair_coeff * * {files} {' '.join(SYMBOLS)}"
+    start = SETUP + [f"read_data {data}"]
+    out = tmp_path / "halt_1.out"
+    message = lammps_error(plugin, start + [f"pair_style mlpot out_freq 1 out_file {out} halt_deviation "
+                                            f"{0.5 * largest}", coeff, "run 0"])
+    assert "passed halt_deviation" in message and f"{largest:.4g} eV/A at step 0" in message, message
+    assert read_deviation(out)[1].shape == (1, 5)
+    fine = tmp_path / "fine.out"
+    with lammps_instance(plugin) as lmp:
+        for line in start + [f"pair_style mlpot out_freq 1 out_file {fine} halt_deviation {2 * largest}", coeff,
+                             "velocity all create 300 5 loop geom", "fix nve all nve", "timestep 0.0005", "run 3"]:
+            lmp.command(line)
+    assert read_deviation(fine)[1][:, 0].tolist() == [0, 1, 2, 3]
+    two = tmp_path / "halt_2.out"
+    inp = tmp_path / "halt_2ranks.lmp"
+    inp.write_text("\n".join(start + [f"pair_style mlpot out_freq 1 out_file {two} halt_deviation {0.5 * largest}",
+                                      coeff, "run 0"]) + "\n")
+    with pytest.raises(RuntimeError, match="passed halt_deviation") as caught:
+        run_lammps(inp, n_ranks=2, plugin=plugin, cwd=tmp_path, threads=1, timeout=240)
+    assert f"{largest:.4g} eV/A" in str(caught.value)
+    assert read_deviation(two)[1].shape == (1, 5)
+    single = committee["files"]["schnet"][0]
+    assert "needs a committee" in lammps_error(plugin, start + ["pair_style mlpot out_freq 1 halt_deviation 0.1",
+                                                                f"pair_coeff * * {single} C Si"])
+    assert "give out_freq N > 0" in lammps_error(plugin, start + ["pair_style mlpot out_freq 0 halt_deviation 0.1"])
+    assert "halt_deviation needs a force" in lammps_error(plugin, start + ["pair_style mlpot halt_deviation -2"])

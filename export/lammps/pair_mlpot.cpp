@@ -28,7 +28,7 @@
 using namespace LAMMPS_NS;
 
 static const char *SYNTAX = "pair_coeff * * model.pt [more_models.pt ...] C H O (one element symbol per atom type; NULL for a type left to another style of pair_style hybrid)";
-static const char *STYLE_SYNTAX = "pair_style mlpot [exchange | shell] [out_freq N] [out_file FILE]";
+static const char *STYLE_SYNTAX = "pair_style mlpot [exchange | shell] [out_freq N] [out_file FILE] [halt_deviation X]";
 
 #ifndef MLPOT_PLUGIN_BUILD
 #error "define MLPOT_PLUGIN_BUILD, the name of this build; CMakeLists.txt does"
@@ -95,6 +95,7 @@ void PairMLPot::settings(int narg, char **arg) {
   Mode requested = Mode::Automatic;
   int out_freq = 100;
   std::string out_file = "mlpot_deviation.out";
+  double halt_deviation = 0.0;
   for (int k = 0; k < narg; k++) {
     const std::string word = arg[k];
     if (word == "exchange" || word == "shell") {
@@ -102,6 +103,13 @@ void PairMLPot::settings(int narg, char **arg) {
         error->all(FLERR, "pair_style mlpot takes at most one of exchange, shell (got a second: '{}'): {}", word,
                    STYLE_SYNTAX);
       requested = word == "exchange" ? Mode::Exchange : Mode::Shell;
+    } else if (word == "halt_deviation") {
+      if (k + 1 >= narg) error->all(FLERR, "pair_style mlpot: halt_deviation needs a value: {}", STYLE_SYNTAX);
+      const std::string value = arg[++k];
+      if (!utils::is_double(value) || utils::numeric(FLERR, value, false, lmp) <= 0)
+        error->all(FLERR, "pair_style mlpot: halt_deviation needs a force deviation in eV/A > 0, got '{}': {}",
+                   value, STYLE_SYNTAX);
+      halt_deviation = utils::numeric(FLERR, value, false, lmp);
     } else if (word == "out_freq" || word == "out_file") {
       if (k + 1 >= narg) error->all(FLERR, "pair_style mlpot: {} needs a value: {}", word, STYLE_SYNTAX);
       const std::string value = arg[++k];
@@ -122,6 +130,10 @@ void PairMLPot::settings(int narg, char **arg) {
   requested_ = requested;
   out_freq_ = out_freq;
   out_file_ = out_file;
+  halt_deviation_ = halt_deviation;
+  if (halt_deviation_ > 0 && out_freq_ == 0)
+    error->all(FLERR, "pair_style mlpot: halt_deviation is checked where the deviation is computed, every "
+                      "out_freq steps; give out_freq N > 0: {}", STYLE_SYNTAX);
   // pair_style (re)defined: the deviation file starts again at the next run
   if (deviation_fp_) fclose(deviation_fp_);
   deviation_fp_ = nullptr;
@@ -241,6 +253,9 @@ void PairMLPot::coeff(int narg, char **arg) {
     utils::logmesg(lmp, "pair mlpot: units {}: the model's eV are converted with force->qe2f = {} (energy, "
                         "per-atom energy, forces, virial); a committee deviation file stays in eV/A and eV\n",
                    update->unit_style, energy_scale_);
+  if (comm->me == 0 && !members_.empty() && halt_deviation_ > 0)
+    utils::logmesg(lmp, "pair mlpot: the run stops when the largest force deviation exceeds {} eV/A (checked "
+                        "every {} steps)\n", halt_deviation_, out_freq_);
   if (comm->me == 0 && !members_.empty()) {
     for (size_t m = 0; m < members_.size(); m++)
       utils::logmesg(lmp, "pair mlpot: committee member {} of {}: {} (mlpot {}, {})\n", m + 2, members_.size() + 1,
@@ -254,6 +269,9 @@ void PairMLPot::coeff(int narg, char **arg) {
   }
   if (comm->me == 0)
     utils::logmesg(lmp, "pair mlpot: plugin build {} ({})\n", MLPOT_PLUGIN_BUILD, plugin_file());
+  if (members_.empty() && halt_deviation_ > 0)
+    error->all(FLERR, "pair mlpot: halt_deviation needs a committee: give two or more model files in "
+                      "pair_coeff: {}", SYNTAX);
 }
 
 void PairMLPot::check_member(const mlpot::Model &member, const std::string &path) {
@@ -729,8 +747,19 @@ void PairMLPot::compute_deviation(int nlocal, int nall) {
   std::vector<double> global_sums(sums.size());
   MPI_Allreduce(extremes, global_extremes, 2, MPI_DOUBLE, MPI_MAX, world);
   MPI_Allreduce(sums.data(), global_sums.data(), static_cast<int>(sums.size()), MPI_DOUBLE, MPI_SUM, world);
-  if (comm->me != 0) return;
+  const double count = global_sums[1];
+  const double max_std = count > 0 ? global_extremes[0] : 0.0;
+  if (comm->me == 0) write_deviation(global_extremes, global_sums, n_models);
+  // every rank has the global maximum: all stop together, after rank 0 wrote this step's line
+  if (halt_deviation_ > 0 && !(max_std <= halt_deviation_))
+    error->all(FLERR, "pair mlpot: committee force deviation {:.4g} eV/A at step {} passed halt_deviation {} "
+                      "eV/A: the structure has left the training data (line in {}); label such frames with the "
+                      "reference and retrain (mlpot learn), or raise halt_deviation", max_std,
+               update->ntimestep, halt_deviation_, out_file_);
+}
 
+void PairMLPot::write_deviation(const double *global_extremes, const std::vector<double> &global_sums,
+                                int n_models) {
   const double count = global_sums[1];
   const double max_std = count > 0 ? global_extremes[0] : 0.0;
   const double min_std = count > 0 ? -global_extremes[1] : 0.0;

@@ -91,6 +91,7 @@ class PairMLPot : public Pair {
   std::vector<double> committee_forces_;                 // [M * nall * 3] on output steps
   int out_freq_ = 100;                  // deviation every out_freq steps (0 = never)
   std::string out_file_ = "mlpot_deviation.out";
+  double halt_deviation_ = 0.0;         // stop the run when the largest force deviation exceeds it (eV/A; 0 = never)
   FILE *deviation_fp_ = nullptr;        // rank 0, open while this pair style lives
   bool deviation_fresh_ = true;         // truncate out_file at the next open (pair_style given)
   std::vector<int64_t> type_to_z_;      // [ntypes + 1] atomic number of each LAMMPS type, 0 = none
@@ -142,6 +143,7 @@ class PairMLPot : public Pair {
   void cell_rows(double *cell) const;   // [9] Å, rows a, b, c of the box
   bool deviation_step() const;          // a committee, and this step is an output step
   void compute_deviation(int nlocal, int nall);   // every rank, also without atoms
+  void write_deviation(const double *global_extremes, const std::vector<double> &global_sums, int n_models);
   template <typename T> void communicate_rows(T *rows, int width, bool forward);
   void open_deviation_file();           // rank 0
   void check_member(const mlpot::Model &member, const std::string &path);
