@@ -59,13 +59,21 @@ def test_parse_qm9_xyz():
 
 
 def test_qm9_parser_matches_shared_qm9_db():
-    """U0 parsed from the published xyz equals the SchNetPack QM9 row (eV) within 1e-4 eV."""
+    """The published xyz records of gdb 1 (methane) and gdb 3 (water), parsed, against the
+    real QM9 rows of ../shared/data (SchNetPack's db, rows 1 and 3): same elements, positions
+    within 1e-8 Å, U0 within 1e-4 eV (the differences found: 1e-5 to 2e-5 eV)."""
     import ase.db
     from mlpot.data.import_schnetpack import decode_data
 
-    row = ase.db.connect(str(shared_file("qm9/qm9_500.db"))).get(1)
-    u0 = float(decode_data(row.data)["energy_U0"][0])
-    assert D.parse_qm9_xyz(METHANE).get_potential_energy() == pytest.approx(u0, abs=1e-4)
+    db = ase.db.connect(str(shared_file("qm9/qm9_500.db")))
+    for text, row_id in ((METHANE, 1), (WATER, 3)):
+        row = db.get(row_id)
+        parsed = D.parse_qm9_xyz(text)
+        assert parsed.info["gdb_index"] == row_id
+        np.testing.assert_array_equal(parsed.numbers, row.numbers)
+        np.testing.assert_allclose(parsed.positions, row.positions, rtol=0, atol=1e-8)
+        u0 = float(decode_data(row.data)["energy_U0"][0])
+        assert parsed.get_potential_energy() == pytest.approx(u0, abs=1e-4)
 
 
 def test_qm9_from_cache_without_network(tmp_path, monkeypatch):
@@ -110,19 +118,69 @@ def test_default_addresses_are_the_public_ones():
 
 
 def test_rmd17_archive_layout(tmp_path):
+    """The first 10 frames of a real rMD17 npz (../shared/data), every array the published file
+    has (old_energies / old_forces too), in a tar at the published member path: the store holds
+    the rMD17 labels (not the old MD17 ones) converted from kcal/mol to eV."""
     src = shared_file("rmd17/rmd17_ethanol_test_01.npz")
     raw = np.load(src)
+    assert {"nuclear_charges", "coords", "energies", "forces"} <= set(raw.files)
+    frames = {k: raw[k] if k == "nuclear_charges" else raw[k][:10] for k in raw.files}
     buf = io.BytesIO()
-    np.savez(buf, **{k: raw[k][:10] if raw[k].ndim > 1 or k != "nuclear_charges" else raw[k]
-                     for k in ("nuclear_charges", "coords", "energies", "forces")})
+    np.savez(buf, **frames)
     tar = tmp_path / "rmd17" / "rmd17.tar.bz2"
     tar.parent.mkdir()
     _tar(tar, {"rmd17/npz_data/rmd17_ethanol.npz": buf.getvalue()})
     with pytest.warns(UserWarning):
         report = D.prepare("rmd17", tmp_path / "e.db", molecule="ethanol", cache=tmp_path)
     assert report.n_written == 10
-    e0 = read_store(tmp_path / "e.db", [0])[0].get_potential_energy()
-    assert e0 == pytest.approx(raw["energies"][0] * units.KCAL_MOL_EV)
+    stored = read_store(tmp_path / "e.db")
+    assert len(stored) == 10
+    for k, atoms in enumerate(stored):
+        assert atoms.get_chemical_formula() == "C2H6O"
+        np.testing.assert_array_equal(atoms.numbers, raw["nuclear_charges"])
+        np.testing.assert_allclose(atoms.positions, raw["coords"][k], rtol=0, atol=1e-12)
+        assert atoms.get_potential_energy() == pytest.approx(raw["energies"][k] * units.KCAL_MOL_EV, rel=1e-12)
+        np.testing.assert_allclose(atoms.get_forces(), raw["forces"][k] * units.KCAL_MOL_EV, rtol=1e-12, atol=1e-12)
+    assert np.abs(frames["forces"]).max() > 1.0                      # real forces, not zeros
+    if "old_energies" in frames:    # the MD17 labels differ: taking them would fail above
+        assert np.abs(frames["old_energies"] - frames["energies"]).min() > 1.0
+
+
+def test_unknown_dataset_is_a_clear_error(tmp_path, monkeypatch):
+    """Materials Project (and any name prepare() has no branch for) is refused before any file
+    is touched, with the names that do exist."""
+    monkeypatch.setattr(D, "_download", lambda *a, **k: pytest.fail("network used"))
+    for name in ("materials_project", "mp", "qm7"):
+        with pytest.raises(ValueError) as err:
+            D.prepare(name, tmp_path / "out.db", cache=tmp_path)
+        message = str(err.value)
+        assert repr(name) in message
+        for known in ("qm9", "md17", "rmd17", "iso17", "ani1", "fetch_materials_project"):
+            assert known in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ani1_reads_only_the_first_file(tmp_path, monkeypatch):
+    """prepare("ani1") extracts ANI-1_release/ani_gdb_s01.h5 and nothing else (as documented);
+    the h5 reader is replaced here, so h5py is not needed."""
+    tar = tmp_path / "ani1" / "ANI1_release.tar.gz"
+    tar.parent.mkdir()
+    _tar(tar, {f"ANI-1_release/ani_gdb_s0{k}.h5": f"file {k}".encode() for k in (1, 2)}, mode="w:gz")
+    read = []
+
+    def fake_iter_ani1(path, limit=None):
+        read.append(path)
+        assert path.read_bytes() == b"file 1"
+        atoms = Atoms("CH4", positions=np.random.default_rng(0).normal(size=(5, 3)) * 2)
+        from ase.calculators.singlepoint import SinglePointCalculator
+        atoms.calc = SinglePointCalculator(atoms, energy=-1.0)
+        yield atoms
+
+    monkeypatch.setattr(D, "iter_ani1", fake_iter_ani1)
+    with pytest.warns(UserWarning):
+        assert D.prepare("ani1", tmp_path / "ani.db", cache=tmp_path) == 1
+    assert [p.name for p in read] == ["ani_gdb_s01.h5"]
+    assert sorted(p.name for p in tar.parent.glob("*.h5")) == ["ani_gdb_s01.h5"]
 
 
 def test_iso17_database_layout(tmp_path):

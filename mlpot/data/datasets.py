@@ -341,17 +341,32 @@ def _extract_member(tar_path: Path, member: str, dest: Path) -> Path:
     return dest
 
 
+PREPARED = ("qm9", "md17", "rmd17", "iso17", "ani1")   # the names prepare() knows
+
+
 def prepare(name: str, out_db, *, molecule: str | None = None, fold: str = "reference",
             limit: int | None = None, force: bool = False, cache=None, timeout: float = 10.0):
     """Fetch (or find in the cache) a dataset and write it as an mlpot store at `out_db`.
 
     name: "qm9", "md17" (molecule in MD17_MOLECULES), "rmd17" (molecule in
-    RMD17_MOLECULES), "iso17" (fold in ISO17_FOLDS) or "ani1" (needs h5py; reads
-    ani_gdb_s01.h5 unless more are extracted). Returns the ImportReport or row count.
+    RMD17_MOLECULES), "iso17" (fold in ISO17_FOLDS) or "ani1" (needs h5py). Any other
+    name (Materials Project included: use fetch_materials_project) is a ValueError naming
+    these. Returns the ImportReport or row count.
+
+    ANI-1: only ANI-1_release/ani_gdb_s01.h5 (molecules with one heavy atom) is read; the
+    other files of the archive (ani_gdb_s02.h5 ... s08.h5) are not. Read those with
+    iter_ani1(path) after extracting them by hand.
+
+    The member paths inside the archives (rmd17/npz_data/rmd17_<mol>.npz,
+    iso17/<fold>.db, ANI-1_release/ani_gdb_s01.h5) follow the publications and have not
+    been checked against the real downloads.
     """
     from mlpot.data.importers import import_data
     from mlpot.data.store import check_writable, write_store
 
+    if name not in PREPARED:
+        raise ValueError(f"unknown dataset {name!r} for prepare(); it knows {', '.join(PREPARED)}"
+                         f" (Materials Project structures: fetch_materials_project(query))")
     check_writable(out_db, force)
     if name == "qm9":
         tar = fetch("qm9", cache, timeout)
@@ -381,5 +396,4 @@ def prepare(name: str, out_db, *, molecule: str | None = None, fold: str = "refe
         h5 = _extract_member(tar, "ANI-1_release/ani_gdb_s01.h5", tar.parent / "ani_gdb_s01.h5")
         return write_store(out_db, iter_ani1(h5, limit), force=force, source=FILES["ani1"].url,
                            source_format="ani1-h5", source_units={"energy": "Hartree", "length": "Å"})
-    raise KeyError(f"unknown dataset {name!r}; known: qm9, md17, rmd17, iso17, ani1 "
-                   f"(Materials Project: fetch_materials_project)")
+    raise AssertionError(f"prepare() lists {name!r} in PREPARED but has no branch for it")
