@@ -87,11 +87,11 @@ def lammps_single_point(plugin, model, data, symbols, mode="", extra=()):
                 "ghosts": lmp.extract_setting("nghost")}
 
 
-def single_point_lines(data, model, symbols, mode, out_prefix, extra=()):
+def single_point_lines(data, model, symbols, mode, out_prefix, extra=(), setup=SETUP):
     """Input lines for one `run 0` whose energy and pressure tensor go to {out_prefix}.thermo and
     forces and per-atom energies (sorted by id) to {out_prefix}.dump; `clear` first, so that
-    several follow each other in one input."""
-    return ["clear", *SETUP, f"read_data {data}", *extra, f"pair_style mlpot {mode}",
+    several follow each other in one input. `setup`: the lines before read_data."""
+    return ["clear", *setup, f"read_data {data}", *extra, f"pair_style mlpot {mode}",
             f"pair_coeff * * {model} {' '.join(symbols)}", "compute pe_atom all pe/atom",
             f"thermo_style custom {THERMO}", "run 0",
             'print "' + " ".join(f"$({k}:%.17g)" for k in THERMO.split()) + f'" file {out_prefix}.thermo',

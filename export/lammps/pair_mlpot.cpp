@@ -30,6 +30,16 @@ using namespace LAMMPS_NS;
 static const char *SYNTAX = "pair_coeff * * model.pt [more_models.pt ...] C H O (one element symbol per atom type; NULL for a type left to another style of pair_style hybrid)";
 static const char *STYLE_SYNTAX = "pair_style mlpot [exchange | shell] [out_freq N] [out_file FILE] [halt_deviation X]";
 
+// Whether a pair_coeff argument names an atom type: an element symbol (H ... Og) or NULL.
+static bool is_type_symbol(const std::string &word) {
+  static const std::string symbols =
+      " NULL H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr"
+      " Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb Lu"
+      " Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr Rf Db Sg"
+      " Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og ";
+  return !word.empty() && word.find(' ') == std::string::npos && symbols.find(" " + word + " ") != std::string::npos;
+}
+
 #ifndef MLPOT_PLUGIN_BUILD
 #error "define MLPOT_PLUGIN_BUILD, the name of this build; CMakeLists.txt does"
 #endif
@@ -166,12 +176,13 @@ void PairMLPot::coeff(int narg, char **arg) {
   if (narg < 3 || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "pair_style mlpot needs {}", SYNTAX);
   check_units();
-  // models: arg[2], then every following argument ending in .pt or naming an existing file
+  // models: arg[2], then every following argument that ends in .pt, or that names an existing
+  // file and is not an element symbol or NULL (a file called C in the working folder is no model)
   int n_models = 1;
   while (2 + n_models < narg) {
     const std::string word = arg[2 + n_models];
     const bool ends_pt = word.size() > 3 && word.compare(word.size() - 3, 3, ".pt") == 0;
-    const bool model_file = ends_pt || platform::file_is_readable(word);
+    const bool model_file = ends_pt || (!is_type_symbol(word) && platform::file_is_readable(word));
     if (!model_file) break;
     n_models++;
   }
@@ -318,6 +329,9 @@ void PairMLPot::init_style() {
     error->all(FLERR, "pair_style mlpot needs newton pair on (forces on ghost atoms are summed back to "
                       "their owners): remove `newton off` or write `newton on`");
   check_units();
+  if (exchange_ && !atom->tag_enable)
+    error->all(FLERR, "pair_style mlpot exchange maps ghost atoms to their owners by atom ID, which `atom_modify "
+                      "id no` removes: remove `atom_modify id no` from the input (or use pair_style mlpot shell)");
   for (int t = 1; t <= atom->ntypes; t++)
     if (t >= (int) type_to_z_.size() || (type_to_z_[t] == 0 && !null_type_[t]))
       error->all(FLERR, "LAMMPS atom type {} has no element: give one element symbol per type in {}", t, SYNTAX);
