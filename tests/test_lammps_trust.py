@@ -155,3 +155,20 @@ def test_element_symbol_naming_a_file_is_not_a_model(plugin, tmp_path, monkeypat
     assert energy == before["energy"]                       # model 0 drives
     rows = np.atleast_2d(np.loadtxt(tmp_path / "deviation.out"))
     assert rows.shape == (1, 5) and rows[0, 1] > 0          # two different models: a deviation
+
+
+@pytest.mark.parametrize("path", ["exchange", "shell"])
+def test_overlapping_atoms_stop_the_run_by_name(plugin, tmp_path, path):
+    """Two atoms 0.05 Å apart (atom 5 put next to atom 1):
+    the run stops with one line naming the pair and the distance, instead of a number."""
+    atoms = systems.water_box(2, 3.1)
+    atoms.rattle(0.05, seed=8)
+    potential = tiny_potential([1, 8])
+    model = tmp_path / "water.pt"
+    export_model(potential, model, dtype="float64")
+    atoms.positions[4] = atoms.positions[0] + [0.05, 0.0, 0.0]
+    data = write_lammps_data(tmp_path / "overlap.data", atoms, ["H", "O"])
+    message = lammps_error(plugin, ["units metal", "atom_style atomic", "boundary p p p", f"read_data {data}",
+                                    f"pair_style mlpot {path}", f"pair_coeff * * {model} H O", "run 0"])
+    assert "overlapping" in message and "0.05 A apart" in message and "atoms 1 and 5" in message.replace(
+        "atoms 5 and 1", "atoms 1 and 5"), message

@@ -377,6 +377,18 @@ double PairMLPot::init_one(int i, int j) {
   return cutoff;
 }
 
+// Two atoms closer than this (A) overlap: no chemistry has such a pair and no model has data there
+// (the same limit as mlpot.neighbors.MIN_DISTANCE in Python).
+static constexpr double MIN_DISTANCE = 0.2;
+
+void PairMLPot::refuse_overlap(int i, int j, double rsq) {
+  error->one(FLERR, "pair mlpot: atoms {} and {} are {:.3g} A apart at step {}, closer than {} A: overlapping "
+                    "atoms, where no model has data; check the input structure, or stop such a run earlier "
+                    "(smaller timestep, pair_style mlpot ... halt_deviation X with a committee)",
+             atom->tag ? atom->tag[i] : i, atom->tag ? atom->tag[j] : j, std::sqrt(rsq), update->ntimestep,
+             MIN_DISTANCE);
+}
+
 void PairMLPot::build_edges() {
   double **x = atom->x;
   const double cutoff = model_->info().cutoff;
@@ -393,7 +405,9 @@ void PairMLPot::build_edges() {
       const int j = neighbors[jj] & NEIGHMASK;
       if (skip_null && numbers_[j] == 0) continue;
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz < cutsq_model) {
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq < MIN_DISTANCE * MIN_DISTANCE) refuse_overlap(i, j, rsq);
+      if (rsq < cutsq_model) {
         edge_i_.push_back(i);
         edge_j_.push_back(j);
       }
@@ -475,7 +489,9 @@ int PairMLPot::build_local_edges() {
       if (j < nlocal && j <= i) continue;
       if (skip_null && numbers_[j] == 0) continue;
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz >= cutsq_model) continue;
+      const double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq < MIN_DISTANCE * MIN_DISTANCE) refuse_overlap(i, j, rsq);
+      if (rsq >= cutsq_model) continue;
       int owner = j;
       if (j >= nlocal) {
         const auto found = local_of_tag_.find(tag[j]);

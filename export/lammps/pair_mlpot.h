@@ -143,6 +143,7 @@ class PairMLPot : public Pair {
   void cell_rows(double *cell) const;   // [9] Å, rows a, b, c of the box
   bool deviation_step() const;          // a committee, and this step is an output step
   void compute_deviation(int nlocal, int nall);   // every rank, also without atoms
+  [[noreturn]] void refuse_overlap(int i, int j, double rsq);   // error: atoms closer than MIN_DISTANCE
   void write_deviation(const double *global_extremes, const std::vector<double> &global_sums, int n_models);
   template <typename T> void communicate_rows(T *rows, int width, bool forward);
   void open_deviation_file();           // rank 0
