@@ -183,14 +183,25 @@ def normal_mode_displacements(atoms, modes, temperature: float, n_samples: int,
 
 def optimise(atoms, calculator, fmax: float, steps: int = 500, require: bool = True):
     """BFGS to fmax (eV/Å); returns a copy at the minimum (no calculator) and the step count.
-    If it does not converge in `steps`: raise when `require`, else return where it stopped
-    (the caller reports it; a negative step count marks it)."""
+    If it does not converge in `steps`, or a step brings two atoms on top of each other (a model
+    without data there: mlpot.skin_neighbors.OverlapError): raise when `require`, else return the
+    last geometry before (the caller reports it; a negative step count marks it)."""
     from ase.optimize import BFGS
+
+    from mlpot.skin_neighbors import OverlapError
 
     work = atoms.copy()
     work.calc = calculator
     opt = BFGS(work, logfile=None)
-    converged = opt.run(fmax=fmax, steps=steps)
+    last = [work.positions.copy()]
+    opt.attach(lambda: last.__setitem__(0, work.positions.copy()))
+    try:
+        converged = opt.run(fmax=fmax, steps=steps)
+    except OverlapError:
+        if require:
+            raise
+        work.positions = last[0]
+        converged = False
     if not converged and require:
         raise RuntimeError(f"geometry optimisation did not reach fmax={fmax} eV/Å in {steps} steps")
     result = work.copy()
