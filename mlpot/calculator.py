@@ -165,8 +165,9 @@ class MLPotCalculator(Calculator):
                 f"element(s) {', '.join(chemical_symbols[z] for z in unknown)} not in the model "
                 f"{self.model_path}, which was trained on {', '.join(self.metadata['species_symbols'])}; "
                 "use a model trained on these elements")
-        if "dipole" in self.metadata["outputs"] and abs(net_charge(atoms)) > 1e-6:
-            raise ValueError(f"the structure carries a net charge of {net_charge(atoms):g} e, but the dipole "
+        charge = net_charge(atoms) if "dipole" in self.metadata["outputs"] else 0.0
+        if abs(charge) > 1e-6:
+            raise ValueError(f"the structure carries a net charge of {charge:g} e, but the dipole "
                              f"model {self.model_path} knows neutral structures only (its charges sum to 0); "
                              "use a model trained on this charge state, or a neutral structure")
         if not np.all(np.isfinite(atoms.positions)):

@@ -53,6 +53,8 @@ def test_per_atom_energy_loss():
     ("training.energy_loss=per_molecule", "energy_loss"),
     ("training.stage_two_start=1.5", "stage_two_start"),
     ("training.stage_two_energy_weight=-1", "stage-two loss weights"),
+    ("training.stage_two_ramp=1.5", "stage_two_ramp"),
+    ("training.stage_two_select=val_loss", "stage_two_select"),
     ("training.scheduler=linear", "cosine, exponential, plateau or none"),
 ])
 def test_bad_schedule_settings_are_refused(tmp_path, override, message):

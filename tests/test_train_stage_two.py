@@ -9,7 +9,6 @@ from mlpot.data.splits import load_split
 from mlpot.evaluate import evaluate_potential
 from mlpot.train import load_config, train
 from mlpot.train.checkpoint import load_checkpoint, load_potential
-from mlpot.train.config import ConfigError
 from mlpot.train.data import read_structures
 from mlpot.train.metrics import read_metrics_csv
 from mlpot.train.schedule import ramp_weights
@@ -44,16 +43,6 @@ def test_better_than_rules():
     assert better_than({"forces": 1e9}, None, "forces")
     with pytest.raises(ValueError, match="energy_and_forces"):
         better_than({}, delivered, "best")
-
-
-@pytest.mark.parametrize("override, message", [
-    ("training.stage_two_ramp=1.5", "stage_two_ramp"),
-    ("training.stage_two_select=val_loss", "stage_two_select"),
-])
-def test_bad_stage_two_settings_are_refused(tmp_path, override, message):
-    config = write_config(tmp_path, write_emt_data(tmp_path / "emt.xyz", n=10), n_train=6, n_val=4)
-    with pytest.raises(ConfigError, match=message):
-        load_config(config, [override])
 
 
 def test_stage_two_is_off_by_default(tmp_path):

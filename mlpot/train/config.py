@@ -47,9 +47,6 @@ class DataConfig:
             raise ConfigError("data.train is required: a store (.db) or a data file (npz, extxyz)")
 
 
-STAGE_TWO_SELECT = RULES
-
-
 @dataclass
 class TrainingConfig:
     batch_size: int = 10                  # structures per optimizer step (global, all ranks)
@@ -118,8 +115,8 @@ class TrainingConfig:
             (all(w is None or w >= 0 for w in (self.stage_two_energy_weight, self.stage_two_forces_weight)),
              "stage-two loss weights must be >= 0"),
             (0 <= self.stage_two_ramp <= 1, "training.stage_two_ramp must be a fraction of the budget in [0, 1]"),
-            (self.stage_two_select in STAGE_TWO_SELECT,
-             f"training.stage_two_select must be one of {', '.join(STAGE_TWO_SELECT)}"),
+            (self.stage_two_select in RULES,
+             f"training.stage_two_select must be one of {', '.join(RULES)}"),
             (0 < self.decay_rate <= 1, "training.decay_rate must be in (0, 1]"),
             (self.decay_steps >= 1, "training.decay_steps must be >= 1"),
             (0 < self.plateau_factor < 1, "training.plateau_factor must be in (0, 1)"),

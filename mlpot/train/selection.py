@@ -15,8 +15,8 @@ import math
 RULES = ("energy_and_forces", "forces", "energy", "loss")
 
 
-def _value(metrics: dict, key: str) -> float:
-    v = metrics.get(key)
+def _number(v) -> float:
+    """v as a float; an unknown (None) or non-finite value as inf (never better)."""
     return math.inf if v is None or not math.isfinite(v) else float(v)
 
 
@@ -29,9 +29,9 @@ def better_than(candidate: dict, delivered: dict | None, rule: str) -> bool:
     if delivered is None:
         return True
     if rule != "energy_and_forces":
-        return _value(candidate, rule) < _value(delivered, rule)
-    pairs = [(candidate.get(k), delivered.get(k)) for k in ("energy", "forces")]
-    pairs = [(_value({"v": c}, "v"), _value({"v": d}, "v")) for c, d in pairs if c is not None or d is not None]
+        return _number(candidate.get(rule)) < _number(delivered.get(rule))
+    pairs = [(_number(candidate.get(k)), _number(delivered.get(k))) for k in ("energy", "forces")
+             if candidate.get(k) is not None or delivered.get(k) is not None]
     if not pairs:
-        return _value(candidate, "loss") < _value(delivered, "loss")
+        return _number(candidate.get("loss")) < _number(delivered.get("loss"))
     return all(c <= d for c, d in pairs) and any(c < d for c, d in pairs)
