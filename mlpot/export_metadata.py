@@ -63,8 +63,11 @@ def build_metadata(potential, dtype: str, training_data: str = "unknown",
         "kernels": kernels,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    repulsion = getattr(potential, "repulsion", None)
+    if repulsion is not None and float(repulsion.strength) > 0:
+        metadata["repulsion"] = repulsion.describe(species)   # informative: the file computes it
     for key, value in (extra or {}).items():
-        if (key in REQUIRED_KEYS or key in ("message_passing", "kernels")) and key != "training_data":
+        if (key in REQUIRED_KEYS or key in ("message_passing", "kernels", "repulsion")) and key != "training_data":
             raise ValueError(f"metadata key {key!r} is set by export_model from the model itself; "
                              "pass other keys in metadata_extra")
         metadata[key] = value

@@ -31,11 +31,17 @@ class ModelConfig:
                                           # (a training config fills in ELEMENT_NETWORK for wACSF / ACSF)
     n_layers: int = 2
     dipole: bool = False                # also predict the dipole moment from latent charges
+    # pair repulsion below the training data's shortest contact of each element pair (eV; 0: none;
+    # mlpot.nn.pair_repulsion): zero on the training data, a wall where the network never saw atoms
+    repulsion: float = 10.0
 
     def __post_init__(self):
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"unknown representation {self.representation!r}; choose one of "
                              f"{', '.join(REPRESENTATIONS)}")
+        if not float(self.repulsion) >= 0:
+            raise ValueError(f"model.repulsion is the strength of the short-range pair repulsion in eV, >= 0 "
+                             f"(0 switches it off), got {self.repulsion}")
         if not self.cutoff > 0:
             raise ValueError(f"model.cutoff must be positive (Å), got {self.cutoff}")
         if self.representation == "schnet" and (self.n_interactions < 1 or self.n_atom_basis < 1
@@ -86,4 +92,4 @@ def build_potential(cfg: ModelConfig, species: List[int]) -> Potential:
             dipole_head = ElementalDipoleMoment(n_features, species, cfg.n_hidden, cfg.n_layers)
         else:
             dipole_head = DipoleMoment(n_features, cfg.n_hidden, cfg.n_layers)
-    return Potential(representation, head, species, dipole_head)
+    return Potential(representation, head, species, dipole_head, repulsion=float(cfg.repulsion))

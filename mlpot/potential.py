@@ -1,6 +1,7 @@
 """Potential = representation + heads + per-element reference energies and a scale.
 
-Energies are sums of per-atom energies E_i = scale · y_i + shift + E_ref[Z_i]; forces are
+Energies are sums of per-atom energies E_i = scale · y_i + shift + E_ref[Z_i] + ½ Σ_j φ(r_ij) (the
+pair repulsion below the training data's shortest contacts, mlpot.nn.pair_repulsion); forces are
 −∂E/∂r by autograd (energy-conserving); the virial is −∂E/∂ε for a symmetric strain ε of
 positions, cell and image shifts, and the stress is −virial / volume (ASE sign). The per-atom
 virial (asked for) splits the virial over atoms by edges: with g_e = ∂E/∂r_e for the edge
@@ -20,13 +21,14 @@ from torch import nn
 from mlpot import keys as K
 from mlpot.heads import n_structures_of
 from mlpot.nn import scatter_add
+from mlpot.nn.pair_repulsion import PairRepulsion, atom_shares, edge_weights
 
 MAX_Z = 100
 
 
 class Potential(nn.Module):
     def __init__(self, representation: nn.Module, energy_head: nn.Module, species: List[int],
-                 dipole_head: Optional[nn.Module] = None):
+                 dipole_head: Optional[nn.Module] = None, repulsion: float = 0.0):
         super().__init__()
         self.representation = representation
         self.energy_head = energy_head
@@ -37,6 +39,9 @@ class Potential(nn.Module):
         self.register_buffer("atomref", torch.zeros(MAX_Z))         # eV per atom of element Z
         self.register_buffer("energy_scale", torch.ones(()))          # eV
         self.register_buffer("energy_shift", torch.zeros(()))         # eV per atom
+        # pair repulsion below the training data's shortest contacts (strength `repulsion` eV;
+        # mlpot.nn.pair_repulsion; zero until its radii are fitted)
+        self.repulsion = PairRepulsion(self.species, repulsion)
 
     @torch.jit.unused
     def set_energy_statistics(self, atomref: Dict[int, float], scale: float = 1.0, shift: float = 0.0):
@@ -106,7 +111,7 @@ class Potential(nn.Module):
         data[K.EDGE_LENGTHS] = torch.linalg.norm(vectors, dim=1)
 
         features = self.representation(data)
-        energies = self.atom_energies(features, numbers)
+        energies = self.atom_energies(features, numbers) + self.repulsion(data[K.EDGE_LENGTHS], numbers, idx_i, idx_j)
         summed = energies
         if K.N_LOCAL in inputs:
             local = torch.arange(n_atoms, device=numbers.device) < inputs[K.N_LOCAL]
@@ -226,6 +231,25 @@ class ExportedForward(nn.Module):
         return result
 
 
+class ExportedSymmetryFunctions(ExportedForward):
+    """ExportedForward of a wACSF / ACSF model plus its single-model extrapolation grade:
+
+    extrapolation_grade(positions [N, 3] Å, atomic_numbers [N], edge_index [2, E],
+                        shift_vectors [E, 3] Å, cell [3, 3] Å)
+        -> [N]: how far each atom's standardised descriptors lie outside the training atoms'
+           range (SymmetryFunctions.extrapolation_grade; 0 inside)
+    """
+
+    @torch.jit.export
+    def extrapolation_grade(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
+                            shift_vectors: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        data = structure_inputs(positions, atomic_numbers, edge_index, shift_vectors, cell, positions.shape[0])
+        vectors = positions[edge_index[1]] - positions[edge_index[0]] + shift_vectors
+        data[K.EDGE_VECTORS] = vectors
+        data[K.EDGE_LENGTHS] = torch.linalg.norm(vectors, dim=1)
+        return self.potential.representation.extrapolation_grade(data)
+
+
 class ExportedPerLayer(ExportedForward):
     """ExportedForward of a SchNet model plus its layers one at a time, for engines that
     exchange the features of ghost atoms between layers (LAMMPS over MPI ranks: then each
@@ -255,3 +279,26 @@ class ExportedPerLayer(ExportedForward):
     @torch.jit.export
     def readout(self, h: torch.Tensor, atomic_numbers: torch.Tensor) -> torch.Tensor:
         return self.potential.atom_energies(h, atomic_numbers)
+
+    @torch.jit.export
+    def pair_terms(self, edge_vectors: torch.Tensor, edge_index: torch.Tensor, atomic_numbers: torch.Tensor,
+                   n_targets: int, n_two_way: int = 0) -> List[torch.Tensor]:
+        """[repulsion energies [n_targets] eV of the first n_targets atoms, their sum's gradient
+        ∂/∂edge_vectors [E, 3]] for the edges of interaction (same arguments; atomic_numbers [n]
+        of the rows edge_index names)."""
+        return pair_terms(self.potential.repulsion, edge_vectors, edge_index[0], edge_index[1], atomic_numbers,
+                          n_targets, n_two_way)
+
+
+def pair_terms(repulsion: PairRepulsion, vectors: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
+               atomic_numbers: torch.Tensor, n_targets: int, n_two_way: int) -> List[torch.Tensor]:
+    """[per-atom repulsion energies [n_targets] eV, ∂(their sum)/∂r_e [E, 3]] of edge vectors r_e
+    [E, 3] Å: ½ φ to atom i of every edge, and to atom j of the first n_two_way; the energy of
+    atoms < n_targets only."""
+    d = torch.linalg.norm(vectors, dim=1)
+    phi, slope = repulsion.edge_terms(d, atomic_numbers, idx_i, idx_j)
+    n_atoms = atomic_numbers.shape[0]
+    energies = atom_shares(phi, idx_i, idx_j, n_atoms, n_two_way).narrow(0, 0, n_targets)
+    counted = (torch.arange(n_atoms, device=vectors.device) < n_targets).to(d.dtype)
+    grad_d = slope * edge_weights(idx_i, idx_j, counted, n_two_way)
+    return [energies, vectors * (grad_d / d.clamp(min=1e-30))[:, None]]

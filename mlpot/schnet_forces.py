@@ -13,7 +13,8 @@ virial −∂E/∂ε exactly as autograd gives them (tested to float64 rounding 
 `autograd_forward`, which other devices, inputs that require grad and the Hessian still use).
 
 With h_{t+1} = h_t + W₂ ssp(W₁ y_t + b₁) + b₂ and y_t = cfconv(d, W_in h_t), energies
-E_i = scale · head(h_T)_i + shift + E_ref[Z_i] and E = Σ_{i < n_local} E_i:
+E_i = scale · head(h_T)_i + shift + E_ref[Z_i] + (pair repulsion shares) and E = Σ_{i < n_local} E_i
+(∂E/∂d starts from the repulsion's φ' (mlpot.nn.pair_repulsion)):
   g_h ← ∂E/∂h_T through the head; for t = T−1 .. 0: g_y = W₁ᵀ(ssp'(W₁ y_t + b₁) ⊙ W₂ᵀ g_h),
   (∂E/∂d, g_x) = cfconv_gradient(g_y), g_h ← g_h + W_inᵀ g_x;
   ∂E/∂r_e = (∂E/∂d_e) r_e / d_e per edge e = (i, j) with r_e = r_j − r_i + S_e, so
@@ -27,6 +28,7 @@ from torch import nn
 
 from mlpot.nn import Dense, ShiftedSoftplus
 from mlpot.nn.activations import shifted_softplus
+from mlpot.nn.pair_repulsion import atom_shares, edge_weights
 from mlpot.potential import ExportedPerLayer, atom_virial_of_edges
 from mlpot.representations.convolution import TabulatedConvolution
 
@@ -255,16 +257,18 @@ class ExportedSchNet(ExportedPerLayer):
             pre.append(a)
             weights.append(w)
         energies, head_pre = self._head(h, atomic_numbers)
+        phi, slope = self.potential.repulsion.edge_terms(d, atomic_numbers, idx_i, idx_j)
+        energies = energies + atom_shares(phi, idx_i, idx_j, n_atoms, n_two_way).to(energies.dtype)
         # the gradient of the energy, back through the same layers
+        counted = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
         if n_local >= n_atoms:
             energy = energies.sum().reshape(1)
             g = self.potential.energy_scale.expand(n_atoms, 1)
         else:  # LAMMPS: the energy of the local atoms, forces on all
-            local = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
-            energy = (energies * local).sum().reshape(1)
-            g = (self.potential.energy_scale * local)[:, None]
+            energy = (energies * counted).sum().reshape(1)
+            g = (self.potential.energy_scale * counted)[:, None]
         g = self._head_backward(g, head_pre)
-        grad_d = torch.zeros_like(dc)
+        grad_d = (slope * edge_weights(idx_i, idx_j, counted.to(d.dtype), n_two_way)).to(dc.dtype)
         for t in range(n_layers - 1, -1, -1):
             g_d, g_x = self._layer_backward(t, weights[t], g, xs[t], pre[t], dc, idx_i, idx_j,
                                             filters if self.tabulated else filters[t],

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from mlpot.nn.activations import shifted_softplus
+from mlpot.nn.pair_repulsion import atom_shares, edge_weights, repulsion_and_slope
 from mlpot.schnet_forces import edges_for_messages
 
 
@@ -38,6 +39,17 @@ def _interactions(module) -> list:
 
 def _head_layers(module) -> list:
     return [_child(module.potential.energy_head.net, str(k)) for k in range(len(module.head_activated))]
+
+
+def _repulsion(module) -> tuple:
+    """(element_index [119], radius [S, S] Å, strength [] eV) of a loaded member; files exported
+    before the repulsion existed have none (strength 0)."""
+    potential = module.potential
+    if hasattr(potential, "repulsion"):
+        r = potential.repulsion
+        return r.element_index, r.radius, r.strength
+    index = torch.zeros(119, dtype=torch.long)
+    return index, torch.zeros((1, 1), dtype=potential.atomref.dtype), torch.zeros((), dtype=potential.atomref.dtype)
 
 
 def stackable(modules) -> Optional[str]:
@@ -55,7 +67,7 @@ def stackable(modules) -> Optional[str]:
                 float(rep.radial_basis.coeff), tuple(rep.radial_basis.centers.tolist()),
                 tuple(m.head_activated), tuple(tuple(layer.weight.shape) for layer in _head_layers(m)),
                 tuple(tuple(b.in2f.weight.shape) for b in blocks), tuple(m.filter_w1.shape),
-                rep.embedding.weight.dtype)
+                rep.embedding.weight.dtype, tuple(_repulsion(m)[0].tolist()), tuple(_repulsion(m)[1].shape))
 
     reference = signature(first)
     for m in modules[1:]:
@@ -129,6 +141,11 @@ class StackedSchNet(nn.Module):
         self.register_buffer("energy_scale", stack(lambda m: m.potential.energy_scale).reshape(-1, 1))
         self.register_buffer("energy_shift", stack(lambda m: m.potential.energy_shift).reshape(-1, 1))
         self.register_buffer("atomref", stack(lambda m: m.potential.atomref))
+        # pair repulsion (mlpot.nn.pair_repulsion): the members share the element index
+        self.register_buffer("element_index", _repulsion(first)[0].clone())
+        self.n_species: int = int(_repulsion(first)[1].shape[0])
+        self.register_buffer("radius", stack(lambda m: _repulsion(m)[1]).reshape(len(modules), -1))
+        self.register_buffer("strength", stack(lambda m: _repulsion(m)[2]).reshape(-1, 1))
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                 shift_vectors: torch.Tensor, n_local: int, compute_virial: bool) -> Dict[str, torch.Tensor]:
@@ -170,19 +187,24 @@ class StackedSchNet(nn.Module):
             head_pre.append(z)
             if self.head_activated[k]:
                 z = shifted_softplus(z)
-        energies = self.energy_scale * z[:, :, 0] + self.energy_shift + self.atomref.index_select(1, atomic_numbers)
+        element = self.element_index.index_select(0, atomic_numbers).clamp(min=0)
+        radii = self.radius.index_select(1, element.index_select(0, idx_i) * self.n_species
+                                         + element.index_select(0, idx_j))                 # [M, E]
+        phi, slope = repulsion_and_slope(d[None], radii.to(d.dtype), self.strength.to(d.dtype))
+        energies = (self.energy_scale * z[:, :, 0] + self.energy_shift + self.atomref.index_select(1, atomic_numbers)
+                    + atom_shares(phi, idx_i, idx_j, n_atoms, n_two_way).to(z.dtype))
+        local = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
         if n_local >= n_atoms:
             energy = energies.sum(1)
             g = self.energy_scale[:, :, None].expand(n_members, n_atoms, 1)
         else:
-            local = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
             energy = (energies * local).sum(1)
             g = self.energy_scale[:, :, None] * local[None, :, None]
         for k in range(len(self.head_w) - 1, -1, -1):
             if self.head_activated[k]:
                 g = torch.ops.aten.softplus_backward(g, head_pre[k], 1.0, 20.0)
             g = torch.bmm(g, self.head_w[k])
-        grad_d = torch.zeros((n_members, dc.shape[0]), dtype=dc.dtype, device=dc.device)
+        grad_d = (slope * edge_weights(idx_i, idx_j, local.to(d.dtype), n_two_way)[None]).to(dc.dtype)
         for t in range(n_t - 1, -1, -1):
             g_y = torch.bmm(torch.ops.aten.softplus_backward(torch.bmm(g, self.w_2[t]), pre[t], 1.0, 20.0),
                             self.w_1[t])

@@ -50,10 +50,11 @@ def energy_scale(numbers: Sequence[np.ndarray], energies: np.ndarray, atomrefs: 
 
 def fit_statistics(potential, graphs: Sequence[dict]) -> dict:
     """Fit everything a Potential learns from the training set before training starts:
-    reference energies, the output scale and (if the representation has one, e.g. wACSF)
+    reference energies, the output scale, the pair repulsion's contact radii and (if the representation has one, e.g. wACSF)
     the standardisation of its descriptors. `graphs` are mlpot.data.atoms_to_graph dicts
     with labels. Returns what was fitted, for the run's log."""
     from mlpot import keys as K
+    from mlpot.nn.pair_repulsion import fit_contact_radii
 
     with_energy = [g for g in graphs if K.ENERGY in g]
     if not with_energy:
@@ -65,6 +66,8 @@ def fit_statistics(potential, graphs: Sequence[dict]) -> dict:
     scale = energy_scale(numbers, energies, atomrefs, forces)
     potential.set_energy_statistics(atomrefs, scale=scale, shift=0.0)
     fitted = {"atomrefs_eV": atomrefs, "energy_scale_eV": scale}
+    if float(potential.repulsion.strength) > 0:
+        fitted["repulsion"] = fit_contact_radii(potential.repulsion, graphs, potential.species)
     fit_representation = getattr(potential.representation, "fit_standardization", None)
     if fit_representation is not None:
         fitted["representation"] = fit_representation(graphs)

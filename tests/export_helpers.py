@@ -15,6 +15,7 @@ from mlpot.nn import scatter_add
 
 SPECIES = [1, 6, 8]
 CUTOFF = 4.0  # Å
+WALL = 1.3    # Å: the pair repulsion (mlpot.nn.pair_repulsion) acts on ethanol's X–H bonds in every engine
 
 
 class ChargeDipole(nn.Module):
@@ -42,6 +43,7 @@ def tiny_potential(dipole: bool = True, seed: int = 0, dtype: torch.dtype = torc
     if dipole:
         potential.dipole_head = ChargeDipole(16)
     potential.set_energy_statistics({1: -13.6, 6: -1030.0, 8: -2040.0}, scale=0.5, shift=0.0)
+    potential.repulsion.radius.fill_(WALL)
     return potential.to(dtype).eval()
 
 

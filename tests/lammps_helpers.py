@@ -22,6 +22,7 @@ from mlpot.model_config import ModelConfig, build_potential
 
 EV_PER_A3_TO_BAR = 1.6021765e6
 SETUP = ["units metal", "atom_style atomic", "boundary p p p"]
+WALL = 2.0   # Å: the pair repulsion (mlpot.nn.pair_repulsion) acts on the shorter bonds (Si–C 1.9 Å)
 PLUGIN_LINE = re.compile(r"pair mlpot: plugin build (\S+) \((.*)\)")
 THERMO = "pe pxx pyy pzz pxy pxz pyz"
 
@@ -32,6 +33,7 @@ def tiny_potential(species, cutoff=3.0, seed=0, representation="schnet", n_inter
                       n_interactions=n_interactions, n_rbf=8)
     potential = build_potential(cfg, species)
     potential.set_energy_statistics({z: -1.0 - 0.1 * z for z in species}, scale=5.0)
+    potential.repulsion.radius.fill_(WALL)
     return potential.double()
 
 

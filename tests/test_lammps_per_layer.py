@@ -13,6 +13,7 @@ from mlpot.export_metadata import build_metadata
 from mlpot.model_config import ModelConfig, build_potential
 
 CUTOFF = 3.0  # Å
+WALL = 2.4    # Å: the pair repulsion acts on the Si–Si and O–H bonds of these structures
 
 
 def tiny(representation="schnet", species=(1, 8, 14)):
@@ -21,6 +22,7 @@ def tiny(representation="schnet", species=(1, 8, 14)):
                       n_interactions=2, n_rbf=8)
     potential = build_potential(cfg, list(species))
     potential.set_energy_statistics({z: -1.0 - 0.1 * z for z in species}, scale=5.0)
+    potential.repulsion.radius.fill_(WALL)
     return potential.double().eval()
 
 
@@ -63,7 +65,11 @@ def per_layer(module, batch, n_interactions, two_way=False):
     h = module.embed(numbers)
     for t in range(n_interactions):
         h = module.interaction(t, h, vectors, edges, n, n_two_way)
-    energies = module.readout(h, numbers)
+    leaf = vectors.detach().requires_grad_(True)           # pair_terms' written-out gradient = autograd's
+    pair_energies, pair_gradient = module.pair_terms(leaf, edges, numbers, n, n_two_way)
+    assert pair_energies.sum() > 0.01                      # the wall acts here
+    assert (torch.autograd.grad(pair_energies.sum(), leaf)[0] - pair_gradient).abs().max() < 1e-12
+    energies = module.readout(h, numbers) + module.pair_terms(vectors, edges, numbers, n, n_two_way)[0]
     energies.sum().backward()
     g = vectors.grad.T @ vectors.detach()
     return {"energy": energies.sum().detach(), "energies": energies.detach(), "forces": -positions.grad,

@@ -20,6 +20,7 @@ from mlpot.potential import ExportedForward
 
 SPECIES = [1, 6, 8, 14]
 CUTOFF = 3.0  # Å
+WALL = 1.3    # Å, contact radius of the pair repulsion (mlpot.nn.pair_repulsion) for every pair
 REPRESENTATIONS = ["schnet", "schnet_fused", "schnet_tabulated", "wacsf", "acsf"]
 
 # tolerances per dtype: finite-difference step (Å), forces (eV/Å), energies (eV)
@@ -81,6 +82,7 @@ def build_tiny(representation):
     rng = np.random.default_rng(3)
     model.set_energy_statistics({z: float(rng.uniform(-5, 5)) for z in SPECIES},
                                 scale=0.7, shift=0.15)
+    model.repulsion.radius.fill_(WALL)   # the pair repulsion acts on ethanol's X–H bonds
     if hasattr(model.representation, "fit_standardization"):
         structures = []
         for seed in range(6):
@@ -400,6 +402,7 @@ def gentle_copy(model64):
     model = copy.deepcopy(model64)
     model.dipole_head = None
     model.energy_scale.fill_(0.2)
+    model.repulsion.strength.fill_(2.0)   # eV: the wall on the X–H bonds, as soft as the network
     representation = model.representation
     if hasattr(representation, "sf_std"):
         representation.sf_std.fill_(float(representation.sf_std.max()))

@@ -111,6 +111,7 @@ Model::Model(const std::string &path) : impl_(std::make_unique<Impl>()) {
     info_.written_out = impl_->module.find_method("interaction_forward").has_value() &&
                         impl_->module.find_method("interaction_backward").has_value() &&
                         impl_->module.find_method("readout_gradient").has_value();
+    info_.pair_terms = impl_->module.find_method("pair_terms").has_value();
     torch::NoGradGuard no_grad;
     torch::Tensor probe = torch::full({1}, info_.species[0], torch::TensorOptions().dtype(torch::kInt64));
     info_.n_features = static_cast<int>(impl_->module.get_method("embed")({probe}).toTensor().size(1));
@@ -250,6 +251,13 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
     }
   }
 
+  if (info_.pair_terms) {   // the pair repulsion below the training data's shortest contacts: no layers
+    torch::NoGradGuard no_grad;
+    torch::Tensor plain = rows_to_tensor(vec, n_edges, 3, dtype);
+    auto pair = impl_->module.get_method("pair_terms")({plain, edges, z, n_local, n_two_way}).toTensorVector();
+    energies = energies.detach() + pair[0];
+    vector_grad = vector_grad + pair[1];
+  }
   out.energy = energies.sum().item<double>();
   torch::Tensor g = vector_grad.to(torch::kFloat64).contiguous();
   const double *ge = g.data_ptr<double>();

@@ -21,6 +21,7 @@ struct ModelInfo {
   std::string dtype;                  // "float32" | "float64"
   bool per_layer = false;             // the file has embed / interaction / readout (SchNet)
   int n_features = 0;                 // F, width of the features exchanged between layers
+  bool pair_terms = false;            // per-layer file with pair_terms (the short-range pair repulsion)
   bool written_out = false;           // per-layer file with interaction_forward / _backward and
                                       // readout_gradient: the exchange path records no autograd graph
   bool atom_virial = false;           // forward takes compute_atom_virial (files exported before

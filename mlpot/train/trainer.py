@@ -201,7 +201,11 @@ class Trainer:
         self.potential = build_potential(cfg.model, species).to(self.dtype)
         self.statistics = state.get("statistics", {}) if state is not None else {}
         if state is None and tcfg.init_from:
-            self.statistics = warm_start(self.potential, tcfg.init_from, cfg.model, species)
+            self.statistics = dict(warm_start(self.potential, tcfg.init_from, cfg.model, species))
+            if float(self.potential.repulsion.strength) > 0:   # this data's shortest contacts
+                from mlpot.nn.pair_repulsion import fit_contact_radii
+                self.statistics["repulsion"] = fit_contact_radii(
+                    self.potential.repulsion, [self.data.train[i] for i in range(len(self.data.train))], species)
             self.log(f"initial weights from {tcfg.init_from}")
         elif state is None:
             graphs = [self.data.train[i] for i in range(len(self.data.train))]
@@ -455,6 +459,10 @@ class Trainer:
                  f"(validation {len(self.data.val)}), species {self.species}, "
                  f"{self.ctx.world_size} process(es) on {self.ctx.device}"
                  + (f", {self.kernels} kernels" if self.kernels != "none" else "") + f", into {self.out}")
+        repulsion = self.statistics.get("repulsion")
+        if repulsion and not (p.epoch or p.batch_in_epoch):
+            radii = ", ".join(f"{pair} {r:.2f}" for pair, r in repulsion["radii_A"].items())
+            self.log(f"pair repulsion ({repulsion['strength_eV']:g} eV) below the data's shortest contacts (Å): {radii}")
         if p.epoch or p.batch_in_epoch:
             inside = f", batch {p.batch_in_epoch} of epoch {p.epoch + 1}" if p.batch_in_epoch else ""
             self.log(f"resuming after epoch {p.epoch}{inside} (step {p.step}, best validation loss "
