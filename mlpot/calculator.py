@@ -92,6 +92,9 @@ class MLPotCalculator(Calculator):
     mlpot.committee.ExtrapolationError (on_deviation="raise") after appending the frame to
     deviation_file (extxyz, with forces_std) if given; on_deviation="write" appends and goes on.
     Two atoms closer than mlpot.neighbors.MIN_DISTANCE raise OverlapError (a ValueError).
+    A single wACSF / ACSF model also gives `calc.get_property("extrapolation_grade")` ([N]: how
+    far each atom's descriptors lie outside the training atoms' range, in units of their training
+    std; 0 inside: mlpot.representations.wacsf.SymmetryFunctions.extrapolation_grade).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses", "dipole"]
@@ -128,6 +131,10 @@ class MLPotCalculator(Calculator):
                                        and (p != "stresses" or self.has_atom_virial)]
         if self.is_committee:
             self.implemented_properties += list(COMMITTEE_PROPERTIES)
+        # a single wACSF / ACSF model's per-atom extrapolation grade (ExportedSymmetryFunctions)
+        self.has_grade = not self.is_committee and hasattr(self.module, "extrapolation_grade")
+        if self.has_grade:
+            self.implemented_properties.append("extrapolation_grade")
         self.neighbors = SkinNeighborList(self.cutoff, skin, self.dtype, self.device)
         # a committee of SchNet members of one architecture runs as one stacked model (batched
         # matrix products over the members: mlpot.stacked_committee); per-atom stresses and the
@@ -256,6 +263,10 @@ class MLPotCalculator(Calculator):
             self.results.pop("virial", None)
         if want_stresses:
             self.results["stresses"] = voigt_stresses(self.results.pop("atom_virial"), abs(atoms.cell.volume))
+        if "extrapolation_grade" in properties and self.has_grade:
+            with torch.jit.optimized_execution(False):
+                grade = self.module.extrapolation_grade(positions, numbers, edge_index, shift_vectors, cell)
+            self.results["extrapolation_grade"] = grade.detach().cpu().double().numpy()
         if self.halt is not None:
             self.halt(atoms, self.results)
 

@@ -73,7 +73,7 @@ def scripted_with_kernels(potential, dtype: str, kernels: str,
     table_error, or {}). "auto" keeps the network (fused) when no spacing down to
     filter_tables.FINEST_SPACING brings the tables within filter_tables.TOLERANCE."""
     from mlpot import ops
-    from mlpot.potential import ExportedForward, ExportedPerLayer
+    from mlpot.potential import ExportedForward, ExportedPerLayer, ExportedSymmetryFunctions
     from mlpot.representations.filter_tables import TOLERANCE
     from mlpot.schnet_forces import ExportedSchNet, written_out_forces_apply
 
@@ -94,6 +94,8 @@ def scripted_with_kernels(potential, dtype: str, kernels: str,
     if chosen != "tabulated":
         ops.use_fused_kernels(model, fused=chosen == "fused")
     wrapper = ExportedPerLayer if message_passing(potential) == "per_layer" else ExportedForward
+    if hasattr(model.representation, "extrapolation_grade"):
+        wrapper = ExportedSymmetryFunctions   # with the per-atom extrapolation grade
     if wrapper is ExportedPerLayer and written_out_forces_apply(model):
         wrapper = ExportedSchNet      # forces by the chain rule written out (mlpot/schnet_forces.py)
     return torch.jit.script(wrapper(model)), chosen, tables

@@ -25,7 +25,7 @@ its element and saturates within RANGE_MARGIN beyond it. The element networks th
 input far outside what they were trained on: a structure with a shorter contact than any in
 training (a few rMD17 test frames) costs a bounded error instead of one of 100 eV/Å.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -191,11 +191,26 @@ class SymmetryFunctions(nn.Module):
         return torch.cat([radial, angular], dim=1)
 
     def forward(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        standardised, rows = self.standardised(inputs)
+        return soft_bounds(standardised, self.sf_lo[rows], self.sf_hi[rows], self.range_margin)
+
+    def standardised(self, inputs: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(standardised descriptors [N, n_features] before the soft bounds, each atom's row [N])."""
         raw = self.descriptors(inputs[K.ATOMIC_NUMBERS], inputs[K.EDGE_INDEX],
                                inputs[K.EDGE_VECTORS], inputs[K.EDGE_LENGTHS])
         rows = species_index(self.centre_row, inputs[K.ATOMIC_NUMBERS])
-        standardised = (raw - self.sf_mean[rows]) / self.sf_std[rows]
-        return soft_bounds(standardised, self.sf_lo[rows], self.sf_hi[rows], self.range_margin)
+        return (raw - self.sf_mean[rows]) / self.sf_std[rows], rows
+
+    def extrapolation_grade(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """[N]: how far each atom's descriptors lie outside the range the training atoms of its
+        element had, in units of the descriptors' training std (the largest over descriptors;
+        0 inside the range, so 0 on every training atom). A cheap single-model extrapolation
+        grade: beyond ~RANGE_MARGIN the soft bounds saturate and the energy is no longer learned."""
+        standardised, rows = self.standardised(inputs)
+        beyond = (standardised - self.sf_hi[rows]).clamp(min=0.0) + (self.sf_lo[rows] - standardised).clamp(min=0.0)
+        if beyond.shape[1] == 0:
+            return torch.zeros(beyond.shape[0], dtype=beyond.dtype, device=beyond.device)
+        return beyond.max(dim=1).values
 
     @torch.jit.unused
     def fit_standardization(self, graphs: Sequence[dict], batch_size: int = 64) -> Dict[str, int]:
