@@ -13,6 +13,9 @@ Protocols (defaults; --time-ps, --seeds, --temperature override):
   0.5 Å longer or shorter than there. Also h(r), the histogram of all interatomic distances
   (0–10 Å, 500 bins, normalised to unit area, Å⁻¹), against that of the rMD17 test frames: MAE
   over the bins × 10 Å (the area between the two curves).
+- engines: `--engine ase` (MLPotCalculator, default) or `--engine lammps` (the mlpot plugin, fix
+  nvt: a Nosé–Hoover chain of 3 with the same damping; a molecule in a periodic box 40 Å wider than
+  itself; frames from an unwrapped dump, checked as above).
 - liquid water (64 H2O, ../shared/data/water_pbc, the 400 DFT cells; the run starts from the
   first): 300 K, 1 fs, the same thermostat, 100 ps. Every 1 ps window (frames every 10 fs) the
   O–O, H–H and H–O radial distribution functions (0–6 Å, 0.01 Å bins, minimum image) are compared
@@ -136,70 +139,153 @@ def calculator_for(model: str, workdir: Path):
     return MLPotCalculator(str(path))
 
 
-# --- one run ------------------------------------------------------------------------------
+# --- one run ---------------------------------------------------------------------------
+class Monitor:
+    """Fu et al.'s collapse criteria over the frames of one run, fed every check_fs: bonded pairs
+    off by more than BOND_TOLERANCE (molecules), or a 1 ps window's RDF MAE above RDF_LIMIT (water)."""
+
+    def __init__(self, atoms, reference: np.ndarray, kind: str, check_fs: float):
+        self.kind, self.numbers = kind, atoms.numbers
+        self.window = int(round(1000 / check_fs))      # frames per 1 ps (water)
+        self.frames, self.worst, self.collapsed_at, self.reason = [], 0.0, None, ""
+        self.reference = reference
+        if kind == "molecule":
+            self.pairs, self.lengths0 = bonded_pairs(atoms)
+        else:
+            self.cell = np.diag(atoms.cell.array)
+            self.ref_rdfs = partial_rdfs(reference, atoms.numbers, self.cell)
+
+    def add(self, positions: np.ndarray, time_ps: float) -> bool:
+        """Check one frame (Å, unwrapped) at time_ps; True once the run has collapsed."""
+        if self.kind == "molecule":
+            deviation = float(np.max(np.abs(bond_lengths(positions, self.pairs) - self.lengths0)))
+            self.worst = max(self.worst, deviation)
+            if deviation > BOND_TOLERANCE:
+                return self.collapse(time_ps, f"bond off by {deviation:.2f} Å")
+            if len(self.frames) < 20000:
+                self.frames.append(positions)
+            return False
+        self.frames.append(positions)
+        if len(self.frames) == self.window:
+            mae = rdf_mae(partial_rdfs(np.stack(self.frames), self.numbers, self.cell), self.ref_rdfs)
+            self.worst = max(self.worst, mae)
+            self.frames = []
+            if mae > RDF_LIMIT:
+                return self.collapse(time_ps, f"RDF MAE {mae:.2f} > {RDF_LIMIT}")
+        return False
+
+    def collapse(self, time_ps: float, reason: str) -> bool:
+        self.collapsed_at, self.reason = time_ps, reason
+        return True
+
+    def record(self, time_ps: float) -> dict:
+        record = {"stable_ps": self.collapsed_at if self.collapsed_at is not None else time_ps,
+                  "collapsed": self.collapsed_at is not None, "reason": self.reason}
+        if self.kind == "molecule":
+            record["max_bond_deviation_A"] = self.worst
+            if self.frames:
+                record["h_r_mae"] = histogram_mae(distance_histogram(np.stack(self.frames)),
+                                                  distance_histogram(self.reference))
+        else:
+            record["max_window_rdf_mae"] = self.worst
+        return record
+
+
 def run_one(atoms, reference: np.ndarray, kind: str, calc, seed: int, temperature: float, timestep: float,
             time_ps: float, check_fs: float, log=print) -> dict:
-    """NVT MD until time_ps or the collapse; the record of the run."""
+    """NVT MD through the ASE calculator until time_ps or the collapse; the record of the run."""
     from ase import units
     from ase.md.nose_hoover_chain import NoseHooverChainNVT
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
     atoms = atoms.copy()
     atoms.calc = calc
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
+    thermalize_momenta(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
     Stationary(atoms)
     dyn = NoseHooverChainNVT(atoms, timestep * units.fs, temperature_K=temperature,
                              tdamp=THERMOSTAT_DAMPING * units.fs)
     check_every = max(1, int(round(check_fs / timestep)))
     n_steps = int(round(time_ps * 1000 / timestep))
-    window = int(round(1000 / check_fs))            # frames per 1 ps (water)
-    if kind == "molecule":
-        pairs, lengths0 = bonded_pairs(atoms)
-    else:
-        cell = np.diag(atoms.cell.array)
-        ref_rdfs = partial_rdfs(reference, atoms.numbers, cell)
-    frames, worst, collapsed_at, reason = [], 0.0, None, ""
+    monitor = Monitor(atoms, reference, kind, check_fs)
     started = time.perf_counter()
     step = 0
     while step < n_steps:
         try:
             dyn.run(check_every)
         except ValueError as exc:          # overlapping atoms, NaN positions: the run has collapsed
-            collapsed_at, reason = step * timestep / 1000, f"stopped: {str(exc)[:120]}"
+            monitor.collapse(step * timestep / 1000, f"stopped: {str(exc)[:120]}")
             break
         step += check_every
-        positions = atoms.positions.copy()
-        if kind == "molecule":
-            deviation = float(np.max(np.abs(bond_lengths(positions, pairs) - lengths0)))
-            worst = max(worst, deviation)
-            if deviation > BOND_TOLERANCE:
-                collapsed_at, reason = step * timestep / 1000, f"bond off by {deviation:.2f} Å"
-                break
-            if len(frames) < 20000:
-                frames.append(positions)
-        else:
-            frames.append(positions)
-            if len(frames) == window:
-                mae = rdf_mae(partial_rdfs(np.stack(frames), atoms.numbers, cell), ref_rdfs)
-                worst = max(worst, mae)
-                frames = []
-                if mae > RDF_LIMIT:
-                    collapsed_at, reason = step * timestep / 1000, f"RDF MAE {mae:.2f} > {RDF_LIMIT}"
-                    break
+        if monitor.add(atoms.positions.copy(), step * timestep / 1000):
+            break
         if step % max(check_every, int(round(10000 / timestep))) == 0:   # every 10 ps
-            log(f"  {step * timestep / 1000:.0f} ps, worst so far {worst:.3g}, "
+            log(f"  {step * timestep / 1000:.0f} ps, worst so far {monitor.worst:.3g}, "
                 f"{step / (time.perf_counter() - started):.0f} steps/s")
     wall = time.perf_counter() - started
-    record = {"seed": seed, "stable_ps": collapsed_at if collapsed_at is not None else time_ps,
-              "collapsed": collapsed_at is not None, "reason": reason, "steps": step,
-              "wall_s": round(wall, 1), "steps_per_s": round(step / wall, 1) if wall > 0 else None}
+    return {"seed": seed, "engine": "ase", **monitor.record(time_ps), "steps": step, "wall_s": round(wall, 1),
+            "steps_per_s": round(step / wall, 1) if wall > 0 else None}
+
+
+LAMMPS_INPUT = """units metal
+atom_style atomic
+boundary p p p
+read_data data.lmp
+pair_style mlpot
+pair_coeff * * {model} {symbols}
+velocity all create {temperature} {seed} mom yes rot yes dist gaussian
+fix thermostat all nvt temp {temperature} {temperature} {damp}
+timestep {timestep}
+dump frames all custom {every} frames.dump id type xu yu zu
+dump_modify frames sort id format float %.10g
+thermo {thermo}
+run {steps}
+"""
+
+
+def run_one_lammps(atoms, reference: np.ndarray, kind: str, model: Path, seed: int, temperature: float,
+                   timestep: float, time_ps: float, check_fs: float, folder: Path, log=print) -> dict:
+    """The same run in LAMMPS with the mlpot plugin (`fix nvt`: a Nosé–Hoover chain of 3, damping
+    THERMOSTAT_DAMPING); a molecule sits in a periodic box 3 cutoffs wider than itself (no image
+    within reach). Frames every check_fs from an unwrapped dump, checked afterwards as run_one's."""
+    from mlpot.lammps import build_plugin, run_lammps, write_lammps_data
+    from mlpot.learn.explore_lammps import BLOW_UP, read_dump_positions
+
+    folder.mkdir(parents=True, exist_ok=True)
+    work = atoms.copy()
     if kind == "molecule":
-        record["max_bond_deviation_A"] = worst
-        if frames:
-            record["h_r_mae"] = histogram_mae(distance_histogram(np.stack(frames)), distance_histogram(reference))
-    else:
-        record["max_window_rdf_mae"] = worst
-    return record
+        work.center(vacuum=20.0)
+        work.pbc = True
+    work.set_cell(work.cell.standard_form()[0], scale_atoms=True)
+    symbols = sorted(set(work.get_chemical_symbols()))
+    write_lammps_data(folder / "data.lmp", work, symbols)
+    check_every = max(1, int(round(check_fs / timestep)))
+    n_steps = int(round(time_ps * 1000 / timestep))
+    (folder / "in.md").write_text(LAMMPS_INPUT.format(
+        model=Path(model).resolve(), symbols=" ".join(symbols), temperature=temperature, seed=1 + seed,
+        damp=THERMOSTAT_DAMPING / 1000, timestep=timestep / 1000, every=check_every, thermo=10 * check_every * 100,
+        steps=n_steps))
+    started = time.perf_counter()
+    ended = ""
+    try:
+        run_lammps(folder / "in.md", plugin=build_plugin(), cwd=folder, log="log.lammps", threads=1)
+    except RuntimeError as exc:
+        if not any(sign in str(exc) for sign in BLOW_UP):
+            raise
+        ended = f"LAMMPS stopped: {str(exc)[:120]}"
+    wall = time.perf_counter() - started
+    monitor = Monitor(work, reference, kind, check_fs)
+    frames = read_dump_positions(folder / "frames.dump", len(work))
+    step = 0
+    for step in sorted(frames):
+        if step and monitor.add(frames[step], step * timestep / 1000):
+            break
+    if monitor.collapsed_at is None and ended:
+        monitor.collapse(step * timestep / 1000, ended)
+    (folder / "frames.dump").unlink(missing_ok=True)
+    ran = step if ended else n_steps
+    log(f"  LAMMPS: {ran} steps in {wall:.0f} s")
+    return {"seed": seed, "engine": "lammps", **monitor.record(time_ps), "steps": ran, "wall_s": round(wall, 1),
+            "steps_per_s": round(ran / wall, 1) if wall > 0 else None}
 
 
 def summary_line(system: str, model: str, records: list[dict], time_ps: float) -> str:
@@ -211,7 +297,7 @@ def summary_line(system: str, model: str, records: list[dict], time_ps: float) -
 
 def merge_results(path: Path, entries: list[dict]) -> None:
     old = json.loads(path.read_text())["runs"] if path.is_file() else []
-    key = lambda e: (e["system"], e["model"], e["seed"])  # noqa: E731
+    key = lambda e: (e["system"], e["model"], e.get("engine", "ase"), e["seed"])  # noqa: E731
     merged = {key(e): e for e in old}
     merged.update({key(e): e for e in entries})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +314,8 @@ def main(argv=None) -> int:
     parser.add_argument("--time-ps", type=float, default=None, help="length of each run (default: the protocol's)")
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--engine", choices=("ase", "lammps"), default="ase",
+                        help="ase (MLPotCalculator) or lammps (the mlpot plugin, one rank)")
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--results", default=None, help="JSON (default benchmarks/results/md_stability_<date>.json)")
     parser.add_argument("--no-save", action="store_true")
@@ -245,9 +333,15 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         calc = calculator_for(args.model, Path(tmp))
         for seed in args.seeds:
-            print(f"{args.system}, {args.model}, seed {seed}: {protocol}", flush=True)
-            record = run_one(atoms, reference, kind, calc, seed, protocol["temperature"], protocol["timestep"],
-                             protocol["time_ps"], protocol["check_fs"], log=lambda m: print(m, flush=True))
+            print(f"{args.system}, {args.model}, {args.engine}, seed {seed}: {protocol}", flush=True)
+            say = lambda m: print(m, flush=True)  # noqa: E731
+            if args.engine == "lammps":
+                record = run_one_lammps(atoms, reference, kind, Path(calc.model_path), seed, protocol["temperature"],
+                                        protocol["timestep"], protocol["time_ps"], protocol["check_fs"],
+                                        Path(tmp) / f"lammps_{seed}", log=say)
+            else:
+                record = run_one(atoms, reference, kind, calc, seed, protocol["temperature"], protocol["timestep"],
+                                 protocol["time_ps"], protocol["check_fs"], log=say)
             print(f"  -> {record}", flush=True)
             records.append({"system": args.system, "model": str(args.model), **protocol, **record,
                             "finished": datetime.datetime.now().isoformat(timespec="seconds")})
