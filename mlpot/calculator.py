@@ -10,7 +10,7 @@
 Units: eV, Å, eV/Å, eV/Å³ (stress, ASE sign and Voigt order xx yy zz yz xz xy), e·Å (dipole).
 Per-atom stresses (`atoms.get_stresses()`, periodic cells): [N, 6] eV/Å³ in ASE's convention
 (as its LJ calculator: each atom's share of the virial over the whole cell's volume, summing
-over atoms to the stress), from the edge split of the virial (mlpot.potential.atom_virial_of_edges).
+over atoms to the stress), from the edge split of the virial (mlpot.nn.edge_gradients.atom_virial_of_edges).
 """
 from __future__ import annotations
 

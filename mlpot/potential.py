@@ -21,6 +21,7 @@ from torch import nn
 from mlpot import keys as K
 from mlpot.heads import n_structures_of
 from mlpot.nn import scatter_add
+from mlpot.nn.edge_gradients import atom_virial_of_edges, gradient_along_edges
 from mlpot.nn.pair_repulsion import PairRepulsion, atom_shares, edge_weights
 
 MAX_Z = 100
@@ -152,16 +153,6 @@ class Potential(nn.Module):
         if self.dipole_head is not None:
             out.update(self.dipole_head(data, features))
         return out
-
-
-def atom_virial_of_edges(vectors: torch.Tensor, grad_vectors: torch.Tensor, idx_i: torch.Tensor,
-                         idx_j: torch.Tensor, n_atoms: int) -> torch.Tensor:
-    """Per-atom virial [n_atoms, 3, 3] eV: −½ r_e ⊗ g_e to both atoms of every edge e = (i, j), for
-    edge vectors r_e [E, 3] and g_e = ∂E/∂r_e [E, 3]. Unsymmetrised (LAMMPS' centroid form); its
-    symmetric part is LAMMPS' per-atom virial (vatom), and its sum over atoms −Σ_e r_e ⊗ g_e."""
-    half = -0.5 * vectors[:, :, None] * grad_vectors[:, None, :]
-    zeros = torch.zeros((n_atoms, 3, 3), dtype=half.dtype, device=half.device)
-    return zeros.index_add(0, idx_i, half).index_add(0, idx_j, half)
 
 
 def structure_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
@@ -300,5 +291,4 @@ def pair_terms(repulsion: PairRepulsion, vectors: torch.Tensor, idx_i: torch.Ten
     n_atoms = atomic_numbers.shape[0]
     energies = atom_shares(phi, idx_i, idx_j, n_atoms, n_two_way).narrow(0, 0, n_targets)
     counted = (torch.arange(n_atoms, device=vectors.device) < n_targets).to(d.dtype)
-    grad_d = slope * edge_weights(idx_i, idx_j, counted, n_two_way)
-    return [energies, vectors * (grad_d / d.clamp(min=1e-30))[:, None]]
+    return [energies, gradient_along_edges(vectors, slope * edge_weights(idx_i, idx_j, counted, n_two_way), d)]

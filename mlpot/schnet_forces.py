@@ -29,7 +29,8 @@ from torch import nn
 from mlpot.nn import Dense, ShiftedSoftplus
 from mlpot.nn.activations import shifted_softplus
 from mlpot.nn.pair_repulsion import atom_shares, edge_weights
-from mlpot.potential import ExportedPerLayer, atom_virial_of_edges
+from mlpot.nn.edge_gradients import atom_virial_of_edges, forces_and_virial, gradient_along_edges
+from mlpot.potential import ExportedPerLayer
 from mlpot.representations.convolution import TabulatedConvolution
 
 
@@ -221,8 +222,7 @@ class ExportedSchNet(ExportedPerLayer):
                                         edge_index[1], saved[2], saved[3], n_targets, n_two_way, want_h)
         if want_h:
             g_h = torch.cat([g_h[:n_targets] + g_next, g_h[n_targets:]]) if n_targets < n_atoms else g_h + g_next
-        grad_vectors = edge_vectors * (g_d.to(d.dtype) / d.clamp(min=1e-30))[:, None]
-        return [g_h, grad_vectors]
+        return [g_h, gradient_along_edges(edge_vectors, g_d, d)]
 
     @torch.jit.export
     def readout_gradient(self, h: torch.Tensor, atomic_numbers: torch.Tensor) -> List[torch.Tensor]:
@@ -276,15 +276,9 @@ class ExportedSchNet(ExportedPerLayer):
             grad_d = grad_d + g_d
             if t > 0:
                 g = g + g_x
-        # ∂E/∂r_e [E, 3]; a zero-length edge (atoms on top of each other) has r_e = 0 and adds nothing
-        grad_vectors = vectors * (grad_d.to(d.dtype) / d.clamp(min=1e-30))[:, None]
-        forces = torch.zeros_like(positions).index_add(0, idx_i, grad_vectors).index_add(0, idx_j, -grad_vectors)
-        result: Dict[str, torch.Tensor] = {"energy": energy, "forces": forces, "energies": energies}
-        if compute_virial:
-            m = vectors.t().mm(grad_vectors)
-            result["virial"] = -0.5 * (m + m.t())
-        else:
-            result["virial"] = torch.zeros((3, 3), dtype=positions.dtype, device=positions.device)
+        grad_vectors = gradient_along_edges(vectors, grad_d, d)          # ∂E/∂r_e [E, 3]
+        forces, virial = forces_and_virial(vectors, grad_vectors, idx_i, idx_j, n_atoms, compute_virial)
+        result: Dict[str, torch.Tensor] = {"energy": energy, "forces": forces, "energies": energies, "virial": virial}
         if compute_atom_virial:
             result["atom_virial"] = atom_virial_of_edges(vectors, grad_vectors, idx_i, idx_j, n_atoms)
         return result

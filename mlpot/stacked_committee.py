@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from mlpot.nn.activations import shifted_softplus
+from mlpot.nn.edge_gradients import forces_and_virial, gradient_along_edges
 from mlpot.nn.pair_repulsion import atom_shares, edge_weights, repulsion_and_slope
 from mlpot.schnet_forces import edges_for_messages
 
@@ -222,16 +223,9 @@ class StackedSchNet(nn.Module):
                 g_xs.append(g_x)
             if t > 0:
                 g = g + torch.bmm(torch.stack(g_xs), self.w_in[t])
-        grad_vectors = vectors[None] * (grad_d.to(d.dtype) / d.clamp(min=1e-30)[None])[:, :, None]   # [M, E, 3]
-        forces = torch.zeros((n_members, n_atoms, 3), dtype=positions.dtype, device=positions.device)
-        forces = forces.index_add(1, idx_i, grad_vectors).index_add(1, idx_j, -grad_vectors)
-        result: Dict[str, torch.Tensor] = {"energy": energy, "forces": forces, "energies": energies}
-        if compute_virial:
-            w = torch.matmul(vectors.t()[None], grad_vectors)
-            result["virial"] = -0.5 * (w + w.transpose(1, 2))
-        else:
-            result["virial"] = torch.zeros((n_members, 3, 3), dtype=positions.dtype, device=positions.device)
-        return result
+        grad_vectors = gradient_along_edges(vectors, grad_d, d)          # [M, E, 3]
+        forces, virial = forces_and_virial(vectors, grad_vectors, idx_i, idx_j, n_atoms, compute_virial)
+        return {"energy": energy, "forces": forces, "energies": energies, "virial": virial}
 
 
 def stacked_committee(modules) -> Optional[torch.jit.ScriptModule]:
