@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from mlpot.export_metadata import DTYPES, KERNELS, METADATA_NAME, build_metadata, check_metadata, message_passing
+from mlpot.kernels.registry import apply_kernels, available, choose_for_export, unavailable_reason
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -38,25 +39,9 @@ class ModelFileError(ValueError):
 
 
 def resolve_kernels(kernels: str, potential, dtype: str = "float32") -> str:
-    """"tabulated", "fused" or "reference" for a requested "auto" | "fused" | "reference" |
-    "tabulated" ("reference" for models without a convolution to swap: the symmetry-function
-    models). "auto": for SchNet where the operators compile, "tabulated" in float32 and "fused" in
-    float64 (the fastest kernels that reproduce the network to the export's own rounding)."""
-    from mlpot import ops
-    from mlpot.representations.convolution import ReferenceConvolution
-
-    if kernels not in ("auto",) + KERNELS:
-        raise ValueError(f"kernels must be auto, {', '.join(KERNELS)}, got {kernels!r}")
-    if kernels == "reference" or not any(isinstance(m, ReferenceConvolution) for m in potential.modules()):
-        return "reference"
-    if ops.available():
-        if kernels == "auto":
-            return "tabulated" if dtype == "float32" else "fused"
-        return kernels
-    if kernels != "auto":
-        raise RuntimeError(f"the {kernels} kernels are not available: {ops.error()}")
-    warnings.warn(f"mlpot: exporting with the PyTorch reference kernels (slower): {ops.error()}", stacklevel=3)
-    return "reference"
+    """The kernels an export of `potential` in `dtype` asking for `kernels` gets
+    (mlpot.kernels.registry.choose_for_export; kept here for one release)."""
+    return choose_for_export(kernels, potential, dtype)
 
 
 def script_potential(potential, dtype: str = "float32", kernels: str = "reference",
@@ -72,7 +57,6 @@ def scripted_with_kernels(potential, dtype: str, kernels: str,
     """(script_potential's module, the kernels chosen, the tables' metadata: table_spacing and
     table_error, or {}). "auto" keeps the network (fused) when no spacing down to
     filter_tables.FINEST_SPACING brings the tables within filter_tables.TOLERANCE."""
-    from mlpot import ops
     from mlpot.potential import ExportedForward, ExportedPerLayer, ExportedSymmetryFunctions
     from mlpot.representations.filter_tables import TOLERANCE
     from mlpot.schnet_forces import ExportedSchNet, written_out_forces_apply
@@ -82,17 +66,14 @@ def scripted_with_kernels(potential, dtype: str, kernels: str,
     model = copy.deepcopy(potential).to(device="cpu", dtype=TORCH_DTYPES[dtype]).eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    chosen = resolve_kernels(kernels, model, dtype)
-    tables: dict[str, Any] = {}
+    chosen = choose_for_export(kernels, model, dtype)
+    tables = apply_kernels(model, chosen, table_spacing)
     if chosen == "tabulated":
-        tables = ops.use_tabulated_kernels(model, table_spacing)
         error = max(tables["table_error"].values())
         if kernels == "auto" and error > TOLERANCE:
             warnings.warn(f"mlpot: the filter tables stay {error:.1e} from the networks at the finest spacing; "
                           "exporting the fused network kernels", stacklevel=3)
-            chosen, tables = "fused", {}
-    if chosen != "tabulated":
-        ops.use_fused_kernels(model, fused=chosen == "fused")
+            chosen, tables = "fused", apply_kernels(model, "fused")
     wrapper = ExportedPerLayer if message_passing(potential) == "per_layer" else ExportedForward
     if hasattr(model.representation, "extrapolation_grade"):
         wrapper = ExportedSymmetryFunctions   # with the per-atom extrapolation grade
@@ -168,12 +149,10 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[torch.jit.Scri
     (has_atom_virial tells whether the file has the last argument).
     """
     metadata = read_metadata(path)
-    if metadata.get("kernels") in ("fused", "tabulated"):
-        from mlpot import ops
-
-        if not ops.available():
-            raise RuntimeError(f"{path} uses mlpot's {metadata['kernels']} kernels, which are not available here "
-                               f"({ops.error()}); re-export the model with `mlpot export --kernels reference`")
+    kernel = metadata.get("kernels", "reference")
+    if kernel in KERNELS and not available(kernel):
+        raise RuntimeError(f"{path} uses mlpot's {kernel} kernels, which are not available here "
+                           f"({unavailable_reason()}); re-export the model with `mlpot export --kernels reference`")
     try:
         module = torch.jit.load(str(path), map_location=device)
     except RuntimeError as exc:

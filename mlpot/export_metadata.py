@@ -9,10 +9,11 @@ import datetime
 import json
 from typing import Any
 
+from mlpot.kernels.registry import KERNELS  # noqa: F401  (re-exported: the "kernels" values a file may name)
+
 FORMAT_VERSION = 1
 METADATA_NAME = "mlpot.json"
 DTYPES = ("float32", "float64")
-KERNELS = ("fused", "reference", "tabulated")  # see mlpot.export
 UNITS = {"energy": "eV", "length": "Å", "force": "eV/Å", "virial": "eV", "dipole": "e·Å"}
 REQUIRED_KEYS = ("format_version", "mlpot_version", "cutoff", "n_interactions", "species",
                  "species_symbols", "dtype", "units", "outputs", "representation",

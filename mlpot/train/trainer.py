@@ -549,22 +549,16 @@ def warm_start(potential: torch.nn.Module, path: str, model_cfg, species: list) 
 
 
 def _use_training_kernels(potential: torch.nn.Module, kernels: str, device: torch.device) -> str:
-    """Put the convolution kernels asked for (training.kernels) into `potential`; returns the
-    ones used: "fused", "reference", or "none" for a model without a convolution."""
-    from mlpot import ops
+    """Put the convolution kernels training.kernels asks for into `potential` (the choice is
+    mlpot.kernels.registry's); returns the ones used: "fused", "reference", or "none"."""
+    from mlpot.kernels.registry import KernelError, apply_kernels, choose_for_training
 
-    if not any(hasattr(m, "convolution") for m in potential.modules()):
-        return "none"
-    if kernels == "reference" or (kernels == "auto" and (device.type != "cpu" or not ops.available())):
-        ops.use_fused_kernels(potential, fused=False)
-        return "reference"
-    if device.type != "cpu":
-        raise TrainingError(f"training.kernels: fused runs on the CPU only, not on {device}; use auto or reference")
-    if not ops.available():
-        raise TrainingError(f"training.kernels: fused, but mlpot's C++ operators are not available "
-                            f"({ops.error()}); use auto or reference")
-    ops.use_fused_kernels(potential)
-    return "fused"
+    try:
+        chosen = choose_for_training(kernels, potential, device)
+    except KernelError as exc:
+        raise TrainingError(str(exc)) from None
+    apply_kernels(potential, chosen)
+    return chosen
 
 
 def _fmt_weights(weights: dict) -> str:
