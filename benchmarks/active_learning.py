@@ -39,7 +39,7 @@ import numpy as np
 def reference(out: Path, log):
     from mlpot.demo.reference_stage import make_reference
     from mlpot.demo.settings import DemoSettings
-    from mlpot.reference import default_calculator, sample_md, sample_normal_modes, write_reference
+    from mlpot.sim.labelling import default_calculator, sample_md, sample_normal_modes, write_reference
 
     cached = out / "reference.pkl"
     if cached.is_file():
@@ -58,7 +58,7 @@ def reference(out: Path, log):
 
 def harmonic_errors(calc, ref) -> dict:
     from mlpot.demo.analysis import harmonic_analysis, harmonic_comparison
-    from mlpot.scripting import build_molecule
+    from mlpot.sim.scripting import build_molecule
 
     model = harmonic_analysis(build_molecule("CH3CH2OH"), calc, fmax=1e-3, max_steps=1000, align_to=ref.minimum)
     return harmonic_comparison(ref.modes, ref.intensities, model)
@@ -94,7 +94,7 @@ def default_recipe_models(out: Path, ref, n: int, train_time: float, log) -> lis
     from mlpot.demo.analysis import test_errors
     from mlpot.demo.learn_stage import model_section, training_section
     from mlpot.demo.settings import DemoSettings
-    from mlpot.export import export_model
+    from mlpot.deploy.export import export_model
     from mlpot.train import train
     from mlpot.train.checkpoint import load_potential
     from mlpot.train.config import config_from_dict
@@ -136,7 +136,7 @@ def demo_recipe_models(out: Path, ref, store: Path, sizes, train_time: float, ar
     from mlpot.demo.analysis import test_errors
     from mlpot.demo.settings import DemoSettings
     from mlpot.demo.train_stage import training_config
-    from mlpot.export import export_model
+    from mlpot.deploy.export import export_model
     from mlpot.train import train
     from mlpot.train.checkpoint import load_potential
 
@@ -166,7 +166,7 @@ def learn_arm(out: Path, ref, args, log) -> list:
     from mlpot.demo.settings import DemoSettings
     from mlpot.learn import ActiveLearning
     from mlpot.learn.config import learn_config_from_dict
-    from mlpot.reference import default_calculator
+    from mlpot.sim.labelling import default_calculator
 
     seed_file = out / "seed.db"
     write_store(seed_file, read_store(out / "seed_pool.db")[:args.n_seed], force=True)
@@ -210,7 +210,7 @@ def uncertainty_checks(out: Path, ref, models, log) -> dict:
     from mlpot import MLPotCalculator
     from mlpot.data.store import read_store
     from mlpot.learn.errors import committee_errors
-    from mlpot.reference import default_calculator
+    from mlpot.sim.labelling import default_calculator
 
     torch.set_num_threads(1)
     calc, gfn = MLPotCalculator(models), default_calculator("GFN2-xTB")

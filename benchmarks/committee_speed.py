@@ -1,6 +1,6 @@
 """Cost of a committee against one model, through MLPotCalculator (energy + forces per call,
 neighbour list kept by the skin): one model, M members one by one, M members in threads
-(parallel_members=2) and M members stacked (mlpot.stacked_committee), for ethanol and 64-atom
+(parallel_members=2) and M members stacked (mlpot.kernels.stacked), for ethanol and 64-atom
 Si, SchNet 64/64/3 and 128/128/3, float32 (tabulated kernels) and float64 (fused).
 
     .venv/bin/python benchmarks/committee_speed.py [--members 4] [--threads 1] [--json out.json]
@@ -19,8 +19,8 @@ import torch
 from ase.build import bulk, molecule
 
 from mlpot import MLPotCalculator
-from mlpot.export import export_model
-from mlpot.model_config import ModelConfig, build_potential
+from mlpot.deploy.export import export_model
+from mlpot.model.config import ModelConfig, build_potential
 
 SYSTEMS = {"ethanol": lambda: molecule("CH3CH2OH"),
            "si_64": lambda: bulk("Si", "diamond", a=5.43, cubic=True).repeat(2)}

@@ -41,11 +41,11 @@ from ase import units
 from ase.build import bulk
 from ase.md.verlet import VelocityVerlet
 
-from mlpot.systems import water_box
-from mlpot.calculator import MLPotCalculator
-from mlpot.export import export_model
+from mlpot.sim.structures import water_box
+from mlpot.deploy.calculator import MLPotCalculator
+from mlpot.deploy.export import export_model
 from mlpot.lammps import build_plugin, run_lammps, write_lammps_data
-from mlpot.model_config import ModelConfig, build_potential
+from mlpot.model.config import ModelConfig, build_potential
 
 
 SYSTEMS = {

@@ -2,7 +2,7 @@
 
     python benchmarks/learn_vs_demo.py --out runs/learn_vs_demo --json benchmarks/results/learn_vs_demo.json
 
-Every calculation of the reference is counted (mlpot.reference.count_calls): the optimisation,
+Every calculation of the reference is counted (mlpot.sim.labelling.count_calls): the optimisation,
 the finite-difference Hessian, every MD step (not only the snapshots kept) and every label.
 
 1. The demo as it is (`mlpot demo`, seed 0): its GFN2-xTB pool (1200 MD snapshots, one every 10
@@ -43,7 +43,7 @@ def demo_recipe(out: Path, ref, store: Path, n: int | None, train_time: float, n
     from mlpot.data.store import read_store, write_store
     from mlpot.demo.settings import DemoSettings
     from mlpot.demo.train_stage import training_config
-    from mlpot.export import export_model
+    from mlpot.deploy.export import export_model
     from mlpot.train import train
     from mlpot.train.checkpoint import load_potential
 
@@ -93,7 +93,7 @@ def demo_arm(out: Path, ref, args, log) -> dict:
 def random_arm(out: Path, ref, args, log) -> list:
     from mlpot.demo.learn_stage import random_samples
     from mlpot.demo.settings import DemoSettings
-    from mlpot.reference import count_calls, default_calculator, write_reference
+    from mlpot.sim.labelling import count_calls, default_calculator, write_reference
 
     rows = []
     for k, n in enumerate(args.random_sizes):

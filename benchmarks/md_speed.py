@@ -18,7 +18,7 @@ over --reps calls after two warm-up calls. Every (implementation, system) runs i
 process, so peak memory (ru_maxrss) is per run. SchNetPack runs in the venv made by
 ../shared/bench/setup_schnetpack.sh (--spk-python), with its skin list (SPK_SKIN=0.3, its
 best setting); it is skipped when that venv is absent. MLPotCalculator keeps freed memory in
-the process (mlpot.calculator.keep_freed_memory); --spk-keep-memory gives SchNetPack the same
+the process (mlpot.deploy.calculator.keep_freed_memory); --spk-keep-memory gives SchNetPack the same
 glibc settings through the environment. The machine is shared: the load
 average is printed with the table, and only ratios from one run should be compared.
 """
@@ -38,9 +38,9 @@ import numpy as np
 from ase.build import molecule
 
 # This script also runs itself inside the SchNetPack venv, where mlpot is not installed:
-# mlpot.systems needs only numpy and ASE, so import it from this checkout.
+# mlpot.sim.structures needs only numpy and ASE, so import it from this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mlpot.systems import silicon, water_box  # noqa: E402
+from mlpot.sim.structures import silicon, water_box  # noqa: E402
 
 CUTOFF = 5.0  # Å
 SPECIES = [1, 6, 8, 14]
@@ -84,8 +84,8 @@ def export_mlpot_models(folder: Path) -> dict[str, Path]:
     wACSF (defaults), cutoff 5 Å, random weights, float32 files."""
     import torch
 
-    from mlpot.export import export_model
-    from mlpot.model_config import ModelConfig, build_potential
+    from mlpot.deploy.export import export_model
+    from mlpot.model.config import ModelConfig, build_potential
 
     paths = {}
     schnet = ModelConfig(representation="schnet", cutoff=CUTOFF, n_atom_basis=128, n_filters=128,
@@ -129,7 +129,7 @@ def worker(args) -> int:
         if args.worker == "schnetpack":
             make = schnetpack_calculator_factory(Path(folder))
         else:
-            from mlpot.calculator import MLPotCalculator
+            from mlpot.deploy.calculator import MLPotCalculator
             make = lambda: MLPotCalculator(args.model)  # noqa: E731
         atoms = SYSTEMS[args.system]()
         atoms.calc = make()

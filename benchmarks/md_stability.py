@@ -126,11 +126,11 @@ def load_system(name: str, data: Path):
 
 def calculator_for(model: str, workdir: Path):
     """MLPotCalculator of a model file, or of a checkpoint exported (float32, default kernels)."""
-    from mlpot.calculator import MLPotCalculator
+    from mlpot.deploy.calculator import MLPotCalculator
 
     path = Path(model)
     if path.suffix == ".ckpt":
-        from mlpot.export import export_model
+        from mlpot.deploy.export import export_model
         from mlpot.train.checkpoint import load_potential
 
         exported = workdir / f"{path.parent.name}_{path.stem}.pt"

@@ -11,7 +11,7 @@ import time
 from ase.build import bulk
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 
-from mlpot.neighbors import neighbor_list
+from mlpot.data.neighbors import neighbor_list
 
 CUTOFF = 5.0
 

@@ -34,7 +34,7 @@ def model_from(checkpoint: str | None):
         from mlpot.train.checkpoint import load_potential
 
         return load_potential(checkpoint), f"checkpoint {checkpoint}"
-    from mlpot.model_config import ModelConfig, build_potential
+    from mlpot.model.config import ModelConfig, build_potential
 
     torch.manual_seed(0)
     config = ModelConfig(representation="schnet", cutoff=5.0, n_atom_basis=128, n_filters=128,
@@ -43,7 +43,7 @@ def model_from(checkpoint: str | None):
 
 
 def forces_and_energies(model_path: Path, frames) -> tuple[list[np.ndarray], np.ndarray]:
-    from mlpot.calculator import MLPotCalculator
+    from mlpot.deploy.calculator import MLPotCalculator
 
     calc = MLPotCalculator(model_path)
     forces, energies = [], []
@@ -66,7 +66,7 @@ def deviations(forces, energies, ref_forces, ref_energies) -> dict:
 
 def compare_all(potential, frames, spacings, dtypes, folder: Path) -> list[dict]:
     """Rows of deviations from the float64 reference export for fused and tabulated exports."""
-    from mlpot.export import export_model
+    from mlpot.deploy.export import export_model
 
     export_model(potential, folder / "reference.pt", "float64", kernels="reference")
     ref_forces, ref_energies = forces_and_energies(folder / "reference.pt", frames)

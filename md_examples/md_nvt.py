@@ -18,7 +18,7 @@ from ase.md.langevin import Langevin
 from ase.constraints import FixCom
 
 from mlpot import MLPotCalculator
-from mlpot.scripting import add_common_arguments, load_structure, prepare_run, thermalize
+from mlpot.sim.scripting import add_common_arguments, load_structure, prepare_run, thermalize
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -16,7 +16,7 @@ from ase.io import write
 from ase.optimize import BFGS
 
 from mlpot import MLPotCalculator
-from mlpot.scripting import add_common_arguments, load_structure, prepare_run
+from mlpot.sim.scripting import add_common_arguments, load_structure, prepare_run
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

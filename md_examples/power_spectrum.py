@@ -20,7 +20,7 @@ from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 
 from mlpot import MLPotCalculator
-from mlpot.scripting import add_common_arguments, load_structure, prepare_run, thermalize
+from mlpot.sim.scripting import add_common_arguments, load_structure, prepare_run, thermalize
 from mlpot.spectra import ir_spectrum, power_spectrum
 from mlpot.spectra.plots import plot_spectra
 

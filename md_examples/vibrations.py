@@ -22,7 +22,7 @@ from ase.optimize import BFGS
 from ase.vibrations import Infrared, Vibrations
 
 from mlpot import MLPotCalculator
-from mlpot.scripting import add_common_arguments, load_structure, prepare_run
+from mlpot.sim.scripting import add_common_arguments, load_structure, prepare_run
 from mlpot.spectra import finite_difference_derivatives, ir_intensities, normal_modes
 from mlpot.spectra.plots import plot_stick_spectra
 

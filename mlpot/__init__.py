@@ -5,6 +5,6 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # lazy, so that `import mlpot` stays light (no torch/ASE until the calculator is used)
     if name == "MLPotCalculator":
-        from mlpot.calculator import MLPotCalculator
+        from mlpot.deploy.calculator import MLPotCalculator
         return MLPotCalculator
     raise AttributeError(f"module 'mlpot' has no attribute {name!r}")

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=None, help="check that this exported model knows H and O")
     args = parser.parse_args(argv)
     if args.model:
-        from mlpot.export import read_metadata
+        from mlpot.deploy.export import read_metadata
         known = read_metadata(args.model)["species_symbols"]
         if not {"H", "O"} <= set(known):
             print(f"{args.model} knows {' '.join(known)}, not H and O: train a model on water first", file=sys.stderr)

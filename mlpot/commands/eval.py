@@ -19,7 +19,7 @@ def run(args) -> int:
     import sys
 
     from mlpot.data.raw import DataError
-    from mlpot.evaluate import errors, load_model, parity_plot, predict
+    from mlpot.train.evaluate import errors, load_model, parity_plot, predict
     from mlpot.train.checkpoint import CheckpointError
     from mlpot.train.data import read_structures
 

@@ -61,8 +61,8 @@ def _fail(message) -> int:
 def run(args) -> int:
     from pathlib import Path
 
-    from mlpot.export import export_model
-    from mlpot.export_metadata import format_metadata
+    from mlpot.deploy.export import export_model
+    from mlpot.deploy.metadata import format_metadata
 
     try:
         targets = export_targets(args.checkpoint, args.output)

@@ -10,8 +10,8 @@ def run(args) -> int:
     import json
     import sys
 
-    from mlpot.export import read_metadata
-    from mlpot.export_metadata import format_metadata
+    from mlpot.deploy.export import read_metadata
+    from mlpot.deploy.metadata import format_metadata
 
     try:
         metadata = read_metadata(args.model)

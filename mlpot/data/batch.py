@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from mlpot import keys as K
-from mlpot.neighbors import neighbor_list
+from mlpot.data.neighbors import neighbor_list
 
 FLOAT_KEYS = (K.POSITIONS, K.CELL, K.EDGE_SHIFTS, K.TOTAL_CHARGE,
               K.ENERGY, K.FORCES, K.STRESS, K.DIPOLE)

@@ -18,7 +18,7 @@ is ENERGY/LENGTH. A virial (extxyz ``virial``, energy unit) becomes the stress
 
 Every row is checked: finite positions and labels, label shapes that match the atom
 count, a periodic cell that is not degenerate, no overlapping atoms (closer than
-mlpot.neighbors.MIN_DISTANCE), and the required labels present (``require``: default
+mlpot.data.neighbors.MIN_DISTANCE), and the required labels present (``require``: default
 "energy" plus every label the first good row has, so that all rows carry the same labels).
 Bad rows are reported with their index and skipped (``on_bad="skip"``) or the whole import
 is refused (``on_bad="refuse"``, nothing is written). An existing output is never
@@ -121,7 +121,7 @@ def check_limit(limit) -> None:
 def geometry_problem(atoms) -> str | None:
     """Why the geometry of `atoms` cannot be used (degenerate periodic cell, overlapping
     atoms), or None."""
-    from mlpot.neighbors import overlap_message, overlapping_pair
+    from mlpot.data.neighbors import overlap_message, overlapping_pair
 
     try:
         pair = overlapping_pair(atoms.positions, atoms.cell.array, atoms.pbc)

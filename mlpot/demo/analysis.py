@@ -51,7 +51,7 @@ def harmonic_analysis(start, calc, fmax: float, max_steps: int = 1000, align_to=
     of two methods can be paired by overlap), then normal modes (analytic Hessian when the
     calculator has get_hessian, else finite differences) and IR intensities
     (finite-difference dipole derivatives, km/mol)."""
-    from mlpot.reference import optimise
+    from mlpot.sim.labelling import optimise
     from mlpot.spectra import finite_difference_derivatives, ir_intensities, normal_modes
 
     minimum, steps = optimise(start, calc, fmax=fmax, steps=max_steps, require=False)

@@ -29,9 +29,9 @@ class LearnReference:
 
 def make_learn_reference(settings, out: Path, log=print) -> LearnReference:
     from mlpot.demo.reference_stage import CallLedger
-    from mlpot.reference import (count_calls, default_calculator, optimise, reference_modes, sample_normal_modes,
+    from mlpot.sim.labelling import (count_calls, default_calculator, optimise, reference_modes, sample_normal_modes,
                                  write_reference)
-    from mlpot.scripting import build_molecule
+    from mlpot.sim.scripting import build_molecule
     from mlpot.spectra import ir_intensities
 
     calc = count_calls(default_calculator("GFN2-xTB"))
@@ -59,7 +59,7 @@ def make_learn_reference(settings, out: Path, log=print) -> LearnReference:
 def random_samples(minimum, modes, calc, settings, n: int, seed: int) -> list:
     """n labelled configurations as the default demo draws them: 2/3 from Langevin MD and 1/3
     normal-mode samples at the sampling temperature."""
-    from mlpot.reference import sample_md, sample_normal_modes
+    from mlpot.sim.labelling import sample_md, sample_normal_modes
 
     n_md = (2 * n) // 3
     md = sample_md(minimum, calc, settings.sampling_temperature, n_md, interval=settings.md_interval, seed=seed,
@@ -84,7 +84,7 @@ def active_learning(settings, ref: LearnReference, out: Path, log=print) -> dict
     """Run mlpot learn into out/learn; returns its state (history rows, stop reason)."""
     from mlpot.learn import ActiveLearning
     from mlpot.learn.config import learn_config_from_dict
-    from mlpot.reference import default_calculator
+    from mlpot.sim.labelling import default_calculator
 
     raw = {"learn": {"seed_data": str(ref.seed_store), "test": str(ref.test_store),
                      "temperatures": list(settings.learn_temperatures), "md_steps": settings.learn_md_steps,
@@ -105,8 +105,8 @@ def random_comparison(settings, ref: LearnReference, n: int, out: Path, log=prin
     """One SchNet on n random samples, trained as long as one committee member in total;
     exported to out/random/model.pt (float64). Returns the model and the GFN2-xTB calculations
     the samples took (the MD steps between snapshots included)."""
-    from mlpot.export import export_model
-    from mlpot.reference import count_calls, default_calculator, write_reference
+    from mlpot.deploy.export import export_model
+    from mlpot.sim.labelling import count_calls, default_calculator, write_reference
     from mlpot.train import train
     from mlpot.train.checkpoint import load_potential
     from mlpot.train.config import config_from_dict

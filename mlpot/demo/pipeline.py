@@ -54,15 +54,15 @@ def run_demo(settings, log=print) -> dict:
     """Run every stage; returns the results (paths, timings, errors, frequency MAE)."""
     import torch
 
-    from mlpot.calculator import MLPotCalculator
+    from mlpot.deploy.calculator import MLPotCalculator
     from mlpot.data.splits import load_split
     from mlpot.data.store import read_store
     from mlpot.demo.analysis import harmonic_analysis, md_spectra, run_nvt, test_errors
     from mlpot.demo.reference_stage import make_reference
-    from mlpot.scripting import build_molecule
+    from mlpot.sim.scripting import build_molecule
     from mlpot.demo.report import make_figures, write_report
     from mlpot.demo.train_stage import train_and_export
-    from mlpot.reference import default_calculator
+    from mlpot.sim.labelling import default_calculator
     from mlpot.spectra import frequency_mae
 
     start = build_molecule(settings.molecule)          # fail early on a bad name
@@ -126,7 +126,7 @@ def run_demo(settings, log=print) -> dict:
 def _learn_stages(settings, out: Path, clock: Stopwatch, log):
     """--learn: reference, active learning and the random-sampling comparison; returns
     (reference, training summary, committee calculator, test structures, learning results)."""
-    from mlpot.calculator import MLPotCalculator
+    from mlpot.deploy.calculator import MLPotCalculator
     from mlpot.data.store import read_store
     from mlpot.demo.learn_stage import active_learning, make_learn_reference, random_comparison
 
@@ -153,7 +153,7 @@ def _learn_stages(settings, out: Path, clock: Stopwatch, log):
 
 def _compare_learning(learning: dict, ref, start, settings, log) -> None:
     """Frequency errors of each iteration's committee and of the random-sampling model (in place)."""
-    from mlpot.calculator import MLPotCalculator
+    from mlpot.deploy.calculator import MLPotCalculator
     from mlpot.data.store import read_store
     from mlpot.demo.analysis import harmonic_analysis, harmonic_comparison, test_errors
 

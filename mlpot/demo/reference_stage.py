@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from mlpot.scripting import build_molecule
+from mlpot.sim.scripting import build_molecule
 
 
 @dataclass
@@ -22,7 +22,7 @@ class ReferenceResult:
 
 
 class CallLedger:
-    """Reference calculations of a counted calculator (mlpot.reference.count_calls), step by step:
+    """Reference calculations of a counted calculator (mlpot.sim.labelling.count_calls), step by step:
     close(name) books the calculations made since the previous close under name."""
 
     def __init__(self, calculator):
@@ -38,7 +38,7 @@ class CallLedger:
 
 
 def make_reference(settings, out: Path, log=print) -> ReferenceResult:
-    from mlpot.reference import (count_calls, default_calculator, optimise, reference_modes, sample_md,
+    from mlpot.sim.labelling import (count_calls, default_calculator, optimise, reference_modes, sample_md,
                                  sample_normal_modes, write_reference)
     from mlpot.demo.report import calls_line
     from mlpot.spectra import ir_intensities

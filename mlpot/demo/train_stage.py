@@ -6,7 +6,7 @@ from pathlib import Path
 
 def training_config(settings, store: Path, run_folder: Path):
     """The TrainConfig the demo trains with (also written to run_folder/config.yaml)."""
-    from mlpot.model_config import ModelConfig
+    from mlpot.model.config import ModelConfig
     from mlpot.train.config import DataConfig, TrainConfig, TrainingConfig
 
     n_total = settings.n_md + settings.n_normal_mode
@@ -32,7 +32,7 @@ def training_config(settings, store: Path, run_folder: Path):
 def train_and_export(settings, store: Path, out: Path, log=print) -> dict:
     """Train into out/training, export the best (EMA) weights to out/model.pt in float64
     (Hessians and NVE want float64). Returns the trainer's summary plus model and test paths."""
-    from mlpot.export import export_model
+    from mlpot.deploy.export import export_model
     from mlpot.train import train
     from mlpot.train.checkpoint import load_potential
 

@@ -86,7 +86,7 @@ def cmake_commands(src: Path, build: Path, jobs: int, ops_library: Path | None =
                    build_name: str = "unnamed") -> list[list[str]]:
     """The configure and build commands, everything taken from the installed wheels; build_name
     (the cache key) is compiled in and logged by the pair style."""
-    from mlpot.cmake import configure_and_build
+    from mlpot.lammps.cmake import configure_and_build
 
     return configure_and_build(src, build, {
         "CMAKE_PREFIX_PATH": wheels.torch_cmake_prefix(),
@@ -99,7 +99,7 @@ def cmake_commands(src: Path, build: Path, jobs: int, ops_library: Path | None =
 
 
 def _compile(src: Path, build: Path, jobs: int, verbose: bool, ops_library: Path | None, name: str) -> Path:
-    from mlpot.cmake import run_logged
+    from mlpot.lammps.cmake import run_logged
 
     build.mkdir(parents=True, exist_ok=True)
     run_logged(cmake_commands(src, build, jobs, ops_library, name), build / "build.log", verbose,

@@ -3,7 +3,7 @@ own Hessian, and the choice of frames to label.
 
 A frame is explored every `sample_every` MD steps (or is one normal-mode sample); its deviation
 is the committee's uncertainty (largest per-atom force standard deviation, eV/Å,
-mlpot.committee). Frames with a deviation in [trust_lo, trust_hi] are candidates for labelling
+mlpot.deploy.committee). Frames with a deviation in [trust_lo, trust_hi] are candidates for labelling
 (DP-GEN's rule: below, the model is trusted; above, the frame is likely unphysical, from a model
 that is already far off).
 """
@@ -26,7 +26,7 @@ def committee_md(atoms, calculator, temperature: float, n_steps: int, sample_eve
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
 
-    from mlpot.scripting import thermalize
+    from mlpot.sim.scripting import thermalize
 
     rng = np.random.default_rng(seed)
     work = atoms.copy()
@@ -64,13 +64,13 @@ def committee_normal_modes(atoms, calculator, temperatures, n_samples: int, seed
     a minimum of a model that is still far off), the samples are drawn around `atoms` itself.
     The normal modes come from the committee-mean finite-difference Hessian there, and n_samples
     structures per temperature (K) are displaced with classical Boltzmann amplitudes
-    (mlpot.reference.normal_mode_displacements; modes below min_frequency cm⁻¹, imaginary ones
+    (mlpot.sim.labelling.normal_mode_displacements; modes below min_frequency cm⁻¹, imaginary ones
     included, sampled as if at min_frequency). Returns (frames, info): frames with
     info["deviation"], ["temperature"], ["step"] (the sample's index) and ["source"] =
     "normal_modes"; info: {"optimisation_steps" (negative: not converged), "centre"
     ("committee minimum" or "start"), "lowest_frequency_cm1"}.
     """
-    from mlpot.reference import normal_mode_displacements, optimise, reference_modes
+    from mlpot.sim.labelling import normal_mode_displacements, optimise, reference_modes
 
     centre, steps = optimise(atoms, calculator, fmax=fmax, steps=max_steps, require=False)
     at_minimum = steps >= 0 and committee_deviation(centre, calculator) <= max_deviation

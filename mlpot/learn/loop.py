@@ -56,7 +56,7 @@ def reference_calculator(spec: str):
         except (ImportError, AttributeError) as exc:
             raise LearnError(f"learn.reference {spec!r}: cannot import {name} from {module} ({exc})") from None
         return factory()
-    from mlpot.reference import default_calculator
+    from mlpot.sim.labelling import default_calculator
 
     return default_calculator(spec)
 
@@ -84,7 +84,7 @@ class ActiveLearning:
         self.quiet = quiet
         self._log = log
         self.state = self._start_state(resume, force)
-        from mlpot.reference import count_calls
+        from mlpot.sim.labelling import count_calls
 
         self.calculator = count_calls(calculator if calculator is not None else reference_calculator(self.s.reference))
         self._calls_booked = self.calculator.reference_calls
@@ -299,7 +299,7 @@ class ActiveLearning:
         append each to the store at once; frames whose id is in the store already are skipped.
         Failures are logged and written to failed_file. Returns (labelled, failed)."""
         from mlpot.data.store import append_store, store_key_values
-        from mlpot.reference import calculator_name, labelled_copy
+        from mlpot.sim.labelling import calculator_name, labelled_copy
 
         done = set(store_key_values(self.cfg.store, ID_KEY))
         failed = json.loads(failed_file.read_text()) if failed_file.is_file() else {}
@@ -326,7 +326,7 @@ class ActiveLearning:
         return n_labelled, len(failed)
 
     def _export(self, run: Path) -> list:
-        from mlpot.export import export_model
+        from mlpot.deploy.export import export_model
         from mlpot.train.checkpoint import load_potential
         from mlpot.train.ensemble import member_checkpoints
 

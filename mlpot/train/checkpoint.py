@@ -4,7 +4,7 @@ A checkpoint is a dict of tensors and plain Python values only (no pickled class
 
     format "mlpot-checkpoint", format_version 1, mlpot_version
     config        the whole training config as a nested dict
-    model_config  the ``model:`` section (dict for mlpot.model_config.ModelConfig)
+    model_config  the ``model:`` section (dict for mlpot.model.config.ModelConfig)
     species       list of atomic numbers the model was built for
     dtype         "float32" | "float64"
     model         state_dict of the trained weights
@@ -150,7 +150,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def potential_from_state(state: dict, weights: str = "ema"):
     """Rebuild the Potential stored in a loaded checkpoint dict (eval mode, CPU)."""
-    from mlpot.model_config import ModelConfig, build_potential
+    from mlpot.model.config import ModelConfig, build_potential
 
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
@@ -161,7 +161,7 @@ def potential_from_state(state: dict, weights: str = "ema"):
 
 
 def load_potential(path: str | os.PathLike, weights: str = "ema", device: str | torch.device = "cpu"):
-    """The mlpot.potential.Potential stored in checkpoint `path`, in eval mode on `device`.
+    """The mlpot.model.potential.Potential stored in checkpoint `path`, in eval mode on `device`.
 
     weights="ema" (default) gives the exponential moving average used for validation and
     export; "raw" the optimizer's last weights. Raises CheckpointError if the file is

@@ -2,7 +2,7 @@
 
     cfg = load_config("ethanol.yaml", overrides=["training.max_epochs=1"])
     cfg.data.train      # absolute path (relative paths are resolved against the YAML's folder)
-    cfg.model           # mlpot.model_config.ModelConfig
+    cfg.model           # mlpot.model.config.ModelConfig
     cfg.training.lr     # 5e-4
     cfg.output          # absolute path of the run folder
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from mlpot.train.selection import RULES
-from mlpot.model_config import ELEMENT_NETWORK, SYMMETRY_FUNCTIONS, ModelConfig
+from mlpot.model.config import ELEMENT_NETWORK, SYMMETRY_FUNCTIONS, ModelConfig
 
 
 class ConfigError(ValueError):

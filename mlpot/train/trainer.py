@@ -171,8 +171,8 @@ class Trainer:
         return result[1]
 
     def _build(self, state: dict | None) -> None:
-        from mlpot.model_config import build_potential
-        from mlpot.statistics import fit_statistics
+        from mlpot.model.config import build_potential
+        from mlpot.model.statistics import fit_statistics
         from mlpot.train.data import load_training_data
         from mlpot.data.splits import load_split
 
@@ -610,7 +610,7 @@ def _evaluate_test(trainer: Trainer) -> dict:
     """Errors of best.ckpt on data.test, written to test_metrics.json."""
     import json
 
-    from mlpot.evaluate import evaluate_potential
+    from mlpot.train.evaluate import evaluate_potential
     from mlpot.train.checkpoint import load_potential
     from mlpot.train.data import read_structures
 

@@ -1,0 +1,2 @@
+"""Deployment: export of model files and their metadata, the ASE calculator, committee
+statistics and the skin neighbour list."""

@@ -1,0 +1,367 @@
+"""MLPotCalculator: an exported mlpot model (one TorchScript file) as an ASE calculator.
+
+    from mlpot import MLPotCalculator
+    atoms.calc = MLPotCalculator("model.pt")          # device="cpu", skin=0.5 Å
+    atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(), calc.get_hessian(atoms)
+
+    atoms.calc = MLPotCalculator(["m0.pt", "m1.pt", "m2.pt"])   # a committee: the mean, and
+    atoms.calc.get_property("uncertainty", atoms)                # how much its members disagree
+
+Units: eV, Å, eV/Å, eV/Å³ (stress, ASE sign and Voigt order xx yy zz yz xz xy), e·Å (dipole).
+Per-atom stresses (`atoms.get_stresses()`, periodic cells): [N, 6] eV/Å³ in ASE's convention
+(as its LJ calculator: each atom's share of the virial over the whole cell's volume, summing
+over atoms to the stress), from the edge split of the virial (mlpot.nn.edge_gradients.atom_virial_of_edges).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from mlpot.deploy.committee import COMMITTEE_PROPERTIES, ExtrapolationError, check_members, committee_statistics
+from mlpot.deploy.export import TORCH_DTYPES, has_atom_virial, load_model
+from mlpot.model.potential import structure_inputs
+from mlpot.deploy.skin_neighbors import SkinNeighborList
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
+_memory_kept = False
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory in the process (no mmap for large blocks, no
+    trimming), so that the model's large temporaries are reused by the next call instead of being
+    returned to the OS and faulted in (zeroed) again: that page-fault traffic cost more system
+    time than the model's arithmetic for 13824-atom Si. Process-wide and permanent; the process
+    keeps its peak memory. Returns False where it does not apply (not glibc)."""
+    global _memory_kept
+    if _memory_kept:
+        return True
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        _memory_kept = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))
+    except (OSError, AttributeError):
+        return False
+    return _memory_kept
+
+
+def voigt_stress(virial: np.ndarray, volume: float) -> np.ndarray:
+    """Stress −W/V (eV/Å³) as ASE's Voigt 6-vector (xx, yy, zz, yz, xz, xy); virial W [3, 3] eV."""
+    s = -np.asarray(virial, dtype=float) / volume
+    return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+
+
+def voigt_stresses(atom_virial: np.ndarray, volume: float) -> np.ndarray:
+    """Per-atom stresses [N, 6] eV/Å³ (ASE's `stresses`: −sym(W_a)/V, Voigt xx yy zz yz xz xy) of
+    per-atom virials W_a [N, 3, 3] eV (unsymmetrised) and the cell's volume V."""
+    w = np.asarray(atom_virial, dtype=float)
+    s = -0.5 * (w + w.transpose(0, 2, 1)) / volume
+    return np.stack([s[:, 0, 0], s[:, 1, 1], s[:, 2, 2], s[:, 1, 2], s[:, 0, 2], s[:, 0, 1]], axis=1)
+
+
+class MLPotCalculator(Calculator):
+    """ASE calculator for a model file written by `mlpot export`.
+
+    model: path of the .pt file, or a list of them: a committee (e.g. the members of an
+    ensemble run, `mlpot export` of a run with training.ensemble). A committee's energy, forces,
+    stress and dipole are the mean of its members; `results` also holds energy_std (eV),
+    forces_std ([N] eV/Å, per-atom norm of the force standard deviation) and uncertainty (its
+    largest value, eV/Å), see mlpot.deploy.committee. Members must agree in cutoff, elements and
+    outputs; they share one neighbour list. stacked=True (default, CPU): members of one SchNet
+    architecture with written-out forces (fused or tabulated kernels, no dipole head; the members
+    of one ensemble run) are evaluated as one model with their weights stacked
+    (mlpot.kernels.stacked; `calc.stacked` is None where that does not apply). Otherwise
+    parallel_members=K evaluates up to K members at once in threads (TorchScript runs without
+    the GIL): worth it where cores are idle, e.g. K = cores with torch.set_num_threads(1); the
+    default 1 evaluates them one after the other. device: torch device ("cpu", "cuda"). skin: Å added to the
+    cutoff of the neighbour list, which is rebuilt only when an atom moved more than skin/2 or
+    the cell, pbc or atomic numbers changed (`n_neighbor_builds` counts builds, `n_evaluations`
+    model calls). The dtype is the one the model was exported in. torch.set_num_threads is left
+    to the caller.
+
+    The model runs with TorchScript's graph optimisations off (torch.jit.optimized_execution,
+    scoped to each call): the profiling executor re-specialises the graph whenever the number of
+    edges changes, i.e. on almost every MD step, which costs more than it gains (docs/speed.md).
+    keep_memory=True calls `keep_freed_memory()`: the C library keeps memory the model frees for
+    the next call (process-wide; the process keeps its peak memory); False leaves malloc alone.
+
+    halt_deviation (committees, eV/Å): a calculation whose uncertainty exceeds it raises
+    mlpot.deploy.committee.ExtrapolationError (on_deviation="raise") after appending the frame to
+    deviation_file (extxyz, with forces_std) if given; on_deviation="write" appends and goes on.
+    Two atoms closer than mlpot.data.neighbors.MIN_DISTANCE raise OverlapError (a ValueError).
+    A single wACSF / ACSF model also gives `calc.get_property("extrapolation_grade")` ([N]: how
+    far each atom's descriptors lie outside the training atoms' range, in units of their training
+    std; 0 inside: mlpot.representations.wacsf.SymmetryFunctions.extrapolation_grade).
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses", "dipole"]
+
+    def __init__(self, model, device: str | torch.device = "cpu", skin: float = 0.5,
+                 keep_memory: bool = True, parallel_members: int = 1, stacked: bool = True,
+                 halt_deviation: float | None = None, on_deviation: str = "raise",
+                 deviation_file: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if keep_memory:
+            keep_freed_memory()
+        paths = [str(m) for m in model] if isinstance(model, (list, tuple)) else [str(model)]
+        if not paths:
+            raise ValueError("MLPotCalculator needs a model file (or a list of them for a committee)")
+        self.model_paths = paths
+        self.model_path = paths[0] if len(paths) == 1 else ", ".join(paths)
+        self.device = torch.device(device)
+        loaded = [load_model(path, self.device) for path in paths]
+        self.modules = [module for module, _ in loaded]
+        self.metadatas = [metadata for _, metadata in loaded]
+        check_members(self.metadatas, paths)
+        self.module, self.metadata = self.modules[0], self.metadatas[0]
+        self.dtype = TORCH_DTYPES[self.metadata["dtype"]]
+        if any(m["dtype"] != self.metadata["dtype"] for m in self.metadatas):
+            raise ValueError(f"committee members differ in dtype ({', '.join(m['dtype'] for m in self.metadatas)}): "
+                             "export them all with the same --dtype")
+        self.cutoff = float(self.metadata["cutoff"])
+        self.species = np.array(self.metadata["species"], dtype=np.int64)
+        outputs = self.metadata["outputs"]
+        # per-atom stresses need a forward with compute_atom_virial (files exported before it lack it)
+        self.has_atom_virial = all(has_atom_virial(m) for m in self.modules)
+        self.implemented_properties = [p for p in MLPotCalculator.implemented_properties
+                                       if (p != "dipole" or "dipole" in outputs)
+                                       and (p != "stresses" or self.has_atom_virial)]
+        if self.is_committee:
+            self.implemented_properties += list(COMMITTEE_PROPERTIES)
+        # a single wACSF / ACSF model's per-atom extrapolation grade (ExportedSymmetryFunctions)
+        self.has_grade = not self.is_committee and hasattr(self.module, "extrapolation_grade")
+        if self.has_grade:
+            self.implemented_properties.append("extrapolation_grade")
+        self.neighbors = SkinNeighborList(self.cutoff, skin, self.dtype, self.device)
+        # a committee of SchNet members of one architecture runs as one stacked model (batched
+        # matrix products over the members: mlpot.kernels.stacked); per-atom stresses and the
+        # Hessian still evaluate the members one by one
+        self.stacked = None
+        if stacked and self.is_committee and self.device.type == "cpu":
+            from mlpot.kernels.stacked import stacked_committee
+
+            self.stacked = stacked_committee(self.modules)
+        self._pool = None
+        if parallel_members > 1 and self.is_committee and self.stacked is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=min(parallel_members, len(self.modules)))
+        self.halt = deviation_halt(self.is_committee, halt_deviation, on_deviation, deviation_file)
+        self.n_evaluations = 0
+        self._numbers_key: np.ndarray | None = None
+        self._numbers_t: torch.Tensor | None = None
+
+    @property
+    def is_committee(self) -> bool:
+        return len(self.modules) > 1
+
+    @property
+    def n_neighbor_builds(self) -> int:
+        return self.neighbors.n_builds
+
+    # --- inputs ---------------------------------------------------------------------------
+    def _check(self, atoms) -> None:
+        numbers_known = self._numbers_key is not None and np.array_equal(atoms.numbers, self._numbers_key)
+        unknown = [] if numbers_known else sorted(set(atoms.numbers.tolist()) - set(self.species.tolist()))
+        if unknown:
+            from ase.data import chemical_symbols
+            raise ValueError(
+                f"element(s) {', '.join(chemical_symbols[z] for z in unknown)} not in the model "
+                f"{self.model_path}, which was trained on {', '.join(self.metadata['species_symbols'])}; "
+                "use a model trained on these elements")
+        charge = net_charge(atoms) if "dipole" in self.metadata["outputs"] else 0.0
+        if abs(charge) > 1e-6:
+            raise ValueError(f"the structure carries a net charge of {charge:g} e, but the dipole "
+                             f"model {self.model_path} knows neutral structures only (its charges sum to 0); "
+                             "use a model trained on this charge state, or a neutral structure")
+        if not np.all(np.isfinite(atoms.positions)):
+            bad = np.nonzero(~np.isfinite(atoms.positions).all(axis=1))[0]
+            raise ValueError(f"positions of atoms {bad[:10].tolist()} are NaN or inf; "
+                             "check the structure (or the MD step that produced it)")
+
+    def _numbers_tensor(self, numbers: np.ndarray) -> torch.Tensor:
+        if self._numbers_key is None or not np.array_equal(numbers, self._numbers_key):
+            self._numbers_key = numbers.copy()
+            self._numbers_t = torch.from_numpy(numbers.astype(np.int64)).to(self.device)
+        return self._numbers_t
+
+    def _inputs(self, atoms, requires_grad: bool = False):
+        """(positions, numbers, edge_index, shift_vectors, cell) tensors for the model."""
+        self._check(atoms)
+        positions = np.asarray(atoms.positions, dtype=float)
+        cell = np.asarray(atoms.cell.array, dtype=float)
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        numbers = np.asarray(atoms.numbers)
+        positions_t = torch.from_numpy(positions).to(device=self.device, dtype=self.dtype)
+        edge_index, shift_vectors = self.neighbors.edges(positions, positions_t, numbers, cell, pbc)
+        if requires_grad:
+            positions_t.requires_grad_(True)
+        cell_t = torch.from_numpy(cell).to(device=self.device, dtype=self.dtype)
+        return positions_t, self._numbers_tensor(numbers), edge_index, shift_vectors, cell_t
+
+    # --- ASE interface --------------------------------------------------------------------
+    def check_state(self, atoms, tol=1e-15):
+        """Which of positions, numbers, cell, pbc, initial charges/magmoms changed since the last
+        calculation: ASE's test made exact (any change recomputes), ~10× cheaper than
+        ase.calculators.calculator.compare_atoms for a small molecule (a per-call cost in MD)."""
+        previous = self.atoms
+        if previous is None or len(previous) != len(atoms):
+            return list(all_changes)
+        changes = []
+        for name, new, old in (("positions", atoms.positions, previous.positions),
+                               ("numbers", atoms.numbers, previous.numbers),
+                               ("cell", atoms.cell.array, previous.cell.array),
+                               ("pbc", atoms.pbc, previous.pbc)):
+            if not np.array_equal(new, old):
+                changes.append(name)
+        if atoms.info.get("charge") != previous.info.get("charge"):
+            changes.append("charge")
+        for name in ("initial_charges", "initial_magmoms"):
+            new, old = atoms.arrays.get(name), previous.arrays.get(name)
+            if (new is None) != (old is None) or (new is not None and not np.array_equal(new, old)):
+                changes.append(name)
+        return changes
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        want_stress = "stress" in properties
+        want_stresses = "stresses" in properties
+        for name, wanted in (("stress", want_stress), ("stresses", want_stresses)):
+            if wanted and not atoms.pbc.all():
+                raise PropertyNotImplementedError(
+                    f"{name} is defined only for 3-D periodic systems, but pbc = {atoms.pbc.tolist()}; "
+                    f"set atoms.pbc = True and a cell, or do not ask for the {name}")
+        if want_stresses and not self.has_atom_virial:
+            old = [p for p, m in zip(self.model_paths, self.modules) if not has_atom_virial(m)]
+            raise PropertyNotImplementedError(
+                f"{', '.join(old)} was exported before per-atom virials existed: export it again with "
+                "`mlpot export` for per-atom stresses")
+        positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms)
+        def member(module):
+            with torch.jit.optimized_execution(False):
+                if want_stresses:
+                    return module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress, True)
+                return module(positions, numbers, edge_index, shift_vectors, cell, len(atoms), want_stress)
+
+        if self.stacked is not None and not want_stresses:
+            with torch.jit.optimized_execution(False):
+                out = self.stacked(positions, numbers, edge_index, shift_vectors, len(atoms), want_stress)
+            outs = [{k: v[m] for k, v in out.items()} for m in range(len(self.modules))]
+        elif self._pool is not None:
+            outs = list(self._pool.map(member, self.modules))
+        else:
+            outs = [member(m) for m in self.modules]
+        self.n_evaluations += 1
+        self.results = _combine([{k: v.detach().cpu().double().numpy() for k, v in out.items()} for out in outs])
+        if want_stress:
+            self.results["stress"] = voigt_stress(self.results.pop("virial"), abs(atoms.cell.volume))
+        else:
+            self.results.pop("virial", None)
+        if want_stresses:
+            self.results["stresses"] = voigt_stresses(self.results.pop("atom_virial"), abs(atoms.cell.volume))
+        if "extrapolation_grade" in properties and self.has_grade:
+            with torch.jit.optimized_execution(False):
+                grade = self.module.extrapolation_grade(positions, numbers, edge_index, shift_vectors, cell)
+            self.results["extrapolation_grade"] = grade.detach().cpu().double().numpy()
+        if self.halt is not None:
+            self.halt(atoms, self.results)
+
+    def get_hessian(self, atoms=None) -> np.ndarray:
+        """∂²E/∂r∂r by automatic differentiation: [3N, 3N] eV/Å², symmetric, rows/columns ordered
+        (atom 0 x, y, z, atom 1 x, ...). Computed in the model's dtype (export float64 for
+        vibrational analysis)."""
+        atoms = self.atoms if atoms is None else atoms
+        if atoms is None:
+            raise ValueError("get_hessian needs atoms: call get_hessian(atoms)")
+        for path, module in zip(self.model_paths, self.modules):
+            if getattr(module, "potential", None) is None:
+                raise ValueError(f"{path} has no scripted `potential` submodule; re-export it with `mlpot export`")
+        if self.dtype != torch.float64:
+            warnings.warn(f"{self.model_path} is a {self.metadata['dtype']} file: its Hessian carries float32 "
+                          "rounding (~1e-3 eV/Å², a few cm⁻¹ in soft modes); export it with `mlpot export "
+                          "--dtype float64` for vibrational analysis", stacklevel=2)
+        positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms, requires_grad=True)
+        n = len(atoms)
+        inputs = structure_inputs(positions, numbers, edge_index, shift_vectors, cell, n)
+        hessians = [self._member_hessian(module, inputs, positions, n) for module in self.modules]
+        hessian = np.mean(hessians, axis=0)
+        return 0.5 * (hessian + hessian.T)
+
+    def _member_hessian(self, module, inputs, positions, n: int) -> np.ndarray:
+        potential = module.potential
+        with torch.jit.optimized_execution(False):
+            forces = potential(inputs, True, False, True)["forces"].reshape(-1)
+        rows = []
+        for k in range(3 * n):
+            (grad,) = torch.autograd.grad([forces[k]], [positions], retain_graph=k < 3 * n - 1,
+                                          allow_unused=True)
+            rows.append(torch.zeros(3 * n, dtype=self.dtype, device=self.device) if grad is None
+                        else -grad.reshape(-1))
+        return torch.stack(rows).detach().cpu().double().numpy()
+
+
+def deviation_halt(is_committee: bool, threshold: float | None, action: str, path: str | None):
+    """None, or a function (atoms, results) that acts when results["uncertainty"] (the committee's
+    largest per-atom force deviation, eV/Å) exceeds `threshold`: appends the frame with its
+    forces_std to `path` (extxyz) if given, then raises ExtrapolationError ("raise") or goes on
+    ("write": collect such frames along a run)."""
+    if threshold is None:
+        if path is not None:
+            raise ValueError("deviation_file needs halt_deviation (eV/Å)")
+        return None
+    if not is_committee:
+        raise ValueError("halt_deviation needs a committee: pass a list of model files (the members of a "
+                         "`mlpot train` run with training.ensemble)")
+    if not threshold > 0:
+        raise ValueError(f"halt_deviation must be a positive force in eV/Å, got {threshold!r}")
+    if action not in ("raise", "write"):
+        raise ValueError(f"on_deviation must be raise or write, got {action!r}")
+    if action == "write" and path is None:
+        raise ValueError('on_deviation="write" needs deviation_file, the extxyz file to append frames to')
+
+    def halt(atoms, results) -> None:
+        if not results["uncertainty"] > threshold:
+            return
+        if path is not None:
+            from ase.calculators.singlepoint import SinglePointCalculator
+            from ase.io import write
+
+            frame = atoms.copy()
+            frame.arrays["forces_std"] = np.asarray(results["forces_std"])
+            frame.info["uncertainty"] = float(results["uncertainty"])
+            frame.calc = SinglePointCalculator(frame, energy=results["energy"], forces=results["forces"])
+            write(path, frame, format="extxyz", append=True)
+        if action == "raise":
+            raise ExtrapolationError(float(results["uncertainty"]), int(np.argmax(results["forces_std"])),
+                                     float(threshold), path)
+
+    return halt
+
+
+def net_charge(atoms) -> float:
+    """The net charge of `atoms` in e: atoms.info["charge"] if set, else the sum of the initial
+    charges (0 when neither is set)."""
+    if atoms.info.get("charge") is not None:
+        return float(atoms.info["charge"])
+    charges = atoms.arrays.get("initial_charges")
+    return float(np.sum(charges)) if charges is not None else 0.0
+
+
+def _combine(outs: list) -> dict:
+    """ASE results from the members' outputs (numpy): one member as it is, a committee as the
+    mean plus its spread (mlpot.deploy.committee)."""
+    if len(outs) == 1:
+        results = {"energy": float(outs[0]["energy"].sum()), "energies": outs[0]["energies"],
+                   "forces": outs[0]["forces"]}
+    else:
+        results = {"energies": np.mean([o["energies"] for o in outs], axis=0)}
+        results.update(committee_statistics([o["energy"].sum() for o in outs], [o["forces"] for o in outs]))
+    results["free_energy"] = results["energy"]
+    for name in ("virial", "atom_virial", "dipole"):
+        if name in outs[0]:
+            results[name] = outs[0][name] if len(outs) == 1 else np.mean([o[name] for o in outs], axis=0)
+    return results

@@ -1,0 +1,85 @@
+"""A neighbour list kept between MD steps: built with cutoff + skin, reused while no atom has
+moved more than skin/2 (then no pair can have crossed from outside cutoff + skin to inside
+cutoff), rebuilt when an atom moved further or the cell, pbc or atomic numbers changed.
+
+Edges are filtered to the cutoff on every call, so the model never sees a pair at d ≥ cutoff,
+whatever its representation; a pair closer than mlpot.data.neighbors.MIN_DISTANCE (overlapping
+atoms, where no model has data) raises OverlapError instead of giving a number.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mlpot.data.neighbors import MIN_DISTANCE, neighbor_list_arrays, overlap_message
+
+
+class OverlapError(ValueError):
+    """Two atoms closer than mlpot.data.neighbors.MIN_DISTANCE."""
+
+
+class SkinNeighborList:
+    """Edges (i, j) and shift vectors S·cell as tensors on `device` in `dtype`.
+
+    cutoff, skin: Å. `n_builds` counts neighbour-list builds (for tests and tuning).
+    """
+
+    def __init__(self, cutoff: float, skin: float, dtype: torch.dtype, device: torch.device | str):
+        if not skin >= 0:
+            raise ValueError(f"skin must be ≥ 0 Å, got {skin!r}")
+        self.cutoff = float(cutoff)
+        self.skin = float(skin)
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.n_builds = 0
+        self._reference_positions: np.ndarray | None = None
+        self._numbers = self._cell = self._pbc = None
+        self._edge_index = self._shift_vectors = None
+        self._i = self._j = self._shift_vectors_np = None
+
+    def needs_rebuild(self, positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray,
+                      pbc: np.ndarray) -> bool:
+        """True unless the list was built for these numbers, cell, pbc and no atom has moved
+        more than skin/2 since (positions as given, i.e. unwrapped)."""
+        if self._reference_positions is None or positions.shape != self._reference_positions.shape:
+            return True
+        if not (np.array_equal(numbers, self._numbers) and np.array_equal(cell, self._cell)
+                and np.array_equal(pbc, self._pbc)):
+            return True
+        moved_sq = np.max(np.sum((positions - self._reference_positions) ** 2, axis=1), initial=0.0)
+        return bool(moved_sq > (0.5 * self.skin) ** 2)
+
+    def build(self, positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> None:
+        i, j, shifts = neighbor_list_arrays(positions, cell, pbc, self.cutoff + self.skin)
+        self._i, self._j = i, j
+        self._edge_index = torch.from_numpy(np.stack([i, j])).to(self.device)
+        shift_vectors = shifts.astype(float) @ cell
+        self._shift_vectors_np = shift_vectors
+        self._shift_vectors = torch.from_numpy(shift_vectors).to(device=self.device, dtype=self.dtype)
+        self._reference_positions = positions.copy()
+        self._numbers, self._cell, self._pbc = numbers.copy(), cell.copy(), pbc.copy()
+        self.n_builds += 1
+
+    def edges(self, positions: np.ndarray, positions_t: torch.Tensor, numbers: np.ndarray,
+              cell: np.ndarray, pbc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(edge_index [2, E] int64, shift_vectors [E, 3]) of the pairs closer than the cutoff,
+        rebuilding the list if needed. positions [N, 3] Å (numpy), positions_t the same as a tensor."""
+        if self.needs_rebuild(positions, numbers, cell, pbc):
+            self.build(positions, numbers, cell, pbc)
+        edge_index, shift_vectors = self._edge_index, self._shift_vectors
+        if edge_index.shape[1] == 0:
+            return edge_index, shift_vectors
+        # in numpy on the float64 positions: fewer, cheaper operations than torch here
+        vectors = positions[self._j] - positions[self._i]
+        vectors += self._shift_vectors_np
+        squared = np.einsum("ij,ij->i", vectors, vectors)
+        closest = int(np.argmin(squared))
+        if squared[closest] < MIN_DISTANCE ** 2:
+            pair = (int(self._i[closest]), int(self._j[closest]), float(np.sqrt(squared[closest])))
+            raise OverlapError(overlap_message(pair))
+        if self.skin > 0:
+            inside = squared < self.cutoff ** 2
+            if not inside.all():
+                kept = torch.from_numpy(np.flatnonzero(inside)).to(self.device)
+                edge_index, shift_vectors = edge_index.index_select(1, kept), shift_vectors.index_select(0, kept)
+        return edge_index, shift_vectors
