@@ -25,7 +25,6 @@ from torch import nn
 
 from mlpot.nn.activations import shifted_softplus
 from mlpot.nn.edge_gradients import forces_and_virial, gradient_along_edges
-from mlpot.nn.pair_repulsion import atom_shares, edge_weights, repulsion_and_slope
 from mlpot.kernels.written_out import edges_for_messages
 
 
@@ -144,7 +143,6 @@ class StackedSchNet(nn.Module):
         self.register_buffer("atomref", stack(lambda m: m.potential.atomref))
         # pair repulsion (mlpot.nn.pair_repulsion): the members share the element index
         self.register_buffer("element_index", _repulsion(first)[0].clone())
-        self.n_species: int = int(_repulsion(first)[1].shape[0])
         self.register_buffer("radius", stack(lambda m: _repulsion(m)[1]).reshape(len(modules), -1))
         self.register_buffer("strength", stack(lambda m: _repulsion(m)[2]).reshape(-1, 1))
 
@@ -188,13 +186,12 @@ class StackedSchNet(nn.Module):
             head_pre.append(z)
             if self.head_activated[k]:
                 z = shifted_softplus(z)
-        element = self.element_index.index_select(0, atomic_numbers).clamp(min=0)
-        radii = self.radius.index_select(1, element.index_select(0, idx_i) * self.n_species
-                                         + element.index_select(0, idx_j))                 # [M, E]
-        phi, slope = repulsion_and_slope(d[None], radii.to(d.dtype), self.strength.to(d.dtype))
+        local = (torch.arange(n_atoms, device=positions.device) < n_local).to(z.dtype)
+        pair_energies, pair_grad = torch.ops.mlpot.pair_repulsion(d, atomic_numbers, idx_i, idx_j, self.element_index,
+                                                                  self.radius, self.strength.reshape(-1), local,
+                                                                  n_two_way)                    # [M, N], [M, E]
         energies = (self.energy_scale * z[:, :, 0] + self.energy_shift + self.atomref.index_select(1, atomic_numbers)
-                    + atom_shares(phi, idx_i, idx_j, n_atoms, n_two_way).to(z.dtype))
-        local = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
+                    + pair_energies.to(z.dtype))
         if n_local >= n_atoms:
             energy = energies.sum(1)
             g = self.energy_scale[:, :, None].expand(n_members, n_atoms, 1)
@@ -205,7 +202,7 @@ class StackedSchNet(nn.Module):
             if self.head_activated[k]:
                 g = torch.ops.aten.softplus_backward(g, head_pre[k], 1.0, 20.0)
             g = torch.bmm(g, self.head_w[k])
-        grad_d = (slope * edge_weights(idx_i, idx_j, local.to(d.dtype), n_two_way)[None]).to(dc.dtype)
+        grad_d = pair_grad.to(dc.dtype)
         for t in range(n_t - 1, -1, -1):
             g_y = torch.bmm(torch.ops.aten.softplus_backward(torch.bmm(g, self.w_2[t]), pre[t], 1.0, 20.0),
                             self.w_1[t])

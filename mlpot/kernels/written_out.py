@@ -28,7 +28,6 @@ from torch import nn
 
 from mlpot.nn import Dense, ShiftedSoftplus
 from mlpot.nn.activations import shifted_softplus
-from mlpot.nn.pair_repulsion import atom_shares, edge_weights
 from mlpot.nn.edge_gradients import atom_virial_of_edges, forces_and_virial, gradient_along_edges
 from mlpot.model.exported import ExportedPerLayer
 from mlpot.representations.convolution import TabulatedConvolution
@@ -257,10 +256,14 @@ class ExportedSchNet(ExportedPerLayer):
             pre.append(a)
             weights.append(w)
         energies, head_pre = self._head(h, atomic_numbers)
-        phi, slope = self.potential.repulsion.edge_terms(d, atomic_numbers, idx_i, idx_j)
-        energies = energies + atom_shares(phi, idx_i, idx_j, n_atoms, n_two_way).to(energies.dtype)
-        # the gradient of the energy, back through the same layers
         counted = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
+        # the pair repulsion, compiled (mlpot.nn.pair_repulsion's function in one operator call)
+        rep = self.potential.repulsion
+        pair_energies, pair_grad = torch.ops.mlpot.pair_repulsion(d, atomic_numbers, idx_i, idx_j, rep.element_index,
+                                                                  rep.radius.reshape(1, -1), rep.strength.reshape(1),
+                                                                  counted, n_two_way)
+        energies = energies + pair_energies[0].to(energies.dtype)
+        # the gradient of the energy, back through the same layers
         if n_local >= n_atoms:
             energy = energies.sum().reshape(1)
             g = self.potential.energy_scale.expand(n_atoms, 1)
@@ -268,7 +271,7 @@ class ExportedSchNet(ExportedPerLayer):
             energy = (energies * counted).sum().reshape(1)
             g = (self.potential.energy_scale * counted)[:, None]
         g = self._head_backward(g, head_pre)
-        grad_d = (slope * edge_weights(idx_i, idx_j, counted.to(d.dtype), n_two_way)).to(dc.dtype)
+        grad_d = pair_grad[0].to(dc.dtype)
         for t in range(n_layers - 1, -1, -1):
             g_d, g_x = self._layer_backward(t, weights[t], g, xs[t], pre[t], dc, idx_i, idx_j,
                                             filters if self.tabulated else filters[t],
