@@ -106,7 +106,7 @@ def test_metadata_content(potential, tmp_path):
     metadata = read_metadata(path)
     assert metadata == written
     assert set(REQUIRED_KEYS) <= set(metadata)
-    assert metadata["format_version"] == FORMAT_VERSION == 1
+    assert metadata["format_version"] == FORMAT_VERSION == 2
     assert metadata["cutoff"] == CUTOFF and isinstance(metadata["cutoff"], float)
     assert metadata["n_interactions"] == 2
     assert metadata["species"] == [1, 6, 8] and metadata["species_symbols"] == ["H", "C", "O"]
@@ -143,7 +143,7 @@ def test_newer_format_fails_clearly(potential, tmp_path):
     metadata = export_model(potential, path)
     metadata["format_version"] = FORMAT_VERSION + 1
     torch.jit.save(script_potential(potential), str(path), _extra_files={"mlpot.json": json.dumps(metadata)})
-    with pytest.raises(ValueError, match=r"model file format 2 is newer than this mlpot \(supports ≤ 1\); "
+    with pytest.raises(ValueError, match=r"model file format 3 is newer than this mlpot \(supports ≤ 2\); "
                                          r"upgrade mlpot"):
         load_model(path)
 
@@ -272,3 +272,28 @@ def test_without_operators_export_falls_back_and_fused_files_say_why(potential, 
     assert "uses mlpot's fused kernels" in done.stdout and "--kernels reference" in done.stdout
     expected = "MLPOT_KERNELS=reference" if how != "no compiler" else "compiling the fused kernels failed"
     assert expected in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["schnet_fused", "schnet_reference", "schnet_dipole", "wacsf"])
+def test_provides_declares_what_the_file_has(kind, tmp_path):
+    """Format version 2: mlpot.json's "provides" says what the module has, so that the LAMMPS
+    plugin and MLPotCalculator read it instead of probing the module."""
+    from mlpot.export import load_model
+    from mlpot.model_config import ModelConfig, build_potential
+
+    if kind == "wacsf":
+        model = build_potential(ModelConfig(representation="wacsf", cutoff=CUTOFF, n_radial=4, n_angular=1), [1, 6, 8])
+    else:
+        model = tiny_potential(dipole=kind == "schnet_dipole")
+    kernels = "reference" if kind == "schnet_reference" else "auto"
+    export_model(model, tmp_path / "m.pt", "float64", kernels=kernels)
+    module, metadata = load_model(tmp_path / "m.pt")
+    provides = metadata["provides"]
+    assert provides["per_layer"] == hasattr(module, "interaction") == hasattr(module, "pair_terms")
+    assert provides["written_out"] == hasattr(module, "interaction_forward") == (kind == "schnet_fused")
+    assert provides["extrapolation_grade"] == hasattr(module, "extrapolation_grade") == (kind == "wacsf")
+    assert provides["atom_virial"] == any(a.name == "compute_atom_virial" for a in module.forward.schema.arguments)
+    if provides["per_layer"]:
+        assert provides["n_features"] == module.embed(torch.tensor([6])).shape[1] == 16
+    else:
+        assert provides["n_features"] == 0

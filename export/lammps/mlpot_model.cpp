@@ -13,7 +13,7 @@
 
 namespace mlpot {
 
-static const int SUPPORTED_FORMAT_VERSION = 1;
+static const int SUPPORTED_FORMAT_VERSION = 2;
 static const char *METADATA_NAME = "mlpot.json";
 
 struct Model::Impl {
@@ -51,6 +51,14 @@ static ModelInfo parse_metadata(const std::string &path, const std::string &text
     info.symbols = meta.at("species_symbols").get<std::vector<std::string>>();
     info.dtype = meta.at("dtype").get<std::string>();
     info.per_layer = meta.value("message_passing", std::string("whole_graph")) == "per_layer";
+    if (info.format_version >= 2 && meta.contains("provides")) {   // declared, not probed
+      const json &provides = meta.at("provides");
+      info.declared = true;
+      info.written_out = provides.at("written_out").get<bool>();
+      info.pair_terms = provides.at("per_layer").get<bool>();
+      info.n_features = provides.at("n_features").get<int>();
+      info.atom_virial = provides.at("atom_virial").get<bool>();
+    }
   } catch (const json::exception &e) {
     throw std::runtime_error(not_export + " (mlpot.json: " + first_line(e.what()) +
                              "): export the model again with `mlpot export`");
@@ -101,6 +109,12 @@ Model::Model(const std::string &path) : impl_(std::make_unique<Impl>()) {
   info_ = parse_metadata(path, extra[METADATA_NAME]);
   impl_->dtype = info_.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
   impl_->module.eval();
+  if (info_.declared) {   // format version 2: mlpot.json says what the file provides
+    if (info_.per_layer && info_.n_features <= 0)
+      throw std::runtime_error(path + " is not an mlpot export (mlpot.json: per_layer without n_features)");
+    return;
+  }
+  // version-1 files: probe the module
   info_.atom_virial = impl_->module.get_method("forward").function().getSchema()
                           .argumentIndexWithName("compute_atom_virial").has_value();
   if (info_.per_layer) {

@@ -26,6 +26,8 @@ struct ModelInfo {
                                       // readout_gradient: the exchange path records no autograd graph
   bool atom_virial = false;           // forward takes compute_atom_virial (files exported before
                                       // it existed do not: the shell path has no per-atom virial then)
+  bool declared = false;              // format version >= 2 with "provides": the fields above are
+                                      // read from mlpot.json; version-1 files are probed
 };
 
 // The pair style's LAMMPS communication of per-atom rows of `width` numbers ([nall*width],

@@ -125,14 +125,15 @@ class MLPotCalculator(Calculator):
         self.species = np.array(self.metadata["species"], dtype=np.int64)
         outputs = self.metadata["outputs"]
         # per-atom stresses need a forward with compute_atom_virial (files exported before it lack it)
-        self.has_atom_virial = all(has_atom_virial(m) for m in self.modules)
+        self.has_atom_virial = all(has_atom_virial(m, md) for m, md in zip(self.modules, self.metadatas))
         self.implemented_properties = [p for p in MLPotCalculator.implemented_properties
                                        if (p != "dipole" or "dipole" in outputs)
                                        and (p != "stresses" or self.has_atom_virial)]
         if self.is_committee:
             self.implemented_properties += list(COMMITTEE_PROPERTIES)
         # a single wACSF / ACSF model's per-atom extrapolation grade (ExportedSymmetryFunctions)
-        self.has_grade = not self.is_committee and hasattr(self.module, "extrapolation_grade")
+        self.has_grade = not self.is_committee and bool(self.metadata.get("provides", {}).get(
+            "extrapolation_grade", hasattr(self.module, "extrapolation_grade")))
         if self.has_grade:
             self.implemented_properties.append("extrapolation_grade")
         self.neighbors = SkinNeighborList(self.cutoff, skin, self.dtype, self.device)
@@ -236,7 +237,7 @@ class MLPotCalculator(Calculator):
                     f"{name} is defined only for 3-D periodic systems, but pbc = {atoms.pbc.tolist()}; "
                     f"set atoms.pbc = True and a cell, or do not ask for the {name}")
         if want_stresses and not self.has_atom_virial:
-            old = [p for p, m in zip(self.model_paths, self.modules) if not has_atom_virial(m)]
+            old = [p for p, m, md in zip(self.model_paths, self.modules, self.metadatas) if not has_atom_virial(m, md)]
             raise PropertyNotImplementedError(
                 f"{', '.join(old)} was exported before per-atom virials existed: export it again with "
                 "`mlpot export` for per-atom stresses")

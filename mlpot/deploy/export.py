@@ -78,8 +78,24 @@ def scripted_with_kernels(potential, dtype: str, kernels: str,
     if hasattr(model.representation, "extrapolation_grade"):
         wrapper = ExportedSymmetryFunctions   # with the per-atom extrapolation grade
     if wrapper is ExportedPerLayer and written_out_forces_apply(model):
-        wrapper = ExportedSchNet      # forces by the chain rule written out (mlpot/schnet_forces.py)
+        wrapper = ExportedSchNet      # forces by the chain rule written out (mlpot/kernels/written_out.py)
+    tables = {**tables, "provides": provides(wrapper, model)}
     return torch.jit.script(wrapper(model)), chosen, tables
+
+
+def provides(wrapper, model) -> dict[str, Any]:
+    """What an exported file offers beyond forward (metadata "provides", format version 2; engines
+    read it instead of probing the file): per_layer (embed / interaction / readout / pair_terms),
+    written_out (interaction_forward / _backward, readout_gradient), n_features (the width of the
+    features exchanged between layers; 0 without per-layer methods), atom_virial (forward takes
+    compute_atom_virial), extrapolation_grade (a method, wACSF / ACSF)."""
+    from mlpot.kernels.written_out import ExportedSchNet
+    from mlpot.model.exported import ExportedPerLayer, ExportedSymmetryFunctions
+
+    per_layer = issubclass(wrapper, ExportedPerLayer)
+    return {"per_layer": per_layer, "written_out": issubclass(wrapper, ExportedSchNet),
+            "n_features": int(model.representation.n_features) if per_layer else 0, "atom_virial": True,
+            "extrapolation_grade": issubclass(wrapper, ExportedSymmetryFunctions)}
 
 
 def export_model(potential, path, dtype: str = "float32", training_data: str = "unknown",
@@ -134,10 +150,14 @@ def read_metadata(path) -> dict[str, Any]:
     return check_metadata(metadata, str(path))
 
 
-def has_atom_virial(module) -> bool:
+def has_atom_virial(module, metadata: dict | None = None) -> bool:
     """Whether a loaded model's forward takes compute_atom_virial (the per-atom virial; files
     exported before it existed do not: export them again). An optional argument with a default,
-    so the format version is unchanged: older engines call the same forward without it."""
+    so the format version is unchanged: older engines call the same forward without it.
+    Version-2 files declare it (metadata "provides"); version-1 files are probed."""
+    declared = (metadata or {}).get("provides", {})
+    if "atom_virial" in declared:
+        return bool(declared["atom_virial"])
     return any(argument.name == "compute_atom_virial" for argument in module.forward.schema.arguments)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from mlpot.kernels.registry import KERNELS  # noqa: F401  (re-exported: the "kernels" values a file may name)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: "provides" declares the file's methods (version-1 files are probed)
 METADATA_NAME = "mlpot.json"
 DTYPES = ("float32", "float64")
 UNITS = {"energy": "eV", "length": "Å", "force": "eV/Å", "virial": "eV", "dipole": "e·Å"}
