@@ -60,3 +60,37 @@ def test_schnet_files_and_committees_have_no_grade(model_file, tmp_path):
     export_model(tiny_potential(dipole=False), tmp_path / "schnet.pt", "float64", kernels="reference")
     assert "extrapolation_grade" not in MLPotCalculator(tmp_path / "schnet.pt").implemented_properties
     assert "extrapolation_grade" not in MLPotCalculator([model_file, model_file]).implemented_properties
+
+
+def test_a_run_halts_when_the_grade_passes_the_threshold(model_file, tmp_path):
+    from ase.io import read
+
+    from mlpot.committee import ExtrapolationError
+
+    saved = tmp_path / "extrapolated.extxyz"
+    calc = MLPotCalculator(model_file, halt_extrapolation=0.5, deviation_file=str(saved))
+    for atoms in _frames():                        # inside the training range: goes on
+        atoms.calc = calc
+        atoms.get_forces()
+    squeezed = _frames(1)[0]
+    squeezed.positions *= 0.75
+    squeezed.calc = calc
+    with pytest.raises(ExtrapolationError, match="extrapolation grade .* passed halt_extrapolation 0.5"):
+        squeezed.get_forces()
+    frame = read(saved)
+    assert frame.arrays["extrapolation_grade"].max() > 0.5 and len(read(saved, ":")) == 1
+    collecting = MLPotCalculator(model_file, halt_extrapolation=0.5, on_deviation="write",
+                                 deviation_file=str(saved))
+    squeezed.calc = collecting
+    assert np.isfinite(squeezed.get_potential_energy())          # "write" goes on
+    assert len(read(saved, ":")) == 2
+
+
+def test_halt_extrapolation_needs_a_symmetry_function_model(model_file, tmp_path):
+    from export_helpers import tiny_potential
+
+    export_model(tiny_potential(dipole=False), tmp_path / "schnet.pt", "float64", kernels="reference")
+    with pytest.raises(ValueError, match="halt_extrapolation needs a single wACSF or ACSF model"):
+        MLPotCalculator(tmp_path / "schnet.pt", halt_extrapolation=1.0)
+    with pytest.raises(ValueError, match="positive number"):
+        MLPotCalculator(model_file, halt_extrapolation=0.0)

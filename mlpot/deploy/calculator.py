@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from mlpot.deploy.committee import COMMITTEE_PROPERTIES, ExtrapolationError, check_members, committee_statistics
+from mlpot.deploy.committee import COMMITTEE_PROPERTIES, HALT_MEASURES, ExtrapolationError, check_members, committee_statistics
 from mlpot.deploy.export import TORCH_DTYPES, has_atom_virial, load_model
 from mlpot.model.potential import structure_inputs
 from mlpot.deploy.skin_neighbors import SkinNeighborList
@@ -91,6 +91,8 @@ class MLPotCalculator(Calculator):
     halt_deviation (committees, eV/Å): a calculation whose uncertainty exceeds it raises
     mlpot.deploy.committee.ExtrapolationError (on_deviation="raise") after appending the frame to
     deviation_file (extxyz, with forces_std) if given; on_deviation="write" appends and goes on.
+    halt_extrapolation (a single wACSF / ACSF model, training stds): the same on the largest
+    per-atom extrapolation grade (below); on_deviation and deviation_file act alike.
     Two atoms closer than mlpot.data.neighbors.MIN_DISTANCE raise OverlapError (a ValueError).
     A single wACSF / ACSF model also gives `calc.get_property("extrapolation_grade")` ([N]: how
     far each atom's descriptors lie outside the training atoms' range, in units of their training
@@ -102,7 +104,7 @@ class MLPotCalculator(Calculator):
     def __init__(self, model, device: str | torch.device = "cpu", skin: float = 0.5,
                  keep_memory: bool = True, parallel_members: int = 1, stacked: bool = True,
                  halt_deviation: float | None = None, on_deviation: str = "raise",
-                 deviation_file: str | None = None, **kwargs):
+                 deviation_file: str | None = None, halt_extrapolation: float | None = None, **kwargs):
         super().__init__(**kwargs)
         if keep_memory:
             keep_freed_memory()
@@ -150,7 +152,10 @@ class MLPotCalculator(Calculator):
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=min(parallel_members, len(self.modules)))
+        if deviation_file is not None and halt_deviation is None and halt_extrapolation is None:
+            raise ValueError("deviation_file needs halt_deviation (eV/Å) or halt_extrapolation")
         self.halt = deviation_halt(self.is_committee, halt_deviation, on_deviation, deviation_file)
+        self.halt_grade = extrapolation_halt(self.has_grade, halt_extrapolation, on_deviation, deviation_file)
         self.n_evaluations = 0
         self._numbers_key: np.ndarray | None = None
         self._numbers_t: torch.Tensor | None = None
@@ -264,12 +269,14 @@ class MLPotCalculator(Calculator):
             self.results.pop("virial", None)
         if want_stresses:
             self.results["stresses"] = voigt_stresses(self.results.pop("atom_virial"), abs(atoms.cell.volume))
-        if "extrapolation_grade" in properties and self.has_grade:
+        if self.has_grade and ("extrapolation_grade" in properties or self.halt_grade is not None):
             with torch.jit.optimized_execution(False):
                 grade = self.module.extrapolation_grade(positions, numbers, edge_index, shift_vectors, cell)
             self.results["extrapolation_grade"] = grade.detach().cpu().double().numpy()
         if self.halt is not None:
             self.halt(atoms, self.results)
+        if self.halt_grade is not None:
+            self.halt_grade(atoms, self.results)
 
     def get_hessian(self, atoms=None) -> np.ndarray:
         """∂²E/∂r∂r by automatic differentiation: [3N, 3N] eV/Å², symmetric, rows/columns ordered
@@ -306,39 +313,57 @@ class MLPotCalculator(Calculator):
 
 
 def deviation_halt(is_committee: bool, threshold: float | None, action: str, path: str | None):
-    """None, or a function (atoms, results) that acts when results["uncertainty"] (the committee's
-    largest per-atom force deviation, eV/Å) exceeds `threshold`: appends the frame with its
-    forces_std to `path` (extxyz) if given, then raises ExtrapolationError ("raise") or goes on
-    ("write": collect such frames along a run)."""
+    """None, or uncertainty_halt on the committee's largest per-atom force deviation (eV/Å)."""
     if threshold is None:
-        if path is not None:
-            raise ValueError("deviation_file needs halt_deviation (eV/Å)")
         return None
     if not is_committee:
         raise ValueError("halt_deviation needs a committee: pass a list of model files (the members of a "
                          "`mlpot train` run with training.ensemble)")
     if not threshold > 0:
         raise ValueError(f"halt_deviation must be a positive force in eV/Å, got {threshold!r}")
+    return uncertainty_halt("halt_deviation", threshold, action, path)
+
+
+def extrapolation_halt(has_grade: bool, threshold: float | None, action: str, path: str | None):
+    """None, or uncertainty_halt on a single wACSF / ACSF model's largest per-atom extrapolation
+    grade (in training stds of the descriptors)."""
+    if threshold is None:
+        return None
+    if not has_grade:
+        raise ValueError("halt_extrapolation needs a single wACSF or ACSF model file (their descriptors' range "
+                         "is the grade); for SchNet, use a committee and halt_deviation")
+    if not threshold > 0:
+        raise ValueError(f"halt_extrapolation must be a positive number of training stds, got {threshold!r}")
+    return uncertainty_halt("halt_extrapolation", threshold, action, path)
+
+
+def uncertainty_halt(setting: str, threshold: float, action: str, path: str | None):
+    """A function (atoms, results) that acts when the largest per-atom value of the measure of
+    `setting` (committee.HALT_MEASURES) exceeds `threshold`: appends the frame with the per-atom
+    values to `path` (extxyz) if given, then raises ExtrapolationError ("raise") or goes on
+    ("write": collect such frames along a run)."""
     if action not in ("raise", "write"):
         raise ValueError(f"on_deviation must be raise or write, got {action!r}")
     if action == "write" and path is None:
         raise ValueError('on_deviation="write" needs deviation_file, the extxyz file to append frames to')
+    key = HALT_MEASURES[setting][0]
 
     def halt(atoms, results) -> None:
-        if not results["uncertainty"] > threshold:
+        per_atom = np.asarray(results[key])
+        largest = float(per_atom.max()) if per_atom.size else 0.0
+        if not largest > threshold:
             return
         if path is not None:
             from ase.calculators.singlepoint import SinglePointCalculator
             from ase.io import write
 
             frame = atoms.copy()
-            frame.arrays["forces_std"] = np.asarray(results["forces_std"])
-            frame.info["uncertainty"] = float(results["uncertainty"])
+            frame.arrays[key] = per_atom
+            frame.info["uncertainty"] = largest
             frame.calc = SinglePointCalculator(frame, energy=results["energy"], forces=results["forces"])
             write(path, frame, format="extxyz", append=True)
         if action == "raise":
-            raise ExtrapolationError(float(results["uncertainty"]), int(np.argmax(results["forces_std"])),
-                                     float(threshold), path)
+            raise ExtrapolationError(largest, int(np.argmax(per_atom)), float(threshold), path, setting)
 
     return halt
 

@@ -23,16 +23,25 @@ class CommitteeError(ValueError):
     """Committee members that cannot be combined; the message names the files and the field."""
 
 
-class ExtrapolationError(RuntimeError):
-    """The committee's force deviation passed the halt threshold: the structure is outside what
-    its members learned. deviation (eV/Å), atom (index of the largest), threshold (eV/Å)."""
+# what a run can halt on: setting -> (per-atom result, what it measures, unit)
+HALT_MEASURES = {"halt_deviation": ("forces_std", "committee force deviation", "eV/Å"),
+                 "halt_extrapolation": ("extrapolation_grade", "descriptor extrapolation grade", "training stds")}
 
-    def __init__(self, deviation: float, atom: int, threshold: float, saved: str | None = None):
+
+class ExtrapolationError(RuntimeError):
+    """The uncertainty passed the halt threshold: the structure is outside what the model learned.
+    deviation (the committee's force deviation in eV/Å, or a single wACSF / ACSF model's
+    extrapolation grade: `setting`), atom (index of the largest), threshold."""
+
+    def __init__(self, deviation: float, atom: int, threshold: float, saved: str | None = None,
+                 setting: str = "halt_deviation"):
+        _, measure, unit = HALT_MEASURES[setting]
         where = f"; the frame was appended to {saved}" if saved else ""
-        super().__init__(f"committee force deviation {deviation:.3g} eV/Å at atom {atom} passed halt_deviation "
-                         f"{threshold:g} eV/Å: the structure has left the training data{where}. Label it with the "
-                         f"reference and retrain (mlpot learn), or raise halt_deviation")
+        super().__init__(f"{measure} {deviation:.3g} {unit} at atom {atom} passed {setting} {threshold:g} {unit}: "
+                         f"the structure has left the training data{where}. Label it with the reference and retrain "
+                         f"(mlpot learn), or raise {setting}")
         self.deviation, self.atom, self.threshold, self.saved = deviation, atom, threshold, saved
+        self.setting = setting
 
 
 def committee_statistics(energies, forces) -> dict:
