@@ -154,8 +154,9 @@ class MLPotCalculator(Calculator):
             self._pool = ThreadPoolExecutor(max_workers=min(parallel_members, len(self.modules)))
         if deviation_file is not None and halt_deviation is None and halt_extrapolation is None:
             raise ValueError("deviation_file needs halt_deviation (eV/Å) or halt_extrapolation")
-        self.halt = deviation_halt(self.is_committee, halt_deviation, on_deviation, deviation_file)
-        self.halt_grade = extrapolation_halt(self.has_grade, halt_extrapolation, on_deviation, deviation_file)
+        self.halt = checked_halt("halt_deviation", self.is_committee, halt_deviation, on_deviation, deviation_file)
+        self.halt_grade = checked_halt("halt_extrapolation", self.has_grade, halt_extrapolation, on_deviation,
+                                       deviation_file)
         self.n_evaluations = 0
         self._numbers_key: np.ndarray | None = None
         self._numbers_t: torch.Tensor | None = None
@@ -312,29 +313,28 @@ class MLPotCalculator(Calculator):
         return torch.stack(rows).detach().cpu().double().numpy()
 
 
-def deviation_halt(is_committee: bool, threshold: float | None, action: str, path: str | None):
-    """None, or uncertainty_halt on the committee's largest per-atom force deviation (eV/Å)."""
-    if threshold is None:
-        return None
-    if not is_committee:
-        raise ValueError("halt_deviation needs a committee: pass a list of model files (the members of a "
-                         "`mlpot train` run with training.ensemble)")
-    if not threshold > 0:
-        raise ValueError(f"halt_deviation must be a positive force in eV/Å, got {threshold!r}")
-    return uncertainty_halt("halt_deviation", threshold, action, path)
+# what each halt setting needs: (the refusal where it does not apply, what a valid threshold is)
+HALT_NEEDS = {
+    "halt_deviation": ("halt_deviation needs a committee: pass a list of model files (the members of a "
+                       "`mlpot train` run with training.ensemble)", "a positive force in eV/Å"),
+    "halt_extrapolation": ("halt_extrapolation needs a single wACSF or ACSF model file (their descriptors' range "
+                           "is the grade); for SchNet, use a committee and halt_deviation",
+                           "a positive number of training stds"),
+}
 
 
-def extrapolation_halt(has_grade: bool, threshold: float | None, action: str, path: str | None):
-    """None, or uncertainty_halt on a single wACSF / ACSF model's largest per-atom extrapolation
-    grade (in training stds of the descriptors)."""
+def checked_halt(setting: str, applies: bool, threshold: float | None, action: str, path: str | None):
+    """None when `setting` (halt_deviation: the committee's largest per-atom force deviation, eV/Å;
+    halt_extrapolation: a single wACSF / ACSF model's largest extrapolation grade) is unset, else
+    uncertainty_halt after refusing a model it does not apply to or a threshold that is not positive."""
     if threshold is None:
         return None
-    if not has_grade:
-        raise ValueError("halt_extrapolation needs a single wACSF or ACSF model file (their descriptors' range "
-                         "is the grade); for SchNet, use a committee and halt_deviation")
+    refusal, valid = HALT_NEEDS[setting]
+    if not applies:
+        raise ValueError(refusal)
     if not threshold > 0:
-        raise ValueError(f"halt_extrapolation must be a positive number of training stds, got {threshold!r}")
-    return uncertainty_halt("halt_extrapolation", threshold, action, path)
+        raise ValueError(f"{setting} must be {valid}, got {threshold!r}")
+    return uncertainty_halt(setting, threshold, action, path)
 
 
 def uncertainty_halt(setting: str, threshold: float, action: str, path: str | None):
