@@ -73,7 +73,7 @@ MODELS = {"schnet": {"representation": "schnet"}, "wacsf": {"representation": "w
 BUDGETS: dict = {}
 DEFAULT_BUDGET = {"schnet": 60, "wacsf": 60}   # the issue's limit: one hour per model
 # Training: the defaults (cosine lr 1e-3 -> 1e-5 over the budget, per-atom energy loss 1 : 1
-# with the forces, no stage two, batch 10, EMA 0.99) with the budget as
+# with the forces, no stage two, batch "auto" (10 molecules, 6 Si, 4 Cu, 2 water), EMA 0.99) with the budget as
 # max_time and no epoch limit; early stopping off (patience auto under cosine).
 TRAINING = {"max_epochs": 100_000, "checkpoint_every": "5m"}
 

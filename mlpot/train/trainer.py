@@ -25,7 +25,7 @@ from mlpot import keys as K
 from mlpot.train.baseline import collate_relative, take_atomref, with_atomref
 from mlpot.train import distributed as dist
 from mlpot.train.checkpoint import load_checkpoint, save_checkpoint, to_plain
-from mlpot.train.config import TrainConfig, save_config
+from mlpot.train.config import ATOMS_PER_BATCH, TrainConfig, auto_batch_size, save_config
 from mlpot.train.ema import EMA
 from mlpot.train.losses import PER_ATOM_ENERGY, add_sums, error_sums, term_counts, weighted_loss
 from mlpot.train.schedule import budget_fraction, cosine_lr, ramp_weights, stage_of
@@ -191,6 +191,10 @@ class Trainer:
         if tcfg.bootstrap:
             self.data.train = bootstrap_sample(self.data.train, tcfg.seed)
         self.n_atoms = self.data.train.n_atoms()
+        if tcfg.batch_size == "auto":
+            self.tcfg = tcfg = dataclasses.replace(tcfg, batch_size=auto_batch_size(self.n_atoms.mean()))
+            self.log(f"batch size {tcfg.batch_size} structures (auto: about {ATOMS_PER_BATCH} atoms; "
+                     f"{self.n_atoms.mean():.0f} atoms per training structure)")
         torch.manual_seed(tcfg.seed)
         species = list(state["species"]) if state is not None else self.data.species
         missing = sorted(set(self.data.species) - set(species))
