@@ -1,5 +1,5 @@
 """mlpot: machine-learned interatomic potentials for ASE and LAMMPS."""
-__version__ = "0.1.0"
+from mlpot.version import __version__  # noqa: F401
 
 
 def __getattr__(name):

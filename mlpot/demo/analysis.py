@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlpot.train.evaluate import calculator_errors
+
 
 @dataclass
 class Trajectory:
@@ -29,21 +31,9 @@ class Harmonic:
 
 
 def test_errors(calc, structures) -> dict:
-    """MAE of energy (meV), forces (meV/Å) and dipole (e·Å) of `calc` on labelled structures."""
-    de, df, dmu = [], [], []
-    for atoms in structures:
-        ref = atoms.calc.results
-        work = atoms.copy()
-        work.calc = calc
-        de.append(work.get_potential_energy() - ref["energy"])
-        df.append((work.get_forces() - ref["forces"]).ravel())
-        if "dipole" in ref and "dipole" in calc.implemented_properties:
-            dmu.append(work.get_dipole_moment() - ref["dipole"])
-    out = {"n": len(structures), "energy_mae_meV": 1000 * float(np.mean(np.abs(de))),
-           "forces_mae_meV_per_A": 1000 * float(np.mean(np.abs(np.concatenate(df))))}
-    if dmu:
-        out["dipole_mae_eA"] = float(np.mean(np.abs(np.array(dmu))))
-    return out
+    """MAE of energy (meV), forces (meV/Å) and dipole (e·Å) of `calc` on labelled structures
+    (mlpot.train.evaluate.calculator_errors, which also gives RMSEs and per-atom energies)."""
+    return calculator_errors(calc, structures)
 
 
 def harmonic_analysis(start, calc, fmax: float, max_steps: int = 1000, align_to=None) -> Harmonic:

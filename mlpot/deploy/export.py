@@ -183,13 +183,13 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[torch.jit.Scri
 
 def unloadable_message(path, metadata: dict, exc: Exception) -> str:
     """One line on why torch.jit.load failed for a model file whose metadata was readable."""
-    import mlpot
+    from mlpot.version import __version__
 
     text = str(exc)
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)[:200]
     writer = f"mlpot {metadata.get('mlpot_version', '?')}"
     if "Unknown builtin op" in text or "Unknown type" in text or "does not have" in text:
-        return (f"{path} was written by {writer} with operators this mlpot {mlpot.__version__} does not have "
+        return (f"{path} was written by {writer} with operators this mlpot {__version__} does not have "
                 f"({first}); export it again from its checkpoint with this mlpot, or load it with {writer}")
     return (f"{path} cannot be loaded ({first}): the file is damaged or truncated, or was written by "
-            f"{writer} in a form this mlpot {mlpot.__version__} does not read; export it again from its checkpoint")
+            f"{writer} in a form this mlpot {__version__} does not read; export it again from its checkpoint")

@@ -42,7 +42,7 @@ def build_metadata(potential, dtype: str, training_data: str = "unknown",
 
     `extra` adds keys (it may not replace the required ones, which describe the model itself).
     """
-    import mlpot
+    from mlpot.version import __version__
     from ase.data import chemical_symbols
 
     if dtype not in DTYPES:
@@ -50,7 +50,7 @@ def build_metadata(potential, dtype: str, training_data: str = "unknown",
     species = sorted(int(z) for z in potential.species)
     metadata: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "mlpot_version": mlpot.__version__,
+        "mlpot_version": __version__,
         "cutoff": float(potential.cutoff),
         "n_interactions": int(potential.n_interactions),
         "species": species,

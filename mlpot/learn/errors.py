@@ -19,11 +19,12 @@ def committee_errors(models, structures) -> dict:
     (meV) and force MAE (meV/Å, per component), member 0's force MAE, the mean uncertainty (eV/Å)
     and the rank correlation between each structure's uncertainty and its largest per-atom force
     error (norm, of the mean)."""
-    from mlpot import MLPotCalculator
-    from mlpot.demo.analysis import test_errors
+    from mlpot.deploy.calculator import MLPotCalculator
+    from mlpot.train.evaluate import calculator_errors
 
     committee = MLPotCalculator([str(m) for m in models])
-    mean, member = test_errors(committee, structures), test_errors(MLPotCalculator(str(models[0])), structures)
+    mean = calculator_errors(committee, structures)
+    member = calculator_errors(MLPotCalculator(str(models[0])), structures)
     uncertainty, worst = [], []
     for atoms in structures:
         work = atoms.copy()

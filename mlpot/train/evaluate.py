@@ -159,6 +159,31 @@ def errors(pred: dict) -> dict:
     return result
 
 
+def calculator_errors(calc, structures) -> dict:
+    """errors() of any ASE calculator `calc` (an MLPotCalculator, a committee) on labelled
+    structures (their calc.results: energy, forces, dipole), one structure at a time, plus
+    "n" (structures) and the dipole MAE "dipole_mae_eA" (e·Å) where both have dipoles."""
+    out: dict[str, list] = {"n_atoms": [], "energy_ref": [], "energy_pred": [], "forces_ref": [], "forces_pred": []}
+    dipoles = []
+    for atoms in structures:
+        ref = atoms.calc.results
+        work = atoms.copy()
+        work.calc = calc
+        out["n_atoms"].append(len(atoms))
+        out["energy_ref"].append(ref["energy"])
+        out["energy_pred"].append(work.get_potential_energy())
+        out["forces_ref"].append(np.asarray(ref["forces"]))
+        out["forces_pred"].append(work.get_forces())
+        if "dipole" in ref and "dipole" in calc.implemented_properties:
+            dipoles.append(work.get_dipole_moment() - ref["dipole"])
+    pred = {k: np.asarray(v, dtype=float) for k, v in out.items() if k.startswith(("n_", "energy"))}
+    pred.update(forces_ref=np.concatenate(out["forces_ref"]), forces_pred=np.concatenate(out["forces_pred"]))
+    result = {"n": len(structures), **errors(pred)}
+    if dipoles:
+        result["dipole_mae_eA"] = float(np.mean(np.abs(np.array(dipoles))))
+    return result
+
+
 def evaluate_potential(potential, structures, batch_size: int = 32, device=None) -> dict:
     """errors(predict(...)): MAE/RMSE of energies and forces and the number of structures."""
     return errors(predict(potential, structures, batch_size, device))
