@@ -6,7 +6,7 @@ The disagreement is what DeePMD calls the model deviation and SchNetPack the for
     uncertainty   = max_i forces_std[i]                (eV/Å)
     energy_std    = sqrt( mean_m (E_m − Ē)² )          (eV)
 
-The LAMMPS plugin writes the same max / min / mean of forces_std (export/lammps).
+The LAMMPS plugin writes the same max / min / mean of forces_std (mlpot/lammps/csrc).
 """
 from __future__ import annotations
 

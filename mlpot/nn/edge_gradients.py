@@ -1,6 +1,6 @@
 """Forces, virial and per-atom virial from the energy's gradient along the edges: the one
 assembly that every engine with a written-out chain rule uses (the autograd engines get the same
-numbers from autograd; the LAMMPS plugin's C++ mirrors it in export/lammps/mlpot_model.cpp).
+numbers from autograd; the LAMMPS plugin's C++ mirrors it in mlpot/lammps/csrc/mlpot_model.cpp).
 
 For an edge e = (i, j) with vector r_e = r_j − r_i + S_e (Å) and g_e = ∂E/∂r_e (eV/Å):
   F_i += g_e, F_j −= g_e;   virial = −½ (M + Mᵀ), M = Σ_e r_e ⊗ g_e;

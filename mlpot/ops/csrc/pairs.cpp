@@ -14,17 +14,9 @@
 #include <tuple>
 #include <vector>
 
+#include "pair_rule.h"
+
 namespace {
-
-template <typename T>
-bool positive(const T* v) {
-  return v[0] > 0 || (v[0] == 0 && (v[1] > 0 || (v[1] == 0 && v[2] > 0)));
-}
-
-template <typename T>
-bool negative(const T* v) {  // lexicographically positive −v
-  return v[0] < 0 || (v[0] == 0 && (v[1] < 0 || (v[1] == 0 && v[2] < 0)));
-}
 
 template <typename T>
 std::tuple<torch::Tensor, bool> canonical_edges_t(const int64_t* ii, const int64_t* jj, const T* v, int64_t E,
@@ -35,8 +27,9 @@ std::tuple<torch::Tensor, bool> canonical_edges_t(const int64_t* ii, const int64
   int64_t sign_sum = 0, key_sum = 0, square_sum = 0;
   for (int64_t e = 0; e < E; ++e) {
     const int64_t i = ii[e], j = jj[e];
-    const bool canonical = i < j || (i == j && positive(v + 3 * e));
-    const bool reverse = i > j || (i == j && negative(v + 3 * e));
+    const T* r = v + 3 * e;
+    const bool canonical = mlpot::keeps_entry(i, j, r[0], r[1], r[2]);
+    const bool reverse = mlpot::keeps_entry(j, i, -r[0], -r[1], -r[2]);   // the pair's other entry is kept
     if (canonical == reverse) return {torch::empty({0}, torch::kLong), false};  // zero-length self edge
     const int64_t sign = canonical ? 1 : -1;
     const int64_t key = canonical ? i * n_atoms + j : j * n_atoms + i;

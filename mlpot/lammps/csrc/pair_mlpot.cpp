@@ -2,6 +2,7 @@
 #include "pair_mlpot.h"
 
 #include "mlpot_model.h"
+#include "pair_rule.h"   // mlpot/ops/csrc: the pair rule shared with torch.ops.mlpot.canonical_edges
 
 #include "atom.h"
 #include "comm.h"
@@ -443,16 +444,17 @@ void PairMLPot::keep_needed_edges() {
   edge_j_.resize(kept);
 }
 
-// Whether the periodic image of an atom at r = x_image − x_atom = S·cell has a lattice shift S
-// that is lexicographically positive. S comes from the box's inverse matrix (LAMMPS' h_inv,
-// as in Domain::x2lamda) rounded to integers, so it is exact: r itself is not, and for shifts
-// with a zero component (c − b in a triclinic cell, say) rounding can give both r and −r the
-// same sign there, which would keep both entries of the pair or neither.
-static bool image_shift_positive(const double *h_inv, double dx, double dy, double dz) {
+// Whether the entry (atom with tag a, image of the atom with tag b at r = x_image − x_atom =
+// S·cell) is the one of its pair that the pair rule keeps (pair_rule.h). The lattice shift S
+// comes from the box's inverse matrix (LAMMPS' h_inv, as in Domain::x2lamda) rounded to
+// integers, so it is exact: r itself is not, and for shifts with a zero component (c − b in a
+// triclinic cell, say) rounding can give both r and −r the same sign there, which would keep
+// both entries of the pair or neither.
+static bool keeps_image_entry(tagint a, tagint b, const double *h_inv, double dx, double dy, double dz) {
   const long s0 = std::lround(h_inv[0] * dx + h_inv[5] * dy + h_inv[4] * dz);
   const long s1 = std::lround(h_inv[1] * dy + h_inv[3] * dz);
   const long s2 = std::lround(h_inv[2] * dz);
-  return s0 > 0 || (s0 == 0 && (s1 > 0 || (s1 == 0 && s2 > 0)));
+  return mlpot::keeps_entry(a, b, s0, s1, s2);
 }
 
 int PairMLPot::build_local_edges() {
@@ -461,7 +463,7 @@ int PairMLPot::build_local_edges() {
   // features are then that atom's own — the ghost j is mapped to its owner o, and of the two
   // entries of the pair (i with o's image, o with i's image) the one with tag i < tag o is kept
   // (equal tags, an atom and its own image: the one whose lattice shift is lexicographically
-  // positive, see image_shift_positive).
+  // positive; pair_rule.h, keeps_image_entry).
   // Then edges from the remaining ghosts (owned by other ranks) into local atoms, one way.
   double **x = atom->x;
   const tagint *tag = atom->tag;
@@ -486,7 +488,7 @@ int PairMLPot::build_local_edges() {
     const int *neighbors = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; jj++) {
       const int j = neighbors[jj] & NEIGHMASK;
-      if (j < nlocal && j <= i) continue;
+      if (j < nlocal && !mlpot::keeps_entry(i, j, 0, 0, 0)) continue;   // two local atoms: i < j
       if (skip_null && numbers_[j] == 0) continue;
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
       const double rsq = dx * dx + dy * dy + dz * dz;
@@ -502,7 +504,7 @@ int PairMLPot::build_local_edges() {
         ghost_edge_j_.push_back(j);
         continue;
       }
-      if (j >= nlocal && !(tag[i] < tag[j] || (tag[i] == tag[j] && image_shift_positive(domain->h_inv, dx, dy, dz))))
+      if (j >= nlocal && !keeps_image_entry(tag[i], tag[j], domain->h_inv, dx, dy, dz))
         continue;                            // the other entry of this pair is kept
       edge_i_.push_back(i);
       edge_j_.push_back(j);
