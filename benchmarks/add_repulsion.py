@@ -1,7 +1,7 @@
 """Export a checkpoint trained before the pair repulsion existed (2026-12-07) with the repulsion
 fitted to its training split, as training with today's defaults would have it.
 
-    .venv/bin/python benchmarks/add_repulsion.py runs/water/best.ckpt -o water_wall.pt [--strength 10]
+    .venv/bin/python benchmarks/add_repulsion.py runs/water/best.ckpt -o water_wall.pt [--strength 100]
 
 The repulsion is zero on every training structure (mlpot.nn.pair_repulsion), so the network a
 run trained without it is the network it would train with it; the radii come from the run's
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint")
     ap.add_argument("-o", "--output", required=True)
-    ap.add_argument("--strength", type=float, default=10.0, help="eV (model.repulsion's default)")
+    ap.add_argument("--strength", type=float, default=100.0, help="eV (model.repulsion's default)")
     ap.add_argument("--dtype", default="float32")
     args = ap.parse_args(argv)
 

@@ -87,7 +87,7 @@ def test_fitted_wall_leaves_the_training_data_untouched_and_stops_a_squeeze():
         atoms.rattle(0.05, seed=seed)
         frames.append(_labelled(atoms, -float(seed)))
     model, fitted = _fitted_model(frames)
-    assert fitted["repulsion"]["strength_eV"] == 10.0 and 0.9 < fitted["repulsion"]["radii_A"]["H-O"] < 1.0
+    assert fitted["repulsion"]["strength_eV"] == 100.0 and 0.9 < fitted["repulsion"]["radii_A"]["H-O"] < 1.0
     without = build_potential(ModelConfig(n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8,
                                           cutoff=CUTOFF, repulsion=0.0), [1, 6, 8]).double()
     without.load_state_dict(model.state_dict())
@@ -136,5 +136,5 @@ def test_exported_files_describe_their_wall(tmp_path):
 
     export_model(tiny_potential(dipole=False), tmp_path / "m.pt", "float64", kernels="reference")
     metadata = read_metadata(tmp_path / "m.pt")
-    assert metadata["repulsion"]["radii_A"]["H-O"] == WALL and metadata["repulsion"]["strength_eV"] == 10.0
+    assert metadata["repulsion"]["radii_A"]["H-O"] == WALL and metadata["repulsion"]["strength_eV"] == 100.0
     assert "repulsion" in format_metadata(metadata)

@@ -6,6 +6,7 @@ from typing import List, Optional
 
 from mlpot.model.heads import Atomwise, DipoleMoment, ElementalAtomwise, ElementalDipoleMoment
 from mlpot.model.potential import Potential
+from mlpot.nn.pair_repulsion import DEFAULT_STRENGTH
 
 REPRESENTATIONS = ("schnet", "wacsf", "acsf")
 SYMMETRY_FUNCTIONS = ("wacsf", "acsf")  # Behler–Parrinello: one output network per element
@@ -33,7 +34,7 @@ class ModelConfig:
     dipole: bool = False                # also predict the dipole moment from latent charges
     # pair repulsion below the training data's shortest contact of each element pair (eV; 0: none;
     # mlpot.nn.pair_repulsion): zero on the training data, a wall where the network never saw atoms
-    repulsion: float = 10.0
+    repulsion: float = DEFAULT_STRENGTH   # 100 eV (10 until 2026-12-07)
 
     def __post_init__(self):
         if self.representation not in REPRESENTATIONS:

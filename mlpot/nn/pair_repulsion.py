@@ -11,8 +11,15 @@ r_ab — the shortest a–b distance in the training set —
 
 with strength A (eV; `model.repulsion`, 0 switches it off). φ, φ' and φ'' vanish at r_ab, so it
 is zero on every training structure (training is unchanged) and joins smoothly; it grows as
-A / x at short range (A/4 at x = ½ ... 2.5 eV for A = 10 eV). The pair energy is split half to
-each atom (the per-atom energies include it).
+A / x at short range (A/4 at x = ½: 25 eV for the default A = 100 eV). The pair energy is split
+half to each atom (the per-atom energies include it).
+
+The default strength was 10 eV until 2026-12-07: too weak in liquid water, where MD slid over
+tens of picoseconds into configurations with many contacts below the data's (the H–H pairs of a
+hydrogen cluster at 0.8–1.1 Å, against 1.34 Å in the data; each such pair cost ~1 eV at 10 eV),
+40 eV below the data's energies, and then collapsed (seed 0 at 59 ps). From the same frame at
+100 eV, the energy returned to the data's level within 0.3 ps and the run went on intact
+(docs/benchmarks.md).
 
 Edges are directed (i, j); every edge gives ½ φ to atom i, and an edge among the first
 `n_two_way` (pairs listed once, messages both ways) also ½ φ to atom j.
@@ -25,7 +32,7 @@ from torch import nn
 
 from mlpot.nn.species import species_table
 
-DEFAULT_STRENGTH = 10.0        # eV
+DEFAULT_STRENGTH = 100.0       # eV (model.repulsion's default)
 UNSEEN_FRACTION = 0.5          # r_ab of a pair absent from the data: this × (R_cov,a + R_cov,b)
 
 
