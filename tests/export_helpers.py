@@ -16,6 +16,8 @@ from mlpot.nn import scatter_add
 SPECIES = [1, 6, 8]
 CUTOFF = 4.0  # Å
 WALL = 1.3    # Å: the pair repulsion (mlpot.nn.pair_repulsion) acts on ethanol's X–H bonds in every engine
+WALL_STRENGTH = 10.0   # eV: that test wall as strong as the tiny network (the default, 100 eV, would make
+                       # the bonds' curvature the wall's, and the finite-difference checks test only it)
 
 
 class ChargeDipole(nn.Module):
@@ -44,6 +46,7 @@ def tiny_potential(dipole: bool = True, seed: int = 0, dtype: torch.dtype = torc
         potential.dipole_head = ChargeDipole(16)
     potential.set_energy_statistics({1: -13.6, 6: -1030.0, 8: -2040.0}, scale=0.5, shift=0.0)
     potential.repulsion.radius.fill_(WALL)
+    potential.repulsion.strength.fill_(WALL_STRENGTH)
     return potential.to(dtype).eval()
 
 
