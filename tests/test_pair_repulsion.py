@@ -129,12 +129,12 @@ def test_a_negative_strength_is_refused():
 
 
 def test_exported_files_describe_their_wall(tmp_path):
-    from export_helpers import WALL, tiny_potential
+    from export_helpers import WALL, WALL_STRENGTH, tiny_potential
 
     from mlpot.export import export_model, read_metadata
     from mlpot.export_metadata import format_metadata
 
     export_model(tiny_potential(dipole=False), tmp_path / "m.pt", "float64", kernels="reference")
     metadata = read_metadata(tmp_path / "m.pt")
-    assert metadata["repulsion"]["radii_A"]["H-O"] == WALL and metadata["repulsion"]["strength_eV"] == 100.0
+    assert metadata["repulsion"]["radii_A"]["H-O"] == WALL and metadata["repulsion"]["strength_eV"] == WALL_STRENGTH
     assert "repulsion" in format_metadata(metadata)
