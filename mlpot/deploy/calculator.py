@@ -24,6 +24,7 @@ from mlpot.deploy.committee import COMMITTEE_PROPERTIES, HALT_MEASURES, Extrapol
 from mlpot.deploy.export import TORCH_DTYPES, has_atom_virial, load_model
 from mlpot.model.potential import structure_inputs
 from mlpot.deploy.skin_neighbors import SkinNeighborList
+from mlpot.kernels.stacked import stacked_committee
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters (malloc.h)
@@ -144,7 +145,6 @@ class MLPotCalculator(Calculator):
         # Hessian still evaluate the members one by one
         self.stacked = None
         if stacked and self.is_committee and self.device.type == "cpu":
-            from mlpot.kernels.stacked import stacked_committee
 
             self.stacked = stacked_committee(self.modules)
         self._pool = None

@@ -30,6 +30,10 @@ import torch
 
 from mlpot.deploy.metadata import DTYPES, KERNELS, METADATA_NAME, build_metadata, check_metadata, message_passing
 from mlpot.kernels.registry import apply_kernels, available, choose_for_export, unavailable_reason
+from mlpot.kernels.written_out import ExportedSchNet, written_out_forces_apply
+from mlpot.model.exported import ExportedForward, ExportedPerLayer, ExportedSymmetryFunctions
+from mlpot.representations import filter_tables
+from mlpot.version import __version__
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -57,10 +61,6 @@ def scripted_with_kernels(potential, dtype: str, kernels: str,
     """(script_potential's module, the kernels chosen, the tables' metadata: table_spacing and
     table_error, or {}). "auto" keeps the network (fused) when no spacing down to
     filter_tables.FINEST_SPACING brings the tables within filter_tables.TOLERANCE."""
-    from mlpot.model.exported import ExportedForward, ExportedPerLayer, ExportedSymmetryFunctions
-    from mlpot.representations.filter_tables import TOLERANCE
-    from mlpot.kernels.written_out import ExportedSchNet, written_out_forces_apply
-
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     model = copy.deepcopy(potential).to(device="cpu", dtype=TORCH_DTYPES[dtype]).eval()
@@ -70,7 +70,7 @@ def scripted_with_kernels(potential, dtype: str, kernels: str,
     tables = apply_kernels(model, chosen, table_spacing)
     if chosen == "tabulated":
         error = max(tables["table_error"].values())
-        if kernels == "auto" and error > TOLERANCE:
+        if kernels == "auto" and error > filter_tables.TOLERANCE:
             warnings.warn(f"mlpot: the filter tables stay {error:.1e} from the networks at the finest spacing; "
                           "exporting the fused network kernels", stacklevel=3)
             chosen, tables = "fused", apply_kernels(model, "fused")
@@ -89,9 +89,6 @@ def provides(wrapper, model) -> dict[str, Any]:
     written_out (interaction_forward / _backward, readout_gradient), n_features (the width of the
     features exchanged between layers; 0 without per-layer methods), atom_virial (forward takes
     compute_atom_virial), extrapolation_grade (a method, wACSF / ACSF)."""
-    from mlpot.kernels.written_out import ExportedSchNet
-    from mlpot.model.exported import ExportedPerLayer, ExportedSymmetryFunctions
-
     per_layer = issubclass(wrapper, ExportedPerLayer)
     return {"per_layer": per_layer, "written_out": issubclass(wrapper, ExportedSchNet),
             "n_features": int(model.representation.n_features) if per_layer else 0, "atom_virial": True,
@@ -183,8 +180,6 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[torch.jit.Scri
 
 def unloadable_message(path, metadata: dict, exc: Exception) -> str:
     """One line on why torch.jit.load failed for a model file whose metadata was readable."""
-    from mlpot.version import __version__
-
     text = str(exc)
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)[:200]
     writer = f"mlpot {metadata.get('mlpot_version', '?')}"

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from mlpot.kernels.registry import KERNELS  # noqa: F401  (re-exported: the "kernels" values a file may name)
+from mlpot.version import __version__
 
 FORMAT_VERSION = 2   # 2: "provides" declares the file's methods (version-1 files are probed)
 METADATA_NAME = "mlpot.json"
@@ -42,7 +43,6 @@ def build_metadata(potential, dtype: str, training_data: str = "unknown",
 
     `extra` adds keys (it may not replace the required ones, which describe the model itself).
     """
-    from mlpot.version import __version__
     from ase.data import chemical_symbols
 
     if dtype not in DTYPES:

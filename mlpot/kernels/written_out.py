@@ -40,17 +40,15 @@ from mlpot.nn import Dense, ShiftedSoftplus
 from mlpot.nn.activations import shifted_softplus
 from mlpot.nn.edge_gradients import atom_virial_of_edges, forces_and_virial, gradient_along_edges
 from mlpot.model.exported import ExportedPerLayer
-from mlpot.representations.convolution import TabulatedConvolution
+from mlpot.model.heads import Atomwise
+from mlpot.representations.convolution import FusedConvolution, TabulatedConvolution
+from mlpot.representations.schnet import SchNet
 
 
 def written_out_forces_apply(potential) -> bool:
     """True for a SchNet potential this module can differentiate: fused or tabulated convolution
     kernels (all interactions alike), the standard interaction block, an Atomwise energy head of Dense layers with shifted-softplus
     or no activation, no dipole head."""
-    from mlpot.model.heads import Atomwise
-    from mlpot.representations.convolution import FusedConvolution
-    from mlpot.representations.schnet import SchNet
-
     rep = potential.representation
     if not isinstance(rep, SchNet) or potential.dipole_head is not None or not isinstance(potential.energy_head, Atomwise):
         return False

@@ -7,6 +7,8 @@ from typing import List, Optional
 from mlpot.model.heads import Atomwise, DipoleMoment, ElementalAtomwise, ElementalDipoleMoment
 from mlpot.model.potential import Potential
 from mlpot.nn.pair_repulsion import DEFAULT_STRENGTH
+from mlpot.representations.schnet import SchNet
+from mlpot.representations.wacsf import ACSF, WACSF
 
 REPRESENTATIONS = ("schnet", "wacsf", "acsf")
 SYMMETRY_FUNCTIONS = ("wacsf", "acsf")  # Behler–Parrinello: one output network per element
@@ -61,15 +63,12 @@ class ModelConfig:
 def build_representation(cfg: ModelConfig, species: Optional[List[int]] = None):
     """The representation named by cfg; ACSF needs `species` (atomic numbers)."""
     if cfg.representation == "schnet":
-        from mlpot.representations.schnet import SchNet
         return SchNet(n_atom_basis=cfg.n_atom_basis, n_filters=cfg.n_filters,
                       n_interactions=cfg.n_interactions, n_rbf=cfg.n_rbf, cutoff=cfg.cutoff)
     if cfg.representation == "wacsf":
-        from mlpot.representations.wacsf import WACSF
         return WACSF(n_radial=cfg.n_radial, n_angular=cfg.n_angular, zetas=cfg.zetas,
                      cutoff=cfg.cutoff, species=species)
     if cfg.representation == "acsf":
-        from mlpot.representations.wacsf import ACSF
         if not species:
             raise ValueError("the acsf representation needs the species (atomic numbers) of the training set")
         return ACSF(species, n_radial=cfg.n_radial, n_angular=cfg.n_angular, zetas=cfg.zetas,

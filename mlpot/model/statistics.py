@@ -6,6 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
+from mlpot import keys as K
+from mlpot.nn.pair_repulsion import fit_contact_radii
+
 
 def composition_matrix(numbers: Sequence[np.ndarray], species: Sequence[int]) -> np.ndarray:
     """[B, n_species] count of each element in each structure."""
@@ -53,9 +56,6 @@ def fit_statistics(potential, graphs: Sequence[dict]) -> dict:
     reference energies, the output scale, the pair repulsion's contact radii and (if the representation has one, e.g. wACSF)
     the standardisation of its descriptors. `graphs` are mlpot.data.atoms_to_graph dicts
     with labels. Returns what was fitted, for the run's log."""
-    from mlpot import keys as K
-    from mlpot.nn.pair_repulsion import fit_contact_radii
-
     with_energy = [g for g in graphs if K.ENERGY in g]
     if not with_energy:
         raise ValueError("no training structure has an energy label; mlpot trains on energies (and forces)")
