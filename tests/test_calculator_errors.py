@@ -24,3 +24,21 @@ def test_known_offsets_come_back_as_errors():
     assert np.isclose(result["energy_mae_meV_per_atom"], 25.0)        # 4 atoms per cell
     assert np.isclose(result["forces_mae_meV_per_A"], 20.0) and result["n_force_components"] == 36
     assert "dipole_mae_eA" not in result
+
+
+def test_dipole_offsets_come_back_where_model_and_labels_have_dipoles():
+    from pathlib import Path
+
+    from ase.build import molecule
+
+    from mlpot import MLPotCalculator
+
+    calc = MLPotCalculator(Path(__file__).parent / "fixtures" / "models" / "schnet_dipole_float64.pt")
+    atoms = molecule("CH3OH")
+    work = atoms.copy()
+    work.calc = calc
+    energy, forces, dipole = work.get_potential_energy(), work.get_forces(), work.get_dipole_moment()
+    atoms.calc = SinglePointCalculator(atoms, energy=energy + 0.05, forces=forces, dipole=dipole + 0.1)
+    result = calculator_errors(calc, [atoms])
+    assert np.isclose(result["energy_mae_meV"], 50.0) and np.isclose(result["forces_mae_meV_per_A"], 0.0)
+    assert np.isclose(result["dipole_mae_eA"], 0.1)

@@ -1,12 +1,10 @@
-"""Demo stage 3: use the exported model as a chemist would — test errors, geometry
+"""Demo stage 3: use the exported model as a chemist would — geometry
 optimisation, harmonic frequencies and IR intensities, NVT MD and spectra from it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from mlpot.train.evaluate import calculator_errors
 
 
 @dataclass
@@ -28,12 +26,6 @@ class Harmonic:
     intensities: np.ndarray
     optimisation_steps: int     # negative: did not converge in that many steps
     extra: dict = field(default_factory=dict)
-
-
-def test_errors(calc, structures) -> dict:
-    """MAE of energy (meV), forces (meV/Å) and dipole (e·Å) of `calc` on labelled structures
-    (mlpot.train.evaluate.calculator_errors, which also gives RMSEs and per-atom energies)."""
-    return calculator_errors(calc, structures)
 
 
 def harmonic_analysis(start, calc, fmax: float, max_steps: int = 1000, align_to=None) -> Harmonic:

@@ -57,7 +57,8 @@ def run_demo(settings, log=print) -> dict:
     from mlpot.deploy.calculator import MLPotCalculator
     from mlpot.data.splits import load_split
     from mlpot.data.store import read_store
-    from mlpot.demo.analysis import harmonic_analysis, md_spectra, run_nvt, test_errors
+    from mlpot.demo.analysis import harmonic_analysis, md_spectra, run_nvt
+    from mlpot.train.evaluate import calculator_errors
     from mlpot.demo.reference_stage import make_reference
     from mlpot.sim.scripting import build_molecule
     from mlpot.demo.report import make_figures, write_report
@@ -83,7 +84,7 @@ def run_demo(settings, log=print) -> dict:
         test = read_store(ref.store, load_split(train["run_folder"] / "split.npz")["test"])
     torch.set_num_threads(1)     # one small molecule: threads only add overhead from here on
     with clock.stage("test-set errors of the model"):
-        errors = test_errors(calc, test)
+        errors = calculator_errors(calc, test)
         log("  " + ", ".join(f"{k} {v:.4g}" for k, v in errors.items()))
     with clock.stage("optimisation and harmonic analysis with the model"):
         model = harmonic_analysis(start, calc, settings.fmax, settings.opt_steps, align_to=ref.minimum)
@@ -155,7 +156,8 @@ def _compare_learning(learning: dict, ref, start, settings, log) -> None:
     """Frequency errors of each iteration's committee and of the random-sampling model (in place)."""
     from mlpot.deploy.calculator import MLPotCalculator
     from mlpot.data.store import read_store
-    from mlpot.demo.analysis import harmonic_analysis, harmonic_comparison, test_errors
+    from mlpot.demo.analysis import harmonic_analysis, harmonic_comparison
+    from mlpot.train.evaluate import calculator_errors
 
     for row in learning["rows"]:
         harmonic = harmonic_analysis(start, MLPotCalculator(row["models"]), settings.fmax, settings.opt_steps,
@@ -167,7 +169,7 @@ def _compare_learning(learning: dict, ref, start, settings, log) -> None:
     calc = MLPotCalculator(learning["random_model"])
     harmonic = harmonic_analysis(start, calc, settings.fmax, settings.opt_steps, align_to=ref.minimum)
     learning["random"] = {"n_reference": learning["n_labels"], "calls": learning["random_calls"],
-                          **test_errors(calc, read_store(ref.test_store)),
+                          **calculator_errors(calc, read_store(ref.test_store)),
                           **harmonic_comparison(ref.modes, ref.intensities, harmonic)}
     r = learning["random"]
     log(f"  random sampling, {r['n_reference']} labels ({r['calls']} GFN2-xTB calculations): test forces MAE {r['forces_mae_meV_per_A']:.1f} meV/Å, "

@@ -1,7 +1,7 @@
 """SchNet's energy, forces and virial with the chain rule written out: the one written-out
 engine, over a member axis M ≥ 1 (a single exported model is M = 1, a stacked committee M > 1).
 
-`WrittenOutSchNet` holds the weights of M models of one architecture stacked [M, ...]; every dense
+`WrittenOutSchNet` holds the weights of M models of one architecture stacked [M, ...]; for M > 1 every dense
 layer is one batched product for all members, so a committee pays each operator call once
 instead of M times (small systems: many calls, little arithmetic). The distances, the pair
 reduction and the filter networks of all members and interactions (one cfconv_filters pass over

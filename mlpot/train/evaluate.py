@@ -81,26 +81,40 @@ def check_species(model, structures) -> None:
                          f"(species {list(model.species)}); evaluate data of those elements only")
 
 
-def _predict_exported(model: ExportedModel, structures) -> dict:
+def _predict_each(structures, evaluate) -> dict:
+    """predict()'s arrays, one structure at a time: evaluate(atoms) -> {"energy": eV, "forces":
+    [N, 3] eV/Å, and "dipole" [3] e·Å if the model has one}; references from each structure's
+    calculator results. dipole_ref/dipole_pred [B, 3] where every structure has both."""
     from mlpot.data.batch import labels_from_atoms
 
     out: dict[str, list] = {"n_atoms": [], "energy_ref": [], "energy_pred": [], "forces_ref": [],
-                            "forces_pred": []}
+                            "forces_pred": [], "dipole_ref": [], "dipole_pred": []}
     for k, atoms in enumerate(structures):
         labels = labels_from_atoms(atoms)
         if K.ENERGY not in labels:
             raise ValueError(f"structure {k} has no energy label; evaluate labelled data")
-        energy, forces = model.energy_forces(atoms)
+        predicted = evaluate(atoms)
         out["n_atoms"].append([len(atoms)])
         out["energy_ref"].append(labels[K.ENERGY])
-        out["energy_pred"].append([energy])
+        out["energy_pred"].append([predicted["energy"]])
         if K.FORCES in labels:
             out["forces_ref"].append(labels[K.FORCES])
-            out["forces_pred"].append(forces)
+            out["forces_pred"].append(predicted["forces"])
+        if K.DIPOLE in labels and "dipole" in predicted:
+            out["dipole_ref"].append(labels[K.DIPOLE])
+            out["dipole_pred"].append(np.reshape(predicted["dipole"], (1, 3)))
     result = {k: np.concatenate(v) for k, v in out.items() if v}
-    if len(out["forces_ref"]) != len(structures):
-        result.pop("forces_ref", None), result.pop("forces_pred", None)
+    for name in ("forces", "dipole"):
+        if len(out[f"{name}_ref"]) != len(structures):
+            result.pop(f"{name}_ref", None), result.pop(f"{name}_pred", None)
     return result
+
+
+def _predict_exported(model: ExportedModel, structures) -> dict:
+    def evaluate(atoms):
+        energy, forces = model.energy_forces(atoms)
+        return {"energy": energy, "forces": forces}
+    return _predict_each(structures, evaluate)
 
 
 def predict(potential, structures, batch_size: int = 32, device=None) -> dict:
@@ -163,24 +177,18 @@ def calculator_errors(calc, structures) -> dict:
     """errors() of any ASE calculator `calc` (an MLPotCalculator, a committee) on labelled
     structures (their calc.results: energy, forces, dipole), one structure at a time, plus
     "n" (structures) and the dipole MAE "dipole_mae_eA" (e·Å) where both have dipoles."""
-    out: dict[str, list] = {"n_atoms": [], "energy_ref": [], "energy_pred": [], "forces_ref": [], "forces_pred": []}
-    dipoles = []
-    for atoms in structures:
-        ref = atoms.calc.results
+    def evaluate(atoms):
         work = atoms.copy()
         work.calc = calc
-        out["n_atoms"].append(len(atoms))
-        out["energy_ref"].append(ref["energy"])
-        out["energy_pred"].append(work.get_potential_energy())
-        out["forces_ref"].append(np.asarray(ref["forces"]))
-        out["forces_pred"].append(work.get_forces())
-        if "dipole" in ref and "dipole" in calc.implemented_properties:
-            dipoles.append(work.get_dipole_moment() - ref["dipole"])
-    pred = {k: np.asarray(v, dtype=float) for k, v in out.items() if k.startswith(("n_", "energy"))}
-    pred.update(forces_ref=np.concatenate(out["forces_ref"]), forces_pred=np.concatenate(out["forces_pred"]))
+        predicted = {"energy": work.get_potential_energy(), "forces": work.get_forces()}
+        if "dipole" in calc.implemented_properties:
+            predicted["dipole"] = work.get_dipole_moment()
+        return predicted
+
+    pred = _predict_each(structures, evaluate)
     result = {"n": len(structures), **errors(pred)}
-    if dipoles:
-        result["dipole_mae_eA"] = float(np.mean(np.abs(np.array(dipoles))))
+    if "dipole_ref" in pred:
+        result["dipole_mae_eA"] = float(np.mean(np.abs(pred["dipole_pred"] - pred["dipole_ref"])))
     return result
 
 
