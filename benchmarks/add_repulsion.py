@@ -3,7 +3,7 @@ fitted to its training split, as training with today's defaults would have it.
 
     .venv/bin/python benchmarks/add_repulsion.py runs/water/best.ckpt -o water_wall.pt [--strength 100]
 
-The repulsion is zero on every training structure (mlpot.nn.pair_repulsion), so the network a
+The repulsion is zero on every training structure (mlpot.model.nn.pair_repulsion), so the network a
 run trained without it is the network it would train with it; the radii come from the run's
 own training split (its config.yaml and split.npz). Used for the MD stability runs of
 2026-12-07 (docs/benchmarks.md) on the 20-minute models of 2026-12-06.
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
 
     from mlpot.data.splits import load_split
     from mlpot.deploy.export import export_model
-    from mlpot.nn.pair_repulsion import fit_contact_radii
+    from mlpot.model.nn.pair_repulsion import fit_contact_radii
     from mlpot.train.checkpoint import load_potential
     from mlpot.train.config import load_config
     from mlpot.train.data import load_training_data

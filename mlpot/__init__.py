@@ -1,5 +1,8 @@
 """mlpot: machine-learned interatomic potentials for ASE and LAMMPS."""
+from mlpot import moved
 from mlpot.version import __version__  # noqa: F401
+
+moved.install()   # old module paths (mlpot.deploy.export, mlpot.model.nn, ...) import their new homes for one release
 
 
 def __getattr__(name):

@@ -20,14 +20,14 @@ from typing import Dict
 import torch
 
 from mlpot import keys as K
-from mlpot.nn.edge_gradients import forces_and_virial
+from mlpot.model.nn.edge_gradients import forces_and_virial
 
 ENGINES = ["exported_autograd", "written_out_fused", "written_out_tabulated", "committee_stacked",
            "per_layer_driver"]
 
 
 def _script(potential, dtype: torch.dtype, kernels: str):
-    from mlpot.export import script_potential
+    from mlpot.deploy.export import script_potential
 
     return script_potential(potential, "float64" if dtype == torch.float64 else "float32", kernels)
 
@@ -73,7 +73,7 @@ class Engine:
             assert self.module.original_name == "ExportedSchNet", self.module.original_name
         self.stacked = None
         if name == "committee_stacked":
-            from mlpot.stacked_committee import StackedSchNet
+            from mlpot.kernels.stacked import StackedSchNet
 
             other = copy.deepcopy(second).to(dtype).eval()
             other.dipole_head = None

@@ -9,13 +9,13 @@ from ase.build import molecule
 from torch import nn
 
 from mlpot import keys as K
-from mlpot.heads import n_structures_of
-from mlpot.model_config import ModelConfig, build_potential
-from mlpot.nn import scatter_add
+from mlpot.model.heads import n_structures_of
+from mlpot.model.config import ModelConfig, build_potential
+from mlpot.model.nn import scatter_add
 
 SPECIES = [1, 6, 8]
 CUTOFF = 4.0  # Å
-WALL = 1.3    # Å: the pair repulsion (mlpot.nn.pair_repulsion) acts on ethanol's X–H bonds in every engine
+WALL = 1.3    # Å: the pair repulsion (mlpot.model.nn.pair_repulsion) acts on ethanol's X–H bonds in every engine
 WALL_STRENGTH = 10.0   # eV: that test wall as strong as the tiny network (the default, 100 eV, would make
                        # the bonds' curvature the wall's, and the finite-difference checks test only it)
 
@@ -71,9 +71,9 @@ def export_without_atom_virial(potential, path, dtype: str = "float64") -> None:
     no compute_atom_virial argument (SchNet keeps the per-layer methods, as such files had)."""
     import json
 
-    from mlpot.export import TORCH_DTYPES
-    from mlpot.export_metadata import METADATA_NAME, build_metadata, message_passing
-    from mlpot.potential import ExportedForward, ExportedPerLayer
+    from mlpot.deploy.export import TORCH_DTYPES
+    from mlpot.deploy.metadata import METADATA_NAME, build_metadata, message_passing
+    from mlpot.model.exported import ExportedForward, ExportedPerLayer
 
     base = ExportedPerLayer if message_passing(potential) == "per_layer" else ExportedForward
 

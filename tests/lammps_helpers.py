@@ -18,11 +18,11 @@ import torch
 
 from mlpot.data.batch import atoms_to_batch
 from mlpot.lammps import open_lammps, run_lammps
-from mlpot.model_config import ModelConfig, build_potential
+from mlpot.model.config import ModelConfig, build_potential
 
 EV_PER_A3_TO_BAR = 1.6021765e6
 SETUP = ["units metal", "atom_style atomic", "boundary p p p"]
-WALL = 2.0   # Å: the pair repulsion (mlpot.nn.pair_repulsion) acts on the shorter bonds (Si–C 1.9 Å)
+WALL = 2.0   # Å: the pair repulsion (mlpot.model.nn.pair_repulsion) acts on the shorter bonds (Si–C 1.9 Å)
 PLUGIN_LINE = re.compile(r"pair mlpot: plugin build (\S+) \((.*)\)")
 THERMO = "pe pxx pyy pzz pxy pxz pyz"
 

@@ -16,11 +16,11 @@ from ase.calculators.calculator import PropertyNotImplementedError
 
 from export_helpers import ethanol, export_without_atom_virial
 from mlpot import keys as K
-from mlpot.calculator import MLPotCalculator
+from mlpot.deploy.calculator import MLPotCalculator
 from mlpot.data.batch import atoms_to_batch
-from mlpot.export import export_model, has_atom_virial, load_model, script_potential
-from mlpot.model_config import ModelConfig, build_potential
-from mlpot.potential import atom_virial_of_edges
+from mlpot.deploy.export import export_model, has_atom_virial, load_model, script_potential
+from mlpot.model.config import ModelConfig, build_potential
+from mlpot.model.potential import atom_virial_of_edges
 
 CUTOFF = 3.5
 SPECIES = [1, 6, 8, 14]

@@ -14,7 +14,7 @@ from export_helpers import CUTOFF, ethanol, periodic_ethanol, tiny_potential
 from mlpot import MLPotCalculator
 from mlpot import keys as K
 from mlpot.data.batch import atoms_to_batch
-from mlpot.export import export_model
+from mlpot.deploy.export import export_model
 
 try:  # ASE ≥ 3.29
     from ase.md.velocitydistribution import thermalize_momenta

@@ -1,4 +1,4 @@
-"""Committees: the statistics (mlpot.committee) and MLPotCalculator with several model files."""
+"""Committees: the statistics (mlpot.deploy.committee) and MLPotCalculator with several model files."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,9 +7,9 @@ import torch
 
 from export_helpers import CUTOFF, ethanol, periodic_ethanol, tiny_potential
 from mlpot import MLPotCalculator
-from mlpot.committee import CommitteeError, committee_statistics, deviation_summary
-from mlpot.export import export_model
-from mlpot.model_config import ModelConfig, build_potential
+from mlpot.deploy.committee import CommitteeError, committee_statistics, deviation_summary
+from mlpot.deploy.export import export_model
+from mlpot.model.config import ModelConfig, build_potential
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -35,7 +35,7 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     assert str((out / "report.md").resolve()) in printed
     # the model file is usable on its own
     from ase.build import molecule
-    from mlpot.calculator import MLPotCalculator
+    from mlpot.deploy.calculator import MLPotCalculator
     atoms = molecule("CH3CH2OH")
     atoms.calc = MLPotCalculator(out / "model.pt")
     assert atoms.get_forces().shape == (9, 3)

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,8 +13,8 @@ from export_helpers import CUTOFF, periodic_ethanol, tiny_potential
 from mlpot import keys as K
 from mlpot.cli import main
 from mlpot.data.batch import atoms_to_batch
-from mlpot.export import export_model, load_model, read_metadata, script_potential
-from mlpot.export_metadata import FORMAT_VERSION, REQUIRED_KEYS
+from mlpot.deploy.export import export_model, load_model, read_metadata, script_potential
+from mlpot.deploy.metadata import FORMAT_VERSION, REQUIRED_KEYS
 
 # Runs in a fresh interpreter: only torch is imported, no mlpot classes (a file with fused
 # kernels needs their library, given as a 4th argument, loaded first).
@@ -166,7 +165,7 @@ def test_export_command_from_checkpoint(tmp_path, capsys):
     checkpoint = pytest.importorskip("mlpot.train.checkpoint")
     import dataclasses
 
-    from mlpot.model_config import ModelConfig
+    from mlpot.model.config import ModelConfig
     potential = tiny_potential(dipole=False, dtype=torch.float32)
     cfg = ModelConfig(n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8, cutoff=CUTOFF)
     weights = potential.state_dict()
@@ -205,7 +204,7 @@ def test_auto_kernels_tables_in_float32_network_in_float64(potential, tmp_path):
     """The default export: quintic tables in float32 (their measured error recorded, within the
     tolerance), the fused network in float64; the float32 tables agree with the float64 network
     as closely as the float32 network does (float32 rounding)."""
-    from mlpot.representations.filter_tables import TOLERANCE
+    from mlpot.kernels.filter_tables import TOLERANCE
 
     fused_library()
     meta32 = export_model(potential, tmp_path / "m32.pt", "float32")
@@ -222,7 +221,7 @@ def test_auto_kernels_tables_in_float32_network_in_float64(potential, tmp_path):
 
 
 def test_auto_keeps_the_network_when_tables_miss_the_tolerance(potential, tmp_path, monkeypatch):
-    from mlpot.representations import filter_tables
+    from mlpot.kernels import filter_tables
 
     fused_library()
     monkeypatch.setattr(filter_tables, "TOLERANCE", 0.0)
@@ -237,7 +236,7 @@ def test_auto_keeps_the_network_when_tables_miss_the_tolerance(potential, tmp_pa
 KERNELS_DISABLED = """
 import sys, warnings
 from export_helpers import tiny_potential
-from mlpot.export import export_model, load_model
+from mlpot.deploy.export import export_model, load_model
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     meta = export_model(tiny_potential(dipole=False), sys.argv[1] + "/auto.pt", "float64")
@@ -278,8 +277,8 @@ def test_without_operators_export_falls_back_and_fused_files_say_why(potential, 
 def test_provides_declares_what_the_file_has(kind, tmp_path):
     """Format version 2: mlpot.json's "provides" says what the module has, so that the LAMMPS
     plugin and MLPotCalculator read it instead of probing the module."""
-    from mlpot.export import load_model
-    from mlpot.model_config import ModelConfig, build_potential
+    from mlpot.deploy.export import load_model
+    from mlpot.model.config import ModelConfig, build_potential
 
     if kind == "wacsf":
         model = build_potential(ModelConfig(representation="wacsf", cutoff=CUTOFF, n_radial=4, n_angular=1), [1, 6, 8])

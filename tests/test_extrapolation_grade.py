@@ -8,9 +8,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpot import MLPotCalculator
 from mlpot.data import atoms_to_graph
-from mlpot.export import export_model
-from mlpot.model_config import ModelConfig, build_potential
-from mlpot.statistics import fit_statistics
+from mlpot.deploy.export import export_model
+from mlpot.model.config import ModelConfig, build_potential
+from mlpot.model.statistics import fit_statistics
 
 CUTOFF = 4.0
 
@@ -65,7 +65,7 @@ def test_schnet_files_and_committees_have_no_grade(model_file, tmp_path):
 def test_a_run_halts_when_the_grade_passes_the_threshold(model_file, tmp_path):
     from ase.io import read
 
-    from mlpot.committee import ExtrapolationError
+    from mlpot.deploy.committee import ExtrapolationError
 
     saved = tmp_path / "extrapolated.extxyz"
     calc = MLPotCalculator(model_file, halt_extrapolation=0.5, deviation_file=str(saved))

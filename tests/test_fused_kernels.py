@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from mlpot import ops
-from mlpot.representations.convolution import FusedConvolution, ReferenceConvolution
+from mlpot.kernels.convolutions import FusedConvolution
+from mlpot.model.representations.convolution import ReferenceConvolution
 
 if not ops.available():
     pytest.skip(f"fused kernels not available: {ops.error()}", allow_module_level=True)
@@ -224,7 +225,7 @@ def test_bad_inputs_are_named(change, message):
 
 
 def test_swapping_kernels_keeps_state_dict_and_scripts():
-    from mlpot.model_config import ModelConfig, build_potential
+    from mlpot.model.config import ModelConfig, build_potential
 
     potential = build_potential(ModelConfig(n_atom_basis=8, n_filters=8, n_interactions=2, n_rbf=5, cutoff=3.0), [1, 8])
     keys = set(potential.state_dict())
@@ -239,8 +240,8 @@ def test_swapping_kernels_keeps_state_dict_and_scripts():
 def tabulated(args, spacing, cubic=False):
     """The tabulated kernel of the case's filter network: quintic, or cubic ([M + 1, 2F] rows
     [W(d_k), h W'(d_k)]: what files exported before the quintic tables hold)."""
-    from mlpot.representations.convolution import TabulatedConvolution
-    from mlpot.representations.filter_tables import filter_table, smooth_filter
+    from mlpot.kernels.convolutions import TabulatedConvolution
+    from mlpot.kernels.filter_tables import filter_table, smooth_filter
 
     table, h = filter_table(*args[4:11], spacing)
     if cubic:
@@ -291,7 +292,7 @@ def test_tabulated_converges_to_the_network_filter():
 def test_tabulation_error_and_spacing_choice():
     """tabulation_error measures the spline against the network (a spoiled table is caught);
     choose_tables refines the spacing until the tolerance is met, or keeps a given one."""
-    from mlpot.representations.filter_tables import choose_tables, filter_table, tabulation_error
+    from mlpot.kernels.filter_tables import choose_tables, filter_table, tabulation_error
 
     args = case(torch.float64, **LAYOUTS["wide"])
     network, coeff = list(args[4:8]) + [args[8]], args[9]
@@ -326,8 +327,8 @@ def test_tabulated_table_must_span_the_cutoff():
 def test_off_cpu_formulations_match_the_operators():
     """What a fused or tabulated file runs on a GPU (plain PyTorch, no operator) equals the
     operators; checked here on the CPU by calling those formulations directly."""
-    from mlpot.representations.convolution import cutoff_filter, send_messages
-    from mlpot.representations.filter_tables import spline_filter
+    from mlpot.model.representations.convolution import cutoff_filter, send_messages
+    from mlpot.kernels.filter_tables import spline_filter
 
     args = case(torch.float64, **LAYOUTS["mixed"])
     d, x, idx_i, idx_j = args[:4]

@@ -7,9 +7,9 @@ import pytest
 from ase.io import read
 
 from export_helpers import ethanol, tiny_potential
-from mlpot.calculator import MLPotCalculator
-from mlpot.committee import ExtrapolationError
-from mlpot.export import export_model
+from mlpot.deploy.calculator import MLPotCalculator
+from mlpot.deploy.committee import ExtrapolationError
+from mlpot.deploy.export import export_model
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from ase.build import molecule
 
 from mlpot import keys as K
 from mlpot.data import atoms_to_batch
-from mlpot.heads import DipoleMoment, ElementalAtomwise, ElementalDipoleMoment, aggregate
-from mlpot.model_config import ModelConfig, build_potential
+from mlpot.model.heads import DipoleMoment, ElementalAtomwise, ElementalDipoleMoment, aggregate
+from mlpot.model.config import ModelConfig, build_potential
 
 
 def test_elemental_atomwise_uses_one_network_per_element():

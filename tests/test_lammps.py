@@ -4,7 +4,6 @@ and with the whole-model ghost shell, 2 MPI ranks vs 1 and vs Python, a wACSF mo
 conservation vs MLPotCalculator, entry-point discovery, the one-line input errors and the
 md_examples/lammps input (small cells and random cells: test_lammps_property.py). The plugin
 is built once per session from a clean cache (~20-50 s; tests/conftest.py)."""
-import os
 import shutil
 import subprocess
 import sys
@@ -25,10 +24,10 @@ from ase.md.verlet import VelocityVerlet  # noqa: E402
 from lammps_helpers import (lammps_error, SETUP, assert_matches, assert_ran_plugin, lammps_instance,  # noqa: E402
                             lammps_single_point, python_reference, read_single_point, run_input_lines,
                             single_point_lines, tiny_potential)
-from mlpot.calculator import MLPotCalculator  # noqa: E402
-from mlpot.export import export_model  # noqa: E402
+from mlpot.deploy.calculator import MLPotCalculator  # noqa: E402
+from mlpot.deploy.export import export_model  # noqa: E402
 from mlpot.lammps import lammps_env, run_lammps, write_lammps_data  # noqa: E402
-from mlpot import systems  # noqa: E402
+from mlpot.sim import structures as systems  # noqa: E402
 
 
 def water_box(n_side=4, spacing=3.1):
@@ -104,7 +103,7 @@ def test_every_kernel_kind_runs_in_lammps(plugin, tmp_path):
     """Files with reference (plain PyTorch), fused and tabulated kernels: LAMMPS equals the
     Python model of each (the float64 default exports above are fused); the tabulated file is
     within its spline error (~1e-8 of the forces in float64) of the network."""
-    from mlpot.calculator import MLPotCalculator
+    from mlpot.deploy.calculator import MLPotCalculator
 
     atoms, symbols, potential, _, data = exported_system(tmp_path, "water_192")
     ref = python_reference(potential, atoms)

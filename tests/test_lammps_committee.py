@@ -1,7 +1,7 @@
 """Committee (model deviation) in pair_style mlpot: `pair_coeff * * m0.pt m1.pt m2.pt C Si` with
 `pair_style mlpot [exchange | shell] out_freq N out_file FILE`. The line LAMMPS writes (max, min
 and mean over atoms of the per-atom force deviation, and the energy deviation) equals
-mlpot.committee on the Python reference forces of each model, on 1 rank in-process and on 2
+mlpot.deploy.committee on the Python reference forces of each model, on 1 rank in-process and on 2
 ranks (`mpirun -np 2`), for SchNet on both paths and for wACSF (whole-model path), on small
 periodic cells where most neighbours are ghosts (one cell smaller than the cutoff, where atoms
 see their own images). The first model alone drives the dynamics: a committee run has the same
@@ -21,8 +21,8 @@ from ase.build import bulk  # noqa: E402
 from lammps_helpers import (silicon_carbide_primitive, lammps_error, SETUP, lammps_instance, lammps_single_point, mismatches,  # noqa: E402
                             python_reference, read_single_point, run_input_lines, single_point_lines,
                             tiny_potential)
-from mlpot.committee import committee_statistics, deviation_summary  # noqa: E402
-from mlpot.export import export_model  # noqa: E402
+from mlpot.deploy.committee import committee_statistics, deviation_summary  # noqa: E402
+from mlpot.deploy.export import export_model  # noqa: E402
 from mlpot.lammps import write_lammps_data  # noqa: E402
 
 CUTOFF = 3.5          # Å; the primitive cell's heights are 3.14 Å: atoms see their own images
@@ -95,7 +95,7 @@ def check_line(path, ref, step=0):
 
 def test_committee_line_matches_python_one_and_two_ranks(plugin, committee):
     """Every cell × (SchNet exchange, SchNet shell, wACSF): the written line equals
-    mlpot.committee on each model's Python forces, in-process (1 rank) and on 2 ranks; the
+    mlpot.deploy.committee on each model's Python forces, in-process (1 rank) and on 2 ranks; the
     driving forces and energy are model 0's, identical to a run of model 0 alone."""
     folder, diffs, lines = committee["folder"], {}, []
     for name, (atoms, data) in committee["cells"].items():
@@ -158,7 +158,7 @@ def wide_schnet(seed):
     """A SchNet member with 24 features (tiny_potential's have 16), same cutoff and elements."""
     import torch
 
-    from mlpot.model_config import ModelConfig, build_potential
+    from mlpot.model.config import ModelConfig, build_potential
 
     torch.manual_seed(seed)
     cfg = ModelConfig(representation="schnet", cutoff=CUTOFF, n_atom_basis=24, n_filters=24, n_interactions=2,

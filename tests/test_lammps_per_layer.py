@@ -8,9 +8,9 @@ from ase.build import bulk, molecule
 
 from mlpot import keys as K
 from mlpot.data.batch import atoms_to_batch
-from mlpot.export import script_potential
-from mlpot.export_metadata import build_metadata
-from mlpot.model_config import ModelConfig, build_potential
+from mlpot.deploy.export import script_potential
+from mlpot.deploy.metadata import build_metadata
+from mlpot.model.config import ModelConfig, build_potential
 
 CUTOFF = 3.0  # Å
 WALL = 2.4    # Å: the pair repulsion acts on the Si–Si and O–H bonds of these structures
@@ -155,7 +155,7 @@ def test_written_out_layers_equal_autograd(kernels):
     """interaction_forward / interaction_backward / readout_gradient (what the plugin's exchange
     path runs without an autograd graph) give the per-atom energies and ∂E/∂r_e of interaction /
     readout by autograd to float64 rounding, with one-way and two-way edges and n_targets < N."""
-    from mlpot.export import scripted_with_kernels
+    from mlpot.deploy.export import scripted_with_kernels
 
     module = scripted_with_kernels(tiny(), "float64", kernels, 0.0)[0]
     assert hasattr(module, "interaction_backward")
@@ -183,7 +183,7 @@ def test_written_out_layers_equal_autograd(kernels):
 
 def test_reference_kernels_have_no_written_out_layers():
     """A --kernels reference export (plain PyTorch) keeps the autograd per-layer methods only."""
-    from mlpot.export import scripted_with_kernels
+    from mlpot.deploy.export import scripted_with_kernels
 
     module = scripted_with_kernels(tiny(), "float64", "reference", 0.0)[0]
     assert hasattr(module, "interaction") and not hasattr(module, "interaction_backward")

@@ -25,7 +25,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from lammps_helpers import (lammps_single_point, mismatches, python_reference, read_single_point,  # noqa: E402
                             run_input_lines, single_point_lines, tiny_potential)
-from mlpot.export import export_model  # noqa: E402
+from mlpot.deploy.export import export_model  # noqa: E402
 from mlpot.lammps import write_lammps_data  # noqa: E402
 
 SYMBOLS = ["H", "O"]

@@ -28,8 +28,8 @@ from ase.build import bulk  # noqa: E402
 
 from lammps_helpers import (lammps_error, THERMO, assert_matches, lammps_instance, pressure_from_stress,  # noqa: E402
                             python_reference, read_single_point, run_input_lines, tiny_potential)
-from mlpot.committee import committee_statistics, deviation_summary  # noqa: E402
-from mlpot.export import export_model  # noqa: E402
+from mlpot.deploy.committee import committee_statistics, deviation_summary  # noqa: E402
+from mlpot.deploy.export import export_model  # noqa: E402
 from mlpot.lammps import write_lammps_data  # noqa: E402
 
 CUTOFF = 3.5
@@ -294,7 +294,7 @@ def test_rank_without_atoms_of_the_model(plugin, case, tmp_path):
     atom of the model on the exchange path (it still takes part in every feature exchange) and
     only ghosts on the shell path. hybrid mlpot (Si NULL) lj/cut minus lj/cut alone equals the
     Python model on the Si atoms alone, both paths, 1 and 2 ranks; a committee of two models
-    (exchange, out_freq 1) writes the line of mlpot.committee on the Si atoms' Python forces, and
+    (exchange, out_freq 1) writes the line of mlpot.deploy.committee on the Si atoms' Python forces, and
     its driving forces are the first model's."""
     ref, member = case["refs"]["apart"], case["refs"]["apart_member"]
     silicon = case["apart"].numbers == 14

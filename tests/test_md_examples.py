@@ -11,7 +11,7 @@ import pytest
 from ase.io import read
 
 from export_helpers import tiny_potential
-from mlpot.export import export_model
+from mlpot.deploy.export import export_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "md_examples"
 

@@ -59,7 +59,7 @@ def test_version_1_files_give_the_numbers_they_gave(calculators, name, system):
 
 
 def test_the_fixtures_exercise_what_they_claim():
-    from mlpot.export import read_metadata
+    from mlpot.deploy.export import read_metadata
 
     kernels = {name: read_metadata(FIXTURES / "models" / f"{name}.pt")["kernels"]
                for name in ("schnet_float32_tabulated", "schnet_float64_fused", "schnet_float64_reference")}

@@ -7,7 +7,7 @@ from ase.neighborlist import primitive_neighbor_list
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from mlpot.neighbors import neighbor_list, neighbor_list_arrays
+from mlpot.data.neighbors import neighbor_list, neighbor_list_arrays
 
 
 def ase_pairs(positions, cell, pbc, cutoff):

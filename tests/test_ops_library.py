@@ -13,8 +13,8 @@ import torch
 from export_helpers import ethanol, tiny_potential
 from mlpot import MLPotCalculator
 from mlpot.cli import main
-from mlpot.cmake import configure_and_build, run_logged
-from mlpot.export import export_model, read_metadata
+from mlpot.lammps.cmake import configure_and_build, run_logged
+from mlpot.deploy.export import export_model, read_metadata
 
 if shutil.which("cmake") is None or shutil.which("c++") is None:
     pytest.skip("cmake or a C++ compiler not installed: the C++ example cannot be built", allow_module_level=True)

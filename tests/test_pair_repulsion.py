@@ -1,4 +1,4 @@
-"""The pair repulsion below the training data's shortest contacts (mlpot.nn.pair_repulsion).
+"""The pair repulsion below the training data's shortest contacts (mlpot.model.nn.pair_repulsion).
 
 Every engine's agreement with it is tested where the engines are (the tiny models of the
 physics, export, stacked-committee and LAMMPS tests carry a wall that acts on their bonds);
@@ -13,9 +13,9 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpot import keys as K
 from mlpot.data import atoms_to_batch, atoms_to_graph
-from mlpot.model_config import ModelConfig, build_potential
-from mlpot.nn.pair_repulsion import contact_radii, repulsion_and_slope
-from mlpot.statistics import fit_statistics
+from mlpot.model.config import ModelConfig, build_potential
+from mlpot.model.nn.pair_repulsion import contact_radii, repulsion_and_slope
+from mlpot.model.statistics import fit_statistics
 
 CUTOFF = 4.0
 
@@ -131,8 +131,8 @@ def test_a_negative_strength_is_refused():
 def test_exported_files_describe_their_wall(tmp_path):
     from export_helpers import WALL, WALL_STRENGTH, tiny_potential
 
-    from mlpot.export import export_model, read_metadata
-    from mlpot.export_metadata import format_metadata
+    from mlpot.deploy.export import export_model, read_metadata
+    from mlpot.deploy.metadata import format_metadata
 
     export_model(tiny_potential(dipole=False), tmp_path / "m.pt", "float64", kernels="reference")
     metadata = read_metadata(tmp_path / "m.pt")

@@ -17,15 +17,15 @@ from ase.build import molecule
 
 from mlpot import keys as K
 from mlpot.data import atoms_to_batch, atoms_to_graph
-from mlpot.model_config import ModelConfig, build_potential
-from mlpot.neighbors import neighbor_list
-from mlpot.potential import ExportedForward
+from mlpot.model.config import ModelConfig, build_potential
+from mlpot.data.neighbors import neighbor_list
+from mlpot.model.exported import ExportedForward
 
 from engines import ENGINES, Engine
 
 SPECIES = [1, 6, 8, 14]
 CUTOFF = 3.0  # Å
-WALL = 1.3    # Å, contact radius of the pair repulsion (mlpot.nn.pair_repulsion) for every pair
+WALL = 1.3    # Å, contact radius of the pair repulsion (mlpot.model.nn.pair_repulsion) for every pair
 REPRESENTATIONS = ["schnet", "schnet_fused", "schnet_tabulated", "wacsf", "acsf"]
 
 # tolerances per dtype: finite-difference step (Å), forces (eV/Å), energies (eV)

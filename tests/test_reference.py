@@ -1,4 +1,4 @@
-"""mlpot.reference: labelling with ASE calculators, MD and normal-mode sampling, storing."""
+"""mlpot.sim.labelling: labelling with ASE calculators, MD and normal-mode sampling, storing."""
 import numpy as np
 import pytest
 from ase import units
@@ -7,7 +7,7 @@ from ase.calculators.emt import EMT
 from ase.cluster import Icosahedron
 
 from mlpot.data.store import read_store, store_metadata
-from mlpot.reference import (label, normal_mode_displacements, reference_modes, sample_md,
+from mlpot.sim.labelling import (label, normal_mode_displacements, reference_modes, sample_md,
                              sample_normal_modes, write_reference)
 from test_spectra import SpringsWithCharges
 
@@ -71,7 +71,7 @@ def test_md_samples_are_labelled_snapshots_at_temperature():
 
 def test_gfn2_xtb_reference_for_water(tmp_path):
     pytest.importorskip("tblite")
-    from mlpot.reference import default_calculator
+    from mlpot.sim.labelling import default_calculator
     calc = default_calculator()
     atoms = molecule("H2O")
     md = sample_md(atoms, calc, 500.0, n_samples=3, interval=5, equilibration=10, progress=False)
@@ -97,7 +97,7 @@ def test_bad_input_is_reported():
 
 
 def test_count_calls_counts_evaluations_not_cached_results():
-    from mlpot.reference import count_calls
+    from mlpot.sim.labelling import count_calls
 
     atoms = Icosahedron("Cu", 2)
     calc = count_calls(EMT())

@@ -7,9 +7,9 @@ from ase.build import molecule
 
 from mlpot import keys as K
 from mlpot.data import atoms_to_batch, atoms_to_graph
-from mlpot.representations import ACSF, WACSF
-from mlpot.representations.triplets import edge_pairs
-from mlpot.representations.wacsf import MAX_GAIN, RANGE_MARGIN, edge_vectors_of, soft_bounds
+from mlpot.model.representations import ACSF, WACSF
+from mlpot.model.representations.triplets import edge_pairs
+from mlpot.model.representations.wacsf import MAX_GAIN, RANGE_MARGIN, edge_vectors_of, soft_bounds
 
 CUTOFF = 3.0
 
@@ -19,7 +19,7 @@ def fc(d):
 
 
 def brute_force(atoms, rep, weight, radial_channel, pair_channel):
-    """G2 and G4 of docs in mlpot.representations.wacsf by explicit loops (numpy)."""
+    """G2 and G4 of docs in mlpot.model.representations.wacsf by explicit loops (numpy)."""
     g = atoms_to_graph(atoms, CUTOFF, labels=False)
     i, j = g[K.EDGE_INDEX]
     v = atoms.positions[j] - atoms.positions[i] + g[K.EDGE_SHIFTS] @ atoms.cell.array

@@ -8,11 +8,11 @@ import torch
 from ase.build import bulk
 
 from mlpot import ops
-from mlpot.calculator import MLPotCalculator
+from mlpot.deploy.calculator import MLPotCalculator
 from mlpot.data.batch import atoms_to_graph
-from mlpot.export import export_model, script_potential
-from mlpot.model_config import ModelConfig, build_potential
-from mlpot.schnet_forces import ExportedSchNet, written_out_forces_apply
+from mlpot.deploy.export import export_model, script_potential
+from mlpot.model.config import ModelConfig, build_potential
+from mlpot.kernels.written_out import ExportedSchNet, written_out_forces_apply
 from export_helpers import ethanol, periodic_ethanol, tiny_potential
 
 if not ops.available():

@@ -8,9 +8,9 @@ from ase.build import bulk, molecule
 
 from mlpot import keys as K
 from mlpot.data.batch import atoms_to_batch
-from mlpot.export import script_potential
-from mlpot.model_config import ModelConfig, build_potential
-from mlpot.representations.schnet import half_of_symmetric_list
+from mlpot.deploy.export import script_potential
+from mlpot.model.config import ModelConfig, build_potential
+from mlpot.model.representations.schnet import half_of_symmetric_list
 
 CUTOFF = 4.0  # Å
 

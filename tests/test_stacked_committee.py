@@ -1,4 +1,4 @@
-"""A committee of SchNet members evaluated as one stacked model (mlpot.stacked_committee) gives
+"""A committee of SchNet members evaluated as one stacked model (mlpot.kernels.stacked) gives
 what its members give one by one, through MLPotCalculator too."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 
 from export_helpers import ethanol, periodic_ethanol, tiny_potential
 from mlpot import MLPotCalculator
-from mlpot.export import export_model, load_model
-from mlpot.model_config import ModelConfig, build_potential
-from mlpot.stacked_committee import StackedSchNet, stackable
+from mlpot.deploy.export import export_model, load_model
+from mlpot.model.config import ModelConfig, build_potential
+from mlpot.kernels.stacked import StackedSchNet, stackable
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

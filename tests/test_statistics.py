@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mlpot.statistics import composition_matrix, energy_scale, fit_atomrefs
+from mlpot.model.statistics import composition_matrix, energy_scale, fit_atomrefs
 
 
 def test_atomrefs_recover_linear_energies():

@@ -8,8 +8,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpot import keys as K
 from mlpot.data.batch import atoms_to_graph
-from mlpot.evaluate import evaluate_potential
-from mlpot.model_config import ModelConfig, build_potential
+from mlpot.train.evaluate import evaluate_potential
+from mlpot.model.config import ModelConfig, build_potential
 from mlpot.train.baseline import collate_relative
 from test_train_fixtures import TINY_MODEL, emt_clusters
 
@@ -56,8 +56,8 @@ def test_relative_labels_keep_float64_differences():
 
 
 def test_exported_model_evaluated_to_sub_meV_on_large_energies(tmp_path):
-    from mlpot.evaluate import load_model
-    from mlpot.export import export_model
+    from mlpot.train.evaluate import load_model
+    from mlpot.deploy.export import export_model
 
     torch.manual_seed(1)
     potential = build_potential(ModelConfig(**TINY_MODEL), [29])

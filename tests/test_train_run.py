@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mlpot.cli import main
-from mlpot.evaluate import evaluate_potential
+from mlpot.train.evaluate import evaluate_potential
 from mlpot.train import load_config, train
 from mlpot.train.checkpoint import CheckpointError, load_checkpoint, load_potential, save_checkpoint
 from mlpot.train.metrics import COLUMNS, read_metrics_csv

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from mlpot.data.splits import load_split
-from mlpot.evaluate import evaluate_potential
+from mlpot.train.evaluate import evaluate_potential
 from mlpot.train import load_config, train
 from mlpot.train.checkpoint import load_checkpoint, load_potential
 from mlpot.train.data import read_structures

@@ -11,7 +11,7 @@ from ase.calculators.calculator import all_changes
 from export_helpers import ethanol, periodic_ethanol, tiny_potential
 from learn_references import CountingEMT
 from mlpot import MLPotCalculator
-from mlpot.export import export_model
+from mlpot.deploy.export import export_model
 from mlpot.learn import ActiveLearning, LearnError, load_learn_config
 from mlpot.learn.explore import committee_md, deviation_statistics
 from mlpot.learn.explore_lammps import lammps_committee_md

@@ -15,7 +15,7 @@ import torch
 
 from export_helpers import CUTOFF, ethanol, periodic_ethanol, tiny_potential
 from mlpot.cli import main
-from mlpot.export import export_model
+from mlpot.deploy.export import export_model
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def files(tmp_path_factory):
 
 
 def _calculator(path):
-    from mlpot.calculator import MLPotCalculator
+    from mlpot.deploy.calculator import MLPotCalculator
 
     return MLPotCalculator(str(path))
 
@@ -86,7 +86,7 @@ def _damaged_copy(source, target):
 
 
 def test_damaged_model_file_one_line(files, tmp_path, capsys):
-    from mlpot.export import load_model
+    from mlpot.deploy.export import load_model
 
     damaged = tmp_path / "damaged.pt"
     _damaged_copy(files / "f64.pt", damaged)
@@ -124,7 +124,7 @@ torch.jit.save(torch.jit.script(Future()), sys.argv[1], _extra_files={"mlpot.jso
 
 
 def test_a_file_with_operators_this_mlpot_lacks_names_its_writer(files, tmp_path, capsys):
-    from mlpot.export import load_model, read_metadata
+    from mlpot.deploy.export import load_model, read_metadata
 
     future = tmp_path / "future.pt"
     script = tmp_path / "future_operator.py"      # TorchScript reads the source of what it scripts
@@ -138,7 +138,7 @@ def test_a_file_with_operators_this_mlpot_lacks_names_its_writer(files, tmp_path
 
 
 def test_a_checkpoint_this_mlpot_cannot_rebuild_names_its_writer(tmp_path, capsys):
-    from mlpot.model_config import ModelConfig
+    from mlpot.model.config import ModelConfig
     from mlpot.train import checkpoint
 
     potential = tiny_potential(dipole=False, dtype=torch.float32)

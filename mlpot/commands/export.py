@@ -38,10 +38,10 @@ def export_targets(source: str, output: str) -> list:
     folder (its best.ckpt) or a committee run folder (every member's, to OUTPUT_K.pt)."""
     from pathlib import Path
 
-    from mlpot.train.ensemble import member_checkpoints, read_ensemble
+    from mlpot.train.committee import member_checkpoints, read_committee
 
     path, out = Path(source), Path(output)
-    if path.is_dir() and read_ensemble(path) is not None:
+    if path.is_dir() and read_committee(path) is not None:
         checkpoints = member_checkpoints(path)
         return [(str(c), str(out.with_name(f"{out.stem}_{k}{out.suffix or '.pt'}"))) for k, c in enumerate(checkpoints)]
     if path.is_dir():

@@ -93,7 +93,7 @@ def active_learning(settings, ref: LearnReference, out: Path, log=print) -> dict
                      "max_new": settings.learn_max_new, "max_iterations": settings.learn_iterations,
                      "converged_fraction": 0.0, "seed": settings.seed, "threads": 1},
            "model": model_section(settings),
-           "training": {**training_section(settings, settings.learn_member_time), "ensemble": settings.learn_ensemble},
+           "training": {**training_section(settings, settings.learn_member_time), "ensemble": settings.learn_committee},
            "output": str(out / "learn")}
     cfg = learn_config_from_dict(raw)
     loop = ActiveLearning(cfg, calculator=default_calculator("GFN2-xTB"), force=True,

@@ -121,7 +121,7 @@ def learning_lines(settings, results: dict) -> list[str]:
     rows, random = learning["rows"], learning["random"]
     lines = [
         f"- active learning (`learn/`, `mlpot learn`): {settings.learn_seed} normal-mode samples at 300 K to "
-        f"start; committees of {settings.learn_ensemble} SchNet models ({settings.learn_member_time:g} s of "
+        f"start; committees of {settings.learn_committee} SchNet models ({settings.learn_member_time:g} s of "
         f"training per member and iteration, warm-started), committee MD at "
         f"{', '.join(f'{t:g}' for t in settings.learn_temperatures)} K, up to {settings.learn_max_new} frames "
         f"per iteration with a max force deviation in [{settings.learn_trust_lo:g}, {settings.learn_trust_hi:g}] "

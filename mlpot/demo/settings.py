@@ -33,7 +33,7 @@ class DemoSettings:
     learn: bool = False
     learn_seed: int = 20             # normal-mode samples at 300 K to start from
     learn_iterations: int = 4        # committee trainings
-    learn_ensemble: int = 3          # committee members
+    learn_committee: int = 3          # committee members
     learn_member_time: float = 20.0  # s of training per member and iteration
     learn_max_new: int = 60          # frames labelled per iteration
     learn_temperatures: tuple = (300.0, 500.0, 700.0)   # K, committee MD
@@ -54,7 +54,7 @@ class DemoSettings:
         tiny = dict(n_md=24, md_interval=5, n_normal_mode=12, n_test=6, n_atom_basis=16, n_filters=16,
                     n_interactions=2, n_rbf=8, batch_size=8, max_epochs=2, max_train_time=30.0,
                     md_time=50.0, fmax=0.05, opt_steps=60, learn_seed=8, learn_iterations=2,
-                    learn_ensemble=2, learn_member_time=3.0, learn_max_new=5, learn_md_steps=20,
+                    learn_committee=2, learn_member_time=3.0, learn_max_new=5, learn_md_steps=20,
                     learn_normal_modes=2)
         tiny.update(changes)
         return cls(**tiny)

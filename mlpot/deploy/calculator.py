@@ -10,7 +10,7 @@
 Units: eV, Å, eV/Å, eV/Å³ (stress, ASE sign and Voigt order xx yy zz yz xz xy), e·Å (dipole).
 Per-atom stresses (`atoms.get_stresses()`, periodic cells): [N, 6] eV/Å³ in ASE's convention
 (as its LJ calculator: each atom's share of the virial over the whole cell's volume, summing
-over atoms to the stress), from the edge split of the virial (mlpot.nn.edge_gradients.atom_virial_of_edges).
+over atoms to the stress), from the edge split of the virial (mlpot.model.nn.edge_gradients.atom_virial_of_edges).
 """
 from __future__ import annotations
 
@@ -67,13 +67,13 @@ class MLPotCalculator(Calculator):
     """ASE calculator for a model file written by `mlpot export`.
 
     model: path of the .pt file, or a list of them: a committee (e.g. the members of an
-    ensemble run, `mlpot export` of a run with training.ensemble). A committee's energy, forces,
+    committee run, `mlpot export` of a run with training.ensemble). A committee's energy, forces,
     stress and dipole are the mean of its members; `results` also holds energy_std (eV),
     forces_std ([N] eV/Å, per-atom norm of the force standard deviation) and uncertainty (its
     largest value, eV/Å), see mlpot.deploy.committee. Members must agree in cutoff, elements and
     outputs; they share one neighbour list. stacked=True (default, CPU): members of one SchNet
     architecture with written-out forces (fused or tabulated kernels, no dipole head; the members
-    of one ensemble run) are evaluated as one model with their weights stacked
+    of one committee run) are evaluated as one model with their weights stacked
     (mlpot.kernels.stacked; `calc.stacked` is None where that does not apply). Otherwise
     parallel_members=K evaluates up to K members at once in threads (TorchScript runs without
     the GIL): worth it where cores are idle, e.g. K = cores with torch.set_num_threads(1); the
@@ -97,7 +97,7 @@ class MLPotCalculator(Calculator):
     Two atoms closer than mlpot.data.neighbors.MIN_DISTANCE raise OverlapError (a ValueError).
     A single wACSF / ACSF model also gives `calc.get_property("extrapolation_grade")` ([N]: how
     far each atom's descriptors lie outside the training atoms' range, in units of their training
-    std; 0 inside: mlpot.representations.wacsf.SymmetryFunctions.extrapolation_grade).
+    std; 0 inside: mlpot.model.representations.wacsf.SymmetryFunctions.extrapolation_grade).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses", "dipole"]

@@ -1,4 +1,4 @@
-"""Committee (ensemble) statistics: the mean prediction of M models and how much they disagree.
+"""Committee statistics: the mean prediction of M models and how much they disagree.
 
 The disagreement is what DeePMD calls the model deviation and SchNetPack the force std:
 

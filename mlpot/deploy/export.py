@@ -10,7 +10,7 @@ Kernels (metadata "kernels"), for SchNet: "fused" files evaluate the filter netw
 C++ operators (torch.ops.mlpot.*, mlpot.ops): load_model and the LAMMPS plugin load them first;
 plain torch needs `torch.ops.load_library(mlpot.ops.load())`. "tabulated" files replace each
 filter network by quintic Hermite splines through its value, slope and curvature at knots
-`table_spacing` Å apart (mlpot.representations.filter_tables; metadata "table_spacing" and
+`table_spacing` Å apart (mlpot.kernels.filter_tables; metadata "table_spacing" and
 "table_error", the largest deviation from the network measured at export), also C++ operators.
 "reference" files need nothing but torch. The default ("auto"), where the operators compile:
 tabulated in float32 — the tables' error (~1e-10 of the filter values, ~1e-8 of their slopes)
@@ -29,10 +29,10 @@ from typing import Any
 import torch
 
 from mlpot.deploy.metadata import DTYPES, KERNELS, METADATA_NAME, build_metadata, check_metadata, message_passing
+from mlpot.kernels import filter_tables
 from mlpot.kernels.registry import apply_kernels, available, choose_for_export, unavailable_reason
 from mlpot.kernels.written_out import ExportedSchNet, written_out_forces_apply
 from mlpot.model.exported import ExportedForward, ExportedPerLayer, ExportedSymmetryFunctions
-from mlpot.representations import filter_tables
 from mlpot.version import __version__
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -104,7 +104,7 @@ def export_model(potential, path, dtype: str = "float32", training_data: str = "
     training_data: where the training data came from (free text, stored in the metadata).
     kernels: "auto" (module docstring), "fused", "reference" (plain PyTorch, portable) or
     "tabulated" (quintic splines with knots table_spacing Å apart; 0: the coarsest spacing whose
-    error is within mlpot.representations.filter_tables.TOLERANCE).
+    error is within mlpot.kernels.filter_tables.TOLERANCE).
     """
     scripted, chosen, tables = scripted_with_kernels(potential, dtype, kernels, table_spacing)
     extra = dict(metadata_extra or {})

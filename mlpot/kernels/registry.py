@@ -13,6 +13,10 @@ import warnings
 import torch
 
 from mlpot import ops
+from mlpot.kernels.convolutions import FusedConvolution, TabulatedConvolution
+from mlpot.kernels.filter_tables import choose_tables
+from mlpot.model.representations.convolution import ReferenceConvolution
+from mlpot.model.representations.schnet import SchNet
 
 KERNELS = ("fused", "reference", "tabulated")
 
@@ -80,13 +84,49 @@ def apply_kernels(potential: torch.nn.Module, kernel: str, table_spacing: float 
     if kernel == "none":
         return {}
     if kernel == "tabulated":
-        return ops.use_tabulated_kernels(potential, table_spacing)
+        return use_tabulated_kernels(potential, table_spacing)
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
-    ops.use_fused_kernels(potential, fused=kernel == "fused")
+    use_fused_kernels(potential, fused=kernel == "fused")
     return {}
+
+
+def use_fused_kernels(module: torch.nn.Module, fused: bool = True) -> int:
+    """Swap every convolution kernel in `module` for the fused operator (fused=True; loads it)
+    or for plain PyTorch (fused=False), in place. Returns the number swapped."""
+    if fused:
+        ops.load()
+    old = (ReferenceConvolution, TabulatedConvolution) if fused else (FusedConvolution, TabulatedConvolution)
+    new = FusedConvolution if fused else ReferenceConvolution
+    targets = [m for m in module.modules() if isinstance(getattr(m, "convolution", None), old)]
+    for m in targets:
+        m.convolution = new()
+    return len(targets)
+
+
+def use_tabulated_kernels(module: torch.nn.Module, spacing: float = 0.0) -> dict:
+    """Replace every SchNet convolution in `module` by its filter tabulated as a quintic Hermite
+    spline (mlpot.kernels.filter_tables), in place, in the module's dtype: knots `spacing`
+    Å apart, or (spacing 0) the coarsest of 0.02, 0.01, ... Å whose error is within
+    filter_tables.TOLERANCE. Returns {"table_spacing": Å, "table_error": {"value": .., "slope": ..}}
+    (largest deviations from the networks, relative to the filters' largest value and slope)."""
+    ops.load()
+    used, value_error, slope_error = 0.0, 0.0, 0.0
+    for schnet in [m for m in module.modules() if isinstance(m, SchNet)]:
+        rbf = schnet.radial_basis
+        networks = [[block.filter_network[0].weight, block.filter_network[0].bias, block.filter_network[1].weight,
+                     block.filter_network[1].bias, rbf.centers] for block in schnet.interactions]
+        tables, used, value_error, slope_error = choose_tables(networks, float(rbf.coeff), schnet.cutoff, spacing)
+        for block, table in zip(schnet.interactions, tables):
+            block.convolution = TabulatedConvolution(table.to(block.filter_network[0].weight.dtype), used)
+    return {"table_spacing": used, "table_error": {"value": value_error, "slope": slope_error}}
 
 
 def kernels_of(module: torch.nn.Module) -> str:
     """"tabulated", "fused" or "reference": the convolution kernels `module` uses."""
-    return ops.kernels_of(module)
+    kinds = {type(m) for m in module.modules()}
+    return "tabulated" if TabulatedConvolution in kinds else "fused" if FusedConvolution in kinds else "reference"
+
+
+def uses_fused_kernels(module: torch.nn.Module) -> bool:
+    return kernels_of(module) == "fused"

@@ -24,7 +24,7 @@ virial −∂E/∂ε exactly as autograd gives them (tested to float64 rounding 
 
 With h_{t+1} = h_t + W₂ ssp(W₁ y_t + b₁) + b₂ and y_t = cfconv(d, W_in h_t), energies
 E_i = scale · head(h_T)_i + shift + E_ref[Z_i] + (pair repulsion shares) and E = Σ_{i < n_local} E_i
-(∂E/∂d starts from the repulsion's φ' (mlpot.nn.pair_repulsion)):
+(∂E/∂d starts from the repulsion's φ' (mlpot.model.nn.pair_repulsion)):
   g_h ← ∂E/∂h_T through the head; for t = T−1 .. 0: g_y = W₁ᵀ(ssp'(W₁ y_t + b₁) ⊙ W₂ᵀ g_h),
   (∂E/∂d, g_x) = cfconv_gradient(g_y), g_h ← g_h + W_inᵀ g_x;
   ∂E/∂r_e = (∂E/∂d_e) r_e / d_e per edge e = (i, j) with r_e = r_j − r_i + S_e, so
@@ -36,13 +36,13 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from mlpot.nn import Dense, ShiftedSoftplus
-from mlpot.nn.activations import shifted_softplus
-from mlpot.nn.edge_gradients import atom_virial_of_edges, forces_and_virial, gradient_along_edges
+from mlpot.kernels.convolutions import FusedConvolution, TabulatedConvolution
+from mlpot.model.nn import Dense, ShiftedSoftplus
+from mlpot.model.nn.activations import shifted_softplus
+from mlpot.model.nn.edge_gradients import atom_virial_of_edges, forces_and_virial, gradient_along_edges
 from mlpot.model.exported import ExportedPerLayer
 from mlpot.model.heads import Atomwise
-from mlpot.representations.convolution import FusedConvolution, TabulatedConvolution
-from mlpot.representations.schnet import SchNet
+from mlpot.model.representations.schnet import SchNet
 
 
 def written_out_forces_apply(potential) -> bool:
@@ -208,7 +208,7 @@ class WrittenOutSchNet(nn.Module):
         self.register_buffer("energy_shift", stack([m.potential.energy_shift for m in members]).reshape(
             torch.Size([]) if single else (-1, 1)))
         self.register_buffer("atomref", stack([m.potential.atomref for m in members]))
-        # pair repulsion (mlpot.nn.pair_repulsion; its operator takes [M, ...] at every M): the
+        # pair repulsion (mlpot.model.nn.pair_repulsion; its operator takes [M, ...] at every M): the
         # members share the element index
         self.register_buffer("element_index", _repulsion(first)[0].detach())
         self.register_buffer("radius", torch.stack([_repulsion(m)[1].detach() for m in members]).reshape(
@@ -352,7 +352,7 @@ class WrittenOutSchNet(nn.Module):
             pre.append(a)
         energies, head_pre = self.head(h, atomic_numbers)
         local = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
-        # the pair repulsion, compiled (mlpot.nn.pair_repulsion's function in one operator call)
+        # the pair repulsion, compiled (mlpot.model.nn.pair_repulsion's function in one operator call)
         pair_energies, pair_grad = torch.ops.mlpot.pair_repulsion(d, atomic_numbers, idx_i, idx_j, self.element_index,
                                                                   self.radius, self.strength, local,
                                                                   n_two_way)                    # [M, N], [M, E]

@@ -25,7 +25,7 @@ from mlpot.train.config import (ConfigError, TrainConfig, _build_section, _resol
                                 parse_duration, read_yaml_config)
 
 STORE_NAME = "data.db"
-DEFAULT_ENSEMBLE = 4
+DEFAULT_COMMITTEE = 4
 
 
 @dataclass
@@ -121,9 +121,9 @@ def learn_config_from_dict(raw: dict, base_dir: str | Path = ".") -> LearnConfig
     output = _resolve(raw.get("output", "runs/learn"), base)
     rest = {k: v for k, v in raw.items() if k not in ("learn", "output")}
     training = dict(rest.get("training") or {})
-    if training.get("ensemble", DEFAULT_ENSEMBLE) < 2:
+    if training.get("ensemble", DEFAULT_COMMITTEE) < 2:
         raise ConfigError("mlpot learn needs a committee: training.ensemble >= 2 (default 4)")
-    rest["training"] = {"ensemble": DEFAULT_ENSEMBLE, **training}
+    rest["training"] = {"ensemble": DEFAULT_COMMITTEE, **training}
     train = config_from_dict({**rest, "data": {"train": str(Path(output) / STORE_NAME), "n_train": 0.9,
                                                "n_val": 0.1, "n_test": 0}, "output": output}, base)
     return LearnConfig(learn=learn, train=train, output=output)

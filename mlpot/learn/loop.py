@@ -28,7 +28,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 
 from mlpot.learn.config import LearnConfig, read_any
 from mlpot.learn.explore import committee_md, committee_normal_modes, deviation_statistics, select_candidates
@@ -328,7 +327,7 @@ class ActiveLearning:
     def _export(self, run: Path) -> list:
         from mlpot.deploy.export import export_model
         from mlpot.train.checkpoint import load_potential
-        from mlpot.train.ensemble import member_checkpoints
+        from mlpot.train.committee import member_checkpoints
 
         models = []
         for m, checkpoint in enumerate(member_checkpoints(run)):

@@ -6,9 +6,9 @@ from typing import List, Optional
 
 from mlpot.model.heads import Atomwise, DipoleMoment, ElementalAtomwise, ElementalDipoleMoment
 from mlpot.model.potential import Potential
-from mlpot.nn.pair_repulsion import DEFAULT_STRENGTH
-from mlpot.representations.schnet import SchNet
-from mlpot.representations.wacsf import ACSF, WACSF
+from mlpot.model.nn.pair_repulsion import DEFAULT_STRENGTH
+from mlpot.model.representations.schnet import SchNet
+from mlpot.model.representations.wacsf import ACSF, WACSF
 
 REPRESENTATIONS = ("schnet", "wacsf", "acsf")
 SYMMETRY_FUNCTIONS = ("wacsf", "acsf")  # Behler–Parrinello: one output network per element
@@ -24,7 +24,7 @@ class ModelConfig:
     n_filters: int = 128
     n_interactions: int = 3
     n_rbf: int = 20
-    # wACSF / ACSF (symmetry functions, mlpot.representations.wacsf): SchNetPack's 22 radial
+    # wACSF / ACSF (symmetry functions, mlpot.model.representations.wacsf): SchNetPack's 22 radial
     # functions, more angular ones (6 widths x 4 zetas x lambda = ±1; SchNetPack has 5 x 1 x 2)
     n_radial: int = 22                  # radial G2 per neighbour channel
     n_angular: int = 6                  # angular Gaussian widths per (zeta, lambda = ±1)
@@ -35,7 +35,7 @@ class ModelConfig:
     n_layers: int = 2
     dipole: bool = False                # also predict the dipole moment from latent charges
     # pair repulsion below the training data's shortest contact of each element pair (eV; 0: none;
-    # mlpot.nn.pair_repulsion): zero on the training data, a wall where the network never saw atoms
+    # mlpot.model.nn.pair_repulsion): zero on the training data, a wall where the network never saw atoms
     repulsion: float = DEFAULT_STRENGTH   # 100 eV (10 until 2026-12-07)
 
     def __post_init__(self):

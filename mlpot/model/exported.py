@@ -9,8 +9,8 @@ from torch import nn
 
 from mlpot import keys as K
 from mlpot.model.potential import Potential, structure_inputs
-from mlpot.nn.edge_gradients import gradient_along_edges
-from mlpot.nn.pair_repulsion import PairRepulsion, atom_shares, edge_weights
+from mlpot.model.nn.edge_gradients import gradient_along_edges
+from mlpot.model.nn.pair_repulsion import PairRepulsion, atom_shares, edge_weights
 
 
 class ExportedForward(nn.Module):

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from mlpot import keys as K
-from mlpot.nn import build_mlp, scatter_add
-from mlpot.nn.species import species_index, species_table
+from mlpot.model.nn import build_mlp, scatter_add
+from mlpot.model.nn.species import species_index, species_table
 
 
 class Atomwise(nn.Module):

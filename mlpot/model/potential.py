@@ -1,7 +1,7 @@
 """Potential = representation + heads + per-element reference energies and a scale.
 
 Energies are sums of per-atom energies E_i = scale · y_i + shift + E_ref[Z_i] + ½ Σ_j φ(r_ij) (the
-pair repulsion below the training data's shortest contacts, mlpot.nn.pair_repulsion); forces are
+pair repulsion below the training data's shortest contacts, mlpot.model.nn.pair_repulsion); forces are
 −∂E/∂r by autograd (energy-conserving); the virial is −∂E/∂ε for a symmetric strain ε of
 positions, cell and image shifts, and the stress is −virial / volume (ASE sign). The per-atom
 virial (asked for) splits the virial over atoms by edges: with g_e = ∂E/∂r_e for the edge
@@ -20,9 +20,9 @@ from torch import nn
 
 from mlpot import keys as K
 from mlpot.model.heads import n_structures_of
-from mlpot.nn import scatter_add
-from mlpot.nn.edge_gradients import atom_virial_of_edges
-from mlpot.nn.pair_repulsion import PairRepulsion
+from mlpot.model.nn import scatter_add
+from mlpot.model.nn.edge_gradients import atom_virial_of_edges
+from mlpot.model.nn.pair_repulsion import PairRepulsion
 
 MAX_Z = 100
 
@@ -41,7 +41,7 @@ class Potential(nn.Module):
         self.register_buffer("energy_scale", torch.ones(()))          # eV
         self.register_buffer("energy_shift", torch.zeros(()))         # eV per atom
         # pair repulsion below the training data's shortest contacts (strength `repulsion` eV;
-        # mlpot.nn.pair_repulsion; zero until its radii are fitted)
+        # mlpot.model.nn.pair_repulsion; zero until its radii are fitted)
         self.repulsion = PairRepulsion(self.species, repulsion)
 
     @torch.jit.unused

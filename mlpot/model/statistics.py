@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from mlpot import keys as K
-from mlpot.nn.pair_repulsion import fit_contact_radii
+from mlpot.model.nn.pair_repulsion import fit_contact_radii
 
 
 def composition_matrix(numbers: Sequence[np.ndarray], species: Sequence[int]) -> np.ndarray:

@@ -89,7 +89,7 @@ class TrainingConfig:
     num_threads: Optional[int] = None     # torch CPU threads per process; None = torch default
     kernels: str = "auto"                 # SchNet convolution: auto | fused | reference
     ensemble: int = 1                     # committee: train this many models (seeds seed, seed+1, ...)
-                                          # into output/member_K (mlpot.train.ensemble)
+                                          # into output/member_K (mlpot.train.committee)
     bootstrap: bool = False               # committee members train on bootstrap resamples of the
                                           # training set (drawn with the member's seed)
     init_from: Optional[str] = None       # warm start: initial weights (EMA) and statistics from

@@ -207,7 +207,7 @@ class Trainer:
         if state is None and tcfg.init_from:
             self.statistics = dict(warm_start(self.potential, tcfg.init_from, cfg.model, species))
             if float(self.potential.repulsion.strength) > 0:   # this data's shortest contacts
-                from mlpot.nn.pair_repulsion import fit_contact_radii
+                from mlpot.model.nn.pair_repulsion import fit_contact_radii
                 self.statistics["repulsion"] = fit_contact_radii(
                     self.potential.repulsion, [self.data.train[i] for i in range(len(self.data.train))], species)
             self.log(f"initial weights from {tcfg.init_from}")
@@ -583,13 +583,13 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, quiet: bo
           log=None) -> dict:
     """Train as configured (one process, or data-parallel under torchrun). Returns a summary:
     output, epochs, stop_reason, best_epoch, best_val_loss, last metrics row; for a committee
-    (training.ensemble > 1) a summary with the members' summaries (mlpot.train.ensemble)."""
+    (training.ensemble > 1) a summary with the members' summaries (mlpot.train.committee)."""
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
     ctx = dist.setup(cfg.training.device)
     try:
         if cfg.training.ensemble > 1:
-            from mlpot.train.ensemble import train_members
+            from mlpot.train.committee import train_members
 
             return train_members(cfg, ctx, resume=resume, force=force, quiet=quiet, log=log)
         return train_one(cfg, ctx, resume=resume, force=force, quiet=quiet, log=log)

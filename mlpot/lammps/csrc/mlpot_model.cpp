@@ -220,7 +220,7 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
   torch::Tensor vector_grad;
   torch::Tensor energies;
   if (info_.written_out) {
-    // the chain rule written out in the model file (mlpot.schnet_forces): no autograd graph
+    // the chain rule written out in the model file (mlpot.kernels.written_out): no autograd graph
     torch::NoGradGuard no_grad;
     torch::Tensor vectors = rows_to_tensor(vec, n_edges, 3, dtype);
     torch::jit::Method forward_layer = impl_->module.get_method("interaction_forward");

@@ -379,7 +379,7 @@ double PairMLPot::init_one(int i, int j) {
 }
 
 // Two atoms closer than this (A) overlap: no chemistry has such a pair and no model has data there
-// (the same limit as mlpot.neighbors.MIN_DISTANCE in Python).
+// (the same limit as mlpot.data.neighbors.MIN_DISTANCE in Python).
 static constexpr double MIN_DISTANCE = 0.2;
 
 void PairMLPot::refuse_overlap(int i, int j, double rsq) {

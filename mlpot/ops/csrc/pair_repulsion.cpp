@@ -1,5 +1,5 @@
 // torch.ops.mlpot.pair_repulsion: the pair repulsion below the training data's shortest contacts
-// (mlpot.nn.pair_repulsion) in one pass, for the written-out engines (no autograd): the compiled
+// (mlpot.model.nn.pair_repulsion) in one pass, for the written-out engines (no autograd): the compiled
 // twin of PairRepulsion.edge_terms + atom_shares + edge_weights, same function.
 //
 // pair_repulsion(d [E], numbers [N] int64, idx_i [E], idx_j [E] int64, element_index [119] int64,

@@ -1,4 +1,4 @@
-// The pair rule, once in C++ (Python: mlpot.representations.schnet.half_of_symmetric_list):
+// The pair rule, once in C++ (Python: mlpot.model.representations.schnet.half_of_symmetric_list):
 // of the two entries (a, b, s) and (b, a, −s) of one unordered pair in a symmetric neighbour
 // list, keep the one with a < b, or, for an atom and its own periodic image (a == b), the one
 // whose shift s is lexicographically positive. Used by torch.ops.mlpot.canonical_edges

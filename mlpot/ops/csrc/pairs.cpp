@@ -1,5 +1,5 @@
 // torch.ops.mlpot.canonical_edges: one edge per unordered pair of a symmetric edge list, in one
-// pass — the compiled twin of mlpot.representations.schnet.half_of_symmetric_list (same rule,
+// pass — the compiled twin of mlpot.model.representations.schnet.half_of_symmetric_list (same rule,
 // same checksum), for exported SchNet models whose per-call fixed cost matters (small molecules).
 //
 // canonical_edges(idx_i [E], idx_j [E] int64, vectors [E, 3], n_atoms)

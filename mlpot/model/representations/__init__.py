@@ -6,7 +6,7 @@ with attributes `cutoff` (Å), `n_features`, and `n_interactions` (message-passi
 how many cutoffs away an atom's energy can feel another atom; LAMMPS needs it).
 Representations with fitted input statistics (wACSF, ACSF) have `fit_standardization(graphs)`.
 """
-from mlpot.representations.schnet import SchNet
-from mlpot.representations.wacsf import ACSF, WACSF, SymmetryFunctions
+from mlpot.model.representations.schnet import SchNet
+from mlpot.model.representations.wacsf import ACSF, WACSF, SymmetryFunctions
 
 __all__ = ["SchNet", "WACSF", "ACSF", "SymmetryFunctions"]

@@ -12,7 +12,7 @@ from mlpot import MLPotCalculator
 from mlpot.train import load_config, train
 from mlpot.train.checkpoint import load_checkpoint
 from mlpot.train.config import ConfigError
-from mlpot.train.ensemble import member_checkpoints, read_ensemble
+from mlpot.train.committee import member_checkpoints, read_committee
 from mlpot.train.trainer import RunExistsError, TrainingError
 from test_train_fixtures import emt_clusters, write_config, write_emt_data
 
@@ -29,7 +29,7 @@ def test_members_differ_in_seed_and_share_the_split(tmp_path, data):
     summary = train(load_config(config), quiet=True)
     run = tmp_path / "run"
     assert summary["n_members"] == 3 and len(summary["members"]) == 3
-    record = read_ensemble(run)
+    record = read_committee(run)
     assert record["members"] == ["member_0", "member_1", "member_2"]
     assert record["seeds"] == [0, 1, 2] and record["finished"] == [0, 1, 2]
     states = [load_checkpoint(p) for p in member_checkpoints(run)]
@@ -46,7 +46,7 @@ def test_resume_skips_finished_members(tmp_path, data):
     config = write_config(tmp_path, data, n_train=24, n_val=8, training={**TRAINING, "ensemble": 2})
     train(load_config(config), quiet=True)
     run = tmp_path / "run"
-    record = read_ensemble(run)
+    record = read_committee(run)
     record["finished"] = [0]                               # as if killed while member 1 trained
     (run / "ensemble.json").write_text(json.dumps(record))
     before = (run / "member_0" / "best.ckpt").stat().st_mtime_ns
@@ -55,7 +55,7 @@ def test_resume_skips_finished_members(tmp_path, data):
     assert (run / "member_0" / "best.ckpt").stat().st_mtime_ns == before
     assert any("finished earlier" in line for line in lines)
     assert len(summary["members"]) == 1 and summary["members"][0]["epochs"] == 3
-    assert read_ensemble(run)["finished"] == [0, 1]
+    assert read_committee(run)["finished"] == [0, 1]
     with pytest.raises(RunExistsError, match="committee of 2"):
         train(load_config(config, ["training.ensemble=3"]), resume=True, quiet=True)
 

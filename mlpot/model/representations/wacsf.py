@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from mlpot import keys as K
-from mlpot.nn import CosineCutoff, scatter_add
-from mlpot.nn.species import N_ELEMENTS, species_index, species_table
-from mlpot.representations.triplets import edge_pairs
+from mlpot.model.nn import CosineCutoff, scatter_add
+from mlpot.model.nn.species import N_ELEMENTS, species_index, species_table
+from mlpot.model.representations.triplets import edge_pairs
 
 
 MAX_GAIN = 10.0   # per-element std >= (std over all atoms) / MAX_GAIN

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mlpot.nn.species import species_table
+from mlpot.model.nn.species import species_table
 
 DEFAULT_STRENGTH = 100.0       # eV (model.repulsion's default)
 UNSEEN_FRACTION = 0.5          # r_ab of a pair absent from the data: this × (R_cov,a + R_cov,b)

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from mlpot import keys as K
-from mlpot.nn import Dense, GaussianRBF, ShiftedSoftplus
-from mlpot.representations.convolution import ReferenceConvolution
+from mlpot.model.nn import Dense, GaussianRBF, ShiftedSoftplus
+from mlpot.model.representations.convolution import ReferenceConvolution
 
 MAX_Z = 100
 

@@ -14,9 +14,8 @@ import math
 from typing import List, Optional, Tuple
 
 import torch
-from torch import nn
 
-from mlpot.nn import gaussian_rbf, shifted_softplus
+from mlpot.model.representations.convolution import smooth_filter
 
 DEFAULT_SPACING = 0.02    # Å, the first knot spacing tried
 TOLERANCE = 1e-8          # largest error of values and slopes, relative to their largest magnitude
@@ -38,15 +37,6 @@ def knot_spacing(cutoff: float, spacing: float) -> float:
     if not spacing > 0:
         raise ValueError(f"table spacing must be > 0 Å, got {spacing}")
     return cutoff / max(1, math.ceil(cutoff / spacing - 1e-9))
-
-
-def smooth_filter(d: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
-                  centers: torch.Tensor, coeff: float, cutoff: float) -> torch.Tensor:
-    """The filter network times the cosine cutoff without its step: W(d)·½(cos(πd/r_c) + 1) [E, F]
-    for any d [E] Å (convolution.cutoff_filter adds the step), so that its derivatives at d = r_c
-    are the limits from below (W·fc has a kink in W'' there)."""
-    hidden = shifted_softplus(nn.functional.linear(gaussian_rbf(d, centers, coeff), w1, b1))
-    return nn.functional.linear(hidden, w2, b2) * (0.5 * (torch.cos(d * (math.pi / cutoff)) + 1.0))[:, None]
 
 
 def filter_table(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor, centers: torch.Tensor,

@@ -21,7 +21,7 @@ from mlpot.train import distributed as dist
 from mlpot.train.checkpoint import atomic_write_json
 from mlpot.train.config import TrainConfig, save_config
 
-ENSEMBLE_FILE = "ensemble.json"
+COMMITTEE_FILE = "ensemble.json"     # the record's file name in run folders written so far
 
 
 def member_folder(output: str | Path, k: int) -> Path:
@@ -35,23 +35,23 @@ def member_config(cfg: TrainConfig, k: int) -> TrainConfig:
     member.training.seed = cfg.training.seed + k
     member.output = str(member_folder(cfg.output, k))
     start = cfg.training.init_from
-    if start and read_ensemble(start) is not None:      # warm start from a committee: member by member
+    if start and read_committee(start) is not None:      # warm start from a committee: member by member
         starts = member_checkpoints(start)
         member.training.init_from = str(starts[k % len(starts)])
     return member
 
 
-def read_ensemble(output: str | Path) -> dict | None:
-    """ensemble.json of a run folder, or None for a single-model run."""
-    path = Path(output) / ENSEMBLE_FILE
+def read_committee(output: str | Path) -> dict | None:
+    """The committee record (ensemble.json, the name files have always had) of a run folder, or None for a single-model run."""
+    path = Path(output) / COMMITTEE_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def member_checkpoints(output: str | Path, name: str = "best.ckpt") -> list[Path]:
-    """The members' checkpoints of an ensemble run folder (all must exist)."""
-    record = read_ensemble(output)
+    """The members' checkpoints of a committee run folder (all must exist)."""
+    record = read_committee(output)
     if record is None:
-        raise FileNotFoundError(f"{output} is not an ensemble run (no {ENSEMBLE_FILE})")
+        raise FileNotFoundError(f"{output} is not a committee run (no {COMMITTEE_FILE})")
     paths = [Path(output) / member / name for member in record["members"]]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -61,7 +61,7 @@ def member_checkpoints(output: str | Path, name: str = "best.ckpt") -> list[Path
 
 
 def _write_record(output: Path, record: dict) -> None:
-    atomic_write_json(output / ENSEMBLE_FILE, record)
+    atomic_write_json(output / COMMITTEE_FILE, record)
 
 
 def train_members(cfg: TrainConfig, ctx, resume: bool = False, force: bool = False, quiet: bool = False,
@@ -74,7 +74,7 @@ def train_members(cfg: TrainConfig, ctx, resume: bool = False, force: bool = Fal
     record = None
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        record = read_ensemble(out) if resume else None
+        record = read_committee(out) if resume else None
         if record is None:
             if not force and not resume and any(member_folder(out, k).exists() for k in range(n)):
                 record = ("error", RunExistsError(

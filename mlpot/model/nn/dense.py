@@ -4,7 +4,7 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from mlpot.nn.activations import ShiftedSoftplus
+from mlpot.model.nn.activations import ShiftedSoftplus
 
 
 class Dense(nn.Linear):

@@ -1,2 +1,0 @@
-"""Moved to mlpot.model.heads (kept here for one release)."""
-from mlpot.model.heads import *  # noqa: F401,F403
