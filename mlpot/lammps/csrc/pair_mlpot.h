@@ -83,6 +83,11 @@ class PairMLPot : public Pair {
   void unpack_reverse_comm(int n, int *list, double *buf) override;
 
  private:
+  // the syntax, quoted in messages
+  static constexpr const char *SYNTAX = "pair_coeff * * model.pt [more_models.pt ...] C H O (one element symbol per atom type; NULL for a type left to another style of pair_style hybrid)";
+  static constexpr const char *STYLE_SYNTAX = "pair_style mlpot [exchange | shell] [out_freq N] [out_file FILE] [halt_deviation X]";
+
+  // data members (their order is the order of construction)
   std::unique_ptr<mlpot::Model> model_;     // the first model of pair_coeff: drives the dynamics
   std::unique_ptr<mlpot::Result> result_;
   std::vector<std::unique_ptr<mlpot::Model>> members_;   // committee models 1..M-1 (deviation only)
@@ -118,37 +123,47 @@ class PairMLPot : public Pair {
   int n_two_way_ = 0;                   // exchange mode: two-way pairs among this step's edges
   std::unique_ptr<mlpot::FeatureExchange> exchange_impl_;
   friend class LammpsFeatureExchange;
+  std::vector<int64_t> ghost_edge_i_, ghost_edge_j_;
+  std::vector<int64_t> feature_j_;      // exchange mode: whose features edge e carries
+  std::unordered_map<tagint, int> local_of_tag_;   // exchange mode: local index of each owned atom,
+                                                   // rebuilt when LAMMPS re-neighbours
 
+  // pair_mlpot.cpp: LAMMPS glue
   void allocate();
+  void check_units();                   // metal or real; sets energy_scale_
+  void check_member(const mlpot::Model &member, const std::string &path);
+  void choose_mode();                   // after the model is read
+  double ghost_shell() const;           // Å, n_interactions × cutoff + skin
+  void cell_rows(double *cell) const;   // [9] Å, rows a, b, c of the box
+  void accumulate(int nlocal, int nall);  // result_ into energy, forces, eatom, virial, vatom, cvatom
+  bool want_atom_virial() const { return vflag_atom || cvflag_atom; }   // this step's per-atom virial
+
+  // pair_mlpot_edges.cpp: edges and the atoms of the model
   void build_edges();                   // model edges from the full ghost neighbour list
   void keep_needed_edges();             // drop edges into atoms >= n_interactions hops out
   int build_local_edges();              // exchange mode: local pairs once (periodic images of
                                         // local atoms mapped to them), then ghost -> local;
                                         // returns the number of pairs (two-way edges)
-  std::vector<int64_t> ghost_edge_i_, ghost_edge_j_;
-  std::vector<int64_t> feature_j_;      // exchange mode: whose features edge e carries
-  std::unordered_map<tagint, int> local_of_tag_;   // exchange mode: local index of each owned atom,
-                                                   // rebuilt when LAMMPS re-neighbours
-  void compute_exchange(int nlocal, int nall);
+  [[noreturn]] void refuse_overlap(int i, int j, double rsq);   // error: atoms closer than MIN_DISTANCE
   void select_model_atoms(int nlocal, int nall);   // has_null_: model_of_atom_ ... model_numbers_
   void edges_to_model_indices();        // has_null_: edge_i_, edge_j_, feature_j_ -> model indices
   const double *model_positions() const;
   const int64_t *model_numbers() const;
+
+  // pair_mlpot_exchange.cpp: communication of rows, feature exchange
+  // (communicate_rows is instantiated there for double and float, the only row types; it is also
+  // used by compute_deviation. exchange_rows is used there only.)
+  template <typename T> void communicate_rows(T *rows, int width, bool forward);
   template <typename T> void exchange_rows(T *rows, int width, bool forward);   // model rows, through LAMMPS order
   void exchange_nothing(const mlpot::ModelInfo &info);   // this rank's part in others' exchanges
-  void check_units();                   // metal or real; sets energy_scale_
-  void accumulate(int nlocal, int nall);  // result_ into energy, forces, eatom, virial, vatom, cvatom
-  bool want_atom_virial() const { return vflag_atom || cvflag_atom; }   // this step's per-atom virial
-  void choose_mode();                   // after the model is read
-  void cell_rows(double *cell) const;   // [9] Å, rows a, b, c of the box
+  std::unique_ptr<mlpot::FeatureExchange> make_feature_exchange();   // a LammpsFeatureExchange of this pair
+  void compute_exchange(int nlocal, int nall);
+
+  // pair_mlpot_deviation.cpp: committee deviation
   bool deviation_step() const;          // a committee, and this step is an output step
   void compute_deviation(int nlocal, int nall);   // every rank, also without atoms
-  [[noreturn]] void refuse_overlap(int i, int j, double rsq);   // error: atoms closer than MIN_DISTANCE
   void write_deviation(const double *global_extremes, const std::vector<double> &global_sums, int n_models);
-  template <typename T> void communicate_rows(T *rows, int width, bool forward);
   void open_deviation_file();           // rank 0
-  void check_member(const mlpot::Model &member, const std::string &path);
-  double ghost_shell() const;           // Å, n_interactions × cutoff + skin
 };
 
 }  // namespace LAMMPS_NS

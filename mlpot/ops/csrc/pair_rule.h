@@ -2,7 +2,7 @@
 // of the two entries (a, b, s) and (b, a, −s) of one unordered pair in a symmetric neighbour
 // list, keep the one with a < b, or, for an atom and its own periodic image (a == b), the one
 // whose shift s is lexicographically positive. Used by torch.ops.mlpot.canonical_edges
-// (pairs.cpp: atom indices and edge vectors) and the LAMMPS plugin (pair_mlpot.cpp: atom tags
+// (pairs.cpp: atom indices and edge vectors) and the LAMMPS plugin (pair_mlpot_edges.cpp: atom tags
 // and integer lattice shifts).
 #pragma once
 
