@@ -1,5 +1,6 @@
 """`mlpot demo`: GFN2-xTB reference data -> SchNet (energies, forces, dipoles) -> model.pt ->
 geometry optimisation, harmonic and MD spectra -> report.md and PNGs (docs/demo.md)."""
+import sys
 
 
 def add_arguments(parser):
@@ -21,8 +22,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import sys
-
+    # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
     from mlpot.demo import DemoError, DemoSettings, run_demo
 
     changes = {"molecule": args.molecule, "out": args.out, "force": args.force, "seed": args.seed,

@@ -1,4 +1,6 @@
 """`mlpot eval MODEL DATA`: errors of a trained model on labelled data, as JSON."""
+import json
+import sys
 
 
 def add_arguments(parser):
@@ -15,9 +17,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import json
-    import sys
-
+    # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
     from mlpot.data.raw import DataError
     from mlpot.train.evaluate import errors, load_model, parity_plot, predict
     from mlpot.train.checkpoint import CheckpointError

@@ -1,5 +1,7 @@
 """`mlpot export RUN/best.ckpt -o model.pt (or RUN: a committee run writes model_0.pt, model_1.pt, ...) [--dtype float32|float64] [--kernels auto|fused|reference|tabulated]`: a training checkpoint ->
 one TorchScript file with its metadata (docs/exported_model.md)."""
+import sys
+from pathlib import Path
 
 
 def add_arguments(parser):
@@ -26,6 +28,7 @@ def add_arguments(parser):
 def training_data_of(checkpoint_path: str) -> str:
     """Where the training data came from, from the checkpoint's config (data.train and, when
     given, data.val / data.test)."""
+    # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
     from mlpot.train.checkpoint import load_checkpoint
 
     data = load_checkpoint(checkpoint_path).get("config", {}).get("data", {})
@@ -36,8 +39,7 @@ def training_data_of(checkpoint_path: str) -> str:
 def export_targets(source: str, output: str) -> list:
     """[(checkpoint, model file)] for `mlpot export SOURCE -o OUTPUT`: a checkpoint, a run
     folder (its best.ckpt) or a committee run folder (every member's, to OUTPUT_K.pt)."""
-    from pathlib import Path
-
+    # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
     from mlpot.train.committee import member_checkpoints, read_committee
 
     path, out = Path(source), Path(output)
@@ -52,15 +54,12 @@ def export_targets(source: str, output: str) -> list:
 
 
 def _fail(message) -> int:
-    import sys
-
     print(f"mlpot export: error: {message}", file=sys.stderr)
     return 2
 
 
 def run(args) -> int:
-    from pathlib import Path
-
+    # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
     from mlpot.deploy.export import export_model
     from mlpot.deploy.metadata import format_metadata
 
@@ -74,7 +73,7 @@ def run(args) -> int:
     if not args.table_spacing >= 0:
         return _fail(f"--table-spacing must be > 0 Å (or 0, the default: chosen by the tables' error), "
                      f"got {args.table_spacing}")
-    from mlpot.train.checkpoint import CheckpointError, load_potential
+    from mlpot.train.checkpoint import CheckpointError, load_potential  # lazy: as above
 
     for checkpoint, output in targets:
         try:

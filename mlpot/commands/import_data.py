@@ -1,4 +1,5 @@
 """`mlpot import SRC -o store.db`: reference data -> an mlpot store (ASE SQLite, eV/Å)."""
+import sys
 
 
 def add_arguments(parser):
@@ -27,8 +28,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import sys
-
+    # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
     from mlpot.data.importers import DataError, StoreExistsError, import_data
 
     require = None

@@ -1,4 +1,6 @@
 """`mlpot info model.pt [--json]`: the metadata of an exported model file."""
+import json
+import sys
 
 
 def add_arguments(parser):
@@ -7,9 +9,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import json
-    import sys
-
+    # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
     from mlpot.deploy.export import read_metadata
     from mlpot.deploy.metadata import format_metadata
 

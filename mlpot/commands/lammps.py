@@ -1,5 +1,6 @@
 """`mlpot lammps build [--out DIR]`: compile the LAMMPS plugin (pair_style mlpot), cached;
 the last line printed is the plugin's path."""
+import sys
 
 
 def add_arguments(parser):
@@ -14,8 +15,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import sys
-
+    # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
     from mlpot.lammps.build import build_plugin
 
     try:

@@ -2,6 +2,7 @@
 shared library for C++ engines that load model files with `kernels` fused or tabulated: loading
 it (dlopen, or torch.ops.load_library) registers the operators. Compiled if needed (cached).
 md_examples/cpp is a C++ example; docs/exported_model.md ("In C++")."""
+import sys
 
 
 def add_arguments(parser):
@@ -16,15 +17,14 @@ def add_arguments(parser):
 
 def operator_names(library) -> list:
     """Names of the operators the library registers (loads it into this process)."""
-    import torch
+    import torch  # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
 
     torch.ops.load_library(str(library))
     return sorted({s.name for s in torch._C._jit_get_all_schemas() if s.name.startswith("mlpot::")})
 
 
 def run(args) -> int:
-    import sys
-
+    # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
     import torch.utils
 
     from mlpot.ops.build import build_library

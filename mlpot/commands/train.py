@@ -2,11 +2,10 @@
 
 Data-parallel: `torchrun --nproc_per_node=N -m mlpot train CONFIG.yaml`.
 """
+from mlpot.commands.run_folder import add_run_arguments, run_guarded
 
 
 def add_arguments(parser):
-    from mlpot.commands.run_folder import add_run_arguments
-
     parser.add_argument("config", help="training config (YAML with data, model, training, output)")
     add_run_arguments(parser, "training.max_epochs=10")
     parser.add_argument("--ensemble", type=int, default=None, metavar="N",
@@ -15,7 +14,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from mlpot.commands.run_folder import run_guarded
+    # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
     from mlpot.data.raw import DataError
     from mlpot.data.splits import SplitError
     from mlpot.train.checkpoint import CheckpointError

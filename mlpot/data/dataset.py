@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from mlpot.data.batch import atoms_to_graph, collate
+from mlpot.data.store import read_store
 
 
 class AtomsDataset(torch.utils.data.Dataset):
@@ -39,8 +40,6 @@ class AtomsDataset(torch.utils.data.Dataset):
     def __init__(self, source, cutoff: float, indices: Sequence[int] | None = None):
         self.cutoff = float(cutoff)
         if isinstance(source, (str, os.PathLike)):
-            from mlpot.data.store import read_store
-
             self.path = str(source)
             structures = read_store(source)
         else:

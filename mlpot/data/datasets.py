@@ -24,15 +24,21 @@ import hashlib
 import json
 import os
 import tarfile
+import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlencode
 
 import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpot import units
+from mlpot.data.importers import import_data
 from mlpot.data.raw import DataError
+from mlpot.data.store import check_writable, write_store
 
 
 class DownloadError(RuntimeError):
@@ -125,8 +131,6 @@ def fetch(name: str, cache: str | os.PathLike | None = None, timeout: float = 10
 
 def _download(url: str, path: Path, timeout: float, remote: RemoteFile | None = None,
               headers: dict | None = None) -> None:
-    import urllib.request
-
     part = path.with_name(path.name + ".part")
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "mlpot", **(headers or {})})
@@ -167,9 +171,6 @@ def parse_qm9_xyz(text: str, energy: str = "U0"):
     (default U0) becomes the label in eV; all properties go to atoms.info in file units,
     plus "gdb_index", "smiles" and "mulliken_charges".
     """
-    from ase import Atoms
-    from ase.calculators.singlepoint import SinglePointCalculator
-
     lines = text.strip("\n").splitlines()
     try:
         n = int(lines[0].split()[0])
@@ -222,12 +223,9 @@ def iter_ani1(source, limit: int | None = None, high_energy: bool = False) -> It
     (opened with h5py, an optional dependency) or an already opened mapping of the same
     layout.
     """
-    from ase import Atoms
-    from ase.calculators.singlepoint import SinglePointCalculator
-
     if isinstance(source, (str, os.PathLike)):
         try:
-            import h5py
+            import h5py  # optional: h5py is no dependency of mlpot
         except ImportError:
             raise ImportError("reading ANI-1 .h5 files needs h5py: pip install h5py") from None
         with h5py.File(source, "r") as fh:
@@ -266,9 +264,6 @@ def atoms_from_mp(doc: dict):
     element of the largest occupancy; energy = energy_per_atom × number of sites (eV).
     material_id and formation_energy_per_atom (eV/atom) go to atoms.info.
     """
-    from ase import Atoms
-    from ase.calculators.singlepoint import SinglePointCalculator
-
     try:
         structure = doc["structure"]
         cell = np.asarray(structure["lattice"]["matrix"], dtype=float)
@@ -313,8 +308,6 @@ def fetch_materials_project(query: dict, cache: str | os.PathLike | None = None,
         if not api_key:
             raise DownloadError("Materials Project needs an API key: set MP_API_KEY (from "
                                 "https://next-gen.materialsproject.org/api)")
-        from urllib.parse import urlencode
-
         path.parent.mkdir(parents=True, exist_ok=True)
         _download(f"{MP_URL}?{urlencode(params)}", path, timeout,
                   headers={"X-API-KEY": api_key, "accept": "application/json"})
@@ -361,9 +354,6 @@ def prepare(name: str, out_db, *, molecule: str | None = None, fold: str = "refe
     iso17/<fold>.db, ANI-1_release/ani_gdb_s01.h5) follow the publications and have not
     been checked against the real downloads.
     """
-    from mlpot.data.importers import import_data
-    from mlpot.data.store import check_writable, write_store
-
     if name not in PREPARED:
         raise ValueError(f"unknown dataset {name!r} for prepare(); it knows {', '.join(PREPARED)}"
                          f" (Materials Project structures: fetch_materials_project(query))")

@@ -64,7 +64,7 @@ def read_ase(path, ase_format: str | None = None, limit: int | None = None,
              ) -> tuple[dict, Iterator[RawFrame]]:
     """(declared units = {}, frames) for a file ``ase.io.iread`` can read; DataError (from the
     first frame) if energy_key / forces_key is not in it."""
-    import ase.io
+    import ase.io  # lazy: ase.io loads scipy (~0.8 s); mlpot.data imports this module
 
     index = slice(None, limit)
 

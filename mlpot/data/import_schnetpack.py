@@ -72,7 +72,7 @@ def _unit(pud: dict, name, quantity: str):
 def read_db(path, limit: int | None = None, energy_key: str | None = None,
             forces_key: str | None = None) -> tuple[dict, Iterator[RawFrame], str, list]:
     """(declared units, frames, layout name, notes) of an ASE SQLite database."""
-    import ase.db
+    import ase.db  # lazy: ase.db loads ase.io and scipy (~0.8 s); mlpot.data imports this module
 
     try:
         db = ase.db.connect(str(path), type="db")

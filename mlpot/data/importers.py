@@ -32,8 +32,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlpot import units
+from mlpot.data.import_ase import read_ase
+from mlpot.data.import_npz import read_md17_npz
+from mlpot.data.import_schnetpack import read_db
+from mlpot.data.neighbors import overlap_message, overlapping_pair
 from mlpot.data.raw import DataError, RawFrame
 from mlpot.data.store import StoreExistsError, check_writable, write_store
 
@@ -97,7 +103,7 @@ def detect_format(path: Path) -> str:
         return "md17"
     if suffix in (".xyz", ".extxyz"):
         return "extxyz"
-    from ase.io.formats import filetype, ioformats
+    from ase.io.formats import filetype, ioformats  # lazy: ase.io loads scipy (~0.8 s), see store.py
 
     try:
         fmt = filetype(str(path), guess=True)
@@ -121,8 +127,6 @@ def check_limit(limit) -> None:
 def geometry_problem(atoms) -> str | None:
     """Why the geometry of `atoms` cannot be used (degenerate periodic cell, overlapping
     atoms), or None."""
-    from mlpot.data.neighbors import overlap_message, overlapping_pair
-
     try:
         pair = overlapping_pair(atoms.positions, atoms.cell.array, atoms.pbc)
     except ValueError as exc:
@@ -169,9 +173,6 @@ def _overridden(unit_of: dict, origin: dict, declared: dict) -> list[str]:
 
 def _check_frame(frame: RawFrame, factors: dict) -> tuple[object | None, str | None]:
     """Convert one frame to eV/Å and return (ase.Atoms, None) or (None, reason)."""
-    from ase import Atoms
-    from ase.calculators.singlepoint import SinglePointCalculator
-
     if frame.problem:
         return None, frame.problem
     numbers = np.asarray(frame.numbers).astype(np.int64).ravel()
@@ -243,17 +244,11 @@ def _voigt(s: np.ndarray) -> np.ndarray:
 def _open_reader(path: Path, fmt: str, limit, energy_key, forces_key):
     """(format family, declared units, frames, notes, format label)."""
     if fmt == "md17":
-        from mlpot.data.import_npz import read_md17_npz
-
         declared, frames = read_md17_npz(path, limit, energy_key, forces_key)
         return "md17", declared, frames, [], "md17"
     if fmt == "db":
-        from mlpot.data.import_schnetpack import read_db
-
         declared, frames, layout, notes = read_db(path, limit, energy_key, forces_key)
         return "db", declared, frames, notes, layout
-    from mlpot.data.import_ase import read_ase
-
     ase_format = None if fmt in ("ase",) else fmt
     declared, frames = read_ase(path, ase_format, limit, energy_key, forces_key)
     return "ase", declared, frames, [], fmt

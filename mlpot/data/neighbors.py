@@ -10,6 +10,7 @@ i == j with S != 0), mixed periodicity and unwrapped positions.
 from __future__ import annotations
 
 import numpy as np
+from matscipy.neighbours import neighbour_list as _matscipy_list
 
 # A periodic cell vector shorter than this (Å), or a cell of volume below
 # MIN_VOLUME, is rejected as degenerate.
@@ -81,8 +82,6 @@ def neighbor_list(atoms, cutoff: float, self_interaction: bool = False):
 
 def neighbor_list_arrays(positions, cell, pbc, cutoff: float, self_interaction: bool = False):
     """`neighbor_list` on plain arrays: positions [N, 3] Å, cell [3, 3] rows, pbc [3] bool."""
-    from matscipy.neighbours import neighbour_list as _matscipy_list
-
     positions = np.asarray(positions, dtype=float).reshape(-1, 3)
     cell = np.asarray(cell, dtype=float).reshape(3, 3)
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()

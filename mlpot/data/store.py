@@ -23,10 +23,15 @@ works, and ``atoms.info["total_charge"]``).
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+from ase.calculators.singlepoint import SinglePointCalculator
+
+# ase.db is imported in the functions that use it: it loads ase.io and scipy (~0.8 s, ~470
+# modules), which `import mlpot.data` (and so MLPotCalculator) does without.
 
 STORE_VERSION = 1
 UNITS = {"energy": "eV", "length": "Å", "forces": "eV/Å", "stress": "eV/Å^3",
@@ -49,8 +54,6 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
 
 def _row_args(atoms):
     """Split an Atoms into (atoms with SinglePointCalculator, key_value_pairs)."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
     results = dict(getattr(atoms.calc, "results", {}) or {}) if atoms.calc is not None else {}
     results = {k: v for k, v in results.items() if k in CALC_LABELS}
     out = atoms.copy()
@@ -71,7 +74,7 @@ def write_store(path: str | os.PathLike, structures: Iterable, *, force: bool = 
     never leaves a half-written store and never destroys an existing one.
     Returns the number of rows written.
     """
-    import ase.db
+    import ase.db  # lazy: slow, see the note at the top
 
     path = check_writable(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +111,7 @@ def append_store(path: str | os.PathLike, structures: Iterable, key_value_pairs:
     SQLite transaction per structure, so an interruption keeps every row written before it.
     key_value_pairs: one dict per structure (ASE db keys, e.g. {"learn_id": "3-600-120"}).
     Returns the number of rows added."""
-    import ase.db
+    import ase.db  # lazy: slow, see the note at the top
 
     path = Path(path)
     new = not path.exists()
@@ -129,7 +132,7 @@ def append_store(path: str | os.PathLike, structures: Iterable, key_value_pairs:
 
 def store_key_values(path: str | os.PathLike, key: str) -> list:
     """The values of key_value_pairs[key] over the rows of a store that have it."""
-    import ase.db
+    import ase.db  # lazy: slow, see the note at the top
 
     if not Path(path).is_file():
         return []
@@ -138,7 +141,7 @@ def store_key_values(path: str | os.PathLike, key: str) -> list:
 
 def store_metadata(path: str | os.PathLike) -> dict:
     """The metadata dictionary of a store (units, source, source_units)."""
-    import ase.db
+    import ase.db  # lazy: slow, see the note at the top
 
     return dict(ase.db.connect(str(_existing(path))).metadata)
 
@@ -160,8 +163,6 @@ def row_to_atoms(row):
 
 def store_ids(path: str | os.PathLike) -> list[int]:
     """Row ids of a store in insertion order (index i of a dataset is ids[i])."""
-    import sqlite3
-
     con = sqlite3.connect(f"file:{_existing(path)}?mode=ro", uri=True)
     try:
         return [r[0] for r in con.execute("SELECT id FROM systems ORDER BY id")]
@@ -175,7 +176,7 @@ def read_store(path: str | os.PathLike, indices: Sequence[int] | None = None) ->
     Labels are in ``atoms.calc.results`` (eV, eV/Å, eV/Å³ Voigt, e·Å) and the total
     charge in ``atoms.info["total_charge"]`` (e).
     """
-    import ase.db
+    import ase.db  # lazy: slow, see the note at the top
 
     path = _existing(path)
     db = ase.db.connect(str(path))
@@ -187,6 +188,6 @@ def read_store(path: str | os.PathLike, indices: Sequence[int] | None = None) ->
 
 def store_size(path: str | os.PathLike) -> int:
     """Number of structures in a store."""
-    import ase.db
+    import ase.db  # lazy: slow, see the note at the top
 
     return ase.db.connect(str(_existing(path))).count()

@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from ase import units
+from ase.build import minimize_rotation_and_translation
+from ase.constraints import FixCom
+from ase.md import velocitydistribution as vd
+from ase.md.langevin import Langevin
+from tqdm import tqdm
+
+from mlpot.sim.labelling import optimise
+from mlpot.spectra import (finite_difference_derivatives, ir_intensities, ir_spectrum, match_modes, normal_modes,
+                           power_spectrum)
 
 
 @dataclass
@@ -33,12 +43,8 @@ def harmonic_analysis(start, calc, fmax: float, max_steps: int = 1000, align_to=
     of two methods can be paired by overlap), then normal modes (analytic Hessian when the
     calculator has get_hessian, else finite differences) and IR intensities
     (finite-difference dipole derivatives, km/mol)."""
-    from mlpot.sim.labelling import optimise
-    from mlpot.spectra import finite_difference_derivatives, ir_intensities, normal_modes
-
     minimum, steps = optimise(start, calc, fmax=fmax, steps=max_steps, require=False)
     if align_to is not None:
-        from ase.build import minimize_rotation_and_translation
         minimize_rotation_and_translation(align_to, minimum)
     work = minimum.copy()
     work.calc = calc
@@ -60,11 +66,6 @@ def run_nvt(start, calc, temperature: float, time_fs: float, timestep: float, se
     `hot_start` (from a minimum, equipartition moves half of the kinetic energy into the
     potential, so the run starts near T instead of T/2; the weak friction, 1/fs, would take
     ~1/friction to get there). A failure (e.g. an exploding model) is kept in `error`."""
-    from ase import units
-    from ase.constraints import FixCom
-    from ase.md import velocitydistribution as vd
-    from ase.md.langevin import Langevin
-
     work = start.copy()
     work.calc = calc
     work.set_constraint(FixCom())
@@ -89,7 +90,6 @@ def run_nvt(start, calc, temperature: float, time_fs: float, timestep: float, se
     error = ""
     steps = range(n_steps)
     if progress:
-        from tqdm import tqdm
         steps = tqdm(steps, desc=f"NVT MD {temperature:g} K", unit="step", mininterval=1.0)
     try:
         record()
@@ -105,8 +105,6 @@ def run_nvt(start, calc, temperature: float, time_fs: float, timestep: float, se
 def md_spectra(traj: Trajectory, masses) -> dict:
     """Power spectrum (VACF) and IR spectrum (dipole) of a trajectory, Hann window, 4x zero
     padding, correlation up to half the run."""
-    from mlpot.spectra import ir_spectrum, power_spectrum
-
     out = {}
     if len(traj.velocities) >= 8:
         out["power"] = power_spectrum(traj.velocities, masses, traj.dt)
@@ -119,8 +117,6 @@ def harmonic_comparison(ref_modes, ref_intensities, model: Harmonic, strong: flo
     """How a model's harmonic analysis compares with the reference's: frequency MAE and worst
     mode (cm⁻¹, modes paired by eigenvector overlap), and the largest relative error of the IR
     intensity of the strong bands (above `strong` × the strongest reference band)."""
-    from mlpot.spectra import match_modes
-
     pairs = match_modes(ref_modes, model.modes, by="overlap")
     diff = np.abs(model.modes.frequencies[pairs] - ref_modes.frequencies)
     bands = ref_intensities > strong * ref_intensities.max()

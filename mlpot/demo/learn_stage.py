@@ -15,6 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
+from mlpot.demo.reference_stage import CallLedger
+from mlpot.deploy.export import export_model
+from mlpot.learn import ActiveLearning
+from mlpot.learn.config import learn_config_from_dict
+from mlpot.sim.labelling import (count_calls, default_calculator, optimise, reference_modes, sample_md,
+                                 sample_normal_modes, write_reference)
+from mlpot.sim.scripting import build_molecule
+from mlpot.spectra import ir_intensities
+from mlpot.train import train
+from mlpot.train.checkpoint import load_potential
+from mlpot.train.config import config_from_dict
+
 
 @dataclass
 class LearnReference:
@@ -28,12 +40,6 @@ class LearnReference:
 
 
 def make_learn_reference(settings, out: Path, log=print) -> LearnReference:
-    from mlpot.demo.reference_stage import CallLedger
-    from mlpot.sim.labelling import (count_calls, default_calculator, optimise, reference_modes, sample_normal_modes,
-                                 write_reference)
-    from mlpot.sim.scripting import build_molecule
-    from mlpot.spectra import ir_intensities
-
     calc = count_calls(default_calculator("GFN2-xTB"))
     calls = CallLedger(calc)
     minimum, steps = optimise(build_molecule(settings.molecule), calc, fmax=1e-4)
@@ -59,8 +65,6 @@ def make_learn_reference(settings, out: Path, log=print) -> LearnReference:
 def random_samples(minimum, modes, calc, settings, n: int, seed: int) -> list:
     """n labelled configurations as the default demo draws them: 2/3 from Langevin MD and 1/3
     normal-mode samples at the sampling temperature."""
-    from mlpot.sim.labelling import sample_md, sample_normal_modes
-
     n_md = (2 * n) // 3
     md = sample_md(minimum, calc, settings.sampling_temperature, n_md, interval=settings.md_interval, seed=seed,
                    progress=False)
@@ -82,10 +86,6 @@ def training_section(settings, max_time: float) -> dict:
 
 def active_learning(settings, ref: LearnReference, out: Path, log=print) -> dict:
     """Run mlpot learn into out/learn; returns its state (history rows, stop reason)."""
-    from mlpot.learn import ActiveLearning
-    from mlpot.learn.config import learn_config_from_dict
-    from mlpot.sim.labelling import default_calculator
-
     raw = {"learn": {"seed_data": str(ref.seed_store), "test": str(ref.test_store),
                      "temperatures": list(settings.learn_temperatures), "md_steps": settings.learn_md_steps,
                      "normal_modes": settings.learn_normal_modes,
@@ -105,12 +105,6 @@ def random_comparison(settings, ref: LearnReference, n: int, out: Path, log=prin
     """One SchNet on n random samples, trained as long as one committee member in total;
     exported to out/random/model.pt (float64). Returns the model and the GFN2-xTB calculations
     the samples took (the MD steps between snapshots included)."""
-    from mlpot.deploy.export import export_model
-    from mlpot.sim.labelling import count_calls, default_calculator, write_reference
-    from mlpot.train import train
-    from mlpot.train.checkpoint import load_potential
-    from mlpot.train.config import config_from_dict
-
     calc = count_calls(default_calculator("GFN2-xTB"))
     folder = out / "random"
     store = folder / "random.db"

@@ -7,6 +7,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
+from ase.build import minimize_rotation_and_translation
+
+from mlpot.data.splits import load_split
+from mlpot.data.store import read_store
+from mlpot.demo.analysis import harmonic_analysis, harmonic_comparison, md_spectra, run_nvt
+from mlpot.demo.learn_stage import active_learning, make_learn_reference, random_comparison
+from mlpot.demo.reference_stage import make_reference
+from mlpot.demo.report import make_figures, write_report
+from mlpot.demo.train_stage import train_and_export
+from mlpot.deploy.calculator import MLPotCalculator
+from mlpot.sim.labelling import default_calculator
+from mlpot.sim.scripting import build_molecule
+from mlpot.spectra import frequency_mae
+from mlpot.train.evaluate import calculator_errors
 
 
 class DemoError(RuntimeError):
@@ -43,8 +58,6 @@ class Stopwatch:
 
 def aligned_rmsd(a, b) -> float:
     """RMSD (Å) of two conformations of the same molecule after optimal superposition."""
-    from ase.build import minimize_rotation_and_translation
-
     moved = b.copy()
     minimize_rotation_and_translation(a, moved)
     return float(np.sqrt(np.mean(np.sum((moved.positions - a.positions) ** 2, axis=1))))
@@ -52,20 +65,6 @@ def aligned_rmsd(a, b) -> float:
 
 def run_demo(settings, log=print) -> dict:
     """Run every stage; returns the results (paths, timings, errors, frequency MAE)."""
-    import torch
-
-    from mlpot.deploy.calculator import MLPotCalculator
-    from mlpot.data.splits import load_split
-    from mlpot.data.store import read_store
-    from mlpot.demo.analysis import harmonic_analysis, md_spectra, run_nvt
-    from mlpot.train.evaluate import calculator_errors
-    from mlpot.demo.reference_stage import make_reference
-    from mlpot.sim.scripting import build_molecule
-    from mlpot.demo.report import make_figures, write_report
-    from mlpot.demo.train_stage import train_and_export
-    from mlpot.sim.labelling import default_calculator
-    from mlpot.spectra import frequency_mae
-
     start = build_molecule(settings.molecule)          # fail early on a bad name
     out = check_output_folder(Path(settings.out), settings.force)
     torch.set_num_threads(settings.threads)
@@ -127,10 +126,6 @@ def run_demo(settings, log=print) -> dict:
 def _learn_stages(settings, out: Path, clock: Stopwatch, log):
     """--learn: reference, active learning and the random-sampling comparison; returns
     (reference, training summary, committee calculator, test structures, learning results)."""
-    from mlpot.deploy.calculator import MLPotCalculator
-    from mlpot.data.store import read_store
-    from mlpot.demo.learn_stage import active_learning, make_learn_reference, random_comparison
-
     with clock.stage("GFN2-xTB reference (optimisation, Hessian, seed and test sets)"):
         ref = make_learn_reference(settings, out, log)
     with clock.stage("active learning (committee MD, GFN2-xTB labels, retraining)"):
@@ -154,11 +149,6 @@ def _learn_stages(settings, out: Path, clock: Stopwatch, log):
 
 def _compare_learning(learning: dict, ref, start, settings, log) -> None:
     """Frequency errors of each iteration's committee and of the random-sampling model (in place)."""
-    from mlpot.deploy.calculator import MLPotCalculator
-    from mlpot.data.store import read_store
-    from mlpot.demo.analysis import harmonic_analysis, harmonic_comparison
-    from mlpot.train.evaluate import calculator_errors
-
     for row in learning["rows"]:
         harmonic = harmonic_analysis(start, MLPotCalculator(row["models"]), settings.fmax, settings.opt_steps,
                                      align_to=ref.minimum)

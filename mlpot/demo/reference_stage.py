@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mlpot.demo.report import calls_line
+from mlpot.sim.labelling import (count_calls, default_calculator, optimise, reference_modes, sample_md,
+                                 sample_normal_modes, write_reference)
 from mlpot.sim.scripting import build_molecule
+from mlpot.spectra import ir_intensities
 
 
 @dataclass
@@ -38,11 +43,6 @@ class CallLedger:
 
 
 def make_reference(settings, out: Path, log=print) -> ReferenceResult:
-    from mlpot.sim.labelling import (count_calls, default_calculator, optimise, reference_modes, sample_md,
-                                 sample_normal_modes, write_reference)
-    from mlpot.demo.report import calls_line
-    from mlpot.spectra import ir_intensities
-
     calc = count_calls(default_calculator("GFN2-xTB"))
     calls = CallLedger(calc)
     start = build_molecule(settings.molecule)

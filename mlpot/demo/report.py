@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mlpot.spectra import match_modes
+from mlpot.spectra.plots import plot_frequency_parity, plot_spectra, plot_stick_spectra
+
 
 def make_figures(out: Path, ref, model, spectra: dict) -> dict:
     """PNGs comparing model and GFN2-xTB; returns {name: path}."""
-    from mlpot.spectra import match_modes
-    from mlpot.spectra.plots import plot_frequency_parity, plot_spectra, plot_stick_spectra
-
     top = 1.1 * max(ref.modes.frequencies.max(), model.modes.frequencies.max(), 1000.0)
     xlim = (0.0, float(np.ceil(top / 100) * 100))
     figures = {
@@ -36,8 +36,6 @@ def make_figures(out: Path, ref, model, spectra: dict) -> dict:
 
 
 def mode_table(ref, model) -> list[str]:
-    from mlpot.spectra import match_modes
-
     pairs = match_modes(ref.modes, model.modes, "overlap")
     a = ref.modes.mass_weighted.reshape(len(pairs), -1)
     b = model.modes.mass_weighted.reshape(len(pairs), -1)

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlpot.deploy.export import export_model
+from mlpot.model.config import ModelConfig
+from mlpot.train import train
+from mlpot.train.checkpoint import load_potential
+from mlpot.train.config import DataConfig, TrainConfig, TrainingConfig
+
 
 def training_config(settings, store: Path, run_folder: Path):
     """The TrainConfig the demo trains with (also written to run_folder/config.yaml)."""
-    from mlpot.model.config import ModelConfig
-    from mlpot.train.config import DataConfig, TrainConfig, TrainingConfig
-
     n_total = settings.n_md + settings.n_normal_mode
     n_val = max(2, int(0.1 * (n_total - settings.n_test)))
     n_train = n_total - settings.n_test - n_val
@@ -32,10 +35,6 @@ def training_config(settings, store: Path, run_folder: Path):
 def train_and_export(settings, store: Path, out: Path, log=print) -> dict:
     """Train into out/training, export the best (EMA) weights to out/model.pt in float64
     (Hessians and NVE want float64). Returns the trainer's summary plus model and test paths."""
-    from mlpot.deploy.export import export_model
-    from mlpot.train import train
-    from mlpot.train.checkpoint import load_potential
-
     run_folder = out / "training"
     cfg = training_config(settings, store, run_folder)
     summary = train(cfg, force=settings.force, log=lambda message: log("  " + message))

@@ -14,11 +14,15 @@ over atoms to the stress), from the edge split of the virial (mlpot.model.nn.edg
 """
 from __future__ import annotations
 
+import ctypes
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import chemical_symbols
 
 from mlpot.deploy.committee import COMMITTEE_PROPERTIES, HALT_MEASURES, ExtrapolationError, check_members, committee_statistics
 from mlpot.deploy.export import TORCH_DTYPES, has_atom_virial, load_model
@@ -41,7 +45,6 @@ def keep_freed_memory() -> bool:
     if _memory_kept:
         return True
     try:
-        import ctypes
         libc = ctypes.CDLL("libc.so.6")
         _memory_kept = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))
     except (OSError, AttributeError):
@@ -145,12 +148,9 @@ class MLPotCalculator(Calculator):
         # Hessian still evaluate the members one by one
         self.stacked = None
         if stacked and self.is_committee and self.device.type == "cpu":
-
             self.stacked = stacked_committee(self.modules)
         self._pool = None
         if parallel_members > 1 and self.is_committee and self.stacked is None:
-            from concurrent.futures import ThreadPoolExecutor
-
             self._pool = ThreadPoolExecutor(max_workers=min(parallel_members, len(self.modules)))
         if deviation_file is not None and halt_deviation is None and halt_extrapolation is None:
             raise ValueError("deviation_file needs halt_deviation (eV/Å) or halt_extrapolation")
@@ -174,7 +174,6 @@ class MLPotCalculator(Calculator):
         numbers_known = self._numbers_key is not None and np.array_equal(atoms.numbers, self._numbers_key)
         unknown = [] if numbers_known else sorted(set(atoms.numbers.tolist()) - set(self.species.tolist()))
         if unknown:
-            from ase.data import chemical_symbols
             raise ValueError(
                 f"element(s) {', '.join(chemical_symbols[z] for z in unknown)} not in the model "
                 f"{self.model_path}, which was trained on {', '.join(self.metadata['species_symbols'])}; "
@@ -354,8 +353,7 @@ def uncertainty_halt(setting: str, threshold: float, action: str, path: str | No
         if not largest > threshold:
             return
         if path is not None:
-            from ase.calculators.singlepoint import SinglePointCalculator
-            from ase.io import write
+            from ase.io import write  # lazy: ase.io loads scipy (~0.8 s); needed only for a deviation file
 
             frame = atoms.copy()
             frame.arrays[key] = per_atom

@@ -9,6 +9,8 @@ import datetime
 import json
 from typing import Any
 
+from ase.data import chemical_symbols
+
 from mlpot.kernels.registry import KERNELS  # noqa: F401  (re-exported: the "kernels" values a file may name)
 from mlpot.version import __version__
 
@@ -43,8 +45,6 @@ def build_metadata(potential, dtype: str, training_data: str = "unknown",
 
     `extra` adds keys (it may not replace the required ones, which describe the model itself).
     """
-    from ase.data import chemical_symbols
-
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     species = sorted(int(z) for z in potential.species)

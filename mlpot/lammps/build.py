@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 from mlpot.lammps import wheels
+from mlpot.lammps.cmake import configure_and_build, run_logged
+from mlpot.ops.build import build_library
 
 PLUGIN_NAME = "mlpotplugin.so"   # LAMMPS_PLUGIN_PATH loads files ending in plugin.so
 
@@ -79,8 +81,6 @@ def build_key(inputs: dict[str, str]) -> str:
 
 def fused_kernel_library() -> Path | None:
     """libmlpot_ops.so for the plugin to load (compiled if needed), or None with a warning."""
-    from mlpot.ops.build import build_library
-
     try:
         return build_library()
     except RuntimeError as err:
@@ -92,8 +92,6 @@ def cmake_commands(src: Path, build: Path, jobs: int, ops_library: Path | None =
                    build_name: str = "unnamed") -> list[list[str]]:
     """The configure and build commands, everything taken from the installed wheels; build_name
     (the cache key) is compiled in and logged by the pair style."""
-    from mlpot.lammps.cmake import configure_and_build
-
     return configure_and_build(src, build, {
         "CMAKE_PREFIX_PATH": wheels.torch_cmake_prefix(),
         "LAMMPS_INCLUDE_DIR": wheels.lammps_include_dir(),
@@ -106,8 +104,6 @@ def cmake_commands(src: Path, build: Path, jobs: int, ops_library: Path | None =
 
 
 def _compile(src: Path, build: Path, jobs: int, verbose: bool, ops_library: Path | None, name: str) -> Path:
-    from mlpot.lammps.cmake import run_logged
-
     build.mkdir(parents=True, exist_ok=True)
     run_logged(cmake_commands(src, build, jobs, ops_library, name), build / "build.log", verbose,
                "building the LAMMPS plugin")

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ase import units
 from ase.data import atomic_masses, atomic_numbers
 
 
 def _ase_velocity_to_angstrom_per_ps() -> float:
-    from ase import units
     return 1000.0 * units.fs
 
 

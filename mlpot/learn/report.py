@@ -6,6 +6,7 @@ from pathlib import Path
 
 
 def plot_history(history: list, path: Path) -> None:
+    # lazy: matplotlib is slow to import (~0.8 s with pyplot), and the Agg backend is set before pyplot
     import matplotlib
 
     matplotlib.use("Agg")

@@ -75,7 +75,7 @@ class ElementalAtomwise(nn.Module):
 
 
 def _atomic_masses() -> torch.Tensor:
-    from ase.data import atomic_masses
+    from ase.data import atomic_masses  # lazy: model/ loads with torch alone (README, Layout)
     return torch.tensor(atomic_masses[:119], dtype=torch.get_default_dtype())
 
 

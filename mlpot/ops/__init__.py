@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from mlpot.ops.build import build_library
+
 _loaded: Path | None = None
 _error: str | None = None
 
@@ -25,8 +27,6 @@ def load() -> Path:
     """Compile (cached) and load the operators into this process; returns the library path."""
     global _loaded
     if _loaded is None:
-        from mlpot.ops.build import build_library
-
         path = build_library()
         torch.ops.load_library(str(path))
         _loaded = path

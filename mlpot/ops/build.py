@@ -46,7 +46,7 @@ def cpu_signature() -> str:
 
 def compile_commands(compiler: str, out: Path) -> list[list[str]]:
     """One command per source (to an object file beside `out`), then the link."""
-    from torch.utils import cpp_extension
+    from torch.utils import cpp_extension  # lazy: slow (~0.25 s, loads setuptools); needed only to compile
 
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     common = [compiler, "-c", "-fPIC", "-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}", *OPTIMIZE,

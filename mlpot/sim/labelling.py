@@ -7,7 +7,22 @@ in e·Å — tblite's ASE calculator multiplies its atomic-unit dipole by Bohr).
 """
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
+from ase import units
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.constraints import FixCom
+from ase.md import velocitydistribution as vd
+from ase.md.langevin import Langevin
+from ase.optimize import BFGS
+from tqdm import tqdm
+
+from mlpot.data.store import write_store
+from mlpot.deploy.skin_neighbors import OverlapError
+from mlpot.spectra import finite_difference_derivatives, normal_modes
+from mlpot.spectra.units import EV_A2_AMU_TO_CM1
 
 LABELS = ("energy", "forces", "dipole")
 
@@ -19,7 +34,7 @@ def default_calculator(method: str = "GFN2-xTB", threads: int | None = 1):
     for small molecules and avoids a >10x slowdown when the cores are shared.
     """
     try:
-        from tblite.ase import TBLite
+        from tblite.ase import TBLite  # optional: tblite is the `ref` extra
     except ImportError as exc:
         raise ImportError("the default reference needs tblite: pip install 'mlpot[ref]' "
                           "(or tblite), or pass another ASE calculator") from exc
@@ -31,8 +46,6 @@ def default_calculator(method: str = "GFN2-xTB", threads: int | None = 1):
 def set_openmp_threads(threads: int) -> bool:
     """Set the thread count of the system OpenMP runtime (libgomp, which tblite uses; torch
     ships its own copy and is not affected). Returns False where there is no libgomp."""
-    import ctypes
-
     try:
         ctypes.CDLL("libgomp.so.1").omp_set_num_threads(int(threads))
     except (OSError, AttributeError):
@@ -73,9 +86,6 @@ def calculator_name(calculator) -> str:
 def labelled_copy(atoms, properties=LABELS):
     """A copy of `atoms` whose SinglePointCalculator holds the labels computed by the
     calculator attached to `atoms` (only those it implements). Raises on NaN results."""
-    from ase.calculators.calculator import PropertyNotImplementedError
-    from ase.calculators.singlepoint import SinglePointCalculator
-
     getters = {"energy": atoms.get_potential_energy,
                "forces": lambda: atoms.get_forces(apply_constraint=False),
                "dipole": atoms.get_dipole_moment, "stress": atoms.get_stress}
@@ -102,7 +112,6 @@ def labelled_copy(atoms, properties=LABELS):
 def _progress(iterable, enabled: bool, **kwargs):
     if not enabled:
         return iterable
-    from tqdm import tqdm
     return tqdm(iterable, **kwargs)
 
 
@@ -122,11 +131,6 @@ def sample_md(atoms, calculator, temperature: float, n_samples: int, interval: i
     """Labelled snapshots of Langevin MD at `temperature` (K), one every `interval` steps of
     `timestep` (fs) after `equilibration` steps; friction in 1/fs. The labels are the
     calculator's results at each snapshot (no extra evaluations)."""
-    from ase import units
-    from ase.constraints import FixCom
-    from ase.md.langevin import Langevin
-    from ase.md import velocitydistribution as vd
-
     if n_samples < 0 or interval < 1 or not temperature > 0 or not timestep > 0:
         raise ValueError("need n_samples >= 0, interval >= 1, temperature > 0 K and timestep > 0 fs")
     rng = np.random.default_rng(seed)
@@ -160,10 +164,6 @@ def normal_mode_displacements(atoms, modes, temperature: float, n_samples: int,
     `min_frequency` cm⁻¹ (soft torsions, imaginary modes) are sampled as if at that frequency.
     Returns unlabelled Atoms.
     """
-    from ase import units
-
-    from mlpot.spectra.units import EV_A2_AMU_TO_CM1
-
     if not temperature > 0 or n_samples < 0:
         raise ValueError("need temperature > 0 K and n_samples >= 0")
     rng = np.random.default_rng(seed)
@@ -186,10 +186,6 @@ def optimise(atoms, calculator, fmax: float, steps: int = 500, require: bool = T
     If it does not converge in `steps`, or a step brings two atoms on top of each other (a model
     without data there: mlpot.deploy.skin_neighbors.OverlapError): raise when `require`, else return the
     last geometry before (the caller reports it; a negative step count marks it)."""
-    from ase.optimize import BFGS
-
-    from mlpot.deploy.skin_neighbors import OverlapError
-
     work = atoms.copy()
     work.calc = calculator
     opt = BFGS(work, logfile=None)
@@ -213,8 +209,6 @@ def optimise(atoms, calculator, fmax: float, steps: int = 500, require: bool = T
 def reference_modes(atoms, calculator, delta: float = 0.01):
     """Normal modes of `atoms` with `calculator` from a finite-difference Hessian; also
     returns the dipole derivatives ([3N, 3] e·Å/Å, or None)."""
-    from mlpot.spectra import finite_difference_derivatives, normal_modes
-
     work = atoms.copy()
     work.calc = calculator
     hessian, dmu = finite_difference_derivatives(work, delta=delta)
@@ -238,8 +232,6 @@ def sample_normal_modes(atoms, calculator, temperature: float, n_samples: int, m
 def write_reference(path, structures, calculator, *, force: bool = False, settings: dict | None = None) -> int:
     """Write labelled structures to an mlpot store, recording the calculator and the
     sampling settings in its metadata. Returns the number of rows."""
-    from mlpot.data.store import write_store
-
     extra = {"reference": {"calculator": calculator_name(calculator), **(settings or {})}}
     return write_store(path, structures, force=force, source=calculator_name(calculator),
                        source_format="mlpot.sim.labelling",

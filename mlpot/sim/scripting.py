@@ -7,6 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+from ase.build import molecule
+from ase.collections import g2
+from ase.io import read
+from ase.md.velocitydistribution import Stationary, ZeroRotation
+
 # friendly names for ase.build.molecule
 ALIASES = {"ethanol": "CH3CH2OH", "methanol": "CH3OH", "water": "H2O"}
 
@@ -14,9 +20,6 @@ ALIASES = {"ethanol": "CH3CH2OH", "methanol": "CH3OH", "water": "H2O"}
 def build_molecule(name: str):
     """ase.build.molecule(name) (aliases: ethanol, methanol, water) with a clear error for
     unknown names."""
-    from ase.build import molecule
-    from ase.collections import g2
-
     try:
         return molecule(ALIASES.get(name, name))
     except KeyError:
@@ -41,7 +44,6 @@ def prepare_run(args) -> Path:
     if not Path(args.model).is_file():
         sys.exit(f"model file {args.model} not found; run `mlpot demo` first or pass --model PATH")
     if args.threads:
-        import torch
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -51,7 +53,6 @@ def prepare_run(args) -> Path:
 def load_structure(args):
     """The starting structure: --structure FILE, else the molecule --molecule."""
     if args.structure:
-        from ase.io import read
         return read(args.structure)
     try:
         return build_molecule(args.molecule)
@@ -62,8 +63,7 @@ def load_structure(args):
 def thermalize(atoms, temperature_K: float, rng) -> None:
     """Maxwell–Boltzmann momenta at temperature_K (rng: numpy Generator), without net
     momentum, and without net rotation for a molecule (pbc all False)."""
-    from ase.md.velocitydistribution import Stationary, ZeroRotation
-    try:  # ASE ≥ 3.29
+    try:  # ASE ≥ 3.29; lazy, as its fallback for older ASE below
         from ase.md.velocitydistribution import thermalize_momenta
     except ImportError:
         from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from ase.calculators.calculator import PropertyNotImplementedError
+from tqdm import tqdm
 
 
 def finite_difference_derivatives(atoms, delta: float = 0.01, dipole: bool = True,
@@ -13,8 +15,6 @@ def finite_difference_derivatives(atoms, delta: float = 0.01, dipole: bool = Tru
     Returns (hessian [3N, 3N] eV/Å², symmetrised; dipole_derivatives [3N, 3] e·Å/Å or
     None when dipole=False or the calculator has no dipole).
     """
-    from ase.calculators.calculator import PropertyNotImplementedError
-
     if atoms.calc is None:
         raise ValueError("attach a calculator to the atoms first (atoms.calc = ...)")
     if not delta > 0:
@@ -27,7 +27,6 @@ def finite_difference_derivatives(atoms, delta: float = 0.01, dipole: bool = Tru
     dmu = np.empty((3 * n, 3)) if dipole else None
     steps = range(3 * n)
     if progress:
-        from tqdm import tqdm
         steps = tqdm(steps, desc="finite differences", unit="coord", leave=False)
     for k in steps:
         a, i = divmod(k, 3)

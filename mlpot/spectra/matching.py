@@ -21,7 +21,7 @@ def match_modes(reference: NormalModes, other: NormalModes, by: str = "order") -
     if by == "order":
         return np.argsort(other.frequencies)[np.argsort(np.argsort(reference.frequencies))]
     if by == "overlap":
-        from scipy.optimize import linear_sum_assignment
+        from scipy.optimize import linear_sum_assignment  # lazy: slow (~0.7 s); `import mlpot.spectra` stays numpy + ASE
         a = reference.mass_weighted.reshape(m_ref, -1)
         b = other.mass_weighted.reshape(m_other, -1)
         cost = -(a @ b.T) ** 2

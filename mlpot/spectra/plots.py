@@ -9,6 +9,7 @@ from mlpot.spectra.harmonic import broaden
 
 
 def _pyplot():
+    # lazy: matplotlib is slow to import (~0.8 s with pyplot), and the Agg backend is set before pyplot
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -93,7 +94,7 @@ def plot_frequency_parity(path, reference, predicted, labels=("reference", "mode
 
 
 def _save(fig, path) -> Path:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: see _pyplot
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

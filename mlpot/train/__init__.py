@@ -7,13 +7,7 @@
     potential = load_potential("runs/ethanol_schnet/best.ckpt")   # EMA weights, eval mode
 """
 from mlpot.train.config import ConfigError, TrainConfig, load_config
-
-
-def train(cfg, **kwargs):
-    """Run training for a TrainConfig (see mlpot.train.trainer.train)."""
-    from mlpot.train.trainer import train as _train
-
-    return _train(cfg, **kwargs)
+from mlpot.train.trainer import train
 
 
 __all__ = ["ConfigError", "TrainConfig", "load_config", "train"]

@@ -22,11 +22,15 @@ with CheckpointError naming it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+import mlpot
+from mlpot.model.config import ModelConfig, build_potential
 
 FORMAT = "mlpot-checkpoint"
 FORMAT_VERSION = 1
@@ -108,16 +112,12 @@ def atomic_write_bytes(path: Path, write) -> None:
 
 def atomic_write_json(path: Path, obj) -> None:
     """`obj` as indented JSON in `path`, written atomically (atomic_write_bytes)."""
-    import json
-
     text = json.dumps(obj, indent=2) + "\n"
     atomic_write_bytes(Path(path), lambda fh: fh.write(text.encode()))
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     """Write `state` (tensors and plain values) atomically with its checksum."""
-    import mlpot
-
     state = to_plain(dict(state))
     state["format"] = FORMAT
     state["format_version"] = FORMAT_VERSION
@@ -150,8 +150,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def potential_from_state(state: dict, weights: str = "ema"):
     """Rebuild the Potential stored in a loaded checkpoint dict (eval mode, CPU)."""
-    from mlpot.model.config import ModelConfig, build_potential
-
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
     potential = build_potential(ModelConfig(**state["model_config"]), list(state["species"]))
@@ -167,8 +165,6 @@ def load_potential(path: str | os.PathLike, weights: str = "ema", device: str | 
     export; "raw" the optimizer's last weights. Raises CheckpointError if the file is
     missing or damaged.
     """
-    import mlpot
-
     state = load_checkpoint(path)
     try:
         potential = potential_from_state(state, weights)

@@ -67,7 +67,7 @@ def _write_record(output: Path, record: dict) -> None:
 def train_members(cfg: TrainConfig, ctx, resume: bool = False, force: bool = False, quiet: bool = False,
                   log=None) -> dict:
     """Train the committee (see the module docstring); returns {"output", "members": [summaries]}."""
-    from mlpot.train.trainer import RunExistsError, remove_run_outputs, train_one
+    from mlpot.train.trainer import RunExistsError, remove_run_outputs, train_one  # lazy: trainer imports this module
 
     out = Path(cfg.output)
     n = cfg.training.ensemble

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import yaml
+
+from mlpot.train.checkpoint import atomic_write_bytes
 from mlpot.train.selection import RULES
 from mlpot.model.config import ELEMENT_NETWORK, SYMMETRY_FUNCTIONS, ModelConfig
 
@@ -245,8 +248,6 @@ def _build_section(section: str, cls, values) -> Any:
 
 def apply_overrides(raw: dict, overrides) -> dict:
     """Apply "section.key=value" strings (value parsed as YAML) to a nested dict copy."""
-    import yaml
-
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
     for item in overrides or ():
         key, sep, text = item.partition("=")
@@ -304,8 +305,6 @@ def config_from_dict(raw: dict, base_dir: str | Path = ".") -> TrainConfig:
 
 def read_yaml_config(path: str | Path, overrides=None) -> dict:
     """The nested dict of a YAML config file with `overrides` ("section.key=value") applied."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
@@ -323,9 +322,5 @@ def load_config(path: str | Path, overrides=None) -> TrainConfig:
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write the config (absolute paths) as YAML, atomically; it loads back to an equal TrainConfig."""
-    import yaml
-
-    from mlpot.train.checkpoint import atomic_write_bytes
-
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
     atomic_write_bytes(Path(path), lambda fh: fh.write(text.encode()))

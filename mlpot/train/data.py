@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from mlpot.data.dataset import AtomsDataset
+from mlpot.data.importers import check_limit, geometry_problem, import_data, list_bad
 from mlpot.data.raw import DataError
 from mlpot.data.splits import SplitError, check_split, load_split, random_split
+from mlpot.data.store import read_store, store_metadata, store_size
 
 
 def is_store(path: Path) -> bool:
     """True for an ASE db that mlpot wrote (metadata has "mlpot_store")."""
     if path.suffix.lower() != ".db":
         return False
-    from mlpot.data.store import store_metadata
-
     try:
         return "mlpot_store" in store_metadata(path)
     except Exception:
@@ -36,24 +36,17 @@ def read_structures(path: str | Path, format: str | None = None, energy_unit: st
     """The structures of a data file (all, or the first `limit`) as ase.Atoms with labels
     in eV/Å (atoms.calc.results). DataError for a store with a structure whose geometry cannot
     be used (importers.geometry_problem); an imported file leaves such rows out (reported)."""
-    from mlpot.data.importers import check_limit, geometry_problem, list_bad
-    from mlpot.data.store import read_store
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} not found (check data.train / data.val / data.test)")
     check_limit(limit)
     if is_store(path) and not any((format, energy_unit, force_unit, length_unit)):
-        from mlpot.data.store import store_size
-
         structures = read_store(path, None if limit is None else range(min(limit, store_size(path))))
         bad = [(k, why) for k, atoms in enumerate(structures) if (why := geometry_problem(atoms))]
         if bad:
             raise DataError(f"{path}: {len(bad)} structure(s) cannot be used: {list_bad(bad)}; "
                             f"import it again without them: mlpot import {path} -o NEW.db")
         return structures
-    from mlpot.data.importers import import_data
-
     with tempfile.TemporaryDirectory(prefix="mlpot-import-") as tmp:
         store = Path(tmp) / "data.db"
         report = import_data(path, store, format=format, energy_unit=energy_unit,

@@ -17,8 +17,11 @@ import numpy as np
 import torch
 
 from mlpot import keys as K
-from mlpot.data.batch import atoms_to_graph
+from mlpot.data.batch import atoms_to_graph, labels_from_atoms
+from mlpot.data.neighbors import neighbor_list
+from mlpot.deploy.export import load_model as load_exported
 from mlpot.train.baseline import baseline, collate_relative, reference_energies, take_atomref
+from mlpot.train.checkpoint import load_potential
 
 
 class ExportedModel:
@@ -41,8 +44,6 @@ class ExportedModel:
 
     def energy_forces(self, atoms) -> tuple[float, np.ndarray]:
         """(energy eV, forces [N, 3] eV/Å) of one ase.Atoms."""
-        from mlpot.data.neighbors import neighbor_list
-
         i, j, S = neighbor_list(atoms, self.cutoff)
         cell = np.asarray(atoms.cell.array, dtype=float)
 
@@ -63,12 +64,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} not found")
     if path.suffix == ".pt":
-        from mlpot.deploy.export import load_model as load_exported
-
         module, metadata = load_exported(path, device=device)
         return ExportedModel(module, metadata, device)
-    from mlpot.train.checkpoint import load_potential
-
     return load_potential(path, device=device)
 
 
@@ -85,8 +82,6 @@ def _predict_each(structures, evaluate) -> dict:
     """predict()'s arrays, one structure at a time: evaluate(atoms) -> {"energy": eV, "forces":
     [N, 3] eV/Å, and "dipole" [3] e·Å if the model has one}; references from each structure's
     calculator results. dipole_ref/dipole_pred [B, 3] where every structure has both."""
-    from mlpot.data.batch import labels_from_atoms
-
     out: dict[str, list] = {"n_atoms": [], "energy_ref": [], "energy_pred": [], "forces_ref": [],
                             "forces_pred": [], "dipole_ref": [], "dipole_pred": []}
     for k, atoms in enumerate(structures):
@@ -200,6 +195,7 @@ def evaluate_potential(potential, structures, batch_size: int = 32, device=None)
 def parity_plot(pred: dict, path: str | Path) -> None:
     """Predicted against reference energy per atom (meV/atom, mean removed) and force
     components (eV/Å), with MAEs in the titles, as a PNG."""
+    # lazy: matplotlib is slow to import (~0.8 s with pyplot), and the Agg backend is set before pyplot
     import matplotlib
 
     matplotlib.use("Agg")

@@ -67,6 +67,7 @@ def _format(value):
 def plot_learning_curve(history: list[dict], path: str | Path) -> None:
     """Train/val loss and validation MAEs against epoch (log scale), as a PNG; a dashed line
     marks the start of stage two (rows with "stage" 2)."""
+    # lazy: matplotlib is slow to import (~0.8 s with pyplot), and the Agg backend is set before pyplot
     import matplotlib
 
     matplotlib.use("Agg")

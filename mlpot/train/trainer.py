@@ -13,20 +13,32 @@ done again (batch order is seeded by (seed, epoch), so it is the same epoch).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from mlpot import keys as K
+from mlpot.data.dataset import AtomsDataset
+from mlpot.data.splits import load_split, save_split
+from mlpot.kernels.registry import KernelError, apply_kernels, choose_for_training
+from mlpot.model.config import build_potential
+from mlpot.model.nn.pair_repulsion import fit_contact_radii
+from mlpot.model.statistics import fit_statistics
 from mlpot.train.baseline import collate_relative, take_atomref, with_atomref
 from mlpot.train import distributed as dist
-from mlpot.train.checkpoint import load_checkpoint, save_checkpoint, to_plain
+from mlpot.train.checkpoint import load_checkpoint, load_potential, save_checkpoint, to_plain
+from mlpot.train.committee import train_members
 from mlpot.train.config import ATOMS_PER_BATCH, TrainConfig, auto_batch_size, save_config
+from mlpot.train.data import load_training_data, read_structures
 from mlpot.train.ema import EMA
+from mlpot.train.evaluate import evaluate_potential
 from mlpot.train.losses import PER_ATOM_ENERGY, add_sums, error_sums, term_counts, weighted_loss
 from mlpot.train.schedule import budget_fraction, cosine_lr, ramp_weights, stage_of
 from mlpot.train.selection import better_than
@@ -171,11 +183,6 @@ class Trainer:
         return result[1]
 
     def _build(self, state: dict | None) -> None:
-        from mlpot.model.config import build_potential
-        from mlpot.model.statistics import fit_statistics
-        from mlpot.train.data import load_training_data
-        from mlpot.data.splits import load_split
-
         cfg, tcfg = self.cfg, self.tcfg
         split = None
         if state is not None:
@@ -207,7 +214,6 @@ class Trainer:
         if state is None and tcfg.init_from:
             self.statistics = dict(warm_start(self.potential, tcfg.init_from, cfg.model, species))
             if float(self.potential.repulsion.strength) > 0:   # this data's shortest contacts
-                from mlpot.model.nn.pair_repulsion import fit_contact_radii
                 self.statistics["repulsion"] = fit_contact_radii(
                     self.potential.repulsion, [self.data.train[i] for i in range(len(self.data.train))], species)
             self.log(f"initial weights from {tcfg.init_from}")
@@ -270,8 +276,6 @@ class Trainer:
 
     def train_epoch(self, started: float) -> dict:
         """One pass over the training set (or until the time budget runs out)."""
-        from tqdm import tqdm
-
         epoch = self.progress.epoch
         n, bs = len(self.data.train), self.tcfg.batch_size
         order = np.random.default_rng([self.tcfg.seed, epoch]).permutation(n)
@@ -367,8 +371,6 @@ class Trainer:
         p.stage_two_scale = float(dist.broadcast_object(scale, self.ctx))
         p.bad_epochs = 0
         if self.ctx.is_main and (self.out / "best.ckpt").exists():
-            import shutil
-
             shutil.copyfile(self.out / "best.ckpt", self.out / "best_stage_one.ckpt")
         target = ramp_weights(self.loss_weights(1), self.loss_weights(2), 1.0, 0.0, 0.0, p.stage_two_scale)
         self.log(f"stage two after epoch {p.epoch}: loss weights {_fmt_weights(self.loss_weights(1))} -> "
@@ -431,8 +433,6 @@ class Trainer:
     def _write_run_files(self) -> None:
         if not self.ctx.is_main:
             return
-        from mlpot.data.splits import save_split
-
         self.out.mkdir(parents=True, exist_ok=True)
         for leftover in self.out.glob(".*.tmp*"):   # from a write cut short by a kill
             leftover.unlink(missing_ok=True)
@@ -530,8 +530,6 @@ def changed_model_settings(state: dict, model_cfg) -> list[str]:
 
 def bootstrap_sample(dataset, seed: int):
     """A dataset of len(dataset) structures drawn from `dataset` with replacement (seeded)."""
-    from mlpot.data.dataset import AtomsDataset
-
     rng = np.random.default_rng([seed, 0xB007])
     picks = rng.integers(0, len(dataset), size=len(dataset))
     return AtomsDataset(dataset.structures, dataset.cutoff, indices=picks)
@@ -555,8 +553,6 @@ def warm_start(potential: torch.nn.Module, path: str, model_cfg, species: list) 
 def _use_training_kernels(potential: torch.nn.Module, kernels: str, device: torch.device) -> str:
     """Put the convolution kernels training.kernels asks for into `potential` (the choice is
     mlpot.kernels.registry's); returns the ones used: "fused", "reference", or "none"."""
-    from mlpot.kernels.registry import KernelError, apply_kernels, choose_for_training
-
     try:
         chosen = choose_for_training(kernels, potential, device)
     except KernelError as exc:
@@ -589,8 +585,6 @@ def train(cfg: TrainConfig, resume: bool = False, force: bool = False, quiet: bo
     ctx = dist.setup(cfg.training.device)
     try:
         if cfg.training.ensemble > 1:
-            from mlpot.train.committee import train_members
-
             return train_members(cfg, ctx, resume=resume, force=force, quiet=quiet, log=log)
         return train_one(cfg, ctx, resume=resume, force=force, quiet=quiet, log=log)
     finally:
@@ -612,12 +606,6 @@ def train_one(cfg: TrainConfig, ctx, resume: bool = False, force: bool = False, 
 
 def _evaluate_test(trainer: Trainer) -> dict:
     """Errors of best.ckpt on data.test, written to test_metrics.json."""
-    import json
-
-    from mlpot.train.evaluate import evaluate_potential
-    from mlpot.train.checkpoint import load_potential
-    from mlpot.train.data import read_structures
-
     d = trainer.cfg.data
     structures = read_structures(d.test, d.format, d.energy_unit, d.force_unit, d.length_unit)
     potential = load_potential(trainer.out / "best.ckpt", device=trainer.ctx.device)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlpot import keys as K
 from mlpot.model.nn.species import species_table
 
 DEFAULT_STRENGTH = 100.0       # eV (model.repulsion's default)
@@ -103,7 +104,7 @@ class PairRepulsion(nn.Module):
     @torch.jit.unused
     def describe(self, species: List[int]) -> dict:
         """{"strength_eV": A, "radii_A": {"H-O": r, ...}} for metadata and logs."""
-        from ase.data import chemical_symbols
+        from ase.data import chemical_symbols  # lazy: model/ loads with torch alone (README, Layout)
 
         radii = {f"{chemical_symbols[a]}-{chemical_symbols[b]}": round(float(self.radius[i, j]), 4)
                  for i, a in enumerate(species) for j, b in enumerate(species) if j >= i}
@@ -123,8 +124,6 @@ def _absent_means_off(module, state_dict, prefix, local_metadata, strict, missin
 def shortest_contacts(graphs, species: List[int]) -> np.ndarray:
     """[S, S] Å: the shortest distance between atoms of each element pair over the edges of
     mlpot.data.atoms_to_graph dicts (inf where a pair never comes within the cutoff)."""
-    from mlpot import keys as K
-
     column = {int(z): k for k, z in enumerate(species)}
     n = len(species)
     best = np.full((n, n), np.inf)
@@ -145,7 +144,7 @@ def shortest_contacts(graphs, species: List[int]) -> np.ndarray:
 def contact_radii(graphs, species: List[int]) -> np.ndarray:
     """r_ab [S, S] Å: shortest_contacts, and for a pair the data never brings within the cutoff
     UNSEEN_FRACTION × the sum of the elements' covalent radii (ASE)."""
-    from ase.data import covalent_radii
+    from ase.data import covalent_radii  # lazy: model/ loads with torch alone (README, Layout)
 
     radii = shortest_contacts(graphs, species)
     for a, za in enumerate(species):

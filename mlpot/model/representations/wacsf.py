@@ -219,7 +219,7 @@ class SymmetryFunctions(nn.Module):
         function's std over all atoms, and the range (min, max) of the standardised values.
         Descriptors that never vary (e.g. an element pair absent from the data) keep std 1; an
         element absent from the data keeps mean 0, std 1 and no bounds. Returns counts for the log."""
-        from mlpot.data.batch import collate
+        from mlpot.data.batch import collate  # lazy: model/ loads with torch alone; mlpot.data brings ASE
 
         if len(graphs) == 0:
             raise ValueError("fit_standardization needs at least one structure")
