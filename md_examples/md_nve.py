@@ -19,7 +19,8 @@ from ase.md import MDLogger
 from ase.md.verlet import VelocityVerlet
 
 from mlpot import MLPotCalculator
-from mlpot.sim.scripting import add_common_arguments, load_structure, prepare_run, thermalize
+from mlpot.sim.md import thermalize
+from mlpot.sim.scripting import add_common_arguments, load_structure, prepare_run
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

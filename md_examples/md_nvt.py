@@ -14,11 +14,10 @@ import matplotlib
 import numpy as np
 from ase import units
 from ase.md import MDLogger
-from ase.md.langevin import Langevin
-from ase.constraints import FixCom
 
 from mlpot import MLPotCalculator
-from mlpot.sim.scripting import add_common_arguments, load_structure, prepare_run, thermalize
+from mlpot.sim.md import langevin
+from mlpot.sim.scripting import add_common_arguments, load_structure, prepare_run
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -36,14 +35,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out = prepare_run(args)
 
-    atoms = load_structure(args)
-    atoms.calc = MLPotCalculator(args.model, device=args.device)
-    rng = np.random.default_rng(args.seed)
-    thermalize(atoms, args.temperature, rng)
-    atoms.set_constraint(FixCom())  # no drift of the centre of mass (instead of Langevin's fixcm)
-    dynamics = Langevin(atoms, timestep=args.timestep * units.fs, temperature_K=args.temperature,
-                        friction=args.friction / units.fs, fixcm=False, trajectory=str(out / "md_nvt.traj"),
-                        loginterval=args.interval, rng=rng)
+    # centre of mass fixed, momenta at the temperature, the Langevin thermostat (mlpot.sim.md)
+    atoms, dynamics = langevin(load_structure(args), MLPotCalculator(args.model, device=args.device),
+                               args.temperature, args.timestep, args.friction, np.random.default_rng(args.seed),
+                               trajectory=str(out / "md_nvt.traj"), loginterval=args.interval)
     dynamics.attach(MDLogger(dynamics, atoms, str(out / "md_nvt.log"), mode="w"), interval=args.interval)
     rows = []  # time (fs), temperature (K), potential, total energy (eV)
 

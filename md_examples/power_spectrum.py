@@ -20,7 +20,8 @@ from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 
 from mlpot import MLPotCalculator
-from mlpot.sim.scripting import add_common_arguments, load_structure, prepare_run, thermalize
+from mlpot.sim.md import thermalize
+from mlpot.sim.scripting import add_common_arguments, load_structure, prepare_run
 from mlpot.spectra import ir_spectrum, power_spectrum
 from mlpot.spectra.plots import plot_spectra
 

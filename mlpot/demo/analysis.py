@@ -7,12 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import units
 from ase.build import minimize_rotation_and_translation
-from ase.constraints import FixCom
-from ase.md import velocitydistribution as vd
-from ase.md.langevin import Langevin
 from tqdm import tqdm
 
 from mlpot.sim.labelling import optimise
+from mlpot.sim.md import langevin
 from mlpot.spectra import (finite_difference_derivatives, ir_intensities, ir_spectrum, match_modes, normal_modes,
                            power_spectrum)
 
@@ -66,16 +64,8 @@ def run_nvt(start, calc, temperature: float, time_fs: float, timestep: float, se
     `hot_start` (from a minimum, equipartition moves half of the kinetic energy into the
     potential, so the run starts near T instead of T/2; the weak friction, 1/fs, would take
     ~1/friction to get there). A failure (e.g. an exploding model) is kept in `error`."""
-    work = start.copy()
-    work.calc = calc
-    work.set_constraint(FixCom())
-    rng = np.random.default_rng(seed)
-    getattr(vd, "thermalize_momenta", vd.MaxwellBoltzmannDistribution)(
-        work, temperature_K=(2 if hot_start else 1) * temperature, rng=rng)
-    vd.Stationary(work)
-    vd.ZeroRotation(work)
-    dyn = Langevin(work, timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,
-                   fixcm=False, rng=rng)
+    work, dyn = langevin(start, calc, temperature, timestep, friction, np.random.default_rng(seed),
+                         start_temperature=(2 if hot_start else 1) * temperature)
     has_dipole = "dipole" in getattr(calc, "implemented_properties", ())
     frames = {"v": [], "mu": [], "T": [], "E": []}
 

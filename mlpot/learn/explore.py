@@ -10,12 +10,9 @@ that is already far off).
 from __future__ import annotations
 
 import numpy as np
-from ase import units
-from ase.constraints import FixCom
-from ase.md.langevin import Langevin
 
 from mlpot.sim.labelling import normal_mode_displacements, optimise, reference_modes
-from mlpot.sim.scripting import thermalize
+from mlpot.sim.md import langevin
 
 
 def committee_md(atoms, calculator, temperature: float, n_steps: int, sample_every: int, timestep: float,
@@ -29,13 +26,8 @@ def committee_md(atoms, calculator, temperature: float, n_steps: int, sample_eve
     raises ValueError: an input error; once the MD runs, one it cannot evaluate (NaN positions)
     is a frame with deviation inf: the model blew the structure apart."""
     rng = np.random.default_rng(seed)
-    work = atoms.copy()
-    work.calc = calculator
-    calculator.get_property("uncertainty", work)      # input errors raise here, before the MD
-    work.set_constraint(FixCom())
-    thermalize(work, temperature, rng)
-    dyn = Langevin(work, timestep * units.fs, temperature_K=temperature, friction=friction / units.fs,
-                   fixcm=False, rng=rng)
+    calculator.get_property("uncertainty", atoms.copy())      # input errors raise here, before the MD
+    work, dyn = langevin(atoms, calculator, temperature, timestep, friction, rng)
     frames = []
     for step in range(sample_every, n_steps + 1, sample_every):
         try:

@@ -13,14 +13,12 @@ import numpy as np
 from ase import units
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.constraints import FixCom
-from ase.md import velocitydistribution as vd
-from ase.md.langevin import Langevin
 from ase.optimize import BFGS
 from tqdm import tqdm
 
 from mlpot.data.store import write_store
 from mlpot.deploy.skin_neighbors import OverlapError
+from mlpot.sim.md import langevin
 from mlpot.spectra import finite_difference_derivatives, normal_modes
 from mlpot.spectra.units import EV_A2_AMU_TO_CM1
 
@@ -134,16 +132,7 @@ def sample_md(atoms, calculator, temperature: float, n_samples: int, interval: i
     if n_samples < 0 or interval < 1 or not temperature > 0 or not timestep > 0:
         raise ValueError("need n_samples >= 0, interval >= 1, temperature > 0 K and timestep > 0 fs")
     rng = np.random.default_rng(seed)
-    work = atoms.copy()
-    work.calc = calculator
-    work.set_constraint(FixCom())
-    thermalize = getattr(vd, "thermalize_momenta", vd.MaxwellBoltzmannDistribution)  # ASE >= 3.29
-    thermalize(work, temperature_K=temperature, rng=rng)
-    vd.Stationary(work)
-    if not work.pbc.any():
-        vd.ZeroRotation(work)
-    dyn = Langevin(work, timestep * units.fs, temperature_K=temperature,
-                   friction=friction / units.fs, fixcm=False, rng=rng)
+    work, dyn = langevin(atoms, calculator, temperature, timestep, friction, rng)
     if equilibration:
         dyn.run(equilibration)
     samples = []

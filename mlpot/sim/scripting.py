@@ -11,7 +11,8 @@ import torch
 from ase.build import molecule
 from ase.collections import g2
 from ase.io import read
-from ase.md.velocitydistribution import Stationary, ZeroRotation
+
+from mlpot.sim.md import thermalize  # noqa: F401  (the md_examples imported it from here)
 
 # friendly names for ase.build.molecule
 ALIASES = {"ethanol": "CH3CH2OH", "methanol": "CH3OH", "water": "H2O"}
@@ -60,14 +61,3 @@ def load_structure(args):
         sys.exit(f"{error}; or pass --structure FILE")
 
 
-def thermalize(atoms, temperature_K: float, rng) -> None:
-    """Maxwell–Boltzmann momenta at temperature_K (rng: numpy Generator), without net
-    momentum, and without net rotation for a molecule (pbc all False)."""
-    try:  # ASE ≥ 3.29; lazy, as its fallback for older ASE below
-        from ase.md.velocitydistribution import thermalize_momenta
-    except ImportError:
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
-    thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
-    Stationary(atoms)
-    if not atoms.pbc.any():
-        ZeroRotation(atoms)
