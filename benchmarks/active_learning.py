@@ -37,7 +37,7 @@ import numpy as np
 
 
 def reference(out: Path, log):
-    from mlpot.demo.reference_stage import make_reference
+    from mlpot.demo.labelling_stage import make_reference
     from mlpot.demo.settings import DemoSettings
     from mlpot.sim.labelling import default_calculator, sample_md, sample_normal_modes, write_reference
 

@@ -18,6 +18,7 @@ MOVED = {
     "mlpot.calculator": "mlpot.deploy.calculator",
     "mlpot.cmake": "mlpot.lammps.cmake",
     "mlpot.committee": "mlpot.deploy.committee",
+    "mlpot.demo.reference_stage": "mlpot.demo.labelling_stage",
     "mlpot.evaluate": "mlpot.train.evaluate",
     "mlpot.export": "mlpot.deploy.export",
     "mlpot.export_metadata": "mlpot.deploy.metadata",

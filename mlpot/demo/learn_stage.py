@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlpot.demo.reference_stage import CallLedger
+from mlpot.demo.labelling_stage import CallLedger
 from mlpot.deploy.export import export_model
 from mlpot.learn import ActiveLearning
 from mlpot.learn.config import learn_config_from_dict

@@ -14,7 +14,7 @@ from mlpot.data.splits import load_split
 from mlpot.data.store import read_store
 from mlpot.demo.analysis import harmonic_analysis, harmonic_comparison, md_spectra, run_nvt
 from mlpot.demo.learn_stage import active_learning, make_learn_reference, random_comparison
-from mlpot.demo.reference_stage import make_reference
+from mlpot.demo.labelling_stage import make_reference
 from mlpot.demo.report import make_figures, write_report
 from mlpot.demo.train_stage import train_and_export
 from mlpot.deploy.calculator import MLPotCalculator
