@@ -223,6 +223,31 @@ def test_bad_inputs_are_named(change, message):
         torch.ops.mlpot.cfconv(*args)
 
 
+def test_written_out_operators_name_bad_inputs():
+    """The operators of the written-out forces (cfconv_messages, cfconv_filters, the tabulated
+    messages and gradient) name what is wrong with their inputs."""
+    d = torch.rand(6, dtype=torch.float64) + 1.0
+    x = torch.randn(4, 5, dtype=torch.float64)
+    filt = torch.randn(6, 5, dtype=torch.float64)
+    i, j = torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([1, 0, 3, 2, 4, 1])   # j = 4: out of range
+    with pytest.raises(RuntimeError, match="idx_j must be < x.size"):
+        torch.ops.mlpot.cfconv_messages(d, x, i, j, filt, 4.0, 0, 4, True)
+    with pytest.raises(RuntimeError, match="the filter must be"):
+        torch.ops.mlpot.cfconv_messages(d, x, i, j.clamp(max=3), filt[:, :3], 4.0, 0, 4, True)
+    w1 = torch.randn(2, 3, 7, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="weight shapes do not match"):
+        torch.ops.mlpot.cfconv_filters(d, w1, torch.zeros(2, 3, dtype=torch.float64),
+                                       torch.randn(2, 5, 3, dtype=torch.float64), torch.zeros(2, 5, dtype=torch.float64),
+                                       torch.linspace(0, 4, 6, dtype=torch.float64), -1.0, 4.0)
+    table = torch.randn(10, 30, dtype=torch.float64)   # 10 intervals of 0.4 Å, 6F coefficients
+    with pytest.raises(RuntimeError, match="idx_j must be < x.size"):
+        torch.ops.mlpot.cfconv_tabulated_messages(d, x, i, j, table, 0.4, 4.0, 0, 4, True)
+    with pytest.raises(RuntimeError, match="table must be"):
+        torch.ops.mlpot.cfconv_tabulated_messages(d, x, i, j.clamp(max=3), table[:, :12], 0.4, 4.0, 0, 4, True)
+    with pytest.raises(RuntimeError, match="go must be"):
+        torch.ops.mlpot.cfconv_tabulated_gradient(d, x, i, j.clamp(max=3), table, x[:3], 0.4, 4.0, 0, 4, True)
+
+
 def test_swapping_kernels_keeps_state_dict_and_scripts():
     from mlpot.model_config import ModelConfig, build_potential
 
