@@ -50,6 +50,15 @@ def tiny_potential(dipole: bool = True, seed: int = 0, dtype: torch.dtype = torc
     return potential.to(dtype).eval()
 
 
+def sharpened(potential):
+    """Larger random weights than at initialisation: forces of order 1 eV/Å and more."""
+    with torch.no_grad():
+        for p in potential.parameters():
+            p.mul_(1.3)
+        potential.set_energy_statistics({1: -13.6, 6: -1030.0, 8: -2040.0, 14: -100.0}, scale=1.7, shift=0.3)
+    return potential
+
+
 def ethanol(rattle: float = 0.05, seed: int = 1):
     atoms = molecule("CH3CH2OH")
     atoms.rattle(rattle, seed=seed)

@@ -1,4 +1,5 @@
-"""MLPotCalculator: the ASE calculator contract, caching, skin logic, Hessian, Infrared, NVE."""
+"""MLPotCalculator: the ASE calculator contract, caching, skin logic, Hessian (of every kernel's
+files against finite differences of their forces), the written-out path's forces, Infrared, NVE."""
 from __future__ import annotations
 
 import copy
@@ -10,7 +11,7 @@ from ase import Atoms
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 
-from export_helpers import CUTOFF, ethanol, periodic_ethanol, tiny_potential
+from export_helpers import CUTOFF, ethanol, periodic_ethanol, sharpened, tiny_potential
 from mlpot import MLPotCalculator
 from mlpot import keys as K
 from mlpot.data.batch import atoms_to_batch
@@ -207,6 +208,74 @@ def test_hessian_equals_finite_differences_of_forces(model64):
     atoms.positions = x0
     assert np.abs(hessian).max() > 0.1
     np.testing.assert_allclose(hessian, 0.5 * (numerical + numerical.T), rtol=0, atol=1e-6)
+
+
+def fused_kernels():
+    from mlpot import ops
+
+    if not ops.available():
+        pytest.skip(f"fused kernels not available: {ops.error()}")
+
+
+@pytest.mark.parametrize("kernels", ["fused", "tabulated"])
+def test_calculator_forces_with_the_written_out_path(tmp_path, kernels):
+    """A file with the written-out forces (SchNet, fused or tabulated kernels, no dipole head)
+    through MLPotCalculator: forces equal central finite differences of the energy."""
+    fused_kernels()
+    potential = sharpened(tiny_potential(dipole=False))
+    path = tmp_path / "model.pt"
+    export_model(potential, path, dtype="float64", kernels=kernels)
+    atoms = ethanol()
+    atoms.calc = MLPotCalculator(path)
+    assert atoms.calc.modules[0].original_name == "ExportedSchNet"
+    forces = atoms.get_forces()
+    h = 1e-5
+    numeric = np.zeros_like(forces)
+    for a in range(len(atoms)):
+        for c in range(3):
+            for sign in (1, -1):
+                moved = atoms.copy()
+                moved.calc = atoms.calc
+                moved.positions[a, c] += sign * h
+                numeric[a, c] -= sign * moved.get_potential_energy() / (2 * h)
+    np.testing.assert_allclose(forces, numeric, atol=1e-6)
+
+
+# (dtype, kernels, step h in Å, atol in eV/Å²). float64: h = 1e-5 leaves a truncation error near
+# 1e-8 eV/Å² (|H| up to ~35 eV/Å²; found 1.2e-8 for both kernels). float32 (tabulated, its default):
+# the forces carry float32 rounding (~1e-7 relative, positions too), which the difference
+# divides by 2h: h = 3e-3 Å balances it against the h² truncation error; found 1.7e-3 to 2.9e-3
+# eV/Å², and the float32 Hessian itself is only good to ~1e-3 eV/Å² (the calculator's warning).
+HESSIAN_CASES = [("float64", "fused", 1e-5, 1e-6), ("float64", "tabulated", 1e-5, 1e-6),
+                 ("float32", "tabulated", 3e-3, 2e-2)]
+
+
+@pytest.mark.parametrize("dtype, kernels, h, atol", HESSIAN_CASES)
+def test_hessian_of_each_kernel_equals_finite_differences_of_its_forces(tmp_path, dtype, kernels, h, atol):
+    """get_hessian (autograd through the scripted potential) against central differences of the
+    file's own forces (the written-out path), for the fused and tabulated kernels: each row k is
+    -(F(x + h e_k) - F(x - h e_k)) / 2h, compared entry by entry, not symmetrised."""
+    import warnings
+
+    fused_kernels()
+    potential = sharpened(tiny_potential(dipole=False))
+    path = tmp_path / "model.pt"
+    export_model(potential, path, dtype=dtype, kernels=kernels)
+    atoms = ethanol()
+    atoms.calc = MLPotCalculator(path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*float32 rounding")    # float32's known warning
+        hessian = atoms.calc.get_hessian(atoms)
+    x0 = atoms.positions.copy()
+    numeric = np.zeros((3 * len(atoms), 3 * len(atoms)))
+    for k in range(3 * len(atoms)):
+        for sign in (1, -1):
+            atoms.positions = x0
+            atoms.positions[k // 3, k % 3] += sign * h
+            numeric[k] -= sign * atoms.get_forces().ravel() / (2 * h)
+    atoms.positions = x0
+    assert np.abs(hessian).max() > 10.0           # stiff enough that a wrong term shows
+    np.testing.assert_allclose(hessian, numeric, rtol=0, atol=atol)
 
 
 def test_ase_infrared_runs(model64, tmp_path):

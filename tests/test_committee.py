@@ -1,4 +1,7 @@
-"""Committees: the statistics (mlpot.deploy.committee) and MLPotCalculator with several model files."""
+"""Committees: the statistics (mlpot.deploy.committee) and MLPotCalculator with several model files,
+stacked into one model (mlpot.kernels.stacked) or, where they cannot be, one by one. (The stacked
+engine's physics, and its members' equality with each member alone: tests/test_physics.py,
+committee_stacked.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +11,8 @@ import torch
 from export_helpers import CUTOFF, ethanol, periodic_ethanol, tiny_potential
 from mlpot import MLPotCalculator
 from mlpot.deploy.committee import CommitteeError, committee_statistics, deviation_summary
-from mlpot.deploy.export import export_model
+from mlpot.deploy.export import export_model, load_model
+from mlpot.kernels.stacked import stackable
 from mlpot.model.config import ModelConfig, build_potential
 
 
@@ -161,3 +165,67 @@ def test_members_in_threads_give_the_same_results(members):
     np.testing.assert_array_equal(serial.get_forces(), threaded.get_forces())
     np.testing.assert_array_equal(serial.get_stress(), threaded.get_stress())
     assert serial.calc.results["uncertainty"] == threaded.calc.results["uncertainty"]
+
+
+# --- stacked members -------------------------------------------------------------------------
+
+def export_members(folder, dtype: str, n: int = 3, dipole: bool = False):
+    paths = []
+    for seed in range(n):
+        path = folder / f"member_{dtype}_{seed}_{dipole}.pt"
+        export_model(tiny_potential(dipole=dipole, seed=seed), path, dtype)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def stackable_members(tmp_path_factory):
+    """Three float64 members without a dipole head: SchNet with the written-out forces, stackable."""
+    from mlpot import ops
+
+    if not ops.available():
+        pytest.skip(f"fused kernels not available: {ops.error()}")
+    return export_members(tmp_path_factory.mktemp("stacked"), "float64")
+
+
+def test_calculator_stacked_equals_one_by_one(stackable_members):
+    atoms = periodic_ethanol()
+    results = {}
+    for stacked in (True, False):
+        a = atoms.copy()
+        a.calc = MLPotCalculator(stackable_members, skin=0.0, stacked=stacked)
+        assert (a.calc.stacked is not None) == stacked
+        a.calc.calculate(a, ["energy", "forces", "stress"])
+        results[stacked] = a.calc.results
+    for key in ("energy", "energy_std", "forces", "forces_std", "uncertainty", "stress", "energies"):
+        np.testing.assert_allclose(results[True][key], results[False][key], rtol=0, atol=1e-12, err_msg=key)
+
+
+def test_per_atom_stresses_fall_back_to_members(stackable_members):
+    atoms = periodic_ethanol()
+    a, b = atoms.copy(), atoms.copy()
+    a.calc = MLPotCalculator(stackable_members, skin=0.0)
+    b.calc = MLPotCalculator(stackable_members, skin=0.0, stacked=False)
+    assert a.calc.stacked is not None
+    np.testing.assert_allclose(a.get_stresses(), b.get_stresses(), atol=1e-14)
+    np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-12)
+
+
+def test_members_that_cannot_be_stacked_run_one_by_one(stackable_members, tmp_path):
+    with_dipole = export_members(tmp_path, "float64", n=2, dipole=True)
+    assert "written-out" in stackable([load_model(p)[0] for p in with_dipole])
+    torch.manual_seed(5)
+    wider = build_potential(ModelConfig(n_atom_basis=24, n_filters=24, n_interactions=2, n_rbf=8, cutoff=4.0),
+                            [1, 6, 8])
+    export_model(wider.double().eval(), tmp_path / "wider.pt", "float64")
+    mixed = [stackable_members[0], tmp_path / "wider.pt"]
+    assert stackable([load_model(p)[0] for p in mixed]) == "the members differ in architecture"
+    atoms = ethanol()
+    atoms.calc = MLPotCalculator(mixed, skin=0.0)
+    assert atoms.calc.stacked is None
+    parts = []
+    for p in mixed:
+        b = atoms.copy()
+        b.calc = MLPotCalculator(p, skin=0.0)
+        parts.append(b.get_forces())
+    np.testing.assert_allclose(atoms.get_forces(), np.mean(parts, axis=0), atol=1e-12)

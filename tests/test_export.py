@@ -1,4 +1,6 @@
-"""Exported model files: round trip (eager, scripted, fresh process), dtypes, metadata, errors."""
+"""Exported model files: round trip (eager, scripted, fresh process), dtypes, metadata, errors,
+which files get the written-out forces (and those forces on an architecture other than
+tests/test_physics.py's), the default float32 export on a DFT water frame."""
 from __future__ import annotations
 
 import datetime
@@ -6,10 +8,11 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
-from export_helpers import CUTOFF, periodic_ethanol, tiny_potential
+from export_helpers import CUTOFF, ethanol, periodic_ethanol, sharpened, tiny_potential
 from mlpot import keys as K
 from mlpot.cli import main
 from mlpot.data.batch import atoms_to_batch
@@ -296,3 +299,88 @@ def test_provides_declares_what_the_file_has(kind, tmp_path):
         assert provides["n_features"] == module.embed(torch.tensor([6])).shape[1] == 16
     else:
         assert provides["n_features"] == 0
+
+
+def test_only_standard_fused_or_tabulated_schnet_takes_the_written_out_path():
+    from mlpot.kernels.written_out import ExportedSchNet, written_out_forces_apply
+    from mlpot.model.config import ModelConfig, build_potential
+
+    fused_library()
+    potential = tiny_potential(dipole=False)
+    assert script_potential(potential, "float64", "fused").original_name == "ExportedSchNet"
+    assert script_potential(potential, "float64", "tabulated").original_name == "ExportedSchNet"
+    assert script_potential(potential, "float64", "reference").original_name == "ExportedPerLayer"
+    assert not written_out_forces_apply(tiny_potential(dipole=True))
+    wacsf = build_potential(ModelConfig(representation="wacsf", cutoff=4.0), [1, 6, 8])
+    assert not written_out_forces_apply(wacsf)
+    with pytest.raises(ValueError, match="SchNet with fused or tabulated kernels"):
+        ExportedSchNet(tiny_potential(dipole=True))
+
+
+def rattled_silicon():
+    from ase.build import bulk
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=False)
+    atoms.cell = atoms.cell.array + np.array([[0.0, 0.2, 0.1], [0.1, 0.0, 0.0], [0.0, 0.0, 0.3]])
+    atoms.rattle(0.1, seed=3)
+    return atoms
+
+
+@pytest.mark.parametrize("kernels", ["fused", "tabulated"])
+@pytest.mark.parametrize("system", ["ethanol", "periodic_ethanol", "silicon"])
+def test_written_out_forces_equal_autograd_on_another_architecture(system, kernels):
+    """The written-out forces and virial of an exported file against autograd through the same
+    file (autograd_forward), to float64 rounding, for an architecture other than the physics
+    suite's (tests/test_physics.py checks these engines on its 16/16/2 model): 12 filters for
+    16 features, 3 interactions, 7 Gaussians, sharpened weights whose pre-activations pass
+    softplus' threshold (20); a molecule, a periodic box and a silicon cell smaller than the cutoff."""
+    from mlpot.model.config import ModelConfig, build_potential
+
+    fused_library()
+    atoms = {"ethanol": ethanol, "periodic_ethanol": periodic_ethanol, "silicon": rattled_silicon}[system]()
+    torch.manual_seed(0)    # this draw has pre-activations above softplus' threshold (20)
+    potential = sharpened(build_potential(ModelConfig(n_atom_basis=16, n_filters=12, n_interactions=3, n_rbf=7,
+                                                      cutoff=4.0), [1, 6, 8, 14]).double())
+    module = script_potential(potential, "float64", kernels)
+    assert module.original_name == "ExportedSchNet"
+    inp = exported_inputs(atoms, torch.float64)[0]
+    args = (inp["positions"], inp["atomic_numbers"], inp["edge_index"], inp["shift_vectors"], inp["cell"], len(atoms), True)
+    written, reference = module(*args), module.autograd_forward(*args)
+    assert float(reference["forces"].abs().max()) > 0.1
+    for key in ("energy", "energies", "forces", "virial"):
+        scale = max(1.0, float(reference[key].abs().max()))
+        torch.testing.assert_close(written[key], reference[key], rtol=1e-11, atol=1e-11 * scale, msg=key)
+
+
+@pytest.mark.shared_data
+def test_default_float32_export_is_exact_to_float32_rounding_on_water(tmp_path):
+    """Issue 7's exactness criterion on real structures: a DFT liquid-water frame (192 atoms)
+    through MLPotCalculator with SchNet 128/128/3/20 (5 Å): the default float32 export (filter
+    tables) is within 1e-4 of the largest force from the float64 network in plain PyTorch, and
+    no further from it than float32 rounding (the float32 network's own deviation, times 2)."""
+    import ase.io
+
+    from conftest import shared_file
+    from mlpot.deploy.calculator import MLPotCalculator
+    from mlpot.model.config import ModelConfig, build_potential
+
+    fused_library()
+    atoms = ase.io.read(shared_file("water_pbc/water_192.extxyz"), index=0)
+    torch.manual_seed(0)
+    potential = build_potential(ModelConfig(representation="schnet", cutoff=5.0, n_atom_basis=128, n_filters=128,
+                                            n_interactions=3, n_rbf=20), [1, 8])
+    files = {"reference64": ("float64", "reference"), "default32": ("float32", "auto"),
+             "network32": ("float32", "fused")}
+    forces = {}
+    for name, (dtype, kernels) in files.items():
+        metadata = export_model(potential, tmp_path / f"{name}.pt", dtype, kernels=kernels)
+        if name == "default32":
+            assert metadata["kernels"] == "tabulated"
+        frame = atoms.copy()
+        frame.calc = MLPotCalculator(tmp_path / f"{name}.pt")
+        forces[name] = frame.get_forces()
+    exact = forces["reference64"]
+    tables = np.abs(forces["default32"] - exact).max()
+    network = np.abs(forces["network32"] - exact).max()
+    assert tables <= 1e-4 * np.abs(exact).max()
+    assert tables <= 2 * network

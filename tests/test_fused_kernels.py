@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mlpot import ops
+from mlpot.kernels import registry
 from mlpot.kernels.convolutions import FusedConvolution
 from mlpot.model.representations.convolution import ReferenceConvolution
 
@@ -224,15 +225,40 @@ def test_bad_inputs_are_named(change, message):
         torch.ops.mlpot.cfconv(*args)
 
 
+def test_written_out_operators_name_bad_inputs():
+    """The operators of the written-out forces (cfconv_messages, cfconv_filters, the tabulated
+    messages and gradient) name what is wrong with their inputs."""
+    d = torch.rand(6, dtype=torch.float64) + 1.0
+    x = torch.randn(4, 5, dtype=torch.float64)
+    filt = torch.randn(6, 5, dtype=torch.float64)
+    i, j = torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([1, 0, 3, 2, 4, 1])   # j = 4: out of range
+    with pytest.raises(RuntimeError, match="idx_j must be < x.size"):
+        torch.ops.mlpot.cfconv_messages(d, x, i, j, filt, 4.0, 0, 4, True)
+    with pytest.raises(RuntimeError, match="the filter must be"):
+        torch.ops.mlpot.cfconv_messages(d, x, i, j.clamp(max=3), filt[:, :3], 4.0, 0, 4, True)
+    w1 = torch.randn(2, 3, 7, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="weight shapes do not match"):
+        torch.ops.mlpot.cfconv_filters(d, w1, torch.zeros(2, 3, dtype=torch.float64),
+                                       torch.randn(2, 5, 3, dtype=torch.float64), torch.zeros(2, 5, dtype=torch.float64),
+                                       torch.linspace(0, 4, 6, dtype=torch.float64), -1.0, 4.0)
+    table = torch.randn(10, 30, dtype=torch.float64)   # 10 intervals of 0.4 Å, 6F coefficients
+    with pytest.raises(RuntimeError, match="idx_j must be < x.size"):
+        torch.ops.mlpot.cfconv_tabulated_messages(d, x, i, j, table, 0.4, 4.0, 0, 4, True)
+    with pytest.raises(RuntimeError, match="table must be"):
+        torch.ops.mlpot.cfconv_tabulated_messages(d, x, i, j.clamp(max=3), table[:, :12], 0.4, 4.0, 0, 4, True)
+    with pytest.raises(RuntimeError, match="go must be"):
+        torch.ops.mlpot.cfconv_tabulated_gradient(d, x, i, j.clamp(max=3), table, x[:3], 0.4, 4.0, 0, 4, True)
+
+
 def test_swapping_kernels_keeps_state_dict_and_scripts():
     from mlpot.model.config import ModelConfig, build_potential
 
     potential = build_potential(ModelConfig(n_atom_basis=8, n_filters=8, n_interactions=2, n_rbf=5, cutoff=3.0), [1, 8])
     keys = set(potential.state_dict())
-    assert ops.use_fused_kernels(potential) == 2 and ops.uses_fused_kernels(potential)
+    assert registry.use_fused_kernels(potential) == 2 and registry.uses_fused_kernels(potential)
     assert set(potential.state_dict()) == keys
     torch.jit.script(potential)
-    assert ops.use_fused_kernels(potential, fused=False) == 2 and not ops.uses_fused_kernels(potential)
+    assert registry.use_fused_kernels(potential, fused=False) == 2 and not registry.uses_fused_kernels(potential)
 
 
 # --- tabulated filters ---------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """The per-layer methods of an exported SchNet model (embed, interaction, readout: what the
-LAMMPS plugin's feature exchange calls) against the model's forward: energy, per-atom
-energies, forces and virial from a layer-by-layer evaluation with an edge-vector virial.
-No LAMMPS needed."""
+LAMMPS plugin's feature exchange calls for a file without the written-out layers) against the
+model's forward: energy, per-atom energies, forces and virial from a layer-by-layer evaluation
+with an edge-vector virial, directed edges and two-way pairs, n_targets < N. The written-out
+layers (interaction_forward / _backward, readout_gradient) are checked in the physics suite,
+tests/test_physics.py: per_layer_driver drives them as the plugin does, lammps_exchange runs
+them in LAMMPS (two-way pairs, ghost atoms). No LAMMPS needed here."""
 import pytest
 import torch
 from ase.build import bulk, molecule
@@ -124,61 +127,25 @@ def test_metadata_names_the_message_passing_export():
     assert not hasattr(script_potential(wacsf, "float64"), "interaction")
 
 
-def written_out_layers(module, batch, n_interactions, n_targets):
-    """Energy of atoms < n_targets and ∂E/∂r_e [E, 3] by interaction_forward / _backward and
-    readout_gradient (no autograd), edges into atoms < n_targets, pairs of two such atoms once."""
-    shifts = batch[K.EDGE_SHIFTS] @ batch[K.CELL].reshape(3, 3)
-    edges, shifts, n_two_way = one_way_then_pairs(batch[K.EDGE_INDEX], shifts, n_targets)
-    positions = batch[K.POSITIONS]
-    vectors = positions[edges[1]] - positions[edges[0]] + shifts
-    numbers = batch[K.ATOMIC_NUMBERS]
-    n = numbers.shape[0]
-    h = module.embed(numbers)
-    saved = []
-    for t in range(n_interactions):
-        out = module.interaction_forward(t, h, vectors, edges, n_targets, n_two_way)
-        saved.append(out[1:])
-        # the next layer's ghost rows: here the same full layer (no exchange needed for the test)
-        h = torch.cat([out[0], module.interaction(t, h, vectors, edges, n, 0)[n_targets:]]) \
-            if t + 1 < n_interactions else out[0]
-    energies, g = module.readout_gradient(h, numbers[:n_targets])
-    grad = torch.zeros_like(vectors)
-    for t in range(n_interactions - 1, -1, -1):
-        g_h, g_vectors = module.interaction_backward(t, g, saved[t], vectors, edges, n_targets, n_two_way, n)
-        grad = grad + g_vectors
-        g = g_h[:n_targets]   # the ghost rows would go back to their owners; none here
-    return edges, vectors, n_two_way, energies, grad
-
-
 @pytest.mark.parametrize("kernels", ["fused", "tabulated"])
-def test_written_out_layers_equal_autograd(kernels):
-    """interaction_forward / interaction_backward / readout_gradient (what the plugin's exchange
-    path runs without an autograd graph) give the per-atom energies and ∂E/∂r_e of interaction /
-    readout by autograd to float64 rounding, with one-way and two-way edges and n_targets < N."""
+def test_written_out_layer_out_of_range_is_named(kernels):
+    """interaction_forward of a layer the model does not have stops with a message. (That the
+    written-out layers give the energy's gradient, with two-way pairs and ghost atoms: the physics
+    suite, tests/test_physics.py, engines per_layer_driver and lammps_exchange.)"""
+    from mlpot import ops
     from mlpot.deploy.export import scripted_with_kernels
 
+    if not ops.available():
+        pytest.skip(f"fused kernels not available: {ops.error()}")
     module = scripted_with_kernels(tiny(), "float64", kernels, 0.0)[0]
     assert hasattr(module, "interaction_backward")
     batch = atoms_to_batch(structures()["si_cell"], CUTOFF, dtype=torch.float64)
-    for n_targets in (batch[K.ATOMIC_NUMBERS].shape[0], 7):
-        edges, vectors, n_two_way, energies, grad = written_out_layers(module, batch, 2, n_targets)
-        assert n_two_way > 0
-        # autograd through interaction / readout on the same edges; h_1 of atoms >= n_targets from
-        # the full layer, as above, and ∂E/∂h_1 of those rows dropped, as above
-        v = vectors.clone().requires_grad_(True)
-        numbers = batch[K.ATOMIC_NUMBERS]
-        n = numbers.shape[0]
-        h0 = module.embed(numbers)
-        h1 = module.interaction(0, h0, v, edges, n_targets, n_two_way)
-        rest = module.interaction(0, h0, vectors, edges, n, 0)[n_targets:]
-        h2 = module.interaction(1, torch.cat([h1, rest]), v, edges, n_targets, n_two_way)
-        reference = module.readout(h2, numbers[:n_targets])
-        reference.sum().backward()
-        assert (energies - reference.detach()).abs().max() < 1e-12
-        assert v.grad.abs().max() > 0.05
-        assert (grad - v.grad).abs().max() < 1e-12
+    edges = batch[K.EDGE_INDEX]
+    vectors = (batch[K.POSITIONS][edges[1]] - batch[K.POSITIONS][edges[0]]
+               + batch[K.EDGE_SHIFTS] @ batch[K.CELL].reshape(3, 3))
+    h = module.embed(batch[K.ATOMIC_NUMBERS])
     with pytest.raises(Exception, match="out of range"):
-        module.interaction_forward(2, h0, vectors, edges, n, 0)
+        module.interaction_forward(2, h, vectors, edges, h.shape[0], 0)
 
 
 def test_reference_kernels_have_no_written_out_layers():

@@ -1,8 +1,12 @@
 """One physics suite for every model and engine: SchNet (PyTorch kernels, mlpot's fused C++
 kernels and its tabulated-filter kernels), wACSF and ACSF, and the engines users run (exported
-autograd, the written-out chain rule with fused and tabulated kernels, the stacked committee and
-the per-layer methods driven as LAMMPS drives them: tests/engines.py), in float32 and float64.
-`-k written_out`, `-k committee_stacked`, `-k per_layer_driver` select an engine.
+autograd, the written-out chain rule with fused and tabulated kernels, the stacked committee,
+the per-layer methods driven as LAMMPS drives them, and the LAMMPS plugin itself in this process
+with `pair_style mlpot exchange` and `shell`: tests/engines.py), in float32 and float64.
+`-k written_out`, `-k committee_stacked`, `-k per_layer_driver`, `-k lammps_exchange`,
+`-k lammps_shell` select an engine. The LAMMPS engines skip where the lammps package or cmake
+(to build the plugin) is missing; every engine skips the checks of a batch interface it only
+imitates (several structures in one call, Hessian by double backward, TorchScript, dipole, NVE).
 
 Tiny models with random weights, random reference energies, scale and shift (and, for
 symmetry functions, a fitted standardisation), so every path of the Potential is used.
@@ -16,12 +20,14 @@ from ase import Atoms
 from ase.build import molecule
 
 from mlpot import keys as K
+from mlpot import ops
 from mlpot.data import atoms_to_batch, atoms_to_graph
+from mlpot.kernels import registry
 from mlpot.model.config import ModelConfig, build_potential
 from mlpot.data.neighbors import neighbor_list
 from mlpot.model.exported import ExportedForward
 
-from engines import ENGINES, Engine
+from engines import ENGINES, LAMMPS_ENGINES, Engine, LammpsEngine, lammps_available
 
 SPECIES = [1, 6, 8, 14]
 CUTOFF = 3.0  # Å
@@ -77,8 +83,6 @@ def build_tiny(representation, seed=7):
     it use the composite one)."""
     kernels = representation.split("_")[1] if representation.startswith("schnet_") else "reference"
     if kernels != "reference":
-        from mlpot import ops
-
         if not ops.available():
             pytest.skip(f"fused kernels not available: {ops.error()}")
         representation = "schnet"
@@ -98,9 +102,9 @@ def build_tiny(representation, seed=7):
         model.representation.fit_standardization([atoms_to_graph(a, CUTOFF) for a in structures])
     if kernels != "reference":
         if kernels == "fused":
-            ops.use_fused_kernels(model)
+            registry.use_fused_kernels(model)
         else:
-            ops.use_tabulated_kernels(model)
+            registry.use_tabulated_kernels(model)
         for parameter in model.parameters():
             parameter.requires_grad_(False)
     return model
@@ -116,10 +120,10 @@ class EngineSpec:
 @pytest.fixture(scope="module", params=REPRESENTATIONS + ENGINES)
 def model64(request):
     if request.param in ENGINES:
-        from mlpot import ops
-
         if not ops.available():
             pytest.skip(f"fused kernels not available: {ops.error()}")
+        if request.param in LAMMPS_ENGINES:
+            lammps_available()
         return EngineSpec(request.param)
     return build_tiny(request.param)
 
@@ -135,7 +139,12 @@ def dtype(request):
 
 
 @pytest.fixture(scope="module")
-def model(model64, dtype):
+def model(model64, dtype, request, tmp_path_factory):
+    if isinstance(model64, EngineSpec) and model64.name in LAMMPS_ENGINES:
+        engine = LammpsEngine(model64.name, build_tiny("schnet"), dtype, request.getfixturevalue("plugin"),
+                              tmp_path_factory.mktemp(model64.name))
+        request.addfinalizer(engine.close)
+        return engine
     if isinstance(model64, EngineSpec):
         return Engine(model64.name, build_tiny("schnet"), dtype, second=build_tiny("schnet", seed=8))
     return copy.deepcopy(model64).to(dtype)
@@ -326,6 +335,64 @@ def test_batch_equals_members(model, dtype):
         close(together[K.DIPOLE][b], alone[K.DIPOLE][0], tol["force"] / 10)
         close(together[K.CHARGES][rows], alone[K.CHARGES], tol["force"] / 10)
         start += len(atoms)
+
+
+# --- rounding: float32 against float64, one file two ways ---------------------------------
+
+@pytest.mark.parametrize("make", [ethanol, triclinic_cell], ids=["molecule", "triclinic"])
+def test_float32_within_rounding_of_float64(model, model64, dtype, make):
+    """float32 forces within 1e-4 of the force scale of the float64 model (for the engines the
+    eager float64 network they were made from, so the tabulated kernels' table error counts too)."""
+    if dtype == torch.float64:
+        pytest.skip("float64 is the reference")
+    atoms = make()
+    references = model.reference64 if isinstance(model, Engine) else [model64]
+    exact = np.mean([evaluate(m, atoms)[K.FORCES].numpy() for m in references], axis=0)
+    got = evaluate(model, atoms)[K.FORCES].numpy()
+    assert np.abs(got - exact).max() <= 1e-4 * np.abs(exact).max()
+
+
+def periodic_ethanol():
+    """Ethanol in a triclinic box smaller than twice the cutoff: images within the cutoff."""
+    atoms = ethanol()
+    atoms.set_cell([[5.5, 0.0, 0.0], [0.6, 5.4, 0.0], [0.3, 0.4, 5.6]])
+    atoms.pbc = True
+    atoms.positions += 1.5
+    return atoms
+
+
+ROUNDING_LAYOUTS = ["molecule", "periodic", "smaller_than_cutoff", "local_atoms", "one_way_edges"]
+
+
+@pytest.mark.parametrize("layout", ROUNDING_LAYOUTS)
+def test_engine_equals_its_second_formulation_to_rounding(model, dtype, layout):
+    """One file two ways, equal to rounding (float64: 1e-10 of each quantity's scale, float32:
+    1e-5): the written-out chain rule and autograd through the same file (written_out_*), the
+    per-layer driver and the file's forward (per_layer_driver), each member of the stack and that
+    member alone (committee_stacked), LAMMPS and the file's forward in Python (lammps_*).
+    local_atoms: the energy of ethanol's first 6 atoms, forces on all 9 (LAMMPS' ghosts, n_local
+    < N); one_way_edges: ethanol without one direction of atom 0's pairs (pairs edge by edge)."""
+    if not isinstance(model, Engine):
+        pytest.skip("an eager model: test_scripted_equals_eager compares it with its scripted self")
+    atoms = {"molecule": ethanol, "periodic": periodic_ethanol, "smaller_than_cutoff": small_cell,
+             "local_atoms": ethanol, "one_way_edges": ethanol}[layout]()
+    positions, numbers, edges, shifts, cell = exported_inputs(atoms, dtype)
+    n_local = 6 if layout == "local_atoms" else len(atoms)
+    if layout == "one_way_edges":
+        keep = edges[0] != 0
+        assert not keep.all()
+        edges, shifts = edges[:, keep], shifts[keep]
+    pairs = model.rounding_pairs(positions, numbers, edges, shifts, cell, torch.tensor(atoms.pbc), n_local,
+                                 complete=layout not in ("local_atoms", "one_way_edges"))
+    if isinstance(pairs, str):
+        pytest.skip(pairs)
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    for got, reference in pairs:
+        assert float(reference["forces"].abs().max()) > 0.05
+        for key in ("energy", "energies", "forces", "virial"):
+            a, b = got[key].detach().double().reshape(-1), reference[key].detach().double().reshape(-1)
+            scale = max(1.0, float(b.abs().max()))
+            assert float((a - b).abs().max()) <= tol * scale, f"{key}: {float((a - b).abs().max()):.3g} (scale {scale:.3g})"
 
 
 # --- TorchScript -------------------------------------------------------------------------

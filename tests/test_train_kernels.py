@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mlpot import ops
+from mlpot.kernels.registry import kernels_of
 from mlpot.train import load_config, train
 from mlpot.train.checkpoint import load_checkpoint
 from mlpot.train import distributed as dist
@@ -17,7 +18,7 @@ def final_weights(folder, data, kernels):
                                                            "ema_decay": 0.0, "checkpoint_every": None})
     trainer = Trainer(load_config(config), dist.setup("cpu"), quiet=True)
     assert trainer.kernels == kernels
-    assert ops.kernels_of(trainer.potential) == kernels and ops.kernels_of(trainer.ema.model) == kernels
+    assert kernels_of(trainer.potential) == kernels and kernels_of(trainer.ema.model) == kernels
     summary = train(load_config(config), quiet=True)
     return load_checkpoint(folder / kernels / "run" / "last.ckpt")["model"], summary
 
