@@ -26,7 +26,7 @@ NO_SPK = "/nonexistent/schnetpack/python"
 # name: (arguments, how a row is named, its figures, True where higher is better)
 BENCHMARKS = {
     "md_speed": (["--threads", "1", "--reps", "20", "--spk-python", NO_SPK],
-                 ("system",), ("schnet", "schnet_fused", "schnet_torch", "wacsf"), False),
+                 ("system",), ("schnet", "schnet_pt2", "schnet_fused", "schnet_torch", "wacsf"), False),
     "committee_speed": ([], ("system", "width", "dtype"), ("one_ms", "serial_ms", "threads2_ms", "stacked_ms"), False),
     "train_speed": (["--threads", "2", "--n-train", "320", "--epochs", "2", "--spk-python", NO_SPK],
                     ("implementation",), ("structures_per_s",), True),

@@ -8,7 +8,8 @@ systems and protocol of ../shared/bench/md_speed.py, side by side in one run.
 mlpot SchNet runs as `mlpot export` writes it by default in float32 (filter networks as quintic
 splines, tables whose error lies far below float32 rounding: benchmarks/tabulated_error.py
 measures the forces against the float64 network), with the filter networks evaluated in the
-fused C++ kernels ("fused network"), and with the plain-PyTorch reference kernels.
+fused C++ kernels ("fused network"), and with the plain-PyTorch reference kernels; the default
+SchNet also as a `.pt2` package (torch.export + AOTInductor, mlpot.deploy.pt2), compiled here.
 
 Architecture (the SchNet paper's MD17 setup, as in the reference script): SchNet with 128
 atom features, 128 filters, 3 interactions, 20 Gaussians, cosine cutoff 5 Å, float32; wACSF
@@ -97,6 +98,15 @@ def export_mlpot_models(folder: Path) -> dict[str, Path]:
         paths[name] = folder / f"{name}.pt"
         export_model(build_potential(cfg, SPECIES), paths[name], "float32", training_data="random weights",
                      kernels=kernels)
+    try:   # the same SchNet as "schnet", compiled by AOTInductor into a .pt2 package
+        from mlpot.deploy.pt2 import export_pt2
+
+        torch.manual_seed(0)
+        paths["schnet_pt2"] = folder / "schnet.pt2"
+        export_pt2(build_potential(schnet, SPECIES), paths["schnet_pt2"], "float32", training_data="random weights")
+    except Exception as exc:   # noqa: BLE001 — reported, the other columns still run
+        print(f"no .pt2 column: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
+        paths.pop("schnet_pt2", None)
     return paths
 
 
@@ -165,7 +175,8 @@ def available_memory_mb() -> float:
 
 
 def format_table(rows: list[dict], have_spk: bool) -> str:
-    head = ("| system | atoms | mlpot SchNet s/call | SchNetPack s/call | SchNetPack / mlpot | "
+    head = ("| system | atoms | mlpot SchNet s/call | SchNet .pt2 s/call | .pt / .pt2 | SchNetPack s/call | "
+            "SchNetPack / mlpot | SchNetPack / .pt2 | "
             "fused network s/call | SchNetPack / fused | PyTorch kernels s/call | "
             "wACSF s/call | SchNet µs/atom | peak MB |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -175,8 +186,11 @@ def format_table(rows: list[dict], have_spk: bool) -> str:
         ratio = (r["spk"] / r["schnet"]) if (r.get("spk") and r.get("schnet")) else None
         ratio_fused = (r["spk"] / r["schnet_fused"]) if (r.get("spk") and r.get("schnet_fused")) else None
         per_atom = 1e6 * r["schnet"] / r["atoms"] if r.get("schnet") else None
-        lines.append(f"| {r['system']} | {r['atoms']} | {fmt(r.get('schnet'))} | {fmt(r.get('spk'))} | "
-                     f"{fmt(ratio, '{:.2f}×')} | {fmt(r.get('schnet_fused'))} | {fmt(ratio_fused, '{:.2f}×')} | "
+        pt2 = (r["schnet"] / r["schnet_pt2"]) if (r.get("schnet") and r.get("schnet_pt2")) else None
+        ratio_pt2 = (r["spk"] / r["schnet_pt2"]) if (r.get("spk") and r.get("schnet_pt2")) else None
+        lines.append(f"| {r['system']} | {r['atoms']} | {fmt(r.get('schnet'))} | {fmt(r.get('schnet_pt2'))} | "
+                     f"{fmt(pt2, '{:.2f}×')} | {fmt(r.get('spk'))} | {fmt(ratio, '{:.2f}×')} | "
+                     f"{fmt(ratio_pt2, '{:.2f}×')} | {fmt(r.get('schnet_fused'))} | {fmt(ratio_fused, '{:.2f}×')} | "
                      f"{fmt(r.get('schnet_torch'))} | {fmt(r.get('wacsf'))} | {fmt(per_atom, '{:.1f}')} | "
                      f"{fmt(r.get('peak_mb'), '{:.0f}')} |")
     if not have_spk:
@@ -233,10 +247,14 @@ def measure(args, systems: list[str], models: dict[str, Path], have_spk: bool) -
                 print(f"skipping {system}: ~{need:.0f} MB needed (from Si 13824), "
                       f"{available_memory_mb():.0f} MB available", file=sys.stderr)
                 continue
-        runs: dict[str, list[dict]] = {"schnet": [], "schnet_fused": [], "schnet_torch": [], "spk": [], "wacsf": []}
+        runs: dict[str, list[dict]] = {"schnet": [], "schnet_pt2": [], "schnet_fused": [], "schnet_torch": [],
+                                       "spk": [], "wacsf": []}
         for _ in range(args.rounds):
             r = run_worker(sys.executable, "mlpot", system, reps, args.threads, models["schnet"])
             runs["schnet"] += [r] if r else []
+            if "schnet_pt2" in models:
+                r = run_worker(sys.executable, "mlpot", system, reps, args.threads, models["schnet_pt2"])
+                runs["schnet_pt2"] += [r] if r else []
             if not large or args.large_torch:
                 r = run_worker(sys.executable, "mlpot", system, reps, args.threads, models["schnet_torch"])
                 runs["schnet_torch"] += [r] if r else []

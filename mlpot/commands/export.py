@@ -1,5 +1,5 @@
-"""`mlpot export RUN/best.ckpt -o model.pt (or RUN: a committee run writes model_0.pt, model_1.pt, ...) [--dtype float32|float64] [--kernels auto|fused|reference|tabulated]`: a training checkpoint ->
-one TorchScript file with its metadata (docs/exported_model.md)."""
+"""`mlpot export RUN/best.ckpt -o model.pt (or RUN: a committee run writes model_0.pt, model_1.pt, ...) [--dtype float32|float64] [--kernels auto|fused|reference|tabulated] [--format torchscript|pt2]`: a training checkpoint ->
+one TorchScript file (.pt) or one AOTInductor package (.pt2) with its metadata (docs/exported_model.md)."""
 import sys
 from pathlib import Path
 
@@ -20,6 +20,11 @@ def add_arguments(parser):
     parser.add_argument("--table-spacing", type=float, default=0.0,
                         help="knot spacing of the tables, Å (default: the coarsest of 0.02, 0.01, ... whose "
                              "error is within 1e-8 of the filters' largest value and slope)")
+    parser.add_argument("--format", choices=("torchscript", "pt2"), default=None,
+                        help="torchscript: one TorchScript file (.pt; every model, ASE and LAMMPS); pt2: torch.export "
+                             "compiled by AOTInductor for this machine kind (SchNet with fused or tabulated kernels, "
+                             "ASE; lower cost per call; docs/exported_model.md). Default: from -o's extension "
+                             "(.pt2: pt2, else torchscript)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
     parser.add_argument("--training-data", default=None,
                         help="where the training data came from (default: from the checkpoint's config)")
@@ -53,6 +58,18 @@ def export_targets(source: str, output: str) -> list:
     return [(str(path), str(out))]
 
 
+def file_format(output: str, requested: str | None) -> str:
+    """"torchscript" or "pt2" for `-o output [--format requested]`; ValueError where the file's
+    name would disagree with its kind."""
+    suffix_kind = "pt2" if Path(output).suffix == ".pt2" else "torchscript"
+    kind = requested or suffix_kind
+    if kind != suffix_kind:
+        wanted = ".pt2" if kind == "pt2" else ".pt"
+        raise ValueError(f"-o {output} with --format {kind}: a {kind} file's name must end in {wanted} "
+                         f"(a file's name must say its kind); use -o {Path(output).with_suffix(wanted).name}")
+    return kind
+
+
 def _fail(message) -> int:
     print(f"mlpot export: error: {message}", file=sys.stderr)
     return 2
@@ -60,12 +77,14 @@ def _fail(message) -> int:
 
 def run(args) -> int:
     # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
-    from mlpot.deploy.export import export_model
+    from mlpot.deploy.export import ModelFileError, export_model
+    from mlpot.deploy.pt2 import export_pt2
     from mlpot.deploy.metadata import format_metadata
 
     try:
+        kind = file_format(args.output, args.format)
         targets = export_targets(args.checkpoint, args.output)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         return _fail(err)
     existing = [out for _, out in targets if Path(out).exists()]
     if existing and not args.force:
@@ -81,9 +100,12 @@ def run(args) -> int:
             training_data = args.training_data or training_data_of(checkpoint)
         except CheckpointError as err:
             return _fail(err)
+        write = export_pt2 if kind == "pt2" else export_model
         try:
-            metadata = export_model(potential, output, args.dtype, training_data=training_data,
-                                    kernels=args.kernels, table_spacing=args.table_spacing)
+            metadata = write(potential, output, args.dtype, training_data=training_data,
+                             kernels=args.kernels, table_spacing=args.table_spacing)
+        except ModelFileError as err:   # a model a .pt2 cannot hold yet, or a package that fails its check
+            return _fail(err)
         except RuntimeError as err:   # kernels that are not available (a compiler error, no compiler)
             return _fail(f"{str(err).splitlines()[0][:300]}; try --kernels reference (plain PyTorch)")
         print(f"wrote {output}")

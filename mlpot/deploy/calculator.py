@@ -285,7 +285,10 @@ class MLPotCalculator(Calculator):
         atoms = self.atoms if atoms is None else atoms
         if atoms is None:
             raise ValueError("get_hessian needs atoms: call get_hessian(atoms)")
-        for path, module in zip(self.model_paths, self.modules):
+        for path, module, metadata in zip(self.model_paths, self.modules, self.metadatas):
+            if metadata.get("file_format") == "pt2":
+                raise ValueError(f"{path}: Hessians need a TorchScript file (autograd through the model); export "
+                                 "one with `mlpot export CKPT -o model.pt --dtype float64`")
             if getattr(module, "potential", None) is None:
                 raise ValueError(f"{path} has no scripted `potential` submodule; re-export it with `mlpot export`")
         if self.dtype != torch.float64:

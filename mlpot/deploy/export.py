@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from mlpot.deploy.pt2_model import is_pt2_archive, load_pt2, pt2_metadata_text
 from mlpot.deploy.metadata import DTYPES, KERNELS, METADATA_NAME, build_metadata, check_metadata, message_passing
 from mlpot.kernels import filter_tables
 from mlpot.kernels.registry import apply_kernels, available, choose_for_export, unavailable_reason
@@ -61,6 +62,15 @@ def scripted_with_kernels(potential, dtype: str, kernels: str,
     """(script_potential's module, the kernels chosen, the tables' metadata: table_spacing and
     table_error, or {}). "auto" keeps the network (fused) when no spacing down to
     filter_tables.FINEST_SPACING brings the tables within filter_tables.TOLERANCE."""
+    wrapped, chosen, tables = wrapped_with_kernels(potential, dtype, kernels, table_spacing)
+    return torch.jit.script(wrapped), chosen, tables
+
+
+def wrapped_with_kernels(potential, dtype: str, kernels: str,
+                         table_spacing: float) -> tuple[torch.nn.Module, str, dict[str, Any]]:
+    """scripted_with_kernels before scripting: (the eager exported wrapper of a copy of
+    `potential` — ExportedSchNet, ExportedPerLayer, ExportedSymmetryFunctions or ExportedForward —,
+    the kernels chosen, the tables' metadata with "provides")."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     model = copy.deepcopy(potential).to(device="cpu", dtype=TORCH_DTYPES[dtype]).eval()
@@ -80,7 +90,7 @@ def scripted_with_kernels(potential, dtype: str, kernels: str,
     if wrapper is ExportedPerLayer and written_out_forces_apply(model):
         wrapper = ExportedSchNet      # forces by the chain rule written out (mlpot/kernels/written_out.py)
     tables = {**tables, "provides": provides(wrapper, model)}
-    return torch.jit.script(wrapper(model)), chosen, tables
+    return wrapper(model), chosen, tables
 
 
 def provides(wrapper, model) -> dict[str, Any]:
@@ -124,10 +134,18 @@ def read_metadata(path) -> dict[str, Any]:
     try:
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_NAME}")]
-            if not names:
+            compiled = None
+            if not names and is_pt2_archive(archive.namelist()):
+                try:
+                    text, compiled = pt2_metadata_text(archive, METADATA_NAME)
+                except KeyError:
+                    raise ValueError(f"{path}: a .pt2 package, but not an mlpot model file (no {METADATA_NAME} "
+                                     "inside); write one with `mlpot export -o model.pt2`") from None
+            elif not names:
                 raise ValueError(f"{path}: not an mlpot model file (no {METADATA_NAME} inside); "
                                  "write one with `mlpot export`")
-            text = archive.read(names[0]).decode("utf-8")
+            else:
+                text = archive.read(names[0]).decode("utf-8")
             damaged = archive.testzip()      # torch.jit.load does not check the entries' CRC-32
     except zipfile.BadZipFile:
         if path.read_bytes()[:2] == b"PK":
@@ -144,6 +162,9 @@ def read_metadata(path) -> dict[str, Any]:
         raise ValueError(f"{path}: not an mlpot model file ({METADATA_NAME} is not valid JSON: {err})") from None
     if not isinstance(metadata, dict):
         raise ValueError(f"{path}: not an mlpot model file ({METADATA_NAME} is not a JSON object)")
+    if compiled is not None:   # what AOTInductor recorded of the machine the package was compiled on
+        metadata.setdefault("compiled_for", {}).update(
+            {"device": compiled.get("AOTI_DEVICE_KEY", "cpu"), "cpu_isa": compiled.get("AOTI_CPU_ISA", "")})
     return check_metadata(metadata, str(path))
 
 
@@ -170,6 +191,8 @@ def load_model(path, device: str | torch.device = "cpu") -> tuple[torch.jit.Scri
     if kernel in KERNELS and not available(kernel):
         raise RuntimeError(f"{path} uses mlpot's {kernel} kernels, which are not available here "
                            f"({unavailable_reason()}); re-export the model with `mlpot export --kernels reference`")
+    if metadata.get("file_format") == "pt2":
+        return load_pt2(path, metadata, device), metadata
     try:
         module = torch.jit.load(str(path), map_location=device)
     except RuntimeError as exc:

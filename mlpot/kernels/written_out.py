@@ -333,9 +333,17 @@ class WrittenOutSchNet(nn.Module):
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                 shift_vectors: torch.Tensor, n_local: int, compute_virial: bool,
                 compute_atom_virial: bool = False) -> Dict[str, torch.Tensor]:
+        idx_i, idx_j, vectors, n_two_way = edges_for_messages(positions, edge_index, shift_vectors,
+                                                              positions.shape[0], self.use_pairs)
+        return self.forward_edges(positions, atomic_numbers, idx_i, idx_j, vectors, n_two_way, n_local,
+                                  compute_virial, compute_atom_virial)
+
+    def forward_edges(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, idx_i: torch.Tensor,
+                      idx_j: torch.Tensor, vectors: torch.Tensor, n_two_way: int, n_local: int,
+                      compute_virial: bool, compute_atom_virial: bool = False) -> Dict[str, torch.Tensor]:
+        """forward on edges already chosen (edges_for_messages): idx_i, idx_j [E'], vectors
+        r_j − r_i + S [E', 3] Å, the first n_two_way sending messages both ways."""
         n_atoms = positions.shape[0]
-        idx_i, idx_j, vectors, n_two_way = edges_for_messages(positions, edge_index, shift_vectors, n_atoms,
-                                                              self.use_pairs)
         d = torch.linalg.norm(vectors, dim=1)
         dc = d.to(self.embedding.dtype)
         n_t = self.n_interactions

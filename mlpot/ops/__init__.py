@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from mlpot.ops.build import build_library
+from mlpot.ops.fake_kernels import register_fake_kernels
 
 _loaded: Path | None = None
 _error: str | None = None
@@ -29,6 +30,7 @@ def load() -> Path:
     if _loaded is None:
         path = build_library()
         torch.ops.load_library(str(path))
+        register_fake_kernels()       # so that torch.export can trace the operators
         _loaded = path
     return _loaded
 

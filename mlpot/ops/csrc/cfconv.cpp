@@ -424,12 +424,17 @@ TORCH_LIBRARY(mlpot, m) {
         "Tensor b2, Tensor centers, float coeff, float cutoff, int n_two_way, int n_out) -> Tensor",
         &cfconv_composite_op);
   m.def("cfconv_filters(Tensor d, Tensor w1, Tensor b1, Tensor w2, Tensor b2, Tensor centers, float coeff, "
-        "float cutoff) -> (Tensor, Tensor)",
-        &cfconv_filters);
+        "float cutoff) -> (Tensor, Tensor)");
   m.def("cfconv_messages(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor filter, float cutoff, "
-        "int n_two_way, int n_out, bool check_edges=True) -> Tensor",
-        &cfconv_messages);
+        "SymInt n_two_way, SymInt n_out, bool check_edges=True) -> Tensor");
   m.def("cfconv_gradient(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor filter, Tensor slope, Tensor go, "
-        "float cutoff, int n_two_way, int n_out, bool want_x) -> (Tensor, Tensor)",
-        &cfconv_gradient);
+        "float cutoff, SymInt n_two_way, SymInt n_out, bool want_x) -> (Tensor, Tensor)");
+}
+
+// the CPU kernels of the operators above whose schema is declared alone: a kernel for the
+// CPU key (not a catch-all) lets torch.export trace them with their fake kernels (mlpot/ops/fake_kernels.py)
+TORCH_LIBRARY_IMPL(mlpot, CPU, m) {
+  m.impl("cfconv_filters", &cfconv_filters);
+  m.impl("cfconv_messages", &cfconv_messages);
+  m.impl("cfconv_gradient", &cfconv_gradient);
 }

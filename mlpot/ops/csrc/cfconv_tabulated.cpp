@@ -344,9 +344,14 @@ TORCH_LIBRARY_FRAGMENT(mlpot, m) {
         "float spacing, float cutoff, int n_two_way, int n_out) -> Tensor",
         &cfconv_tabulated_composite);
   m.def("cfconv_tabulated_messages(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor table, "
-        "float spacing, float cutoff, int n_two_way, int n_out, bool check_edges=True) -> Tensor",
-        &cfconv_tabulated_messages);
+        "float spacing, float cutoff, SymInt n_two_way, SymInt n_out, bool check_edges=True) -> Tensor");
   m.def("cfconv_tabulated_gradient(Tensor d, Tensor x, Tensor idx_i, Tensor idx_j, Tensor table, Tensor go, "
-        "float spacing, float cutoff, int n_two_way, int n_out, bool want_x) -> (Tensor, Tensor)",
-        &cfconv_tabulated_gradient);
+        "float spacing, float cutoff, SymInt n_two_way, SymInt n_out, bool want_x) -> (Tensor, Tensor)");
+}
+
+// the CPU kernels of the operators above whose schema is declared alone: a kernel for the
+// CPU key (not a catch-all) lets torch.export trace them with their fake kernels (mlpot/ops/fake_kernels.py)
+TORCH_LIBRARY_IMPL(mlpot, CPU, m) {
+  m.impl("cfconv_tabulated_messages", &cfconv_tabulated_messages);
+  m.impl("cfconv_tabulated_gradient", &cfconv_tabulated_gradient);
 }

@@ -79,6 +79,11 @@ std::tuple<torch::Tensor, torch::Tensor> pair_repulsion(const torch::Tensor& d, 
 
 TORCH_LIBRARY_FRAGMENT(mlpot, m) {
   m.def("pair_repulsion(Tensor d, Tensor numbers, Tensor idx_i, Tensor idx_j, Tensor element_index, Tensor radius, "
-        "Tensor strength, Tensor weight, int n_two_way) -> (Tensor, Tensor)",
-        &pair_repulsion);
+        "Tensor strength, Tensor weight, SymInt n_two_way) -> (Tensor, Tensor)");
+}
+
+// the CPU kernels of the operators above whose schema is declared alone: a kernel for the
+// CPU key (not a catch-all) lets torch.export trace them with their fake kernels (mlpot/ops/fake_kernels.py)
+TORCH_LIBRARY_IMPL(mlpot, CPU, m) {
+  m.impl("pair_repulsion", &pair_repulsion);
 }

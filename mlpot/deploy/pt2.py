@@ -1,0 +1,145 @@
+"""Export a Potential as a `.pt2` file: the written-out SchNet engine traced with torch.export
+(dynamic numbers of atoms and pairs) and compiled ahead of time by AOTInductor into one package,
+mlpot's metadata inside (the same JSON as a TorchScript file's, plus "file_format": "pt2" and
+"compiled_for"). A file that outlives TorchScript, and a lower fixed cost per call.
+
+What a `.pt2` holds today: SchNet with fused or tabulated kernels and an atom-wise energy head
+(what `mlpot export` writes by default), a whole structure per call (MLPotCalculator). Not yet:
+wACSF / ACSF and dipole heads, per-atom virials, committees as one package, the LAMMPS plugin;
+those take the TorchScript file (.pt). A package is compiled for one machine kind (CPU, its
+instruction set): compile it again from the checkpoint on another kind.
+
+Before the file is written, the compiled package is compared with the eager model on two
+structures (a molecule and a periodic cell smaller than the cutoff): energies, forces and virial
+must agree to float rounding (1e-10 of each output's scale in float64, 1e-5 in float32).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlpot.data.neighbors import neighbor_list_arrays
+from mlpot.deploy.export import TORCH_DTYPES, ModelFileError, wrapped_with_kernels
+from mlpot.deploy.metadata import METADATA_NAME, build_metadata
+from mlpot.deploy.pt2_model import PT2_SUFFIX, Pt2Model
+from mlpot.kernels.written_out import ExportedSchNet
+
+TOLERANCE = {"float64": 1e-10, "float32": 1e-5}   # of each output's largest magnitude
+OUTPUTS = ("energy", "forces", "energies", "virial")
+
+
+class Pt2Graph(nn.Module):
+    """What is traced: the written-out engine of an ExportedSchNet on one edge per unordered pair
+    (each sending its message both ways), every atom local. Inputs and outputs:
+    mlpot.deploy.pt2_model."""
+
+    def __init__(self, exported: ExportedSchNet):
+        super().__init__()
+        self.engine = exported.engine
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, pair_index: torch.Tensor,
+                shift_vectors: torch.Tensor):
+        vectors = positions[pair_index[1]] - positions[pair_index[0]] + shift_vectors
+        out = self.engine.forward_edges(positions, atomic_numbers, pair_index[0], pair_index[1], vectors,
+                                        pair_index.shape[1], positions.shape[0], True)
+        return out["energy"], out["forces"], out["energies"], out["virial"]
+
+
+def check_structures(species: list[int], cutoff: float, dtype: torch.dtype) -> list[tuple]:
+    """The export's example and check inputs: (positions, atomic_numbers, edge_index,
+    shift_vectors, cell) of a 9-atom cluster of the model's elements, and of 5 of its atoms in a
+    periodic cubic cell of edge 0.6 × cutoff (images within the cutoff)."""
+    rng = np.random.default_rng(0)
+    positions = []
+    while len(positions) < 9:       # at least 1 Å apart, within 3.5 Å of the centre
+        p = rng.uniform(-3.5, 3.5, 3)
+        if np.linalg.norm(p) < 3.5 and all(np.linalg.norm(p - q) > 1.0 for q in positions):
+            positions.append(p)
+    numbers = np.array([species[k % len(species)] for k in range(9)])
+    cases = []
+    for n, cell, pbc in ((9, np.zeros((3, 3)), False), (5, np.eye(3) * 0.6 * cutoff, True)):
+        pos = np.array(positions[:n]) % (0.6 * cutoff) if pbc else np.array(positions[:n])
+        i, j, shifts = neighbor_list_arrays(pos, cell, [pbc] * 3, cutoff)
+        cases.append((torch.tensor(pos, dtype=dtype), torch.tensor(numbers[:n], dtype=torch.long),
+                      torch.tensor(np.stack([i, j]), dtype=torch.long),
+                      torch.tensor(shifts @ cell, dtype=dtype), torch.tensor(cell, dtype=dtype)))
+    return cases
+
+
+def largest_deviation(compiled: dict, eager: dict) -> tuple[str, float]:
+    """(the output, its largest deviation relative to its largest magnitude) of two results."""
+    worst = ("energy", 0.0)
+    for key in OUTPUTS:
+        a, b = compiled[key].double(), eager[key].double()
+        scale = max(float(b.abs().max()), 1e-12) if b.numel() else 1.0
+        deviation = float((a - b).abs().max()) / scale if b.numel() else 0.0
+        if deviation > worst[1]:
+            worst = (key, deviation)
+    return worst
+
+
+def export_pt2(potential, path, dtype: str = "float32", training_data: str = "unknown",
+               metadata_extra: dict[str, Any] | None = None, kernels: str = "auto",
+               table_spacing: float = 0.0) -> dict[str, Any]:
+    """Write `potential` to `path` (ending in .pt2) as an AOTInductor package; returns the
+    metadata written. Arguments as mlpot.deploy.export.export_model. ModelFileError (one line)
+    for a model a `.pt2` cannot hold yet, or a package that disagrees with the eager model."""
+    with warnings.catch_warnings():
+        # the filter tables' derivatives (torch.func.jvp) and torch.export load torch's own jvp
+        # decompositions and inductor imports torch.utils.mkldnn, which torch itself scripts: mlpot
+        # scripts nothing here
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+        return _export_pt2(potential, Path(path), dtype, training_data, metadata_extra, kernels, table_spacing)
+
+
+def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_extra: dict[str, Any] | None,
+                kernels: str, table_spacing: float) -> dict[str, Any]:
+    if path.suffix != PT2_SUFFIX:
+        raise ModelFileError(f"{path}: a .pt2 package's name must end in .pt2")
+    wrapped, chosen, tables = wrapped_with_kernels(potential, dtype, kernels, table_spacing)
+    if not isinstance(wrapped, ExportedSchNet):
+        raise ModelFileError(f"{path}: a .pt2 file holds SchNet with fused or tabulated kernels and an energy head "
+                             f"for now (this model: {type(potential.representation).__name__}, {chosen} kernels"
+                             f"{', dipole head' if getattr(potential, 'dipole_head', None) is not None else ''}); "
+                             "export a TorchScript file instead: -o model.pt")
+    extra = dict(metadata_extra or {})
+    extra.update(tables)
+    extra["provides"] = {"per_layer": False, "written_out": True, "n_features": 0, "atom_virial": False,
+                         "extrapolation_grade": False}
+    extra["file_format"] = "pt2"
+    extra["compiled_for"] = {"device": "cpu", "machine": platform.machine()}
+    metadata = build_metadata(potential, dtype, training_data, extra, kernels=chosen)
+
+    graph = Pt2Graph(wrapped).eval()
+    cases = check_structures(sorted(int(z) for z in potential.species), float(potential.cutoff), TORCH_DTYPES[dtype])
+    example = Pt2Model.pair_inputs(*cases[0])
+    atoms = torch.export.Dim("n_atoms", min=2, max=10_000_000)
+    pairs = torch.export.Dim("n_pairs", min=2, max=1_000_000_000)
+    program = torch.export.export(graph, example, dynamic_shapes=({0: atoms}, {0: atoms}, {1: pairs}, {0: pairs}),
+                                  strict=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial{PT2_SUFFIX}")   # the user's file is replaced only when checked
+    try:
+        torch._inductor.aoti_compile_and_package(
+            program, package_path=str(partial),
+            inductor_configs={"aot_inductor.metadata": {METADATA_NAME: json.dumps(metadata)}})
+        compiled = Pt2Model(partial, metadata)
+        for case in cases:
+            eager = wrapped(*case, case[0].shape[0], True)
+            key, deviation = largest_deviation(compiled.forward(*case, case[0].shape[0], True), eager)
+            if deviation > TOLERANCE[dtype]:
+                raise ModelFileError(f"{path}: the compiled package's {key} differs from the model's by {deviation:.1e} "
+                                     f"of its scale (> {TOLERANCE[dtype]:g}); not written. Export a TorchScript file "
+                                     "(-o model.pt) and report this")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return metadata

@@ -1,0 +1,92 @@
+"""A `.pt2` model file loaded: the AOTInductor package written by mlpot.deploy.pt2, behind the
+forward of a TorchScript model file, so that MLPotCalculator runs either.
+
+The package's own model takes a whole structure with one edge per unordered pair:
+    model(positions [N, 3] Å, atomic_numbers [N] int64, pair_index [2, P] int64,
+          shift_vectors [P, 3] Å) -> (energy [1] eV, forces [N, 3] eV/Å, energies [N] eV,
+                                      virial [3, 3] eV)
+Pt2Model.forward takes the full, symmetric edge list of ExportedForward.forward and keeps one edge
+of each pair (torch.ops.mlpot.canonical_edges, the pair rule of the written-out engine).
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+
+from mlpot import ops
+
+PT2_SUFFIX = ".pt2"
+AOTI_METADATA = "wrapper_metadata.json"      # where AOTInductor keeps a package's metadata dict
+
+
+def is_pt2_archive(names: list[str]) -> bool:
+    """Whether the entries of a zip file are an AOTInductor package's."""
+    return any("/data/aotinductor/" in n for n in names)
+
+
+def pt2_metadata_text(archive: zipfile.ZipFile, metadata_name: str) -> tuple[str, dict[str, str]]:
+    """(mlpot's metadata JSON, AOTInductor's own keys such as AOTI_DEVICE_KEY and AOTI_CPU_ISA) of
+    an open package; KeyError when the package holds no mlpot metadata."""
+    for name in archive.namelist():
+        if "/data/aotinductor/" in name and name.endswith(AOTI_METADATA):
+            entries = json.loads(archive.read(name).decode("utf-8"))
+            if metadata_name in entries:
+                aoti = {k: v for k, v in entries.items() if k.startswith("AOTI_")}
+                return entries[metadata_name], aoti
+    raise KeyError(metadata_name)
+
+
+class Pt2Model:
+    """A loaded `.pt2` file with ExportedForward's forward (CPU, whole structures)."""
+
+    original_name = "Pt2Model"
+
+    def __init__(self, path, metadata: Dict[str, Any]):
+        ops.load()                    # the package calls torch.ops.mlpot.*: the library comes first
+        self.path = str(path)
+        self.metadata = metadata
+        self.runner = torch._inductor.aoti_load_package(self.path)
+
+    def eval(self) -> "Pt2Model":
+        return self
+
+    def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
+                shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
+                compute_virial: bool = True, compute_atom_virial: bool = False) -> Dict[str, torch.Tensor]:
+        n_atoms = positions.shape[0]
+        if n_local != n_atoms:
+            raise ValueError(f"{self.path}: a .pt2 file evaluates whole structures (n_local = N); "
+                             "for LAMMPS use a TorchScript file (.pt)")
+        if compute_atom_virial:
+            raise ValueError(f"{self.path}: per-atom virials are not in .pt2 files yet; "
+                             "use a TorchScript file (.pt) for per-atom stresses")
+        energy, forces, energies, virial = self.runner(*self.pair_inputs(positions, atomic_numbers, edge_index,
+                                                                         shift_vectors, cell))
+        return {"energy": energy, "forces": forces, "energies": energies, "virial": virial}
+
+    __call__ = forward
+
+    @staticmethod
+    def pair_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
+                    shift_vectors: torch.Tensor, cell: torch.Tensor) -> tuple:
+        """The package's inputs (positions, atomic_numbers, pair_index [2, P], shift_vectors [P, 3])
+        from a full, symmetric edge list [2, E] (P = E / 2)."""
+        vectors = positions[edge_index[1]] - positions[edge_index[0]] + shift_vectors
+        index, symmetric = torch.ops.mlpot.canonical_edges(edge_index[0], edge_index[1], vectors, positions.shape[0])
+        if not symmetric:
+            raise ValueError("a .pt2 file needs a symmetric edge list (every edge i→j with its j→i), "
+                             "as mlpot's neighbour lists give")
+        return positions, atomic_numbers, edge_index[:, index], shift_vectors.index_select(0, index)
+
+
+def load_pt2(path, metadata: Dict[str, Any], device: str | torch.device = "cpu") -> Pt2Model:
+    """The model of a `.pt2` file whose metadata has been read (mlpot.deploy.export.load_model)."""
+    compiled = metadata.get("compiled_for", {})
+    if torch.device(device).type != compiled.get("device", "cpu"):
+        raise ValueError(f"{path} was compiled for {compiled.get('device', 'cpu')}, not {torch.device(device).type}; "
+                         "compile it again from its checkpoint: mlpot export CKPT -o model.pt2 on that device")
+    return Pt2Model(Path(path), metadata)
