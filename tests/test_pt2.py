@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
 
 from export_helpers import CUTOFF, ethanol, periodic_ethanol, sharpened, tiny_potential
 from mlpot import MLPotCalculator, ops
@@ -56,7 +57,14 @@ def results(path, atoms):
     return out
 
 
-@pytest.mark.parametrize("make", [ethanol, periodic_ethanol], ids=["molecule", "periodic"])
+def water_and_lone_atoms():
+    """Water, an H atom far from everything (no pair) and a lone O: the package's sizes below its
+    examples' (one atom without pairs)."""
+    return Atoms("OH2HO", [[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0], [0, 0, 12.0], [0, 12.0, 0]])
+
+
+@pytest.mark.parametrize("make", [ethanol, periodic_ethanol, water_and_lone_atoms],
+                         ids=["molecule", "periodic", "lone_atoms"])
 def test_pt2_equals_the_torchscript_file(files, make):
     dtype, pt, pt2, _ = files
     atoms = make()

@@ -46,9 +46,8 @@ class Pt2Graph(nn.Module):
         self.engine = exported.engine
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, pair_index: torch.Tensor,
-                shift_vectors: torch.Tensor):
-        vectors = positions[pair_index[1]] - positions[pair_index[0]] + shift_vectors
-        out = self.engine.forward_edges(positions, atomic_numbers, pair_index[0], pair_index[1], vectors,
+                pair_vectors: torch.Tensor):
+        out = self.engine.forward_edges(positions, atomic_numbers, pair_index[0], pair_index[1], pair_vectors,
                                         pair_index.shape[1], positions.shape[0], True)
         return out["energy"], out["forces"], out["energies"], out["virial"]
 

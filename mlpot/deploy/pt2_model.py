@@ -2,11 +2,11 @@
 forward of a TorchScript model file, so that MLPotCalculator runs either.
 
 The package's own model takes a whole structure with one edge per unordered pair:
-    model(positions [N, 3] Å, atomic_numbers [N] int64, pair_index [2, P] int64,
-          shift_vectors [P, 3] Å) -> (energy [1] eV, forces [N, 3] eV/Å, energies [N] eV,
-                                      virial [3, 3] eV)
+    model(positions [N, 3] Å, atomic_numbers [N] int64, pair_index [2, P] int64 (i, j),
+          pair_vectors [P, 3] Å (r_j − r_i + S·cell)) -> (energy [1] eV, forces [N, 3] eV/Å,
+                                                         energies [N] eV, virial [3, 3] eV)
 Pt2Model.forward takes the full, symmetric edge list of ExportedForward.forward and keeps one edge
-of each pair (torch.ops.mlpot.canonical_edges, the pair rule of the written-out engine).
+of each pair (mlpot.kernels.written_out.edges_for_messages, the written-out engine's pair rule).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any, Dict
 import torch
 
 from mlpot import ops
+from mlpot.kernels.written_out import edges_for_messages
 
 PT2_SUFFIX = ".pt2"
 AOTI_METADATA = "wrapper_metadata.json"      # where AOTInductor keeps a package's metadata dict
@@ -73,14 +74,14 @@ class Pt2Model:
     @staticmethod
     def pair_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                     shift_vectors: torch.Tensor, cell: torch.Tensor) -> tuple:
-        """The package's inputs (positions, atomic_numbers, pair_index [2, P], shift_vectors [P, 3])
-        from a full, symmetric edge list [2, E] (P = E / 2)."""
-        vectors = positions[edge_index[1]] - positions[edge_index[0]] + shift_vectors
-        index, symmetric = torch.ops.mlpot.canonical_edges(edge_index[0], edge_index[1], vectors, positions.shape[0])
-        if not symmetric:
+        """The package's inputs (positions, atomic_numbers, pair_index [2, P], pair_vectors [P, 3] Å)
+        from a full, symmetric edge list [2, E] (P = E / 2; the written-out engine's pair rule)."""
+        idx_i, idx_j, vectors, n_two_way = edges_for_messages(positions, edge_index, shift_vectors,
+                                                              positions.shape[0], True)
+        if n_two_way != idx_i.shape[0]:
             raise ValueError("a .pt2 file needs a symmetric edge list (every edge i→j with its j→i), "
                              "as mlpot's neighbour lists give")
-        return positions, atomic_numbers, edge_index[:, index], shift_vectors.index_select(0, index)
+        return positions, atomic_numbers, torch.stack([idx_i, idx_j]), vectors
 
 
 def load_pt2(path, metadata: Dict[str, Any], device: str | torch.device = "cpu") -> Pt2Model:
