@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("mlpot.commands.import_data", "reference data (extxyz, MD17 npz, SchNetPack db, ...) -> store in eV/Å"),
     "lammps": ("mlpot.commands.lammps", "build the LAMMPS plugin (pair_style mlpot) and print its path"),
     "ops": ("mlpot.commands.ops", "the C++ operators as a shared library for libtorch engines: prints its path"),
-    "export": ("mlpot.commands.export", "training checkpoint -> one TorchScript model file with metadata"),
+    "export": ("mlpot.commands.export", "training checkpoint -> one model file with metadata (.pt TorchScript, or .pt2 AOTInductor package)"),
     "info": ("mlpot.commands.info", "print the metadata of an exported model file"),
     "train": ("mlpot.commands.train", "train a potential from a YAML config (checkpoints, resume, torchrun)"),
     "learn": ("mlpot.commands.learn", "active learning: committee MD, label uncertain frames with a reference, retrain"),
