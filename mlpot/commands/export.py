@@ -23,7 +23,7 @@ def add_arguments(parser):
     parser.add_argument("--format", choices=("torchscript", "pt2"), default=None,
                         help="torchscript: one TorchScript file (.pt; every model, ASE and LAMMPS); pt2: torch.export "
                              "compiled by AOTInductor for this machine kind (SchNet with fused or tabulated kernels, "
-                             "ASE; lower cost per call; docs/exported_model.md). Default: from -o's extension "
+                             "ASE; docs/exported_model.md). Default: from -o's extension "
                              "(.pt2: pt2, else torchscript)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
     parser.add_argument("--training-data", default=None,
