@@ -19,6 +19,7 @@ from mlpot.deploy.export import ModelFileError, export_model, read_metadata
 from mlpot.deploy.pt2 import export_pt2
 from mlpot.deploy.pt2_model import load_pt2
 from mlpot.model.config import ModelConfig
+from mlpot.train.evaluate import load_model
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(not ops.available(), reason="mlpot's C++ operators are not available")]
@@ -92,6 +93,15 @@ def test_pt2_forces_are_minus_the_energy_gradient(files):
             energies.append(shifted.get_potential_energy())
         assert forces[atom, axis] == pytest.approx(-(energies[0] - energies[1]) / (2 * h), rel=1e-6, abs=1e-7)
     assert np.abs(forces).max() > 0.1
+
+
+def test_pt2_evaluates_as_the_torchscript_file(files):
+    """mlpot eval's model loader (mlpot.train.evaluate.load_model) takes a .pt2 as an exported file."""
+    dtype, pt, pt2, _ = files
+    atoms = periodic_ethanol()
+    (e2, f2), (e1, f1) = load_model(pt2).energy_forces(atoms), load_model(pt).energy_forces(atoms)
+    assert abs(e2 - e1) <= TOLERANCE[dtype] * abs(e1)
+    assert np.abs(f2 - f1).max() <= TOLERANCE[dtype] * np.abs(f1).max()
 
 
 def test_pt2_metadata_info_and_no_deprecation_warning(files, capsys):

@@ -119,7 +119,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
 
     graph = Pt2Graph(wrapped).eval()
     cases = check_structures(sorted(int(z) for z in potential.species), float(potential.cutoff), TORCH_DTYPES[dtype])
-    example = Pt2Model.pair_inputs(*cases[0])
+    example = Pt2Model.pair_inputs(*cases[0][:4])
     atoms = torch.export.Dim("n_atoms", min=2, max=10_000_000)
     pairs = torch.export.Dim("n_pairs", min=2, max=1_000_000_000)
     program = torch.export.export(graph, example, dynamic_shapes=({0: atoms}, {0: atoms}, {1: pairs}, {0: pairs}),

@@ -44,16 +44,11 @@ def pt2_metadata_text(archive: zipfile.ZipFile, metadata_name: str) -> tuple[str
 class Pt2Model:
     """A loaded `.pt2` file with ExportedForward's forward (CPU, whole structures)."""
 
-    original_name = "Pt2Model"
-
     def __init__(self, path, metadata: Dict[str, Any]):
         ops.load()                    # the package calls torch.ops.mlpot.*: the library comes first
         self.path = str(path)
         self.metadata = metadata
         self.runner = torch._inductor.aoti_load_package(self.path)
-
-    def eval(self) -> "Pt2Model":
-        return self
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                 shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
@@ -66,14 +61,14 @@ class Pt2Model:
             raise ValueError(f"{self.path}: per-atom virials are not in .pt2 files yet; "
                              "use a TorchScript file (.pt) for per-atom stresses")
         energy, forces, energies, virial = self.runner(*self.pair_inputs(positions, atomic_numbers, edge_index,
-                                                                         shift_vectors, cell))
+                                                                         shift_vectors))
         return {"energy": energy, "forces": forces, "energies": energies, "virial": virial}
 
     __call__ = forward
 
     @staticmethod
     def pair_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
-                    shift_vectors: torch.Tensor, cell: torch.Tensor) -> tuple:
+                    shift_vectors: torch.Tensor) -> tuple:
         """The package's inputs (positions, atomic_numbers, pair_index [2, P], pair_vectors [P, 3] Å)
         from a full, symmetric edge list [2, E] (P = E / 2; the written-out engine's pair rule)."""
         idx_i, idx_j, vectors, n_two_way = edges_for_messages(positions, edge_index, shift_vectors,

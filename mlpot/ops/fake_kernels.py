@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import torch
 
-_registered = False
-
-
 def _filters(d, w1, b1, w2, b2, centers, coeff, cutoff):
     shape = (w2.shape[0], d.shape[0], w2.shape[1])
     return d.new_empty(shape), d.new_empty(shape)
@@ -57,10 +54,6 @@ FAKE_KERNELS = {
 
 
 def register_fake_kernels() -> None:
-    """Register FAKE_KERNELS (once per process; the library must be loaded)."""
-    global _registered
-    if _registered:
-        return
+    """Register FAKE_KERNELS; once per process, after the library is loaded (mlpot.ops.load)."""
     for name, kernel in FAKE_KERNELS.items():
         torch.library.register_fake(name)(kernel)
-    _registered = True

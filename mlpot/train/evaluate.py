@@ -20,6 +20,7 @@ from mlpot import keys as K
 from mlpot.data.batch import atoms_to_graph, labels_from_atoms
 from mlpot.data.neighbors import neighbor_list
 from mlpot.deploy.export import load_model as load_exported
+from mlpot.deploy.pt2_model import PT2_SUFFIX
 from mlpot.train.baseline import baseline, collate_relative, reference_energies, take_atomref
 from mlpot.train.checkpoint import load_potential
 
@@ -58,12 +59,12 @@ class ExportedModel:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """A training checkpoint (.ckpt) as a Potential, or an exported model file (.pt, see
-    mlpot.deploy.export) as an ExportedModel."""
+    """A training checkpoint (.ckpt) as a Potential, or an exported model file (.pt or .pt2, see
+    mlpot.deploy.export and mlpot.deploy.pt2) as an ExportedModel."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} not found")
-    if path.suffix == ".pt":
+    if path.suffix in (".pt", PT2_SUFFIX):
         module, metadata = load_exported(path, device=device)
         return ExportedModel(module, metadata, device)
     return load_potential(path, device=device)
