@@ -315,3 +315,32 @@ def test_float64_nve_conserves_energy(potential, tmp_path):
     deviation = np.abs(np.array(energies) - energies[0]).max() / len(atoms)
     assert deviation < 1e-4, f"total energy wandered {deviation:.2e} eV/atom in 2000 steps"
     assert 1 < calc.n_neighbor_builds < calc.n_evaluations / 2, "the skin list was not reused"
+
+
+def test_skin_pairs_are_each_pair_of_the_edge_list_once():
+    """SkinNeighborList.pairs (what .pt2 files take): every unordered pair of `edges` once, with
+    its vector, in a triclinic cell smaller than the cutoff (atoms meet their own images) and
+    after a move inside the skin that takes pairs beyond the cutoff; overlaps refused."""
+    from mlpot.deploy.skin_neighbors import OverlapError, SkinNeighborList
+
+    rng = np.random.default_rng(3)
+    cell = np.array([[3.1, 0.0, 0.0], [0.9, 2.8, 0.0], [0.4, -0.6, 3.3]])
+    positions = rng.uniform(0, 1, (4, 3)) @ cell
+    numbers, pbc = np.array([1, 6, 8, 6]), np.array([True, True, True])
+    skin_list = SkinNeighborList(4.0, 0.6, torch.float64, "cpu")
+    for step in range(3):
+        kick = rng.normal(size=positions.shape)
+        moved = positions + 0.12 * step * kick / np.linalg.norm(kick, axis=1, keepdims=True)   # < skin / 2
+        edge_index, shift_vectors = skin_list.edges(moved, torch.from_numpy(moved), numbers, cell, pbc)
+        pair_index, pair_vectors = skin_list.pairs(moved, numbers, cell, pbc)
+        full = edge_index.numpy()
+        vectors = moved[full[1]] - moved[full[0]] + shift_vectors.numpy()
+        both_ways = {(int(i), int(j), *np.round(v, 9)) for (i, j), v in zip(full.T, vectors)}
+        halves = [(int(i), int(j), *np.round(v, 9)) for (i, j), v in zip(pair_index.numpy().T, pair_vectors.numpy())]
+        reversed_halves = [(j, i, *(-np.array(v) + 0.0)) for i, j, *v in halves]
+        assert len(halves) == len(both_ways) // 2 > 0
+        assert set(halves) | set(reversed_halves) == both_ways
+        assert any(i == j for i, j, *_ in halves), "no atom met its own image: the cell is not small enough"
+    assert skin_list.n_builds == 1
+    with pytest.raises(OverlapError, match="apart"):
+        skin_list.pairs(np.concatenate([positions[:3], positions[:1] + 0.05]), numbers, cell, pbc)

@@ -26,6 +26,7 @@ from ase.data import chemical_symbols
 
 from mlpot.deploy.committee import COMMITTEE_PROPERTIES, HALT_MEASURES, ExtrapolationError, check_members, committee_statistics
 from mlpot.deploy.export import TORCH_DTYPES, has_atom_virial, load_model
+from mlpot.deploy.pt2_model import Pt2Model
 from mlpot.model.potential import structure_inputs
 from mlpot.deploy.skin_neighbors import SkinNeighborList
 from mlpot.kernels.stacked import stacked_committee
@@ -143,6 +144,8 @@ class MLPotCalculator(Calculator):
         if self.has_grade:
             self.implemented_properties.append("extrapolation_grade")
         self.neighbors = SkinNeighborList(self.cutoff, skin, self.dtype, self.device)
+        # .pt2 files take each pair once (SkinNeighborList.pairs), not the symmetric edge list
+        self.takes_pairs = all(isinstance(m, Pt2Model) for m in self.modules)
         # a committee of SchNet members of one architecture runs as one stacked model (batched
         # matrix products over the members: mlpot.kernels.stacked); per-atom stresses and the
         # Hessian still evaluate the members one by one
@@ -243,9 +246,46 @@ class MLPotCalculator(Calculator):
                     f"set atoms.pbc = True and a cell, or do not ask for the {name}")
         if want_stresses and not self.has_atom_virial:
             old = [p for p, m, md in zip(self.model_paths, self.modules, self.metadatas) if not has_atom_virial(m, md)]
+            if any(md.get("file_format") == "pt2" for md in self.metadatas):
+                raise PropertyNotImplementedError(
+                    f"{', '.join(old)}: per-atom stresses are not in .pt2 files yet; use the TorchScript "
+                    "file of the model (`mlpot export CKPT -o model.pt`)")
             raise PropertyNotImplementedError(
                 f"{', '.join(old)} was exported before per-atom virials existed: export it again with "
                 "`mlpot export` for per-atom stresses")
+        if self.takes_pairs:
+            outs, grade = self._pair_outputs(atoms), None
+        else:
+            outs, grade = self._edge_outputs(atoms, want_stress, want_stresses, properties)
+        self.n_evaluations += 1
+        self.results = _combine([{k: v.detach().cpu().double().numpy() for k, v in out.items()} for out in outs])
+        if grade is not None:
+            self.results["extrapolation_grade"] = grade
+        if want_stress:
+            self.results["stress"] = voigt_stress(self.results.pop("virial"), abs(atoms.cell.volume))
+        else:
+            self.results.pop("virial", None)
+        if want_stresses:
+            self.results["stresses"] = voigt_stresses(self.results.pop("atom_virial"), abs(atoms.cell.volume))
+        if self.halt is not None:
+            self.halt(atoms, self.results)
+        if self.halt_grade is not None:
+            self.halt_grade(atoms, self.results)
+
+    def _pair_outputs(self, atoms) -> list:
+        """The members' outputs (.pt2 files) on each pair once (SkinNeighborList.pairs)."""
+        self._check(atoms)
+        positions = np.asarray(atoms.positions, dtype=float)
+        numbers = np.asarray(atoms.numbers)
+        pair_index, pair_vectors = self.neighbors.pairs(positions, numbers, np.asarray(atoms.cell.array, dtype=float),
+                                                        np.asarray(atoms.pbc, dtype=bool))
+        positions_t = torch.from_numpy(positions).to(device=self.device, dtype=self.dtype)
+        numbers_t = self._numbers_tensor(numbers)
+        return [module.forward_pairs(positions_t, numbers_t, pair_index, pair_vectors) for module in self.modules]
+
+    def _edge_outputs(self, atoms, want_stress: bool, want_stresses: bool, properties) -> tuple:
+        """(the members' outputs on the symmetric edge list: TorchScript files, or a committee
+        mixing kinds; a wACSF / ACSF model's extrapolation grade [N] when wanted, else None)."""
         positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms)
         def member(module):
             with torch.jit.optimized_execution(False):
@@ -261,22 +301,12 @@ class MLPotCalculator(Calculator):
             outs = list(self._pool.map(member, self.modules))
         else:
             outs = [member(m) for m in self.modules]
-        self.n_evaluations += 1
-        self.results = _combine([{k: v.detach().cpu().double().numpy() for k, v in out.items()} for out in outs])
-        if want_stress:
-            self.results["stress"] = voigt_stress(self.results.pop("virial"), abs(atoms.cell.volume))
-        else:
-            self.results.pop("virial", None)
-        if want_stresses:
-            self.results["stresses"] = voigt_stresses(self.results.pop("atom_virial"), abs(atoms.cell.volume))
+        grade = None
         if self.has_grade and ("extrapolation_grade" in properties or self.halt_grade is not None):
             with torch.jit.optimized_execution(False):
                 grade = self.module.extrapolation_grade(positions, numbers, edge_index, shift_vectors, cell)
-            self.results["extrapolation_grade"] = grade.detach().cpu().double().numpy()
-        if self.halt is not None:
-            self.halt(atoms, self.results)
-        if self.halt_grade is not None:
-            self.halt_grade(atoms, self.results)
+            grade = grade.detach().cpu().double().numpy()
+        return outs, grade
 
     def get_hessian(self, atoms=None) -> np.ndarray:
         """∂²E/∂r∂r by automatic differentiation: [3N, 3N] eV/Å², symmetric, rows/columns ordered

@@ -3,7 +3,8 @@ moved more than skin/2 (then no pair can have crossed from outside cutoff + skin
 cutoff), rebuilt when an atom moved further or the cell, pbc or atomic numbers changed.
 
 Edges are filtered to the cutoff on every call, so the model never sees a pair at d ≥ cutoff,
-whatever its representation; a pair closer than mlpot.data.neighbors.MIN_DISTANCE (overlapping
+whatever its representation (`edges`: both directions of every pair; `pairs`: each unordered
+pair once, for models that send its messages both ways, e.g. a `.pt2` file); a pair closer than mlpot.data.neighbors.MIN_DISTANCE (overlapping
 atoms, where no model has data) raises OverlapError instead of giving a number.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ class SkinNeighborList:
         self._numbers = self._cell = self._pbc = None
         self._edge_index = self._shift_vectors = None
         self._i = self._j = self._shift_vectors_np = None
+        self._pairs = None      # (pair_index tensor, i, j, shift vectors) of one edge per unordered pair
 
     def needs_rebuild(self, positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray,
                       pbc: np.ndarray) -> bool:
@@ -56,9 +58,55 @@ class SkinNeighborList:
         shift_vectors = shifts.astype(float) @ cell
         self._shift_vectors_np = shift_vectors
         self._shift_vectors = torch.from_numpy(shift_vectors).to(device=self.device, dtype=self.dtype)
+        self._pairs = None
+        self._shifts = shifts
         self._reference_positions = positions.copy()
         self._numbers, self._cell, self._pbc = numbers.copy(), cell.copy(), pbc.copy()
         self.n_builds += 1
+
+    def pairs(self, positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray,
+              pbc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pair_index [2, P] int64, pair_vectors [P, 3] r_j − r_i + S·cell Å) with one edge of each
+        unordered pair closer than the cutoff, rebuilding the list if needed; positions [N, 3] Å."""
+        if self.needs_rebuild(positions, numbers, cell, pbc):
+            self.build(positions, numbers, cell, pbc)
+        if self._pairs is None:
+            self._pairs = self._halve()
+        index, i, j, shift_vectors = self._pairs
+        vectors = positions[j] - positions[i]
+        vectors += shift_vectors
+        inside = self._within_cutoff(vectors, i, j)
+        if inside is not None:
+            kept = torch.from_numpy(np.flatnonzero(inside)).to(self.device)
+            index, vectors = index.index_select(1, kept), vectors[inside]
+        return index, torch.from_numpy(vectors).to(device=self.device, dtype=self.dtype)
+
+    def _halve(self) -> tuple:
+        """One edge of each pair of the full list: i < j, or for an atom and its own image (i = j)
+        the shift whose first non-zero cell component is positive (the list holds S and −S)."""
+        i, j, shifts = self._i, self._j, self._shifts
+        first = np.take_along_axis(shifts, np.argmax(shifts != 0, axis=1)[:, None], axis=1)[:, 0]
+        keep = (i < j) | ((i == j) & (first > 0))
+        if 2 * int(keep.sum()) != len(i):
+            raise ValueError("the neighbour list is not symmetric (every i→j with its j→i); report this")
+        i, j = i[keep], j[keep]
+        return (torch.from_numpy(np.stack([i, j])).to(self.device), i, j, self._shift_vectors_np[keep])
+
+    def _within_cutoff(self, vectors: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray | None:
+        """Which edges (vectors [E, 3] Å) are inside the cutoff, None for all; OverlapError for a
+        pair closer than MIN_DISTANCE."""
+        if len(vectors) == 0:
+            return None
+        squared = np.einsum("ij,ij->i", vectors, vectors)
+        closest = int(np.argmin(squared))
+        if squared[closest] < MIN_DISTANCE ** 2:
+            pair = (int(i[closest]), int(j[closest]), float(np.sqrt(squared[closest])))
+            raise OverlapError(overlap_message(pair))
+        if self.skin > 0:
+            inside = squared < self.cutoff ** 2
+            if not inside.all():
+                return inside
+        return None
 
     def edges(self, positions: np.ndarray, positions_t: torch.Tensor, numbers: np.ndarray,
               cell: np.ndarray, pbc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,14 +120,8 @@ class SkinNeighborList:
         # in numpy on the float64 positions: fewer, cheaper operations than torch here
         vectors = positions[self._j] - positions[self._i]
         vectors += self._shift_vectors_np
-        squared = np.einsum("ij,ij->i", vectors, vectors)
-        closest = int(np.argmin(squared))
-        if squared[closest] < MIN_DISTANCE ** 2:
-            pair = (int(self._i[closest]), int(self._j[closest]), float(np.sqrt(squared[closest])))
-            raise OverlapError(overlap_message(pair))
-        if self.skin > 0:
-            inside = squared < self.cutoff ** 2
-            if not inside.all():
-                kept = torch.from_numpy(np.flatnonzero(inside)).to(self.device)
-                edge_index, shift_vectors = edge_index.index_select(1, kept), shift_vectors.index_select(0, kept)
+        inside = self._within_cutoff(vectors, self._i, self._j)
+        if inside is not None:
+            kept = torch.from_numpy(np.flatnonzero(inside)).to(self.device)
+            edge_index, shift_vectors = edge_index.index_select(1, kept), shift_vectors.index_select(0, kept)
         return edge_index, shift_vectors
