@@ -18,7 +18,8 @@ from mlpot.cli import main
 from mlpot.deploy.export import ModelFileError, export_model, read_metadata
 from mlpot.deploy.pt2 import export_pt2
 from mlpot.deploy.pt2_model import load_pt2
-from mlpot.model.config import ModelConfig
+from mlpot.model.config import ModelConfig, build_potential
+from mlpot.sim.structures import silicon, water_box
 from mlpot.train.evaluate import load_model
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -154,3 +155,90 @@ def test_export_command_names_files_by_their_kind(tmp_path, capsys):
     assert main(["export", ckpt, "-o", str(tmp_path / "model.pt2")]) == 0      # the extension decides
     assert read_metadata(tmp_path / "model.pt2")["file_format"] == "pt2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "model.pt2"]   # no partial file left
+
+
+# --- larger systems and a committee of 4 (float32, tabulated: what `mlpot export` writes) -----
+def member_potential(seed: int):
+    """A tiny SchNet for H, C, O and Si (the export helpers' size), sharpened; one seed per member."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8, cutoff=CUTOFF)
+    potential = sharpened(build_potential(cfg, [1, 6, 8, 14]))
+    potential.repulsion.radius.fill_(1.0)
+    return potential.eval()
+
+
+@pytest.fixture(scope="module")
+def committee_files(tmp_path_factory):
+    """(committee .pt2 of 4 members and the members' .pt files, float32 tabulated: what `mlpot
+    export` writes; member 0 as .pt2 and .pt in float64)."""
+    folder = tmp_path_factory.mktemp("pt2_committee")
+    members = [member_potential(seed) for seed in range(4)]
+    pt_files = [folder / f"member_{k}.pt" for k in range(4)]
+    for member, path in zip(members, pt_files):
+        export_model(member, path, "float32", training_data="test")
+    export_pt2(members, folder / "committee.pt2", "float32", training_data="test")
+    export_pt2(members[0], folder / "member_0_float64.pt2", "float64", training_data="test")
+    export_model(members[0], folder / "member_0_float64.pt", "float64", training_data="test")
+    return folder / "committee.pt2", pt_files, (folder / "member_0_float64.pt2", folder / "member_0_float64.pt")
+
+
+def rattled(atoms):
+    atoms.rattle(0.05, seed=4)      # off the perfect crystal, whose forces vanish by symmetry
+    return atoms
+
+
+SYSTEMS = {"ethanol": ethanol, "water_192": lambda: water_box(4), "si_1728": lambda: rattled(silicon(6))}
+# float32 files of one model summed in another order differ by their own rounding, which grows with
+# the system: the .pt's forces on Si 1728 lie 1.1e-5 of their scale from the float64 file's (the
+# .pt2's 2.4e-6), so a .pt2 and a .pt differ by ~1.1e-5 there (2026-12-07); 1e-5 on ethanol
+COMMITTEE_TOLERANCE = {"ethanol": 1e-5, "water_192": 3e-5, "si_1728": 3e-5}
+
+
+@pytest.mark.parametrize("system", list(SYSTEMS))
+def test_pt2_equals_the_torchscript_file_on_larger_systems(committee_files, system):
+    """float64: water 192 and Si 1728 (every output to 1e-10 of its scale)."""
+    _, _, (pt2, pt) = committee_files
+    atoms = SYSTEMS[system]()
+    a, b = results(pt2, atoms), results(pt, atoms)
+    for key in b:
+        assert np.abs(a[key] - b[key]).max() <= TOLERANCE["float64"] * np.abs(b[key]).max(), key
+
+
+@pytest.mark.parametrize("system", list(SYSTEMS))
+def test_committee_pt2_equals_the_members_files(committee_files, system):
+    """One .pt2 with 4 members stacked: the mean and the spread of the 4 TorchScript files
+    (energy_std to the energy's scale: it is a difference of energies)."""
+    committee, pt_files, _ = committee_files
+    atoms = SYSTEMS[system]()
+    out = {}
+    for name, model in (("pt2", committee), ("pt", pt_files)):
+        calc = MLPotCalculator(model)
+        work = atoms.copy()
+        work.calc = calc
+        properties = ["energy", "forces", "energy_std", "forces_std", "uncertainty"]
+        out[name] = {p: np.atleast_1d(calc.get_property(p, work)) for p in properties}
+        if atoms.pbc.all():
+            out[name]["stress"] = work.get_stress()
+        assert calc.is_committee and calc.n_members == 4
+    for key, expected in out["pt"].items():
+        scale = np.abs(out["pt"]["energy" if key == "energy_std" else key]).max()
+        assert np.abs(expected).max() > 0, key
+        assert np.abs(out["pt2"][key] - expected).max() <= COMMITTEE_TOLERANCE[system] * scale, key
+
+
+def test_committee_pt2_halts_and_is_used_alone(committee_files, tmp_path):
+    committee, pt_files, _ = committee_files
+    from mlpot.deploy.committee import ExtrapolationError
+
+    atoms = ethanol()
+    atoms.calc = MLPotCalculator(committee, halt_deviation=1e-6, deviation_file=str(tmp_path / "far.xyz"))
+    with pytest.raises(ExtrapolationError, match="passed halt_deviation"):
+        atoms.get_forces()
+    assert (tmp_path / "far.xyz").is_file()
+    with pytest.raises(ValueError, match="pass it alone"):
+        MLPotCalculator([committee, pt_files[0]])
+    assert read_metadata(committee)["n_members"] == 4
+    energy, forces = load_model(committee).energy_forces(atoms)        # mlpot eval: the mean
+    members = [load_model(p).energy_forces(atoms) for p in pt_files]
+    assert abs(energy - np.mean([e for e, _ in members])) <= 1e-5 * abs(energy)
+    assert np.abs(forces - np.mean([f for _, f in members], axis=0)).max() <= 1e-5 * np.abs(forces).max()

@@ -114,3 +114,14 @@ def test_export_of_a_committee_run_writes_every_member(tmp_path, data):
     assert atoms.calc.get_property("uncertainty", atoms) > 0
     again = subprocess.run(run + ["export", str(tmp_path / "run"), "-o", str(out)], capture_output=True, text=True)
     assert again.returncode == 2 and "--force" in again.stderr
+    # -o committee.pt2: one package with both members stacked, the same committee
+    package = tmp_path / "committee.pt2"
+    done = subprocess.run(run + ["export", str(tmp_path / "run"), "-o", str(package), "--dtype", "float64"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "a committee of 2 in one file" in done.stdout and not (tmp_path / "committee_0.pt2").exists()
+    one = atoms.copy()
+    one.calc = MLPotCalculator(package)
+    for name in ("energy", "forces", "forces_std", "uncertainty"):
+        expected = np.asarray(atoms.calc.get_property(name, atoms))
+        assert np.abs(one.calc.get_property(name, one) - expected).max() <= 1e-10 * np.abs(expected).max(), name

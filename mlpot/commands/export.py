@@ -1,4 +1,4 @@
-"""`mlpot export RUN/best.ckpt -o model.pt (or RUN: a committee run writes model_0.pt, model_1.pt, ...) [--dtype float32|float64] [--kernels auto|fused|reference|tabulated] [--format torchscript|pt2]`: a training checkpoint ->
+"""`mlpot export RUN/best.ckpt -o model.pt (or RUN: a committee run writes model_0.pt, model_1.pt, ...; with -o committee.pt2 one package holding every member) [--dtype float32|float64] [--kernels auto|fused|reference|tabulated] [--format torchscript|pt2]`: a training checkpoint ->
 one TorchScript file (.pt) or one AOTInductor package (.pt2) with its metadata (docs/exported_model.md)."""
 import sys
 from pathlib import Path
@@ -7,7 +7,8 @@ from pathlib import Path
 def add_arguments(parser):
     parser.add_argument("checkpoint", help="training checkpoint, e.g. RUN/best.ckpt; or a run folder: its "
                                            "best.ckpt, or for a committee (training.ensemble) every member's, "
-                                           "written to OUTPUT_0.pt, OUTPUT_1.pt, ...")
+                                           "written to OUTPUT_0.pt, OUTPUT_1.pt, ... (a .pt2 OUTPUT: one "
+                                           "package with every member)")
     parser.add_argument("-o", "--output", default="model.pt", help="model file to write (default: model.pt)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="float32: fast (MD, LAMMPS); float64: Hessians, NVE, finite differences")
@@ -75,6 +76,28 @@ def _fail(message) -> int:
     return 2
 
 
+def _export_committee_pt2(args, checkpoints: list) -> int:
+    """A committee run's members as one .pt2 package (their weights stacked: mlpot.deploy.pt2)."""
+    from mlpot.deploy.export import ModelFileError   # lazy: as in run
+    from mlpot.deploy.metadata import format_metadata
+    from mlpot.deploy.pt2 import export_pt2
+    from mlpot.train.checkpoint import CheckpointError, load_potential
+
+    try:
+        members = [load_potential(checkpoint) for checkpoint in checkpoints]
+        training_data = args.training_data or training_data_of(checkpoints[0])
+        metadata = export_pt2(members, args.output, args.dtype, training_data=training_data, kernels=args.kernels,
+                              table_spacing=args.table_spacing)
+    except (CheckpointError, ModelFileError) as err:
+        return _fail(err)
+    except RuntimeError as err:   # kernels that are not available
+        return _fail(f"{str(err).splitlines()[0][:300]}; export TorchScript files instead (-o model.pt)")
+    print(f"wrote {args.output}")
+    print(format_metadata(metadata))
+    print(f"a committee of {len(members)} in one file: MLPotCalculator({args.output!r})")
+    return 0
+
+
 def run(args) -> int:
     # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
     from mlpot.deploy.export import ModelFileError, export_model
@@ -86,7 +109,9 @@ def run(args) -> int:
         targets = export_targets(args.checkpoint, args.output)
     except (FileNotFoundError, ValueError) as err:
         return _fail(err)
-    existing = [out for _, out in targets if Path(out).exists()]
+    committee_pt2 = kind == "pt2" and len(targets) > 1     # one package with every member
+    outputs = [args.output] if committee_pt2 else [out for _, out in targets]
+    existing = [out for out in outputs if Path(out).exists()]
     if existing and not args.force:
         return _fail(f"{', '.join(existing)} exists; choose another -o or pass --force to overwrite it")
     if not args.table_spacing >= 0:
@@ -94,6 +119,8 @@ def run(args) -> int:
                      f"got {args.table_spacing}")
     from mlpot.train.checkpoint import CheckpointError, load_potential  # lazy: as above
 
+    if committee_pt2:
+        return _export_committee_pt2(args, [checkpoint for checkpoint, _ in targets])
     for checkpoint, output in targets:
         try:
             potential = load_potential(checkpoint)

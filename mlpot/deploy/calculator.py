@@ -70,8 +70,10 @@ def voigt_stresses(atom_virial: np.ndarray, volume: float) -> np.ndarray:
 class MLPotCalculator(Calculator):
     """ASE calculator for a model file written by `mlpot export`.
 
-    model: path of the .pt file, or a list of them: a committee (e.g. the members of an
-    committee run, `mlpot export` of a run with training.ensemble). A committee's energy, forces,
+    model: path of the .pt or .pt2 file, or a list of them: a committee (e.g. the members of a
+    committee run, `mlpot export` of a run with training.ensemble); a committee `.pt2` file
+    (`mlpot export RUN -o committee.pt2`) holds its members stacked and is a committee on its
+    own. A committee's energy, forces,
     stress and dipole are the mean of its members; `results` also holds energy_std (eV),
     forces_std ([N] eV/Å, per-atom norm of the force standard deviation) and uncertainty (its
     largest value, eV/Å), see mlpot.deploy.committee. Members must agree in cutoff, elements and
@@ -123,6 +125,11 @@ class MLPotCalculator(Calculator):
         self.modules = [module for module, _ in loaded]
         self.metadatas = [metadata for _, metadata in loaded]
         check_members(self.metadatas, paths)
+        # a committee .pt2 holds its M members stacked (mlpot.deploy.pt2): one file, M members
+        self.n_members = sum(int(md.get("n_members", 1)) for md in self.metadatas)
+        if len(paths) > 1 and self.n_members > len(paths):
+            raise ValueError(f"{self.model_path}: a committee .pt2 file holds all its members; pass it alone "
+                             "(MLPotCalculator('committee.pt2'))")
         self.module, self.metadata = self.modules[0], self.metadatas[0]
         self.dtype = TORCH_DTYPES[self.metadata["dtype"]]
         if any(m["dtype"] != self.metadata["dtype"] for m in self.metadatas):
@@ -166,7 +173,7 @@ class MLPotCalculator(Calculator):
 
     @property
     def is_committee(self) -> bool:
-        return len(self.modules) > 1
+        return self.n_members > 1
 
     @property
     def n_neighbor_builds(self) -> int:
@@ -281,7 +288,10 @@ class MLPotCalculator(Calculator):
                                                         np.asarray(atoms.pbc, dtype=bool))
         positions_t = torch.from_numpy(positions).to(device=self.device, dtype=self.dtype)
         numbers_t = self._numbers_tensor(numbers)
-        return [module.forward_pairs(positions_t, numbers_t, pair_index, pair_vectors) for module in self.modules]
+        outs = [module.forward_pairs(positions_t, numbers_t, pair_index, pair_vectors) for module in self.modules]
+        if self.n_members > len(outs):    # one committee .pt2: outputs [M, ...]
+            return [{k: v[m] for k, v in outs[0].items()} for m in range(self.n_members)]
+        return outs
 
     def _edge_outputs(self, atoms, want_stress: bool, want_stresses: bool, properties) -> tuple:
         """(the members' outputs on the symmetric edge list: TorchScript files, or a committee

@@ -4,9 +4,9 @@ mlpot's metadata inside (the same JSON as a TorchScript file's, plus "file_forma
 "compiled_for"). A file that outlives TorchScript, and a lower fixed cost per call.
 
 What a `.pt2` holds today: SchNet with fused or tabulated kernels and an atom-wise energy head
-(what `mlpot export` writes by default), a whole structure per call (MLPotCalculator). Not yet:
-wACSF / ACSF and dipole heads, per-atom virials, committees as one package, the LAMMPS plugin;
-those take the TorchScript file (.pt). A package is compiled for one machine kind (CPU, its
+(what `mlpot export` writes by default), or a committee of such members stacked into one engine
+(mlpot.kernels.stacked), a whole structure per call (MLPotCalculator). Not yet: wACSF / ACSF
+and dipole heads, per-atom virials; those take the TorchScript file (.pt). A package is compiled for one machine kind (CPU, its
 instruction set): compile it again from the checkpoint on another kind.
 
 Before the file is written, the compiled package is compared with the eager model on two
@@ -15,6 +15,7 @@ must agree to float rounding (1e-10 of each output's scale in float64, 1e-5 in f
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -30,20 +31,20 @@ from mlpot.data.neighbors import neighbor_list_arrays
 from mlpot.deploy.export import TORCH_DTYPES, ModelFileError, wrapped_with_kernels
 from mlpot.deploy.metadata import METADATA_NAME, build_metadata
 from mlpot.deploy.pt2_model import PT2_SUFFIX, Pt2Model
-from mlpot.kernels.written_out import ExportedSchNet
+from mlpot.kernels.written_out import ExportedSchNet, WrittenOutSchNet
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}   # of each output's largest magnitude
 OUTPUTS = ("energy", "forces", "energies", "virial")
 
 
 class Pt2Graph(nn.Module):
-    """What is traced: the written-out engine of an ExportedSchNet on one edge per unordered pair
-    (each sending its message both ways), every atom local. Inputs and outputs:
-    mlpot.deploy.pt2_model."""
+    """What is traced: a written-out engine (one ExportedSchNet's, or a committee's members
+    stacked) on one edge per unordered pair (each sending its message both ways), every atom
+    local. Inputs and outputs: mlpot.deploy.pt2_model."""
 
-    def __init__(self, exported: ExportedSchNet):
+    def __init__(self, engine: WrittenOutSchNet):
         super().__init__()
-        self.engine = exported.engine
+        self.engine = engine
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, pair_index: torch.Tensor,
                 pair_vectors: torch.Tensor):
@@ -89,8 +90,10 @@ def export_pt2(potential, path, dtype: str = "float32", training_data: str = "un
                metadata_extra: dict[str, Any] | None = None, kernels: str = "auto",
                table_spacing: float = 0.0) -> dict[str, Any]:
     """Write `potential` to `path` (ending in .pt2) as an AOTInductor package; returns the
-    metadata written. Arguments as mlpot.deploy.export.export_model. ModelFileError (one line)
-    for a model a `.pt2` cannot hold yet, or a package that disagrees with the eager model."""
+    metadata written. Arguments as mlpot.deploy.export.export_model; `potential` may be a list
+    of M > 1 members of one architecture (a committee run's), written as one package whose
+    outputs carry a member axis first (metadata "n_members": M). ModelFileError (one line) for a
+    model a `.pt2` cannot hold yet, or a package that disagrees with the eager model."""
     with warnings.catch_warnings():
         # the filter tables' derivatives (torch.func.jvp) and torch.export load torch's own jvp
         # decompositions and inductor imports torch.utils.mkldnn, which torch itself scripts: mlpot
@@ -103,21 +106,32 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
                 kernels: str, table_spacing: float) -> dict[str, Any]:
     if path.suffix != PT2_SUFFIX:
         raise ModelFileError(f"{path}: a .pt2 package's name must end in .pt2")
-    wrapped, chosen, tables = wrapped_with_kernels(potential, dtype, kernels, table_spacing)
-    if not isinstance(wrapped, ExportedSchNet):
-        raise ModelFileError(f"{path}: a .pt2 file holds SchNet with fused or tabulated kernels and an energy head "
-                             f"for now (this model: {type(potential.representation).__name__}, {chosen} kernels"
-                             f"{', dipole head' if getattr(potential, 'dipole_head', None) is not None else ''}); "
-                             "export a TorchScript file instead: -o model.pt")
+    members = list(potential) if isinstance(potential, (list, tuple)) else [potential]
+    wrapped_members = []
+    for member in members:
+        wrapped, chosen, tables = wrapped_with_kernels(member, dtype, kernels, table_spacing)
+        if not isinstance(wrapped, ExportedSchNet):
+            raise ModelFileError(f"{path}: a .pt2 file holds SchNet with fused or tabulated kernels and an energy head "
+                                 f"for now (this model: {type(member.representation).__name__}, {chosen} kernels"
+                                 f"{', dipole head' if getattr(member, 'dipole_head', None) is not None else ''}); "
+                                 "export a TorchScript file instead: -o model.pt")
+        wrapped_members.append(wrapped)
+    try:
+        engine = wrapped_members[0].engine if len(members) == 1 else WrittenOutSchNet(wrapped_members)
+    except ValueError as err:   # members of different architectures
+        raise ModelFileError(f"{path}: {err}; export them as separate TorchScript files (-o model.pt)") from None
+    potential = members[0]
     extra = dict(metadata_extra or {})
-    extra.update(tables)
+    extra.update(tables)   # the last member's tables (each member's error is within the same tolerance)
+    if len(members) > 1:
+        extra["n_members"] = len(members)
     extra["provides"] = {"per_layer": False, "written_out": True, "n_features": 0, "atom_virial": False,
                          "extrapolation_grade": False}
     extra["file_format"] = "pt2"
     extra["compiled_for"] = {"device": "cpu", "machine": platform.machine()}
     metadata = build_metadata(potential, dtype, training_data, extra, kernels=chosen)
 
-    graph = Pt2Graph(wrapped).eval()
+    graph = Pt2Graph(engine).eval()
     cases = check_structures(sorted(int(z) for z in potential.species), float(potential.cutoff), TORCH_DTYPES[dtype])
     example = Pt2Model.pair_inputs(*cases[0][:4])
     atoms = torch.export.Dim("n_atoms", min=2, max=10_000_000)
@@ -131,9 +145,10 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
             program, package_path=str(partial),
             inductor_configs={"aot_inductor.metadata": {METADATA_NAME: json.dumps(metadata)}})
         compiled = Pt2Model(partial, metadata)
-        for case in cases:
-            eager = wrapped(*case, case[0].shape[0], True)
-            key, deviation = largest_deviation(compiled.forward(*case, case[0].shape[0], True), eager)
+        for case, (m, wrapped) in itertools.product(cases, enumerate(wrapped_members)):
+            eager = wrapped(*case, case[0].shape[0], True)          # each member on its own
+            out = compiled.forward(*case, case[0].shape[0], True)
+            key, deviation = largest_deviation({k: v[m] for k, v in out.items()} if len(members) > 1 else out, eager)
             if deviation > TOLERANCE[dtype]:
                 raise ModelFileError(f"{path}: the compiled package's {key} differs from the model's by {deviation:.1e} "
                                      f"of its scale (> {TOLERANCE[dtype]:g}); not written. Export a TorchScript file "

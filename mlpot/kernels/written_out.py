@@ -112,7 +112,7 @@ def stackable(modules) -> Optional[str]:
     why not (one line)."""
     if len(modules) < 2:
         return "a single model"
-    if any(getattr(m, "original_name", "") != "ExportedSchNet" for m in modules):
+    if any(getattr(m, "original_name", type(m).__name__) != "ExportedSchNet" for m in modules):   # scripted or eager
         return "not all members are SchNet models with written-out forces (fused or tabulated kernels)"
 
     def signature(m):

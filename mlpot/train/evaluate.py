@@ -54,8 +54,10 @@ class ExportedModel:
         out = self.module(tensor(atoms.positions), tensor(atoms.numbers, torch.long),
                           tensor(np.stack([i, j]), torch.long), tensor(S @ cell), tensor(cell),
                           len(atoms), False)
-        energy = float(out["energy"].sum()) + float(self.atomref[atoms.numbers].sum())
-        return energy, out["forces"].double().cpu().numpy()
+        energy, forces = out["energy"].sum(), out["forces"]
+        if int(self.metadata.get("n_members", 1)) > 1:   # a committee .pt2: [M] and [M, N, 3], the mean
+            energy, forces = out["energy"].mean(), forces.mean(0)
+        return float(energy) + float(self.atomref[atoms.numbers].sum()), forces.double().cpu().numpy()
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
