@@ -29,6 +29,8 @@ from torch import nn
 from mlpot.data.neighbors import neighbor_list_arrays
 from mlpot.deploy.export import TORCH_DTYPES, ModelFileError, wrapped_with_kernels
 from mlpot.deploy.metadata import METADATA_NAME, build_metadata
+from mlpot.deploy.pt2_lammps import LAMMPS_MODEL, PACKAGE_MODEL, compile_package, export_lammps, lammps_cases
+from mlpot.deploy.pt2_lammps import lammps_deviation
 from mlpot.deploy.pt2_model import PT2_SUFFIX, Pt2Model
 from mlpot.kernels.written_out import ExportedSchNet
 
@@ -115,6 +117,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
                          "extrapolation_grade": False}
     extra["file_format"] = "pt2"
     extra["compiled_for"] = {"device": "cpu", "machine": platform.machine()}
+    extra["pt2_models"] = [PACKAGE_MODEL, LAMMPS_MODEL]     # LAMMPS' pair_style mlpot runs the latter
     metadata = build_metadata(potential, dtype, training_data, extra, kernels=chosen)
 
     graph = Pt2Graph(wrapped).eval()
@@ -127,9 +130,9 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial{PT2_SUFFIX}")   # the user's file is replaced only when checked
     try:
-        torch._inductor.aoti_compile_and_package(
-            program, package_path=str(partial),
-            inductor_configs={"aot_inductor.metadata": {METADATA_NAME: json.dumps(metadata)}})
+        lammps = export_lammps(wrapped, lammps_cases(cases)[0])
+        compile_package(partial, {PACKAGE_MODEL: program, LAMMPS_MODEL: lammps},
+                        {"aot_inductor.metadata": {METADATA_NAME: json.dumps(metadata)}})
         compiled = Pt2Model(partial, metadata)
         for case in cases:
             eager = wrapped(*case, case[0].shape[0], True)
@@ -138,6 +141,11 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
                 raise ModelFileError(f"{path}: the compiled package's {key} differs from the model's by {deviation:.1e} "
                                      f"of its scale (> {TOLERANCE[dtype]:g}); not written. Export a TorchScript file "
                                      "(-o model.pt) and report this")
+        key, deviation = lammps_deviation(partial, wrapped, cases)
+        if deviation > TOLERANCE[dtype]:
+            raise ModelFileError(f"{path}: the compiled package's LAMMPS model's {key} differs from the model's by "
+                                 f"{deviation:.1e} of its scale (> {TOLERANCE[dtype]:g}); not written. Export a "
+                                 "TorchScript file (-o model.pt) and report this")
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
