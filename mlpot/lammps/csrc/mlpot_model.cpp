@@ -151,6 +151,10 @@ Model::Model(const std::string &path) : impl_(std::make_unique<Impl>()) {
     load_pt2(path, records);
     return;
   }
+  if (path.ends_with(".pt2"))
+    throw std::runtime_error("cannot read " + path + " as a .pt2 package (" +
+                             (records.empty() ? "no such file, or not a zip file" : "no data/aotinductor/ inside") +
+                             "): give pair_coeff a file written by `mlpot export CHECKPOINT -o model.pt2`");
   // The profiling executor re-specialises the graph for every new atom or edge count, which
   // changes at every neighbour-list rebuild in MD (measured: ~7x slower steps, seconds-long
   // stalls). Plain execution of the scripted graph is steady. Process-wide setting.
