@@ -5,9 +5,10 @@ mlpot's metadata inside (the same JSON as a TorchScript file's, plus "file_forma
 
 What a `.pt2` holds today: SchNet with fused or tabulated kernels and an atom-wise energy head
 (what `mlpot export` writes by default), a whole structure per call (MLPotCalculator). Not yet:
-wACSF / ACSF and dipole heads, per-atom virials, committees as one package, the LAMMPS plugin;
-those take the TorchScript file (.pt). A package is compiled for one machine kind (CPU, its
-instruction set): compile it again from the checkpoint on another kind.
+wACSF / ACSF and dipole heads, per-atom virials, committees as one package, LAMMPS' exchange
+path; those take the TorchScript file (.pt). The package also holds the model LAMMPS' whole-model
+path runs, "lammps" (mlpot.deploy.pt2_lammps), checked the same way. A package is compiled for
+one machine kind (CPU, its instruction set): compile it again from the checkpoint on another kind.
 
 Before the file is written, the compiled package is compared with the eager model on two
 structures (a molecule and a periodic cell smaller than the cutoff): energies, forces and virial
