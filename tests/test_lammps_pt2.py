@@ -191,3 +191,15 @@ def test_refusals_say_what_to_do(plugin, setup, tmp_path):
     text.write_text("hello\n")
     message = first_line(["pair_style mlpot", f"pair_coeff * * {text} Si"])
     assert "not a zip file" in message and "-o model.pt2" in message, message
+
+
+def test_metadata_declares_the_lammps_model(setup):
+    """mlpot.json of a .pt2 lists its models, and `mlpot info` gives LAMMPS' ghost shell of the
+    whole model (n_interactions × cutoff: a .pt2 has no exchange path)."""
+    from mlpot.deploy.export import read_metadata
+    from mlpot.deploy.metadata import format_metadata
+
+    pt2 = read_metadata(setup["files"]["m0", "pt2"])
+    assert pt2["pt2_models"] == ["model", "lammps"]
+    assert "ghost shell for LAMMPS: 6 Å" in format_metadata(pt2)
+    assert "ghost shell for LAMMPS: 3 Å" in format_metadata(read_metadata(setup["files"]["m0", "pt"]))
