@@ -167,8 +167,8 @@ def test_committee_of_pt2_files_writes_the_pt_committees_line(plugin, setup):
 
 
 def test_refusals_say_what_to_do(plugin, setup, tmp_path):
-    """exchange, a per-atom virial, a package without its LAMMPS model and a .pt2 that is none: one
-    line each, saying what to do."""
+    """exchange, a per-atom virial, a package without its LAMMPS model, a committee of a .pt2 and a
+    .pt (exchanged layer by layer) and a .pt2 that is none: one line each, saying what to do."""
     pt2, data = setup["files"]["m0", "pt2"], setup["data"]["cubic_8"]
     start = SETUP + [f"read_data {data}"]
 
@@ -187,6 +187,8 @@ def test_refusals_say_what_to_do(plugin, setup, tmp_path):
                 target.writestr(item, source.read(item.filename))
     message = first_line(["pair_style mlpot", f"pair_coeff * * {old} Si"])
     assert "without a LAMMPS model" in message and "mlpot export" in message, message
+    message = first_line(["pair_style mlpot", f"pair_coeff * * {pt2} {setup['files']['m0', 'pt']} Si"])
+    assert "mix a .pt2 file" in message and "every member as .pt2" in message, message
     text = tmp_path / "text.pt2"
     text.write_text("hello\n")
     message = first_line(["pair_style mlpot", f"pair_coeff * * {text} Si"])
@@ -203,3 +205,20 @@ def test_metadata_declares_the_lammps_model(setup):
     assert pt2["pt2_models"] == ["model", "lammps"]
     assert "ghost shell for LAMMPS: 6 Å" in format_metadata(pt2)
     assert "ghost shell for LAMMPS: 3 Å" in format_metadata(read_metadata(setup["files"]["m0", "pt"]))
+
+
+def test_the_exports_check_of_the_lammps_model_sees_another_model(setup):
+    """The check export_pt2 runs on the lammps model before writing the file
+    (mlpot.deploy.pt2_lammps.lammps_deviation): within float64 rounding for the file's own model,
+    far off for another one, so a package that computed something else would not be written."""
+    import torch
+
+    from mlpot.deploy.export import wrapped_with_kernels
+    from mlpot.deploy.pt2 import check_structures
+    from mlpot.deploy.pt2_lammps import lammps_deviation
+
+    cases = check_structures([14], 3.0, torch.float64)
+    deviation = {name: lammps_deviation(setup["files"]["m0", "pt2"],
+                                        wrapped_with_kernels(setup["potentials"][name], "float64", "auto", 0.0)[0],
+                                        cases)[1] for name in ("m0", "m1")}
+    assert deviation["m0"] < TOLERANCE["float64"] < 1e-3 < deviation["m1"], deviation

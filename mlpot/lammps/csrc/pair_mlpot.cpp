@@ -284,6 +284,9 @@ void PairMLPot::check_member(const mlpot::Model &member, const std::string &path
   if (sa != sb)
     error->all(FLERR, "pair_coeff: committee members differ in elements: {} has {}, {} has {}; {}", first,
                utils::join_words(a.symbols, " "), path, utils::join_words(b.symbols, " "), advice);
+  if (a.per_layer != b.per_layer && a.pt2 != b.pt2)
+    error->all(FLERR, "pair_coeff: committee members mix a .pt2 file (the whole model only) and a .pt file run "
+                      "layer by layer: {} and {}; give every member as .pt2, or every member as .pt", first, path);
   if (a.per_layer != b.per_layer)
     error->all(FLERR, "pair_coeff: committee members differ in message_passing: {} has {}, {} has {}; {}", first,
                a.per_layer ? "per_layer" : "whole_graph", path, b.per_layer ? "per_layer" : "whole_graph", advice);
