@@ -6,6 +6,7 @@ periodic Si cell whose neighbours are mostly ghosts, on 1 rank in-process and on
 and 2 atoms (ranks with one local atom, none, or atoms without neighbours), and the one-line
 refusals (exchange, per-atom virial, a package without the LAMMPS model). The files are exported
 once per module (~20 s per .pt2); every 2-rank run is one mpirun."""
+import re
 import shutil
 import zipfile
 
@@ -93,8 +94,8 @@ def setup(tmp_path_factory, plugin):
         members = f"{files['m0', suffix]} {files['m1', suffix]}"
         style = f"{MODE[suffix]} out_freq 1 out_file {folder}/devi_2_{suffix}.out"
         lines += single_point_lines(data["cubic_8"], members, ["Si"], style, folder / f"two_committee_{suffix}")
-    run_input_lines(plugin, lines, folder, n_ranks=2, timeout=240)
-    return {"folder": folder, "files": files, "potentials": potentials, "data": data}
+    done = run_input_lines(plugin, lines, folder, n_ranks=2, timeout=240)
+    return {"folder": folder, "files": files, "potentials": potentials, "data": data, "stdout": done.stdout}
 
 
 def two_ranks(setup, cell, name, suffix):
@@ -124,9 +125,12 @@ def test_pt2_equals_pt_on_one_and_two_ranks(plugin, setup, name, dtype):
 
 @pytest.mark.parametrize("cell", ["primitive_2", "lone_2"])
 def test_cells_of_few_atoms(plugin, setup, cell):
-    """2 atoms in the primitive cell (on 2 ranks a rank may own one atom or none, its ghosts
-    still there) and 2 atoms without neighbours (a rank with 1 atom and no edge): .pt2 = .pt on 1
-    and 2 ranks."""
+    """2 atoms in the primitive cell (on 2 ranks one rank owns both, the other none but ~400
+    ghosts: n_local = 0) and 2 atoms without neighbours (each rank 1 atom and no edge): .pt2 = .pt
+    on 1 and 2 ranks."""
+    # LAMMPS' per-rank statistics of the 2-rank runs: a rank without local atoms happened (the
+    # primitive cell is the only cell that can give one)
+    assert re.search(r"^Nlocal:\s+\S+ ave\s+\S+ max\s+0 min", setup["stdout"], re.M)
     files, data = setup["files"], setup["data"][cell]
     for name, _, dtype in MODELS:
         one = {s: lammps_single_point(plugin, files[name, s], data, ["Si"], mode=MODE[s]) for s in ("pt", "pt2")}
