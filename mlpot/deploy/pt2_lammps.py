@@ -50,7 +50,8 @@ def lammps_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_in
 def lammps_cases(cases: list[tuple]) -> list[tuple]:
     """LAMMPS-like (positions, atomic_numbers, edge_index, n_local) from the export's check
     structures (mlpot.deploy.pt2.check_structures; the first, a 9-atom cluster): 4 local atoms
-    and 5 ghosts whose last 2 send no messages (their edges dropped, so the list is not symmetric);
+    and 5 ghosts whose last 2 receive no messages (their edges dropped, as LAMMPS drops those
+    of far ghosts: the list is not symmetric);
     the 9 atoms all local (a symmetric list, which the .pt runs as pairs); two neighbours, one
     local and one a ghost, and both ghosts (no local atom); 1 atom without edges."""
     positions, numbers, edges = cases[0][0], cases[0][1], cases[0][2]
