@@ -1,7 +1,9 @@
 """MD time per step: LAMMPS with pair_style mlpot (1 and 2 MPI ranks, both paths: features
 exchanged between layers with one cutoff of ghosts, and the whole model on a ghost shell of
 n_interactions × cutoff + skin) vs the ASE path (MLPotCalculator + VelocityVerlet), for
-192-atom water and 1728-atom Si, and how many atoms each rank evaluates.
+192-atom water and 1728-atom Si, and how many atoms each rank evaluates. `--paths pt2` adds the
+whole model on the ghost shell from the .pt2 file of the same model (its "lammps" model,
+AOTInductor; compare with `shell`, the same path from the .pt).
 
     .venv/bin/python benchmarks/lammps_speed.py                 # SchNetPack-size model (128/128/3, 5 Å)
     .venv/bin/python benchmarks/lammps_speed.py --tiny --steps 5
@@ -11,7 +13,7 @@ so both use the same cores (or --layouts). The ASE path runs the scripted graph 
 profiling executor, as the plugin does (it re-specialises on every new edge count);
 --profiling-executor keeps torch's default. Prints a table and writes JSON (--json): a list
 of records, one per system × path × ranks,
-    {"system", "path" ("ase" | "exchange" | "shell"), "ranks", "threads" (torch threads per
+    {"system", "path" ("ase" | "exchange" | "shell" | "pt2"), "ranks", "threads" (torch threads per
      rank), "s_per_step", "atoms_per_rank" (local + ghost atoms a rank evaluates, mean over
      ranks; the ASE path: all atoms)}
 plus "atoms", "cutoff", "n_interactions", "skin", "steps" and, for LAMMPS, "nlocal_per_rank",
@@ -57,7 +59,8 @@ SYSTEMS = {
 DEFAULT_SYSTEMS = ["water_192", "si_1728"]
 
 
-def make_model(path: Path, species, tiny: bool) -> ModelConfig:
+def make_model(path: Path, species, tiny: bool, pt2: bool = False) -> ModelConfig:
+    """Export a float32 model to `path` (.pt) and, with pt2, to path.with_suffix(".pt2")."""
     if tiny:
         cfg = ModelConfig(cutoff=3.0, n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8)
     else:   # the architecture of shared/bench/md_speed.py (SchNetPack reference)
@@ -66,10 +69,15 @@ def make_model(path: Path, species, tiny: bool) -> ModelConfig:
     potential = build_potential(cfg, species)
     potential.set_energy_statistics({z: -1.0 for z in species}, scale=0.1)
     export_model(potential, path, dtype="float32")
+    if pt2:
+        from mlpot.deploy.pt2 import export_pt2
+
+        export_pt2(potential, path.with_suffix(".pt2"), dtype="float32")
     return cfg
 
 
-PATHS = ("exchange", "shell")   # pair_style mlpot <path>
+PATHS = ("exchange", "shell", "pt2")   # pair_style mlpot <path>; pt2: shell with the .pt2 file
+DEFAULT_PATHS = ("exchange", "shell")
 
 
 def lammps_input(data: Path, model: Path, symbols, steps: int, warmup: int, skin: float, path: str) -> str:
@@ -164,7 +172,7 @@ def main(argv=None) -> int:
                         help="LAMMPS runs as MPI ranks x torch threads per rank (default: 1x{threads} "
                              "and 2x{threads/2}; e.g. 1x2 1x1 2x1)")
     parser.add_argument("--no-ase", action="store_true", help="skip the ASE path")
-    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS),
+    parser.add_argument("--paths", nargs="+", default=list(DEFAULT_PATHS), choices=list(PATHS),
                         help="pair_style mlpot paths to time (exchange: one cutoff of ghosts; shell: T cutoffs)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every path and layout this many times, interleaved (the machine's speed "
@@ -188,7 +196,7 @@ def main(argv=None) -> int:
             make_atoms, symbols = SYSTEMS[name]
             atoms = make_atoms()
             model = workdir / f"{name}.pt"
-            cfg = make_model(model, sorted(set(atoms.numbers)), args.tiny)
+            cfg = make_model(model, sorted(set(atoms.numbers)), args.tiny, pt2="pt2" in args.paths)
             data = write_lammps_data(workdir / f"{name}.data", atoms, symbols)
             row = {"system": name, "atoms": len(atoms), "cutoff": cfg.cutoff, "n_interactions": cfg.n_interactions,
                    "skin": args.skin}
@@ -200,7 +208,8 @@ def main(argv=None) -> int:
                                   ase_step_time(atoms, model, args.steps, args.warmup))
                 for ranks, threads in layouts:
                     for path in args.paths:
-                        inp = lammps_input(data, model, symbols, args.steps, args.warmup, args.skin, path)
+                        inp = lammps_input(data, model.with_suffix(".pt2") if path == "pt2" else model, symbols,
+                                           args.steps, args.warmup, args.skin, "shell" if path == "pt2" else path)
                         r = lammps_step_time(workdir, inp, ranks, threads, plugin,
                                              tag=f"{name}_{path}_{ranks}x{threads}_")
                         atoms_per_rank = r["nlocal_per_rank"] + r["nghost_per_rank"]

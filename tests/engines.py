@@ -17,6 +17,8 @@ over every engine:
                          between layers) and `pair_style mlpot shell` (the whole model on a ghost
                          shell); energy, per-atom energies (compute pe/atom), forces and the virial
                          from LAMMPS' pressure tensor (LammpsEngine)
+  lammps_pt2             the same through the .pt2 file of the model (AOTInductor, its "lammps"
+                         model: mlpot.deploy.pt2_lammps) on the whole-model path
 """
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ import torch
 from mlpot import keys as K
 from mlpot.model.nn.edge_gradients import forces_and_virial
 
-LAMMPS_ENGINES = {"lammps_exchange": "exchange", "lammps_shell": "shell"}   # engine: pair_style mlpot mode
+# engine: pair_style mlpot mode (lammps_pt2: a .pt2 file, whose path is shell)
+LAMMPS_ENGINES = {"lammps_exchange": "exchange", "lammps_shell": "shell", "lammps_pt2": "shell"}
 ENGINES = ["exported_autograd", "written_out_fused", "written_out_tabulated", "committee_stacked",
            "per_layer_driver", *LAMMPS_ENGINES]
 
@@ -245,15 +248,17 @@ class LammpsEngine(Engine):
         from ase.data import atomic_masses
 
         from mlpot.deploy.export import export_model, load_model
+        from mlpot.deploy.pt2 import export_pt2
 
         self.name, self.mode, self.dtype = name, LAMMPS_ENGINES[name], dtype
         self.plugin, self.folder = Path(plugin), Path(folder)
         potential = copy.deepcopy(potential64).to(dtype).eval()
         potential.dipole_head = None
         self.energy_scale = potential.energy_scale
-        self.model = self.folder / f"{name}_{str(dtype).split('.')[-1]}.pt"
-        metadata = export_model(potential, self.model, "float64" if dtype == torch.float64 else "float32",
-                                kernels="fused")
+        suffix = ".pt2" if name == "lammps_pt2" else ".pt"
+        self.model = self.folder / f"{name}_{str(dtype).split('.')[-1]}{suffix}"
+        write = export_pt2 if suffix == ".pt2" else export_model
+        metadata = write(potential, self.model, "float64" if dtype == torch.float64 else "float32", kernels="fused")
         assert metadata["kernels"] == "fused" and metadata["message_passing"] == "per_layer", metadata
         self.type_of = {z: k + 1 for k, z in enumerate(metadata["species"])}
         self.symbols = metadata["species_symbols"]

@@ -2,9 +2,9 @@
 kernels and its tabulated-filter kernels), wACSF and ACSF, and the engines users run (exported
 autograd, the written-out chain rule with fused and tabulated kernels, the stacked committee,
 the per-layer methods driven as LAMMPS drives them, and the LAMMPS plugin itself in this process
-with `pair_style mlpot exchange` and `shell`: tests/engines.py), in float32 and float64.
-`-k written_out`, `-k committee_stacked`, `-k per_layer_driver`, `-k lammps_exchange`,
-`-k lammps_shell` select an engine. The LAMMPS engines skip where the lammps package or cmake
+with `pair_style mlpot exchange` and `shell`, and a .pt2 file: tests/engines.py), in float32 and
+float64. `-k written_out`, `-k committee_stacked`, `-k per_layer_driver`, `-k lammps_exchange`,
+`-k lammps_shell`, `-k lammps_pt2` select an engine. The LAMMPS engines skip where the lammps package or cmake
 (to build the plugin) is missing; every engine skips the checks of a batch interface it only
 imitates (several structures in one call, Hessian by double backward, TorchScript, dipole, NVE).
 

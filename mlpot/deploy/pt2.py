@@ -5,9 +5,12 @@ mlpot's metadata inside (the same JSON as a TorchScript file's, plus "file_forma
 
 What a `.pt2` holds today: SchNet with fused or tabulated kernels and an atom-wise energy head
 (what `mlpot export` writes by default), or a committee of such members stacked into one engine
-(mlpot.kernels.stacked), a whole structure per call (MLPotCalculator). Not yet: wACSF / ACSF
-and dipole heads, per-atom virials; those take the TorchScript file (.pt). A package is compiled for one machine kind (CPU, its
-instruction set): compile it again from the checkpoint on another kind.
+(mlpot.kernels.stacked), a whole structure per call (MLPotCalculator). A single model's package
+also holds the model LAMMPS' whole-model path runs, "lammps" (mlpot.deploy.pt2_lammps), checked
+the same way (a committee package does not: LAMMPS takes its members' files). Not yet: wACSF /
+ACSF and dipole heads, per-atom virials, LAMMPS' exchange path; those take the TorchScript file
+(.pt). A package is compiled for one machine kind (CPU, its instruction set): compile it again
+from the checkpoint on another kind.
 
 Before the file is written, the compiled package is compared with the eager model on two
 structures (a molecule and a periodic cell smaller than the cutoff): energies, forces and virial
@@ -30,6 +33,8 @@ from torch import nn
 from mlpot.data.neighbors import neighbor_list_arrays
 from mlpot.deploy.export import TORCH_DTYPES, ModelFileError, wrapped_with_kernels
 from mlpot.deploy.metadata import METADATA_NAME, build_metadata
+from mlpot.deploy.pt2_lammps import LAMMPS_MODEL, PACKAGE_MODEL, compile_package, export_lammps, lammps_cases
+from mlpot.deploy.pt2_lammps import lammps_deviation
 from mlpot.deploy.pt2_model import PT2_SUFFIX, Pt2Model
 from mlpot.kernels.written_out import ExportedSchNet, WrittenOutSchNet
 
@@ -129,6 +134,9 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
                          "extrapolation_grade": False}
     extra["file_format"] = "pt2"
     extra["compiled_for"] = {"device": "cpu", "machine": platform.machine()}
+    single = len(members) == 1
+    # LAMMPS' pair_style mlpot runs the latter (a committee's members go to LAMMPS as their own files)
+    extra["pt2_models"] = [PACKAGE_MODEL, LAMMPS_MODEL] if single else [PACKAGE_MODEL]
     metadata = build_metadata(potential, dtype, training_data, extra, kernels=chosen)
 
     graph = Pt2Graph(engine).eval()
@@ -141,9 +149,10 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial{PT2_SUFFIX}")   # the user's file is replaced only when checked
     try:
-        torch._inductor.aoti_compile_and_package(
-            program, package_path=str(partial),
-            inductor_configs={"aot_inductor.metadata": {METADATA_NAME: json.dumps(metadata)}})
+        programs = {PACKAGE_MODEL: program}
+        if single:
+            programs[LAMMPS_MODEL] = export_lammps(wrapped_members[0], lammps_cases(cases)[0])
+        compile_package(partial, programs, {"aot_inductor.metadata": {METADATA_NAME: json.dumps(metadata)}})
         compiled = Pt2Model(partial, metadata)
         for case, (m, wrapped) in itertools.product(cases, enumerate(wrapped_members)):
             eager = wrapped(*case, case[0].shape[0], True)          # each member on its own
@@ -153,6 +162,11 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
                 raise ModelFileError(f"{path}: the compiled package's {key} differs from the model's by {deviation:.1e} "
                                      f"of its scale (> {TOLERANCE[dtype]:g}); not written. Export a TorchScript file "
                                      "(-o model.pt) and report this")
+        key, deviation = lammps_deviation(partial, wrapped_members[0], cases) if single else ("energy", 0.0)
+        if deviation > TOLERANCE[dtype]:
+            raise ModelFileError(f"{path}: the compiled package's LAMMPS model's {key} differs from the model's by "
+                                 f"{deviation:.1e} of its scale (> {TOLERANCE[dtype]:g}); not written. Export a "
+                                 "TorchScript file (-o model.pt) and report this")
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

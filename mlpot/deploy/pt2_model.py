@@ -59,8 +59,8 @@ class Pt2Model:
                 compute_virial: bool = True, compute_atom_virial: bool = False) -> Dict[str, torch.Tensor]:
         n_atoms = positions.shape[0]
         if n_local != n_atoms:
-            raise ValueError(f"{self.path}: a .pt2 file evaluates whole structures (n_local = N); "
-                             "for LAMMPS use a TorchScript file (.pt)")
+            raise ValueError(f"{self.path}: the package's model evaluates whole structures (n_local = N); "
+                             "LAMMPS runs its 'lammps' model (pair_coeff * * model.pt2 ...)")
         if compute_atom_virial:
             raise ValueError(f"{self.path}: per-atom virials are not in .pt2 files yet; "
                              "use a TorchScript file (.pt) for per-atom stresses")

@@ -367,13 +367,11 @@ class WrittenOutSchNet(nn.Module):
         if self.n_members == 1:
             pair_energies, pair_grad = pair_energies[0], pair_grad[0]
         energies = energies + pair_energies.to(energies.dtype)
-        # the gradient of the energy, back through the same layers
-        if n_local >= n_atoms:
-            energy = energies.sum(-1).reshape(-1)
-            g = self.head_seed(n_atoms, None)
-        else:  # LAMMPS: the energy of the local atoms, forces on all
-            energy = (energies * local).sum(-1).reshape(-1)
-            g = self.head_seed(n_atoms, local)
+        # the gradient of the energy, back through the same layers. The energy of the local atoms,
+        # forces on all (LAMMPS); with every atom local the mask is all ones (the same numbers), and
+        # no branch on n_local keeps it a dynamic size when traced (mlpot.deploy.pt2_lammps)
+        energy = (energies * local).sum(-1).reshape(-1)
+        g = self.head_seed(n_atoms, local)
         g = self.head_backward(g, head_pre)
         grad_d = pair_grad.to(dc.dtype)
         for t in range(n_t - 1, -1, -1):

@@ -1,23 +1,31 @@
-/* Loading an mlpot export and calling its forward from C++ (the only file that sees libtorch). */
+/* Loading an mlpot export and calling its forward from C++ (the only file that sees libtorch):
+   a TorchScript file (.pt), or an AOTInductor package (.pt2) whose "lammps" model
+   (mlpot.deploy.pt2_lammps) takes the whole graph. */
 #include "mlpot_model.h"
 
 #include "json.h"  // LAMMPS' bundled nlohmann::json (header only)
 
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace mlpot {
 
 static const int SUPPORTED_FORMAT_VERSION = 2;
 static const char *METADATA_NAME = "mlpot.json";
+static const char *PT2_MODEL = "lammps";          // the package's model for LAMMPS (mlpot.deploy.pt2_lammps)
+static const std::string AOTI_FOLDER = "data/aotinductor/";
 
 struct Model::Impl {
   torch::jit::Module module;
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;   // a .pt2 file's lammps model
   torch::Dtype dtype = torch::kFloat64;
   std::vector<double> exchange_rows;   // evaluate_per_layer's feature-exchange buffer, reused
 };
@@ -88,13 +96,71 @@ static const std::string &fused_kernels_error() {
   return error;
 }
 
+// The entry names of `path` when it is a zip file of PyTorch's (a TorchScript file or a .pt2
+// package), without the archive's top folder; empty otherwise.
+static std::vector<std::string> archive_records(const std::string &path) {
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    return reader.getAllRecords();
+  } catch (const std::exception &) {
+    return {};
+  }
+}
+
+// Whether one of `records` lies in the folder `prefix`.
+static bool has_folder(const std::vector<std::string> &records, const std::string &prefix) {
+  return std::any_of(records.begin(), records.end(),
+                     [&](const std::string &name) { return name.compare(0, prefix.size(), prefix) == 0; });
+}
+
+void Model::load_pt2(const std::string &path, const std::vector<std::string> &records) {
+  const std::string again = "export it again with `mlpot export CHECKPOINT -o model.pt2` (or give pair_coeff a .pt file)";
+  if (!has_folder(records, AOTI_FOLDER + PT2_MODEL + "/"))
+    throw std::runtime_error(path + " is a .pt2 package without a LAMMPS model (a committee package, or one written "
+                             "before the plugin read .pt2 files): give pair_coeff the members' own files (`mlpot export "
+                             "RUN -o model.pt` writes model_0.pt, model_1.pt, ...), or " + again);
+  std::unordered_map<std::string, std::string> metadata;
+  try {
+    // one thread calls it at a time: no runner pool, no locks
+    impl_->package = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, PT2_MODEL, true, 1);
+    metadata = impl_->package->get_metadata();
+  } catch (const c10::Error &e) {
+    const std::string what = e.what_without_backtrace();
+    if (what.find("mlpot::") != std::string::npos && !fused_kernels_error().empty())
+      throw std::runtime_error(path + " uses mlpot's fused kernels, which this plugin cannot load (" +
+                               fused_kernels_error() + "): rebuild it with `mlpot lammps build --force`");
+    throw std::runtime_error("cannot load " + path + " as an AOTInductor package (" + first_line(what) +
+                             "); a .pt2 runs only on the kind of machine it was compiled for: " + again + " here");
+  }
+  const auto found = metadata.find(METADATA_NAME);
+  info_ = parse_metadata(path, found == metadata.end() ? std::string() : found->second);
+  // what the package's lammps model offers: the whole graph (evaluate) and the global virial
+  info_.pt2 = true;
+  info_.declared = true;
+  info_.per_layer = false;
+  info_.written_out = true;
+  info_.pair_terms = false;
+  info_.n_features = 0;
+  info_.atom_virial = false;
+  impl_->dtype = info_.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
+}
+
 Model::Model(const std::string &path) : impl_(std::make_unique<Impl>()) {
+  fused_kernels_error();  // loads them if it can; a model that needs them reports the reason below
+  const std::vector<std::string> records = archive_records(path);
+  if (has_folder(records, AOTI_FOLDER)) {
+    load_pt2(path, records);
+    return;
+  }
+  if (path.ends_with(".pt2"))
+    throw std::runtime_error("cannot read " + path + " as a .pt2 package (" +
+                             (records.empty() ? "no such file, or not a zip file" : "no data/aotinductor/ inside") +
+                             "): give pair_coeff a file written by `mlpot export CHECKPOINT -o model.pt2`");
   // The profiling executor re-specialises the graph for every new atom or edge count, which
   // changes at every neighbour-list rebuild in MD (measured: ~7x slower steps, seconds-long
   // stalls). Plain execution of the scripted graph is steady. Process-wide setting.
   torch::jit::setGraphExecutorOptimize(false);
   torch::jit::ExtraFilesMap extra{{METADATA_NAME, ""}};
-  fused_kernels_error();  // loads them if it can; a model that needs them reports the reason below
   try {
     impl_->module = torch::jit::load(path, torch::kCPU, extra);
   } catch (const c10::Error &e) {
@@ -143,6 +209,9 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
                                const std::vector<int64_t> &feature_j, int64_t n_two_way, int64_t n_local,
                                bool want_virial, bool want_energies, FeatureExchange &exchange, Result &out,
                                bool want_atom_virial) {
+  if (impl_->package)
+    throw std::runtime_error("a .pt2 file runs the whole model on a ghost shell, not layer by layer: use "
+                             "pair_style mlpot shell, or the .pt file of the same model for the exchange path");
   torch::AutoGradMode grad_enabled(true);
   const torch::Dtype dtype = impl_->dtype;
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
@@ -305,14 +374,33 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
 
 Model::~Model() = default;
 
+// The outputs of either kind of file into `out`: energy [] or [1], forces [n, 3], energies [n],
+// virial [3, 3] (tensors of the model's dtype).
+static void fill_result(const torch::Tensor &energy, const torch::Tensor &forces_out, const torch::Tensor &energies_out,
+                        const torch::Tensor &virial_out, int64_t n, bool want_virial, bool want_energies, Result &out) {
+  out.energy = energy.to(torch::kFloat64).sum().item<double>();
+  torch::Tensor forces = forces_out.to(torch::kFloat64).contiguous();
+  out.forces.assign(forces.data_ptr<double>(), forces.data_ptr<double>() + n * 3);
+  if (want_energies) {
+    torch::Tensor energies = energies_out.to(torch::kFloat64).contiguous();
+    out.energies.assign(energies.data_ptr<double>(), energies.data_ptr<double>() + n);
+  }
+  if (want_virial) {
+    torch::Tensor virial = virial_out.to(torch::kFloat64).contiguous();
+    std::copy(virial.data_ptr<double>(), virial.data_ptr<double>() + 9, out.virial);
+  }
+}
+
 void Model::evaluate(const double *positions, const int64_t *numbers, int64_t n,
                      const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
                      const double *cell, int64_t n_local, bool want_virial, bool want_energies,
                      Result &out, bool want_atom_virial) {
+  if (want_atom_virial && impl_->package)
+    throw std::runtime_error("a .pt2 file has no per-atom virial (compute stress/atom): use the .pt file of the "
+                             "same model (mlpot export CHECKPOINT -o model.pt), or remove the compute");
   if (want_atom_virial && !info_.atom_virial)
     throw std::runtime_error("the model file's forward has no per-atom virial (exported before it existed): "
                              "export it again with `mlpot export`");
-  torch::AutoGradMode grad_enabled(true);  // the model takes forces and virial by autograd
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   const int64_t n_edges = static_cast<int64_t>(edge_i.size());
@@ -324,24 +412,21 @@ void Model::evaluate(const double *positions, const int64_t *numbers, int64_t n,
     std::copy(edge_i.begin(), edge_i.end(), edges.data_ptr<int64_t>());
     std::copy(edge_j.begin(), edge_j.end(), edges.data_ptr<int64_t>() + n_edges);
   }
+  if (impl_->package) {   // mlpot.deploy.pt2_lammps: n_local is the length of the last input
+    torch::Tensor local = torch::zeros({n_local}, torch::TensorOptions().dtype(torch::kUInt8));
+    std::vector<torch::Tensor> result = impl_->package->run({pos, z, edges, local});
+    fill_result(result.at(0), result.at(1), result.at(2), result.at(3), n, want_virial, want_energies, out);
+    return;
+  }
+  torch::AutoGradMode grad_enabled(true);  // the model takes forces and virial by autograd
   torch::Tensor shifts = torch::zeros({n_edges, 3}, torch::TensorOptions().dtype(impl_->dtype));
   torch::Tensor box = torch::from_blob(const_cast<double *>(cell), {3, 3}, f64).to(impl_->dtype).clone();
 
   std::vector<torch::jit::IValue> inputs{pos, z, edges, shifts, box, n_local, want_virial};
   if (want_atom_virial) inputs.emplace_back(true);   // older files' forward has no such argument
   auto result = impl_->module.forward(inputs).toGenericDict();
-
-  out.energy = result.at("energy").toTensor().to(torch::kFloat64).sum().item<double>();
-  torch::Tensor forces = result.at("forces").toTensor().to(torch::kFloat64).contiguous();
-  out.forces.assign(forces.data_ptr<double>(), forces.data_ptr<double>() + n * 3);
-  if (want_energies) {
-    torch::Tensor energies = result.at("energies").toTensor().to(torch::kFloat64).contiguous();
-    out.energies.assign(energies.data_ptr<double>(), energies.data_ptr<double>() + n);
-  }
-  if (want_virial) {
-    torch::Tensor virial = result.at("virial").toTensor().to(torch::kFloat64).contiguous();
-    std::copy(virial.data_ptr<double>(), virial.data_ptr<double>() + 9, out.virial);
-  }
+  fill_result(result.at("energy").toTensor(), result.at("forces").toTensor(), result.at("energies").toTensor(),
+              result.at("virial").toTensor(), n, want_virial, want_energies, out);
   if (want_atom_virial) {
     torch::Tensor atom_virial = result.at("atom_virial").toTensor().to(torch::kFloat64).contiguous();
     out.atom_virial.assign(atom_virial.data_ptr<double>(), atom_virial.data_ptr<double>() + 9 * n);

@@ -1,5 +1,6 @@
-/* An exported mlpot model (TorchScript file with mlpot.json metadata) behind a plain C++
-   interface, so that only mlpot_model.cpp compiles against libtorch. */
+/* An exported mlpot model (a TorchScript file, or an AOTInductor package (.pt2) whose "lammps"
+   model runs the whole graph; mlpot.json metadata either way) behind a plain C++ interface, so
+   that only mlpot_model.cpp compiles against libtorch. */
 #ifndef MLPOT_MODEL_H
 #define MLPOT_MODEL_H
 
@@ -28,6 +29,8 @@ struct ModelInfo {
                                       // it existed do not: the shell path has no per-atom virial then)
   bool declared = false;              // format version >= 2 with "provides": the fields above are
                                       // read from mlpot.json; version-1 files are probed
+  bool pt2 = false;                   // an AOTInductor package (.pt2, mlpot.deploy.pt2_lammps): the
+                                      // whole graph only (evaluate), no per-atom virial
 };
 
 // The pair style's LAMMPS communication of per-atom rows of `width` numbers ([nall*width],
@@ -88,6 +91,7 @@ class Model {
                           bool want_atom_virial = false);
 
  private:
+  void load_pt2(const std::string &path, const std::vector<std::string> &records);   // the constructor's, for a .pt2
   struct Impl;
   std::unique_ptr<Impl> impl_;
   ModelInfo info_;

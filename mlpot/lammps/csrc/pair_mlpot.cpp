@@ -135,6 +135,9 @@ void PairMLPot::settings(int narg, char **arg) {
 
 void PairMLPot::choose_mode() {
   const mlpot::ModelInfo &info = model_->info();
+  if (requested_ == Mode::Exchange && info.pt2)
+    error->all(FLERR, "pair_style mlpot exchange needs a TorchScript file (.pt); a .pt2 file runs the whole model "
+                      "on a ghost shell: use pair_style mlpot shell (or no keyword), or the .pt file of the same model");
   if (requested_ == Mode::Exchange && !info.per_layer)
     error->all(FLERR, "pair_style mlpot exchange needs a model exported with its layers one at a time "
                       "(SchNet, mlpot.json message_passing = per_layer): export it again with `mlpot export`, "
@@ -158,12 +161,12 @@ void PairMLPot::coeff(int narg, char **arg) {
   if (narg < 3 || strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "pair_style mlpot needs {}", SYNTAX);
   check_units();
-  // models: arg[2], then every following argument that ends in .pt, or that names an existing
+  // models: arg[2], then every following argument that ends in .pt or .pt2, or that names an existing
   // file and is not an element symbol or NULL (a file called C in the working folder is no model)
   int n_models = 1;
   while (2 + n_models < narg) {
     const std::string word = arg[2 + n_models];
-    const bool ends_pt = word.size() > 3 && word.compare(word.size() - 3, 3, ".pt") == 0;
+    const bool ends_pt = word.ends_with(".pt") || word.ends_with(".pt2");
     const bool model_file = ends_pt || (!is_type_symbol(word) && platform::file_is_readable(word));
     if (!model_file) break;
     n_models++;
@@ -231,8 +234,8 @@ void PairMLPot::coeff(int narg, char **arg) {
   choose_mode();
 
   if (comm->me == 0)
-    utils::logmesg(lmp, "pair mlpot: {} (mlpot {}, {}), cutoff {} A, {} interactions, elements {}, {}\n", path,
-                   info.mlpot_version, info.dtype, info.cutoff, info.n_interactions, known,
+    utils::logmesg(lmp, "pair mlpot: {} (mlpot {}, {}{}), cutoff {} A, {} interactions, elements {}, {}\n", path,
+                   info.mlpot_version, info.dtype, info.pt2 ? ", AOTInductor package" : "", info.cutoff, info.n_interactions, known,
                    exchange_ ? "features exchanged between layers (ghosts within one cutoff)"
                              : "whole model on a ghost shell of n_interactions x cutoff");
   if (comm->me == 0 && has_null_) {
@@ -281,6 +284,9 @@ void PairMLPot::check_member(const mlpot::Model &member, const std::string &path
   if (sa != sb)
     error->all(FLERR, "pair_coeff: committee members differ in elements: {} has {}, {} has {}; {}", first,
                utils::join_words(a.symbols, " "), path, utils::join_words(b.symbols, " "), advice);
+  if (a.per_layer != b.per_layer && a.pt2 != b.pt2)
+    error->all(FLERR, "pair_coeff: committee members mix a .pt2 file (the whole model only) and a .pt file run "
+                      "layer by layer: {} and {}; give every member as .pt2, or every member as .pt", first, path);
   if (a.per_layer != b.per_layer)
     error->all(FLERR, "pair_coeff: committee members differ in message_passing: {} has {}, {} has {}; {}", first,
                a.per_layer ? "per_layer" : "whole_graph", path, b.per_layer ? "per_layer" : "whole_graph", advice);
@@ -348,6 +354,10 @@ double PairMLPot::init_one(int i, int j) {
 
 void PairMLPot::compute(int eflag, int vflag) {
   ev_init(eflag, vflag);
+  if (want_atom_virial() && model_->info().pt2)
+    error->all(FLERR, "pair_style mlpot: {} is a .pt2 file, which has no per-atom virial (compute stress/atom): "
+                      "give pair_coeff the .pt file of the same model, or remove the compute",
+               model_paths_.empty() ? std::string("the model") : model_paths_[0]);
   if (want_atom_virial() && !exchange_ && !model_->info().atom_virial)
     error->all(FLERR, "pair_style mlpot: {} was exported before per-atom virials existed, which compute "
                       "stress/atom needs: export it again with `mlpot export`, or remove the compute",

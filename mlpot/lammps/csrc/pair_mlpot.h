@@ -3,6 +3,9 @@
    pair_style mlpot [exchange | shell] [out_freq N] [out_file FILE]
    pair_coeff * * model_0.pt [model_1.pt ...] C H O   (one element symbol per LAMMPS atom type, in order)
 
+   Model files: TorchScript (.pt), or AOTInductor packages (.pt2, mlpot.deploy.pt2_lammps), which
+   run the whole model on a ghost shell only (no exchange, no per-atom virial; refused in one line).
+
    exchange (default when the model file has its layers one at a time, SchNet): ghosts within
    one cutoff (+ skin); after each layer the new features of owned atoms go to their ghost
    copies (forward communication), and in the backward pass the feature gradients of ghosts
@@ -13,7 +16,7 @@
    LAMMPS sums the ghost forces back to their owners (newton pair on).
 
    Committee (model deviation): the leading arguments of pair_coeff after `* *` that end in
-   ".pt" or name an existing file are model files (the first one always is), the rest are the
+   ".pt" or ".pt2" or name an existing file are model files (the first one always is), the rest are the
    element symbols. The FIRST model drives the dynamics (energy, forces, virial, per-atom
    energies, exactly as with one model). With two or more, on every step with
    ntimestep % out_freq == 0 (out_freq default 100; 0 = never) every model is evaluated on the
@@ -84,7 +87,7 @@ class PairMLPot : public Pair {
 
  private:
   // the syntax, quoted in messages
-  static constexpr const char *SYNTAX = "pair_coeff * * model.pt [more_models.pt ...] C H O (one element symbol per atom type; NULL for a type left to another style of pair_style hybrid)";
+  static constexpr const char *SYNTAX = "pair_coeff * * model.pt [more_models.pt ...] C H O (model files .pt or .pt2; one element symbol per atom type; NULL for a type left to another style of pair_style hybrid)";
   static constexpr const char *STYLE_SYNTAX = "pair_style mlpot [exchange | shell] [out_freq N] [out_file FILE] [halt_deviation X]";
 
   // data members (their order is the order of construction)
