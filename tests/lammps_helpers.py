@@ -164,3 +164,14 @@ def silicon_carbide_primitive():
     atoms.set_cell(atoms.cell.standard_form()[0], scale_atoms=True)
     atoms.rattle(0.08, seed=3)
     return atoms
+
+
+def silicon_primitive():
+    """2 rattled Si atoms in the triclinic primitive cell (3.84 Å edges) in LAMMPS' orientation:
+    on 2 ranks one may own none."""
+    from ase.build import bulk
+
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.set_cell(atoms.cell.standard_form()[0], scale_atoms=True)
+    atoms.rattle(0.05, seed=3)
+    return atoms

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from lammps_helpers import (lammps_single_point, mismatches, python_reference, read_single_point,  # noqa: E402
-                            run_input_lines, single_point_lines, tiny_potential)
+                            run_input_lines, silicon_primitive, single_point_lines, tiny_potential)
 from mlpot.deploy.export import export_model  # noqa: E402
 from mlpot.lammps import write_lammps_data  # noqa: E402
 
@@ -131,14 +131,6 @@ def test_lammps_equals_python_on_random_cells(plugin, tmp_path_factory, cases_li
     folder = tmp_path_factory.mktemp("cells")
     failures = lammps_failures(plugin, folder, [case_system(folder, k, case) for k, case in enumerate(cases_list)])
     assert not failures, describe_failures(failures)
-
-
-def silicon_primitive():
-    """2 rattled Si atoms in the triclinic primitive cell (3.84 Å edges), LAMMPS orientation."""
-    atoms = bulk("Si", "diamond", a=5.43)
-    atoms.set_cell(atoms.cell.standard_form()[0], scale_atoms=True)
-    atoms.rattle(0.05, seed=3)
-    return atoms
 
 
 def silicon_cubic():

@@ -21,8 +21,8 @@ from ase import Atoms  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
 from lammps_helpers import (SETUP, lammps_error, lammps_single_point, mismatches,  # noqa: E402
-                            python_reference, read_single_point, run_input_lines, single_point_lines,
-                            tiny_potential)
+                            python_reference, read_single_point, run_input_lines, silicon_primitive,
+                            single_point_lines, tiny_potential)
 from mlpot import ops  # noqa: E402
 from mlpot.deploy.export import export_model  # noqa: E402
 from mlpot.deploy.pt2 import export_pt2  # noqa: E402
@@ -41,14 +41,6 @@ def silicon_cubic():
     """8 rattled Si atoms in the cubic diamond cell: with 2 interactions of 3 Å, 400+ ghosts."""
     atoms = bulk("Si", "diamond", a=5.43, cubic=True)
     atoms.rattle(0.08, seed=4)
-    return atoms
-
-
-def silicon_primitive():
-    """2 Si atoms in the triclinic primitive cell (LAMMPS form): on 2 ranks one may own none."""
-    atoms = bulk("Si", "diamond", a=5.43)
-    atoms.set_cell(atoms.cell.standard_form()[0], scale_atoms=True)
-    atoms.rattle(0.05, seed=3)
     return atoms
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from mlpot.data.neighbors import MIN_DISTANCE, neighbor_list_arrays, overlap_message
+from mlpot.model.representations.schnet import half_of_symmetric_list
 
 
 class OverlapError(ValueError):
@@ -59,7 +60,6 @@ class SkinNeighborList:
         self._shift_vectors_np = shift_vectors
         self._shift_vectors = torch.from_numpy(shift_vectors).to(device=self.device, dtype=self.dtype)
         self._pairs = None
-        self._shifts = shifts
         self._reference_positions = positions.copy()
         self._numbers, self._cell, self._pbc = numbers.copy(), cell.copy(), pbc.copy()
         self.n_builds += 1
@@ -82,14 +82,18 @@ class SkinNeighborList:
         return index, torch.from_numpy(vectors).to(device=self.device, dtype=self.dtype)
 
     def _halve(self) -> tuple:
-        """One edge of each pair of the full list: i < j, or for an atom and its own image (i = j)
-        the shift whose first non-zero cell component is positive (the list holds S and −S)."""
-        i, j, shifts = self._i, self._j, self._shifts
-        first = np.take_along_axis(shifts, np.argmax(shifts != 0, axis=1)[:, None], axis=1)[:, 0]
-        keep = (i < j) | ((i == j) & (first > 0))
-        if 2 * int(keep.sum()) != len(i):
+        """One edge of each pair of the full list, by the pair rule of the written-out engine
+        (mlpot.model.representations.schnet.half_of_symmetric_list: i < j, or for an atom and its
+        own image, i = j, the shift vector lexicographically positive)."""
+        i, j = torch.from_numpy(self._i), torch.from_numpy(self._j)
+        # an edge's vector differs from its shift vector by r_j − r_i, which is 0 where i = j: the
+        # rule's tie-break sees the same sign
+        n_atoms = max(len(self._reference_positions), 1)
+        keep = half_of_symmetric_list(i, j, torch.from_numpy(self._shift_vectors_np), n_atoms)
+        if keep is None:
             raise ValueError("the neighbour list is not symmetric (every i→j with its j→i); report this")
-        i, j = i[keep], j[keep]
+        keep = keep.numpy()
+        i, j = self._i[keep], self._j[keep]
         return (torch.from_numpy(np.stack([i, j])).to(self.device), i, j, self._shift_vectors_np[keep])
 
     def _within_cutoff(self, vectors: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray | None:
