@@ -76,28 +76,6 @@ def _fail(message) -> int:
     return 2
 
 
-def _export_committee_pt2(args, checkpoints: list) -> int:
-    """A committee run's members as one .pt2 package (their weights stacked: mlpot.deploy.pt2)."""
-    from mlpot.deploy.export import ModelFileError   # lazy: as in run
-    from mlpot.deploy.metadata import format_metadata
-    from mlpot.deploy.pt2 import export_pt2
-    from mlpot.train.checkpoint import CheckpointError, load_potential
-
-    try:
-        members = [load_potential(checkpoint) for checkpoint in checkpoints]
-        training_data = args.training_data or training_data_of(checkpoints[0])
-        metadata = export_pt2(members, args.output, args.dtype, training_data=training_data, kernels=args.kernels,
-                              table_spacing=args.table_spacing)
-    except (CheckpointError, ModelFileError) as err:
-        return _fail(err)
-    except RuntimeError as err:   # kernels that are not available
-        return _fail(f"{str(err).splitlines()[0][:300]}; export TorchScript files instead (-o model.pt)")
-    print(f"wrote {args.output}")
-    print(format_metadata(metadata))
-    print(f"a committee of {len(members)} in one file: MLPotCalculator({args.output!r})")
-    return 0
-
-
 def run(args) -> int:
     # lazy: cli.py imports every command module to build `mlpot --help`, which stays free of torch
     from mlpot.deploy.export import ModelFileError, export_model
@@ -109,9 +87,12 @@ def run(args) -> int:
         targets = export_targets(args.checkpoint, args.output)
     except (FileNotFoundError, ValueError) as err:
         return _fail(err)
-    committee_pt2 = kind == "pt2" and len(targets) > 1     # one package with every member
-    outputs = [args.output] if committee_pt2 else [out for _, out in targets]
-    existing = [out for out in outputs if Path(out).exists()]
+    # each file to write and the checkpoints it holds: a committee run's members stacked in one
+    # package for a .pt2, one file per member otherwise
+    committee_pt2 = kind == "pt2" and len(targets) > 1
+    jobs = ([([checkpoint for checkpoint, _ in targets], args.output)] if committee_pt2
+            else [([checkpoint], output) for checkpoint, output in targets])
+    existing = [output for _, output in jobs if Path(output).exists()]
     if existing and not args.force:
         return _fail(f"{', '.join(existing)} exists; choose another -o or pass --force to overwrite it")
     if not args.table_spacing >= 0:
@@ -119,25 +100,26 @@ def run(args) -> int:
                      f"got {args.table_spacing}")
     from mlpot.train.checkpoint import CheckpointError, load_potential  # lazy: as above
 
-    if committee_pt2:
-        return _export_committee_pt2(args, [checkpoint for checkpoint, _ in targets])
-    for checkpoint, output in targets:
+    write = export_pt2 if kind == "pt2" else export_model
+    instead = "export TorchScript files instead (-o model.pt)" if committee_pt2 else "try --kernels reference (plain PyTorch)"
+    for checkpoints, output in jobs:
         try:
-            potential = load_potential(checkpoint)
-            training_data = args.training_data or training_data_of(checkpoint)
+            members = [load_potential(checkpoint) for checkpoint in checkpoints]
+            training_data = args.training_data or training_data_of(checkpoints[0])
         except CheckpointError as err:
             return _fail(err)
-        write = export_pt2 if kind == "pt2" else export_model
         try:
-            metadata = write(potential, output, args.dtype, training_data=training_data,
-                             kernels=args.kernels, table_spacing=args.table_spacing)
+            metadata = write(members if committee_pt2 else members[0], output, args.dtype,
+                             training_data=training_data, kernels=args.kernels, table_spacing=args.table_spacing)
         except ModelFileError as err:   # a model a .pt2 cannot hold yet, or a package that fails its check
             return _fail(err)
         except RuntimeError as err:   # kernels that are not available (a compiler error, no compiler)
-            return _fail(f"{str(err).splitlines()[0][:300]}; try --kernels reference (plain PyTorch)")
+            return _fail(f"{str(err).splitlines()[0][:300]}; {instead}")
         print(f"wrote {output}")
         print(format_metadata(metadata))
-    if len(targets) > 1:
+    if committee_pt2:
+        print(f"a committee of {len(targets)} in one file: MLPotCalculator({args.output!r})")
+    elif len(targets) > 1:
         print(f"a committee of {len(targets)}: MLPotCalculator([{', '.join(repr(o) for _, o in targets)}]); "
               f"LAMMPS: pair_coeff * * {' '.join(o for _, o in targets)} <elements>")
     return 0
