@@ -204,14 +204,18 @@ class MLPotCalculator(Calculator):
             self._numbers_t = torch.from_numpy(numbers.astype(np.int64)).to(self.device)
         return self._numbers_t
 
-    def _inputs(self, atoms, requires_grad: bool = False):
-        """(positions, numbers, edge_index, shift_vectors, cell) tensors for the model."""
+    def _structure(self, atoms) -> tuple:
+        """(positions [N, 3] Å, numbers [N], cell [3, 3] Å, pbc [3]) as numpy arrays, and the
+        positions as a tensor for the model, after checking `atoms` (_check)."""
         self._check(atoms)
         positions = np.asarray(atoms.positions, dtype=float)
-        cell = np.asarray(atoms.cell.array, dtype=float)
-        pbc = np.asarray(atoms.pbc, dtype=bool)
-        numbers = np.asarray(atoms.numbers)
         positions_t = torch.from_numpy(positions).to(device=self.device, dtype=self.dtype)
+        return (positions, np.asarray(atoms.numbers), np.asarray(atoms.cell.array, dtype=float),
+                np.asarray(atoms.pbc, dtype=bool), positions_t)
+
+    def _inputs(self, atoms, requires_grad: bool = False):
+        """(positions, numbers, edge_index, shift_vectors, cell) tensors for the model."""
+        positions, numbers, cell, pbc, positions_t = self._structure(atoms)
         edge_index, shift_vectors = self.neighbors.edges(positions, positions_t, numbers, cell, pbc)
         if requires_grad:
             positions_t.requires_grad_(True)
@@ -281,12 +285,8 @@ class MLPotCalculator(Calculator):
 
     def _pair_outputs(self, atoms) -> list:
         """The members' outputs (.pt2 files) on each pair once (SkinNeighborList.pairs)."""
-        self._check(atoms)
-        positions = np.asarray(atoms.positions, dtype=float)
-        numbers = np.asarray(atoms.numbers)
-        pair_index, pair_vectors = self.neighbors.pairs(positions, numbers, np.asarray(atoms.cell.array, dtype=float),
-                                                        np.asarray(atoms.pbc, dtype=bool))
-        positions_t = torch.from_numpy(positions).to(device=self.device, dtype=self.dtype)
+        positions, numbers, cell, pbc, positions_t = self._structure(atoms)
+        pair_index, pair_vectors = self.neighbors.pairs(positions, numbers, cell, pbc)
         numbers_t = self._numbers_tensor(numbers)
         outs = [module.forward_pairs(positions_t, numbers_t, pair_index, pair_vectors) for module in self.modules]
         if self.n_members > len(outs):    # one committee .pt2: outputs [M, ...]
