@@ -154,19 +154,19 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
             programs[LAMMPS_MODEL] = export_lammps(wrapped_members[0], lammps_cases(cases)[0])
         compile_package(partial, programs, {"aot_inductor.metadata": {METADATA_NAME: json.dumps(metadata)}})
         compiled = Pt2Model(partial, metadata)
+        deviations = []     # (which of the package's models, (output, its largest relative deviation))
         for case, (m, wrapped) in itertools.product(cases, enumerate(wrapped_members)):
             eager = wrapped(*case, case[0].shape[0], True)          # each member on its own
             out = compiled.forward(*case, case[0].shape[0], True)
-            key, deviation = largest_deviation({k: v[m] for k, v in out.items()} if len(members) > 1 else out, eager)
+            deviations.append(("", largest_deviation({k: v[m] for k, v in out.items()} if len(members) > 1 else out,
+                                                     eager)))
+        if single:
+            deviations.append(("LAMMPS model's ", lammps_deviation(partial, wrapped_members[0], cases)))
+        for model, (key, deviation) in deviations:
             if deviation > TOLERANCE[dtype]:
-                raise ModelFileError(f"{path}: the compiled package's {key} differs from the model's by {deviation:.1e} "
-                                     f"of its scale (> {TOLERANCE[dtype]:g}); not written. Export a TorchScript file "
-                                     "(-o model.pt) and report this")
-        key, deviation = lammps_deviation(partial, wrapped_members[0], cases) if single else ("energy", 0.0)
-        if deviation > TOLERANCE[dtype]:
-            raise ModelFileError(f"{path}: the compiled package's LAMMPS model's {key} differs from the model's by "
-                                 f"{deviation:.1e} of its scale (> {TOLERANCE[dtype]:g}); not written. Export a "
-                                 "TorchScript file (-o model.pt) and report this")
+                raise ModelFileError(f"{path}: the compiled package's {model}{key} differs from the model's by "
+                                     f"{deviation:.1e} of its scale (> {TOLERANCE[dtype]:g}); not written. Export a "
+                                     "TorchScript file (-o model.pt) and report this")
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

@@ -82,12 +82,8 @@ def lammps_deviation(path, wrapped: ExportedSchNet, cases: list[tuple]) -> tuple
     from mlpot.deploy.pt2 import largest_deviation
 
     runner = load_package(str(path), LAMMPS_MODEL)
-    worst = ("energy", 0.0)
-    for case in lammps_cases(cases):
-        key, deviation = largest_deviation(run_lammps_model(runner, *case), eager_lammps(wrapped, *case))
-        if deviation > worst[1]:
-            worst = (key, deviation)
-    return worst
+    return max((largest_deviation(run_lammps_model(runner, *case), eager_lammps(wrapped, *case))
+                for case in lammps_cases(cases)), key=lambda found: found[1])
 
 
 def export_lammps(wrapped: ExportedSchNet, example: tuple) -> torch.export.ExportedProgram:
