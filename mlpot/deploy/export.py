@@ -135,17 +135,17 @@ def read_metadata(path) -> dict[str, Any]:
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_NAME}")]
             compiled = None
-            if not names and is_pt2_archive(archive.namelist()):
+            if names:
+                text = archive.read(names[0]).decode("utf-8")
+            elif is_pt2_archive(archive.namelist()):
                 try:
                     text, compiled = pt2_metadata_text(archive, METADATA_NAME)
                 except KeyError:
                     raise ValueError(f"{path}: a .pt2 package, but not an mlpot model file (no {METADATA_NAME} "
                                      "inside); write one with `mlpot export -o model.pt2`") from None
-            elif not names:
+            else:
                 raise ValueError(f"{path}: not an mlpot model file (no {METADATA_NAME} inside); "
                                  "write one with `mlpot export`")
-            else:
-                text = archive.read(names[0]).decode("utf-8")
             damaged = archive.testzip()      # torch.jit.load does not check the entries' CRC-32
     except zipfile.BadZipFile:
         if path.read_bytes()[:2] == b"PK":

@@ -22,19 +22,20 @@ from mlpot import ops
 from mlpot.kernels.written_out import edges_for_messages
 
 PT2_SUFFIX = ".pt2"
+AOTI_FOLDER = "/data/aotinductor/"          # what every AOTInductor package holds (below its top folder)
 AOTI_METADATA = "wrapper_metadata.json"      # where AOTInductor keeps a package's metadata dict
 
 
 def is_pt2_archive(names: list[str]) -> bool:
     """Whether the entries of a zip file are an AOTInductor package's."""
-    return any("/data/aotinductor/" in n for n in names)
+    return any(AOTI_FOLDER in n for n in names)
 
 
 def pt2_metadata_text(archive: zipfile.ZipFile, metadata_name: str) -> tuple[str, dict[str, str]]:
     """(mlpot's metadata JSON, AOTInductor's own keys such as AOTI_DEVICE_KEY and AOTI_CPU_ISA) of
     an open package; KeyError when the package holds no mlpot metadata."""
     for name in archive.namelist():
-        if "/data/aotinductor/" in name and name.endswith(AOTI_METADATA):
+        if AOTI_FOLDER in name and name.endswith(AOTI_METADATA):
             entries = json.loads(archive.read(name).decode("utf-8"))
             if metadata_name in entries:
                 aoti = {k: v for k, v in entries.items() if k.startswith("AOTI_")}
