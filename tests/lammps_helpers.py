@@ -175,3 +175,19 @@ def silicon_primitive():
     atoms.set_cell(atoms.cell.standard_form()[0], scale_atoms=True)
     atoms.rattle(0.05, seed=3)
     return atoms
+
+
+def read_deviation(path):
+    """(header tokens, rows [n, 5]) of a committee's deviation file (out_file)."""
+    lines = path.read_text().splitlines()
+    rows = np.array([[float(v) for v in line.split()] for line in lines[1:]]).reshape(-1, 5)
+    return lines[0].split(), rows
+
+
+def deviation_line(path, step=0):
+    """The (max, min, mean force deviation, energy deviation) of a deviation file that holds the
+    header and one line, for `step`."""
+    header, rows = read_deviation(path)
+    assert header == ["#", "step", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e"]
+    assert rows.shape == (1, 5) and rows[0, 0] == step, rows
+    return rows[0, 1:]

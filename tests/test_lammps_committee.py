@@ -19,8 +19,8 @@ if shutil.which("cmake") is None:
 from ase.build import bulk  # noqa: E402
 
 from lammps_helpers import (silicon_carbide_primitive, lammps_error, SETUP, lammps_instance, lammps_single_point, mismatches,  # noqa: E402
-                            python_reference, read_single_point, run_input_lines, single_point_lines,
-                            tiny_potential)
+                            python_reference, read_deviation, read_single_point, run_input_lines,
+                            deviation_line, single_point_lines, tiny_potential)
 from mlpot.deploy.committee import committee_statistics, deviation_summary  # noqa: E402
 from mlpot.deploy.export import export_model  # noqa: E402
 from mlpot.lammps import write_lammps_data  # noqa: E402
@@ -78,19 +78,9 @@ def models_argument(files):
     return " ".join(str(p) for p in files)
 
 
-def read_deviation(path):
-    """(header tokens, rows [n, 5]) of a deviation file."""
-    lines = path.read_text().splitlines()
-    rows = np.array([[float(v) for v in line.split()] for line in lines[1:]]).reshape(-1, 5)
-    return lines[0].split(), rows
-
-
 def check_line(path, ref, step=0):
     """The file holds the header and one line for `step`; returns |LAMMPS − Python| per column."""
-    header, rows = read_deviation(path)
-    assert header == ["#", "step", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e"]
-    assert rows.shape == (1, 5) and rows[0, 0] == step, rows
-    return np.abs(rows[0, 1:] - ref)
+    return np.abs(deviation_line(path, step) - ref)
 
 
 def test_committee_line_matches_python_one_and_two_ranks(plugin, committee):

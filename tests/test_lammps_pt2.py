@@ -20,7 +20,7 @@ if shutil.which("cmake") is None:
 from ase import Atoms  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
-from lammps_helpers import (SETUP, lammps_error, lammps_single_point, mismatches,  # noqa: E402
+from lammps_helpers import (SETUP, deviation_line, lammps_error, lammps_single_point, mismatches,  # noqa: E402
                             python_reference, read_single_point, run_input_lines, silicon_primitive,
                             single_point_lines, tiny_potential)
 from mlpot import ops  # noqa: E402
@@ -134,14 +134,6 @@ def test_cells_of_few_atoms(plugin, setup, cell):
             assert np.abs(one["pt2"]["forces"]).max() == 0 and one["pt2"]["energy"] != 0
 
 
-def deviation_row(path):
-    lines = path.read_text().splitlines()
-    assert lines[0].split() == ["#", "step", "max_devi_f", "min_devi_f", "avg_devi_f", "devi_e"]
-    rows = np.array([[float(v) for v in line.split()] for line in lines[1:]])
-    assert rows.shape == (1, 5) and rows[0, 0] == 0
-    return rows[0, 1:]
-
-
 def test_committee_of_pt2_files_writes_the_pt_committees_line(plugin, setup):
     """pair_coeff * * m0.pt2 m1.pt2 Si with out_freq 1: the deviation line equals that of m0.pt
     m1.pt (m1 is float32: to its rounding) on 1 and 2 ranks; m0.pt2 drives the dynamics."""
@@ -151,8 +143,8 @@ def test_committee_of_pt2_files_writes_the_pt_committees_line(plugin, setup):
         out = folder / f"devi_1_{suffix}.out"
         members = f"{files['m0', suffix]} {files['m1', suffix]}"
         driving[suffix] = lammps_single_point(plugin, members, data, ["Si"], mode=f"{MODE[suffix]} out_freq 1 out_file {out}")
-        rows[1, suffix] = deviation_row(out)
-        rows[2, suffix] = deviation_row(folder / f"devi_2_{suffix}.out")
+        rows[1, suffix] = deviation_line(out)
+        rows[2, suffix] = deviation_line(folder / f"devi_2_{suffix}.out")
     assert rows[1, "pt"][0] > 1e-3 and rows[1, "pt"][3] > 1e-4        # the members really disagree
     for ranks in (1, 2):
         assert np.abs(rows[ranks, "pt2"] - rows[1, "pt"]).max() < DEVIATION * rows[1, "pt"][0], (ranks, rows)
