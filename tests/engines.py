@@ -17,8 +17,8 @@ over every engine:
                          between layers) and `pair_style mlpot shell` (the whole model on a ghost
                          shell); energy, per-atom energies (compute pe/atom), forces and the virial
                          from LAMMPS' pressure tensor (LammpsEngine)
-  lammps_pt2             the same through the .pt2 file of the model (AOTInductor, its "lammps"
-                         model: mlpot.deploy.pt2_lammps) on the whole-model path
+  lammps_pt2             the same through the .pt2 file of the model (AOTInductor) on its default
+                         path, features exchanged between its layer models (mlpot.deploy.pt2_exchange)
 """
 from __future__ import annotations
 
@@ -33,8 +33,9 @@ import torch
 from mlpot import keys as K
 from mlpot.model.nn.edge_gradients import forces_and_virial
 
-# engine: pair_style mlpot mode (lammps_pt2: a .pt2 file, whose path is shell)
-LAMMPS_ENGINES = {"lammps_exchange": "exchange", "lammps_shell": "shell", "lammps_pt2": "shell"}
+# engine: pair_style mlpot mode (lammps_pt2: a .pt2 file on its default path, the layer models; its
+# whole-model path is checked against lammps_shell's file in tests/test_lammps_pt2.py)
+LAMMPS_ENGINES = {"lammps_exchange": "exchange", "lammps_shell": "shell", "lammps_pt2": "exchange"}
 ENGINES = ["exported_autograd", "written_out_fused", "written_out_tabulated", "committee_stacked",
            "per_layer_driver", *LAMMPS_ENGINES]
 

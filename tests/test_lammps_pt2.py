@@ -1,11 +1,14 @@
-"""`.pt2` files (AOTInductor packages, their "lammps" model: mlpot.deploy.pt2_lammps) in pair_style
-mlpot: `pair_coeff * * model.pt2 Si` gives what the TorchScript file of the same model gives —
-energy, forces, per-atom energies and pressure tensor to 1e-10 (float64; 1e-5 in float32) — on a
-periodic Si cell whose neighbours are mostly ghosts, on 1 rank in-process and on 2 ranks
-(mpirun), a committee of two .pt2 files (its deviation file equals the .pt committee's), cells of 1
-and 2 atoms (ranks with one local atom, none, or atoms without neighbours), and the one-line
-refusals (exchange, per-atom virial, a package without the LAMMPS model). The files are exported
-once per module (~20 s per .pt2); every 2-rank run is one mpirun."""
+"""`.pt2` files (AOTInductor packages) in pair_style mlpot, on both paths: the whole model on a ghost
+shell (`shell`, the package's "lammps" model: mlpot.deploy.pt2_lammps) and the layers one at a
+time with the ghosts' features exchanged (`exchange`, the default: its layer models,
+mlpot.deploy.pt2_exchange). `pair_coeff * * model.pt2 Si` gives what the TorchScript file of the
+same model gives on the same path — energy, forces, per-atom energies and pressure tensor to
+1e-10 (float64; 1e-5 in float32) — on a periodic Si cell whose neighbours are mostly ghosts, on 1
+rank in-process and on 2 ranks (mpirun), a committee of two .pt2 files (its deviation file equals
+the .pt committee's), cells of 1 and 2 atoms (ranks with one local atom, none, or atoms without
+neighbours), and the one-line refusals (per-atom virial, a package without the LAMMPS model or
+without its layer models). The files are exported once per module (~50 s per .pt2); every 2-rank
+run is one mpirun."""
 import re
 import shutil
 import zipfile
@@ -33,8 +36,7 @@ pytestmark = pytest.mark.skipif(not ops.available(), reason="mlpot's C++ operato
 KEYS = ("energy", "forces", "energies", "pressure")
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}   # of each quantity's largest magnitude
 DEVIATION = 1e-5    # a committee line with a float32 member: float32 rounding of its forces
-# the .pt on the path the .pt2 takes, the whole model on a ghost shell (its default is the exchange)
-MODE = {"pt": "shell", "pt2": ""}
+PATHS = ("shell", "exchange")
 
 
 def silicon_cubic():
@@ -81,42 +83,46 @@ def setup(tmp_path_factory, plugin):
     lines = []
     for cell in CELLS:
         for (name, suffix), path in files.items():
-            lines += single_point_lines(data[cell], path, ["Si"], MODE[suffix], folder / f"two_{cell}_{name}_{suffix}")
+            for mode in PATHS:
+                lines += single_point_lines(data[cell], path, ["Si"], mode, folder / f"two_{cell}_{name}_{suffix}_{mode}")
     for suffix in ("pt", "pt2"):
         members = f"{files['m0', suffix]} {files['m1', suffix]}"
-        style = f"{MODE[suffix]} out_freq 1 out_file {folder}/devi_2_{suffix}.out"
+        style = f"out_freq 1 out_file {folder}/devi_2_{suffix}.out"
         lines += single_point_lines(data["cubic_8"], members, ["Si"], style, folder / f"two_committee_{suffix}")
     done = run_input_lines(plugin, lines, folder, n_ranks=2, timeout=240)
     return {"folder": folder, "files": files, "potentials": potentials, "data": data, "stdout": done.stdout}
 
 
-def two_ranks(setup, cell, name, suffix):
-    return read_single_point(setup["folder"] / f"two_{cell}_{name}_{suffix}", len(CELLS[cell]()))
+def two_ranks(setup, cell, name, suffix, mode):
+    return read_single_point(setup["folder"] / f"two_{cell}_{name}_{suffix}_{mode}", len(CELLS[cell]()))
 
 
+@pytest.mark.parametrize("mode", PATHS)
 @pytest.mark.parametrize("name, dtype", [(name, dtype) for name, _, dtype in MODELS])
-def test_pt2_equals_pt_on_one_and_two_ranks(plugin, setup, name, dtype):
-    """The cubic cell (most neighbours ghosts, the whole model on a ghost shell): the .pt2 equals
-    the .pt on 1 rank and on 2 ranks, and 2 ranks equal 1; float64 also equals Python."""
+def test_pt2_equals_pt_on_one_and_two_ranks(plugin, setup, name, dtype, mode):
+    """The cubic cell (most neighbours ghosts): on either path the .pt2 equals the .pt on 1 rank
+    and on 2 ranks, and 2 ranks equal 1; float64 also equals Python."""
     files, data = setup["files"], setup["data"]["cubic_8"]
-    one = {suffix: lammps_single_point(plugin, files[name, suffix], data, ["Si"], mode=MODE[suffix])
+    one = {suffix: lammps_single_point(plugin, files[name, suffix], data, ["Si"], mode=mode)
            for suffix in ("pt", "pt2")}
-    assert one["pt2"]["ghosts"] == one["pt"]["ghosts"] > 400
+    assert one["pt2"]["ghosts"] == one["pt"]["ghosts"] > (400 if mode == "shell" else 100)
     assert np.abs(one["pt"]["forces"]).max() > 0.05          # real forces, not a trivial pass
     tolerance = TOLERANCE[dtype]
     table = {"1 rank": differences(one["pt2"], one["pt"])}
     for suffix in ("pt", "pt2"):
-        table[f"2 ranks {suffix} vs 1 rank"] = differences(two_ranks(setup, "cubic_8", name, suffix), one[suffix])
-    table["2 ranks"] = differences(two_ranks(setup, "cubic_8", name, "pt2"), two_ranks(setup, "cubic_8", name, "pt"))
-    print(f"{dtype} .pt2 vs .pt, relative:", {k: {q: f"{v:.1e}" for q, v in d.items()} for k, d in table.items()})
+        table[f"2 ranks {suffix} vs 1 rank"] = differences(two_ranks(setup, "cubic_8", name, suffix, mode), one[suffix])
+    table["2 ranks"] = differences(two_ranks(setup, "cubic_8", name, "pt2", mode),
+                                   two_ranks(setup, "cubic_8", name, "pt", mode))
+    print(f"{dtype} {mode} .pt2 vs .pt, relative:", {k: {q: f"{v:.1e}" for q, v in d.items()} for k, d in table.items()})
     assert all(v < tolerance for d in table.values() for v in d.values()), table
     if dtype == "float64":
         atoms = CELLS["cubic_8"]()
         assert not mismatches(one["pt2"], python_reference(setup["potentials"][name], atoms))
 
 
+@pytest.mark.parametrize("mode", PATHS)
 @pytest.mark.parametrize("cell", ["primitive_2", "lone_2"])
-def test_cells_of_few_atoms(plugin, setup, cell):
+def test_cells_of_few_atoms(plugin, setup, cell, mode):
     """2 atoms in the primitive cell (on 2 ranks one rank owns both, the other none but ~400
     ghosts: n_local = 0) and 2 atoms without neighbours (each rank 1 atom and no edge): .pt2 = .pt
     on 1 and 2 ranks."""
@@ -125,8 +131,8 @@ def test_cells_of_few_atoms(plugin, setup, cell):
     assert re.search(r"^Nlocal:\s+\S+ ave\s+\S+ max\s+0 min", setup["stdout"], re.M)
     files, data = setup["files"], setup["data"][cell]
     for name, _, dtype in MODELS:
-        one = {s: lammps_single_point(plugin, files[name, s], data, ["Si"], mode=MODE[s]) for s in ("pt", "pt2")}
-        two = {s: two_ranks(setup, cell, name, s) for s in ("pt", "pt2")}
+        one = {s: lammps_single_point(plugin, files[name, s], data, ["Si"], mode=mode) for s in ("pt", "pt2")}
+        two = {s: two_ranks(setup, cell, name, s, mode) for s in ("pt", "pt2")}
         table = {"1 rank": differences(one["pt2"], one["pt"]), "2 ranks": differences(two["pt2"], two["pt"]),
                  "2 vs 1": differences(two["pt2"], one["pt"])}
         assert all(v < TOLERANCE[dtype] for d in table.values() for v in d.values()), (name, table)
@@ -135,14 +141,14 @@ def test_cells_of_few_atoms(plugin, setup, cell):
 
 
 def test_committee_of_pt2_files_writes_the_pt_committees_line(plugin, setup):
-    """pair_coeff * * m0.pt2 m1.pt2 Si with out_freq 1: the deviation line equals that of m0.pt
-    m1.pt (m1 is float32: to its rounding) on 1 and 2 ranks; m0.pt2 drives the dynamics."""
+    """pair_coeff * * m0.pt2 m1.pt2 Si with out_freq 1 (the exchange path): the deviation line equals
+    that of m0.pt m1.pt (m1 is float32: to its rounding) on 1 and 2 ranks; m0.pt2 drives the dynamics."""
     files, data, folder = setup["files"], setup["data"]["cubic_8"], setup["folder"]
     rows, driving = {}, {}
     for suffix in ("pt", "pt2"):
         out = folder / f"devi_1_{suffix}.out"
         members = f"{files['m0', suffix]} {files['m1', suffix]}"
-        driving[suffix] = lammps_single_point(plugin, members, data, ["Si"], mode=f"{MODE[suffix]} out_freq 1 out_file {out}")
+        driving[suffix] = lammps_single_point(plugin, members, data, ["Si"], mode=f"out_freq 1 out_file {out}")
         rows[1, suffix] = deviation_line(out)
         rows[2, suffix] = deviation_line(folder / f"devi_2_{suffix}.out")
     assert rows[1, "pt"][0] > 1e-3 and rows[1, "pt"][3] > 1e-4        # the members really disagree
@@ -155,27 +161,33 @@ def test_committee_of_pt2_files_writes_the_pt_committees_line(plugin, setup):
 
 
 def test_refusals_say_what_to_do(plugin, setup, tmp_path):
-    """exchange, a per-atom virial, a package without its LAMMPS model, a committee of a .pt2 and a
-    .pt (exchanged layer by layer) and a .pt2 that is none: one line each, saying what to do."""
+    """a per-atom virial, a package without its LAMMPS model, exchange with a package without its
+    layer models, a committee of such a .pt2 and a .pt (exchanged layer by layer) and a .pt2 that
+    is none: one line each, saying what to do."""
     pt2, data = setup["files"]["m0", "pt2"], setup["data"]["cubic_8"]
     start = SETUP + [f"read_data {data}"]
 
     def first_line(commands):
         return lammps_error(plugin, start + commands).splitlines()[0]
 
-    message = first_line(["pair_style mlpot exchange", f"pair_coeff * * {pt2} Si"])
-    assert "pair_style mlpot shell" in message and ".pt file" in message, message
+    def without(folders, name):
+        """The package without the models in `folders` (as written before the plugin ran them)."""
+        path = tmp_path / name
+        with zipfile.ZipFile(pt2) as source, zipfile.ZipFile(path, "w") as target:
+            for item in source.infolist():
+                if not any(f"/data/aotinductor/{folder}/" in item.filename for folder in folders):
+                    target.writestr(item, source.read(item.filename))
+        return path
+
+    whole = without([f"layer_{t}_{step}" for t in range(2) for step in ("forward", "backward")], "whole.pt2")
+    message = first_line(["pair_style mlpot exchange", f"pair_coeff * * {whole} Si"])
+    assert "holds no layer models" in message and "pair_style mlpot shell" in message and "-o model.pt2" in message
     message = first_line(["pair_style mlpot", f"pair_coeff * * {pt2} Si", "compute sa all stress/atom NULL",
                           "compute s all reduce sum c_sa[1]", "thermo_style custom step c_s", "run 0"])
     assert ".pt2 file" in message and "per-atom virial" in message and ".pt file" in message, message
-    old = tmp_path / "old.pt2"     # the package as written before it held the LAMMPS model
-    with zipfile.ZipFile(pt2) as source, zipfile.ZipFile(old, "w") as target:
-        for item in source.infolist():
-            if "/data/aotinductor/lammps/" not in item.filename:
-                target.writestr(item, source.read(item.filename))
-    message = first_line(["pair_style mlpot", f"pair_coeff * * {old} Si"])
+    message = first_line(["pair_style mlpot", f"pair_coeff * * {without(['lammps'], 'old.pt2')} Si"])
     assert "without a LAMMPS model" in message and "members' own files" in message, message   # a committee package too
-    message = first_line(["pair_style mlpot", f"pair_coeff * * {pt2} {setup['files']['m0', 'pt']} Si"])
+    message = first_line(["pair_style mlpot", f"pair_coeff * * {whole} {setup['files']['m0', 'pt']} Si"])
     assert "mix a .pt2 file" in message and "every member as .pt2" in message, message
     text = tmp_path / "text.pt2"
     text.write_text("hello\n")
@@ -185,14 +197,16 @@ def test_refusals_say_what_to_do(plugin, setup, tmp_path):
 
 def test_metadata_declares_the_lammps_model(setup):
     """mlpot.json of a .pt2 lists its models, and `mlpot info` gives LAMMPS' ghost shell of the
-    whole model (n_interactions × cutoff: a .pt2 has no exchange path)."""
+    exchange path (the cutoff) as for the .pt."""
     from mlpot.deploy.export import read_metadata
     from mlpot.deploy.metadata import format_metadata
 
     pt2 = read_metadata(setup["files"]["m0", "pt2"])
-    assert pt2["pt2_models"] == ["model", "lammps"]
-    assert "ghost shell for LAMMPS: 6 Å" in format_metadata(pt2)
-    assert "ghost shell for LAMMPS: 3 Å" in format_metadata(read_metadata(setup["files"]["m0", "pt"]))
+    assert pt2["pt2_models"] == ["model", "lammps", "layer_0_forward", "layer_1_forward", "layer_1_backward",
+                                 "layer_0_backward"]
+    assert pt2["provides"]["per_layer"] and pt2["provides"]["n_features"] == 16
+    for suffix in ("pt", "pt2"):
+        assert "ghost shell for LAMMPS: 3 Å" in format_metadata(read_metadata(setup["files"]["m0", suffix]))
 
 
 def test_the_exports_check_of_the_lammps_model_sees_another_model(setup):
@@ -209,4 +223,20 @@ def test_the_exports_check_of_the_lammps_model_sees_another_model(setup):
     deviation = {name: lammps_deviation(setup["files"]["m0", "pt2"],
                                         wrapped_with_kernels(setup["potentials"][name], "float64", "auto", 0.0)[0],
                                         cases)[1] for name in ("m0", "m1")}
+    assert deviation["m0"] < TOLERANCE["float64"] < 1e-3 < deviation["m1"], deviation
+
+
+def test_the_exports_check_of_the_layer_models_sees_another_model(setup):
+    """The check export_pt2 runs on the layer models (mlpot.deploy.pt2_exchange.layer_deviation):
+    within float64 rounding for the file's own model, far off for another one."""
+    import torch
+
+    from mlpot.deploy.export import wrapped_with_kernels
+    from mlpot.deploy.pt2 import check_structures
+    from mlpot.deploy.pt2_exchange import layer_deviation
+
+    cluster = check_structures([14], 3.0, torch.float64)[0]
+    deviation = {name: layer_deviation(setup["files"]["m0", "pt2"],
+                                       wrapped_with_kernels(setup["potentials"][name], "float64", "auto", 0.0)[0],
+                                       cluster)[1] for name in ("m0", "m1")}
     assert deviation["m0"] < TOLERANCE["float64"] < 1e-3 < deviation["m1"], deviation

@@ -39,7 +39,7 @@ def files(request, tmp_path_factory):
     potential = sharpened(tiny_potential(dipole=False, seed=2))
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        export_pt2(potential, folder / "model.pt2", dtype, training_data="test")
+        export_pt2(potential, folder / "model.pt2", dtype, training_data="test", lammps_layers=False)
         calc = MLPotCalculator(folder / "model.pt2")
         atoms = ethanol()
         atoms.calc = calc
@@ -152,8 +152,11 @@ def test_export_command_names_files_by_their_kind(tmp_path, capsys):
     assert main(["export", ckpt, "-o", str(tmp_path / "b.pt"), "--format", "pt2"]) == 2
     assert "use -o b.pt2" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [tmp_path / "best.ckpt"]
-    assert main(["export", ckpt, "-o", str(tmp_path / "model.pt2")]) == 0      # the extension decides
-    assert read_metadata(tmp_path / "model.pt2")["file_format"] == "pt2"
+    # the extension decides; for ASE only, without the layer models of LAMMPS' exchange path
+    assert main(["export", ckpt, "-o", str(tmp_path / "model.pt2"), "--no-lammps-layers"]) == 0
+    metadata = read_metadata(tmp_path / "model.pt2")
+    assert metadata["file_format"] == "pt2" and metadata["pt2_models"] == ["model", "lammps"]
+    assert not metadata["provides"]["per_layer"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "model.pt2"]   # no partial file left
 
 
@@ -177,7 +180,7 @@ def committee_files(tmp_path_factory):
     for member, path in zip(members, pt_files):
         export_model(member, path, "float32", training_data="test")
     export_pt2(members, folder / "committee.pt2", "float32", training_data="test")
-    export_pt2(members[0], folder / "member_0_float64.pt2", "float64", training_data="test")
+    export_pt2(members[0], folder / "member_0_float64.pt2", "float64", training_data="test", lammps_layers=False)
     export_model(members[0], folder / "member_0_float64.pt", "float64", training_data="test")
     return folder / "committee.pt2", pt_files, (folder / "member_0_float64.pt2", folder / "member_0_float64.pt")
 

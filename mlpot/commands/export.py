@@ -1,4 +1,4 @@
-"""`mlpot export RUN/best.ckpt -o model.pt (or RUN: a committee run writes model_0.pt, model_1.pt, ...; with -o committee.pt2 one package holding every member) [--dtype float32|float64] [--kernels auto|fused|reference|tabulated] [--format torchscript|pt2]`: a training checkpoint ->
+"""`mlpot export RUN/best.ckpt -o model.pt (or RUN: a committee run writes model_0.pt, model_1.pt, ...; with -o committee.pt2 one package holding every member) [--dtype float32|float64] [--kernels auto|fused|reference|tabulated] [--format torchscript|pt2] [--no-lammps-layers]`: a training checkpoint ->
 one TorchScript file (.pt) or one AOTInductor package (.pt2) with its metadata (docs/exported_model.md)."""
 import sys
 from pathlib import Path
@@ -24,8 +24,12 @@ def add_arguments(parser):
     parser.add_argument("--format", choices=("torchscript", "pt2"), default=None,
                         help="torchscript: one TorchScript file (.pt; every model, ASE and LAMMPS); pt2: torch.export "
                              "compiled by AOTInductor for this machine kind (SchNet with fused or tabulated kernels, "
-                             "ASE; docs/exported_model.md). Default: from -o's extension "
+                             "ASE and LAMMPS; docs/exported_model.md). Default: from -o's extension "
                              "(.pt2: pt2, else torchscript)")
+    parser.add_argument("--no-lammps-layers", dest="lammps_layers", action="store_false",
+                        help=".pt2: leave out the layer models of LAMMPS' exchange path (pair_style mlpot, its "
+                             "default), ~7 s of compiling each, two per interaction; the package then runs in "
+                             "ASE and on LAMMPS' whole-model path (pair_style mlpot shell)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output file")
     parser.add_argument("--training-data", default=None,
                         help="where the training data came from (default: from the checkpoint's config)")
@@ -109,8 +113,10 @@ def run(args) -> int:
         except CheckpointError as err:
             return _fail(err)
         try:
+            options = {"lammps_layers": args.lammps_layers} if kind == "pt2" else {}
             metadata = write(members if committee_pt2 else members[0], output, args.dtype,
-                             training_data=training_data, kernels=args.kernels, table_spacing=args.table_spacing)
+                             training_data=training_data, kernels=args.kernels, table_spacing=args.table_spacing,
+                             **options)
         except ModelFileError as err:   # a model a .pt2 cannot hold yet, or a package that fails its check
             return _fail(err)
         except RuntimeError as err:   # kernels that are not available (a compiler error, no compiler)

@@ -95,8 +95,10 @@ def format_metadata(metadata: dict[str, Any]) -> str:
     """Human-readable multi-line summary of `metadata` (for `mlpot info`)."""
     species = ", ".join(f"{s} ({z})" for s, z in zip(metadata["species_symbols"], metadata["species"]))
     units = ", ".join(f"{k} {v}" for k, v in metadata["units"].items())
-    # per_layer: features of ghosts exchanged between layers; a .pt2 runs the whole model in LAMMPS
-    exchanged = metadata.get("message_passing") == "per_layer" and metadata.get("file_format") != "pt2"
+    # per_layer: features of ghosts exchanged between layers, where the file holds the layers
+    # (a .pt2 without its layer models runs the whole model in LAMMPS)
+    exchanged = (metadata.get("message_passing") == "per_layer"
+                 and metadata.get("provides", {}).get("per_layer", True))
     layers = 1 if exchanged else max(1, metadata["n_interactions"])
     shell = layers * metadata["cutoff"]
     lines = [

@@ -6,10 +6,11 @@ mlpot's metadata inside (the same JSON as a TorchScript file's, plus "file_forma
 What a `.pt2` holds today: SchNet with fused or tabulated kernels and an atom-wise energy head
 (what `mlpot export` writes by default), or a committee of such members stacked into one engine
 (mlpot.kernels.stacked), a whole structure per call (MLPotCalculator). A single model's package
-also holds the model LAMMPS' whole-model path runs, "lammps" (mlpot.deploy.pt2_lammps), checked
-the same way (a committee package does not: LAMMPS takes its members' files). Not yet: wACSF /
-ACSF and dipole heads, per-atom virials, LAMMPS' exchange path; those take the TorchScript file
-(.pt). A package is compiled for one machine kind (CPU, its instruction set): compile it again
+also holds the models of LAMMPS' two paths, each checked the same way: the whole model on a ghost
+shell, "lammps" (mlpot.deploy.pt2_lammps), and the layers one at a time with the ghosts' features
+exchanged between them, "layer_{t}_forward" / "layer_{t}_backward" (mlpot.deploy.pt2_exchange). A
+committee package does not: LAMMPS takes its members' files. Not yet: wACSF / ACSF and dipole
+heads, per-atom virials; those take the TorchScript file (.pt). A package is compiled for one machine kind (CPU, its instruction set): compile it again
 from the checkpoint on another kind.
 
 Before the file is written, the compiled package is compared with the eager model on two
@@ -35,6 +36,7 @@ from mlpot.deploy.export import TORCH_DTYPES, ModelFileError, wrapped_with_kerne
 from mlpot.deploy.metadata import METADATA_NAME, build_metadata
 from mlpot.deploy.pt2_lammps import LAMMPS_MODEL, PACKAGE_MODEL, compile_package, export_lammps, lammps_cases
 from mlpot.deploy.pt2_lammps import lammps_deviation
+from mlpot.deploy.pt2_exchange import export_layers, layer_deviation, layer_model_names, trace_example
 from mlpot.deploy.pt2_model import PT2_SUFFIX, Pt2Model
 from mlpot.kernels.written_out import ExportedSchNet, WrittenOutSchNet
 
@@ -93,22 +95,25 @@ def largest_deviation(compiled: dict, eager: dict) -> tuple[str, float]:
 
 def export_pt2(potential, path, dtype: str = "float32", training_data: str = "unknown",
                metadata_extra: dict[str, Any] | None = None, kernels: str = "auto",
-               table_spacing: float = 0.0) -> dict[str, Any]:
+               table_spacing: float = 0.0, lammps_layers: bool = True) -> dict[str, Any]:
     """Write `potential` to `path` (ending in .pt2) as an AOTInductor package; returns the
     metadata written. Arguments as mlpot.deploy.export.export_model; `potential` may be a list
     of M > 1 members of one architecture (a committee run's), written as one package whose
     outputs carry a member axis first (metadata "n_members": M). ModelFileError (one line) for a
-    model a `.pt2` cannot hold yet, or a package that disagrees with the eager model."""
+    model a `.pt2` cannot hold yet, or a package that disagrees with the eager model. lammps_layers:
+    a single model's package also holds the layer models of LAMMPS' exchange path
+    (mlpot.deploy.pt2_exchange; 2 per interaction, ~7 s of compiling each)."""
     with warnings.catch_warnings():
         # the filter tables' derivatives (torch.func.jvp) and torch.export load torch's own jvp
         # decompositions and inductor imports torch.utils.mkldnn, which torch itself scripts: mlpot
         # scripts nothing here
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
-        return _export_pt2(potential, Path(path), dtype, training_data, metadata_extra, kernels, table_spacing)
+        return _export_pt2(potential, Path(path), dtype, training_data, metadata_extra, kernels, table_spacing,
+                           lammps_layers)
 
 
 def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_extra: dict[str, Any] | None,
-                kernels: str, table_spacing: float) -> dict[str, Any]:
+                kernels: str, table_spacing: float, lammps_layers: bool) -> dict[str, Any]:
     if path.suffix != PT2_SUFFIX:
         raise ModelFileError(f"{path}: a .pt2 package's name must end in .pt2")
     members = list(potential) if isinstance(potential, (list, tuple)) else [potential]
@@ -130,13 +135,16 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     extra.update(tables)   # the last member's tables (each member's error is within the same tolerance)
     if len(members) > 1:
         extra["n_members"] = len(members)
-    extra["provides"] = {"per_layer": False, "written_out": True, "n_features": 0, "atom_virial": False,
-                         "extrapolation_grade": False}
+    single = len(members) == 1
+    layers = single and lammps_layers
+    n_features = int(potential.representation.n_features)
+    extra["provides"] = {"per_layer": layers, "written_out": True, "n_features": n_features if layers else 0,
+                         "atom_virial": False, "extrapolation_grade": False}
     extra["file_format"] = "pt2"
     extra["compiled_for"] = {"device": "cpu", "machine": platform.machine()}
-    single = len(members) == 1
-    # LAMMPS' pair_style mlpot runs the latter (a committee's members go to LAMMPS as their own files)
-    extra["pt2_models"] = [PACKAGE_MODEL, LAMMPS_MODEL] if single else [PACKAGE_MODEL]
+    # LAMMPS' pair_style mlpot runs the others (a committee's members go to LAMMPS as their own files)
+    extra["pt2_models"] = ([PACKAGE_MODEL] + ([LAMMPS_MODEL] if single else []) +
+                           (layer_model_names(engine.n_interactions) if layers else []))
     metadata = build_metadata(potential, dtype, training_data, extra, kernels=chosen)
 
     graph = Pt2Graph(engine).eval()
@@ -152,6 +160,8 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
         programs = {PACKAGE_MODEL: program}
         if single:
             programs[LAMMPS_MODEL] = export_lammps(wrapped_members[0], lammps_cases(cases)[0])
+        if layers:
+            programs.update(export_layers(wrapped_members[0], trace_example(*cases[0][:2])))
         compile_package(partial, programs, {"aot_inductor.metadata": {METADATA_NAME: json.dumps(metadata)}})
         compiled = Pt2Model(partial, metadata)
         deviations = []     # (which of the package's models, (output, its largest relative deviation))
@@ -162,6 +172,8 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
                                                      eager)))
         if single:
             deviations.append(("LAMMPS model's ", lammps_deviation(partial, wrapped_members[0], cases)))
+        if layers:
+            deviations.append(("LAMMPS layer models' ", layer_deviation(partial, wrapped_members[0], cases[0])))
         for model, (key, deviation) in deviations:
             if deviation > TOLERANCE[dtype]:
                 raise ModelFileError(f"{path}: the compiled package's {model}{key} differs from the model's by "

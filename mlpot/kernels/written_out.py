@@ -460,8 +460,8 @@ class ExportedSchNet(ExportedPerLayer):
         dc = d.to(g_next.dtype)
         g_d, g_h = self.engine.layer_backward(t, g_next, saved[0], saved[1], dc, edge_index[0], edge_index[1],
                                               saved[2], saved[3], 1, 0, n_targets, n_two_way, want_h)
-        if want_h:
-            g_h = torch.cat([g_h[:n_targets] + g_next, g_h[n_targets:]]) if n_targets < n_atoms else g_h + g_next
+        if want_h:   # the residual's g ⊕ 0, without a branch on the sizes (traced: mlpot.deploy.pt2_exchange)
+            g_h = g_h + torch.nn.functional.pad(g_next, [0, 0, 0, n_atoms - n_targets])
         return [g_h, gradient_along_edges(edge_vectors, g_d, d)]
 
     @torch.jit.export

@@ -1,6 +1,7 @@
 /* Loading an mlpot export and calling its forward from C++ (the only file that sees libtorch):
    a TorchScript file (.pt), or an AOTInductor package (.pt2) whose "lammps" model
-   (mlpot.deploy.pt2_lammps) takes the whole graph. */
+   (mlpot.deploy.pt2_lammps) takes the whole graph and whose layer models
+   (mlpot.deploy.pt2_exchange) run one interaction at a time. */
 #include "mlpot_model.h"
 
 #include "json.h"  // LAMMPS' bundled nlohmann::json (header only)
@@ -26,6 +27,8 @@ static const std::string AOTI_FOLDER = "data/aotinductor/";
 struct Model::Impl {
   torch::jit::Module module;
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;   // a .pt2 file's lammps model
+  // a .pt2 file's layer models: layer_{t}_forward, then layer_{t}_backward, t = 0 .. T-1
+  std::vector<std::unique_ptr<torch::inductor::AOTIModelPackageLoader>> forward_layers, backward_layers;
   torch::Dtype dtype = torch::kFloat64;
   std::vector<double> exchange_rows;   // evaluate_per_layer's feature-exchange buffer, reused
 };
@@ -134,14 +137,25 @@ void Model::load_pt2(const std::string &path, const std::vector<std::string> &re
   }
   const auto found = metadata.find(METADATA_NAME);
   info_ = parse_metadata(path, found == metadata.end() ? std::string() : found->second);
-  // what the package's lammps model offers: the whole graph (evaluate) and the global virial
+  // what the package offers: the whole graph (evaluate), the layers one at a time where it holds
+  // their models (evaluate_per_layer; the pair terms inside layer_0_forward), the global virial
   info_.pt2 = true;
   info_.declared = true;
-  info_.per_layer = false;
+  info_.per_layer = has_folder(records, AOTI_FOLDER + "layer_0_forward/");
   info_.written_out = true;
   info_.pair_terms = false;
-  info_.n_features = 0;
+  if (!info_.per_layer) info_.n_features = 0;
+  if (info_.per_layer && info_.n_features <= 0)
+    throw std::runtime_error(path + " is not an mlpot export (mlpot.json: layer models without n_features)");
   info_.atom_virial = false;
+  for (int t = 0; info_.per_layer && t < info_.n_interactions; t++)
+    for (const char *step : {"forward", "backward"}) {
+      const std::string name = "layer_" + std::to_string(t) + "_" + step;
+      if (!has_folder(records, AOTI_FOLDER + name + "/"))
+        throw std::runtime_error(path + " lacks its layer model " + name + ": " + again);
+      auto &loaders = std::string(step) == "forward" ? impl_->forward_layers : impl_->backward_layers;
+      loaders.push_back(std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, name, true, 1));
+    }
   impl_->dtype = info_.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
 }
 
@@ -209,9 +223,6 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
                                const std::vector<int64_t> &feature_j, int64_t n_two_way, int64_t n_local,
                                bool want_virial, bool want_energies, FeatureExchange &exchange, Result &out,
                                bool want_atom_virial) {
-  if (impl_->package)
-    throw std::runtime_error("a .pt2 file runs the whole model on a ghost shell, not layer by layer: use "
-                             "pair_style mlpot shell, or the .pt file of the same model for the exchange path");
   torch::AutoGradMode grad_enabled(true);
   const torch::Dtype dtype = impl_->dtype;
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
@@ -288,7 +299,43 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
 
   torch::Tensor vector_grad;
   torch::Tensor energies;
-  if (info_.written_out) {
+  torch::Tensor pair_energies;   // a package's layer_0_forward gives the pair terms
+  if (impl_->package) {
+    // the package's layer models (mlpot.deploy.pt2_exchange): n_local and n_two_way as the
+    // lengths of marker tensors, the readout inside the last backward step
+    const auto u8 = torch::TensorOptions().dtype(torch::kUInt8);
+    const std::vector<torch::Tensor> edge_inputs{rows_to_tensor(vec, n_edges, 3, dtype), edges,
+                                                 torch::zeros({n_local}, u8), torch::zeros({n_two_way}, u8)};
+    auto with_edges = [&](std::vector<torch::Tensor> inputs) {
+      inputs.insert(inputs.end(), edge_inputs.begin(), edge_inputs.end());
+      return inputs;
+    };
+    std::vector<std::vector<torch::Tensor>> saved;     // per layer: x, a, filter, slope
+    torch::Tensor h = z;                              // layer_0_forward embeds the atomic numbers
+    for (int t = 0; t < n_layers; t++) {
+      std::vector<torch::Tensor> out = impl_->forward_layers[t]->run(with_edges({h}));
+      saved.emplace_back(out.begin() + 1, out.begin() + 5);
+      if (t == 0) {
+        pair_energies = out.at(5);
+        vector_grad = out.at(6);
+      }
+      h = t + 1 < n_layers ? next_layer_rows(out[0]) : out[0];
+    }
+    torch::Tensor seed;
+    for (int t = n_layers - 1; t >= 0; t--) {
+      std::vector<torch::Tensor> inputs = t == n_layers - 1 ? std::vector<torch::Tensor>{h, z.narrow(0, 0, n_local)}
+                                                            : std::vector<torch::Tensor>{seed};
+      inputs.insert(inputs.end(), saved[t].begin(), saved[t].end());
+      std::vector<torch::Tensor> grads = impl_->backward_layers[t]->run(with_edges(inputs));
+      if (t == n_layers - 1) {
+        energies = grads[0];
+        grads.erase(grads.begin());
+      }
+      vector_grad = vector_grad + grads[1];
+      if (t > 0) seed = local_gradient(grads[0]);
+    }
+    energies = energies + pair_energies;
+  } else if (info_.written_out) {
     // the chain rule written out in the model file (mlpot.kernels.written_out): no autograd graph
     torch::NoGradGuard no_grad;
     torch::Tensor vectors = rows_to_tensor(vec, n_edges, 3, dtype);

@@ -29,8 +29,9 @@ struct ModelInfo {
                                       // it existed do not: the shell path has no per-atom virial then)
   bool declared = false;              // format version >= 2 with "provides": the fields above are
                                       // read from mlpot.json; version-1 files are probed
-  bool pt2 = false;                   // an AOTInductor package (.pt2, mlpot.deploy.pt2_lammps): the
-                                      // whole graph only (evaluate), no per-atom virial
+  bool pt2 = false;                   // an AOTInductor package (.pt2, mlpot.deploy.pt2_lammps and
+                                      // pt2_exchange): the whole graph (evaluate), the layers where
+                                      // it holds their models (per_layer), no per-atom virial
 };
 
 // The pair style's LAMMPS communication of per-atom rows of `width` numbers ([nall*width],

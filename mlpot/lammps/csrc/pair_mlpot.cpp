@@ -135,9 +135,10 @@ void PairMLPot::settings(int narg, char **arg) {
 
 void PairMLPot::choose_mode() {
   const mlpot::ModelInfo &info = model_->info();
-  if (requested_ == Mode::Exchange && info.pt2)
-    error->all(FLERR, "pair_style mlpot exchange needs a TorchScript file (.pt); a .pt2 file runs the whole model "
-                      "on a ghost shell: use pair_style mlpot shell (or no keyword), or the .pt file of the same model");
+  if (requested_ == Mode::Exchange && info.pt2 && !info.per_layer)
+    error->all(FLERR, "pair_style mlpot exchange: this .pt2 package holds no layer models (written without them, "
+                      "or before the plugin ran .pt2 layers): export it again with `mlpot export CHECKPOINT -o "
+                      "model.pt2`, or use pair_style mlpot shell");
   if (requested_ == Mode::Exchange && !info.per_layer)
     error->all(FLERR, "pair_style mlpot exchange needs a model exported with its layers one at a time "
                       "(SchNet, mlpot.json message_passing = per_layer): export it again with `mlpot export`, "
@@ -285,8 +286,9 @@ void PairMLPot::check_member(const mlpot::Model &member, const std::string &path
     error->all(FLERR, "pair_coeff: committee members differ in elements: {} has {}, {} has {}; {}", first,
                utils::join_words(a.symbols, " "), path, utils::join_words(b.symbols, " "), advice);
   if (a.per_layer != b.per_layer && a.pt2 != b.pt2)
-    error->all(FLERR, "pair_coeff: committee members mix a .pt2 file (the whole model only) and a .pt file run "
-                      "layer by layer: {} and {}; give every member as .pt2, or every member as .pt", first, path);
+    error->all(FLERR, "pair_coeff: committee members mix a .pt2 file without layer models (the whole model only) "
+                      "and a .pt file run layer by layer: {} and {}; give every member as .pt2, or every member as "
+                      ".pt", first, path);
   if (a.per_layer != b.per_layer)
     error->all(FLERR, "pair_coeff: committee members differ in message_passing: {} has {}, {} has {}; {}", first,
                a.per_layer ? "per_layer" : "whole_graph", path, b.per_layer ? "per_layer" : "whole_graph", advice);
