@@ -1,9 +1,10 @@
 """MD time per step: LAMMPS with pair_style mlpot (1 and 2 MPI ranks, both paths: features
 exchanged between layers with one cutoff of ghosts, and the whole model on a ghost shell of
 n_interactions × cutoff + skin) vs the ASE path (MLPotCalculator + VelocityVerlet), for
-192-atom water and 1728-atom Si, and how many atoms each rank evaluates. `--paths pt2` adds the
-whole model on the ghost shell from the .pt2 file of the same model (its "lammps" model,
-AOTInductor; compare with `shell`, the same path from the .pt).
+192-atom water and 1728-atom Si, and how many atoms each rank evaluates. `--paths pt2` and
+`pt2_exchange` add both paths from the .pt2 file of the same model (AOTInductor: its "lammps"
+model on the ghost shell, its layer models exchanging features; compare with `shell` and
+`exchange`, the same paths from the .pt).
 
     .venv/bin/python benchmarks/lammps_speed.py                 # SchNetPack-size model (128/128/3, 5 Å)
     .venv/bin/python benchmarks/lammps_speed.py --tiny --steps 5
@@ -13,7 +14,7 @@ so both use the same cores (or --layouts). The ASE path runs the scripted graph 
 profiling executor, as the plugin does (it re-specialises on every new edge count);
 --profiling-executor keeps torch's default. Prints a table and writes JSON (--json): a list
 of records, one per system × path × ranks,
-    {"system", "path" ("ase" | "exchange" | "shell" | "pt2"), "ranks", "threads" (torch threads per
+    {"system", "path" ("ase" | "exchange" | "shell" | "pt2" | "pt2_exchange"), "ranks", "threads" (torch threads per
      rank), "s_per_step", "atoms_per_rank" (local + ghost atoms a rank evaluates, mean over
      ranks; the ASE path: all atoms)}
 plus "atoms", "cutoff", "n_interactions", "skin", "steps" and, for LAMMPS, "nlocal_per_rank",
@@ -76,7 +77,9 @@ def make_model(path: Path, species, tiny: bool, pt2: bool = False) -> ModelConfi
     return cfg
 
 
-PATHS = ("exchange", "shell", "pt2")   # pair_style mlpot <path>; pt2: shell with the .pt2 file
+# pair_style mlpot <path>; pt2 / pt2_exchange: shell / exchange with the .pt2 file of the same model
+PATHS = ("exchange", "shell", "pt2", "pt2_exchange")
+PT2_PATHS = {"pt2": "shell", "pt2_exchange": "exchange"}
 DEFAULT_PATHS = ("exchange", "shell")
 
 
@@ -196,7 +199,7 @@ def main(argv=None) -> int:
             make_atoms, symbols = SYSTEMS[name]
             atoms = make_atoms()
             model = workdir / f"{name}.pt"
-            cfg = make_model(model, sorted(set(atoms.numbers)), args.tiny, pt2="pt2" in args.paths)
+            cfg = make_model(model, sorted(set(atoms.numbers)), args.tiny, pt2=bool(PT2_PATHS.keys() & set(args.paths)))
             data = write_lammps_data(workdir / f"{name}.data", atoms, symbols)
             row = {"system": name, "atoms": len(atoms), "cutoff": cfg.cutoff, "n_interactions": cfg.n_interactions,
                    "skin": args.skin}
@@ -208,8 +211,8 @@ def main(argv=None) -> int:
                                   ase_step_time(atoms, model, args.steps, args.warmup))
                 for ranks, threads in layouts:
                     for path in args.paths:
-                        inp = lammps_input(data, model.with_suffix(".pt2") if path == "pt2" else model, symbols,
-                                           args.steps, args.warmup, args.skin, "shell" if path == "pt2" else path)
+                        inp = lammps_input(data, model.with_suffix(".pt2") if path in PT2_PATHS else model, symbols,
+                                           args.steps, args.warmup, args.skin, PT2_PATHS.get(path, path))
                         r = lammps_step_time(workdir, inp, ranks, threads, plugin,
                                              tag=f"{name}_{path}_{ranks}x{threads}_")
                         atoms_per_rank = r["nlocal_per_rank"] + r["nghost_per_rank"]

@@ -31,8 +31,9 @@ TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
 
 @pytest.fixture(scope="module", params=["float64", "float32"])
 def files(request, tmp_path_factory):
-    """(dtype, .pt path, .pt2 path, DeprecationWarnings seen while writing and loading the .pt2)
-    of one sharpened tiny SchNet for H, C, O (fused kernels in float64, tabulated in float32)."""
+    """(dtype, .pt path, .pt2 path, DeprecationWarnings and FutureWarnings seen while writing and
+    loading the .pt2) of one sharpened tiny SchNet for H, C, O (fused kernels in float64, tabulated
+    in float32)."""
     dtype = request.param
     folder = tmp_path_factory.mktemp(f"pt2_{dtype}")
     torch.manual_seed(0)
@@ -45,7 +46,8 @@ def files(request, tmp_path_factory):
         atoms.calc = calc
         atoms.get_forces()
     export_model(potential, folder / "model.pt", dtype, training_data="test")
-    deprecated = [f"{w.filename}:{w.lineno}: {w.message}" for w in seen if issubclass(w.category, DeprecationWarning)]
+    deprecated = [f"{w.filename}:{w.lineno}: {w.message}" for w in seen
+                  if issubclass(w.category, (DeprecationWarning, FutureWarning))]
     return dtype, folder / "model.pt", folder / "model.pt2", deprecated
 
 

@@ -108,6 +108,9 @@ def export_pt2(potential, path, dtype: str = "float32", training_data: str = "un
         # decompositions and inductor imports torch.utils.mkldnn, which torch itself scripts: mlpot
         # scripts nothing here
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+        # torch.export's own copies of its tree specs (torch 2.13 warns inside copy.deepcopy)
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                category=FutureWarning)
         return _export_pt2(potential, Path(path), dtype, training_data, metadata_extra, kernels, table_spacing,
                            lammps_layers)
 
