@@ -23,8 +23,8 @@ if shutil.which("cmake") is None:
 from ase import Atoms  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
-from lammps_helpers import (SETUP, deviation_line, lammps_error, lammps_single_point, mismatches,  # noqa: E402
-                            python_reference, read_single_point, run_input_lines, silicon_primitive,
+from lammps_helpers import (SETUP, deviation_line, lammps_error, lammps_instance, lammps_single_point,  # noqa: E402
+                            mismatches, python_reference, read_single_point, run_input_lines, silicon_primitive,
                             single_point_lines, tiny_potential)
 from mlpot import ops  # noqa: E402
 from mlpot.deploy.export import export_model  # noqa: E402
@@ -161,7 +161,7 @@ def test_committee_of_pt2_files_writes_the_pt_committees_line(plugin, setup):
 
 
 def test_refusals_say_what_to_do(plugin, setup, tmp_path):
-    """a per-atom virial, a package without its LAMMPS model, exchange with a package without its
+    """a per-atom virial on the whole-model path, a package without its LAMMPS model, exchange with a package without its
     layer models, a committee of such a .pt2 and a .pt (exchanged layer by layer) and a .pt2 that
     is none: one line each, saying what to do."""
     pt2, data = setup["files"]["m0", "pt2"], setup["data"]["cubic_8"]
@@ -182,9 +182,9 @@ def test_refusals_say_what_to_do(plugin, setup, tmp_path):
     whole = without([f"layer_{t}_{step}" for t in range(2) for step in ("forward", "backward")], "whole.pt2")
     message = first_line(["pair_style mlpot exchange", f"pair_coeff * * {whole} Si"])
     assert "holds no layer models" in message and "pair_style mlpot shell" in message and "-o model.pt2" in message
-    message = first_line(["pair_style mlpot", f"pair_coeff * * {pt2} Si", "compute sa all stress/atom NULL",
+    message = first_line(["pair_style mlpot shell", f"pair_coeff * * {pt2} Si", "compute sa all stress/atom NULL",
                           "compute s all reduce sum c_sa[1]", "thermo_style custom step c_s", "run 0"])
-    assert ".pt2 file" in message and "per-atom virial" in message and ".pt file" in message, message
+    assert ".pt2 file" in message and "per-atom virial" in message and "exchange path" in message, message
     message = first_line(["pair_style mlpot", f"pair_coeff * * {without(['lammps'], 'old.pt2')} Si"])
     assert "without a LAMMPS model" in message and "members' own files" in message, message   # a committee package too
     message = first_line(["pair_style mlpot", f"pair_coeff * * {whole} {setup['files']['m0', 'pt']} Si"])
@@ -240,3 +240,28 @@ def test_the_exports_check_of_the_layer_models_sees_another_model(setup):
                                        wrapped_with_kernels(setup["potentials"][name], "float64", "auto", 0.0)[0],
                                        cluster)[1] for name in ("m0", "m1")}
     assert deviation["m0"] < TOLERANCE["float64"] < 1e-3 < deviation["m1"], deviation
+
+
+def atom_virials(plugin, model, data):
+    """stress/atom (bar·Å³, by atom id) and the pressure tensor from run 0 on the exchange path."""
+    with lammps_instance(plugin) as lmp:
+        for line in [*SETUP, f"read_data {data}", "pair_style mlpot", f"pair_coeff * * {model} Si",
+                     "compute sa all stress/atom NULL", "run 0"]:
+            lmp.command(line)
+        n = lmp.extract_setting("nlocal")
+        order = lmp.numpy.extract_atom("id")[:n] - 1
+        stress = np.zeros((n, 6))
+        stress[order] = lmp.numpy.extract_compute("sa", 1, 2)[:n]
+        return stress, np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")])
+
+
+@pytest.mark.parametrize("name, dtype", [(name, dtype) for name, _, dtype in MODELS])
+def test_per_atom_virial_on_the_exchange_path(plugin, setup, name, dtype):
+    """compute stress/atom with a .pt2 on the exchange path (from its layer models' edge
+    gradients) equals the .pt's, and sums to the pressure tensor times the volume."""
+    files, data = setup["files"], setup["data"]["cubic_8"]
+    (got, pressure), (ref, _) = (atom_virials(plugin, files[name, s], data) for s in ("pt2", "pt"))
+    assert np.abs(ref).max() > 1e3                                            # bar·Å³: real virials
+    assert relative(got, ref) < TOLERANCE[dtype], relative(got, ref)
+    volume = float(np.prod(np.diag(silicon_cubic().cell)))
+    assert np.allclose(-got.sum(0) / volume, pressure, rtol=TOLERANCE[dtype] * 10, atol=1e-6 * np.abs(pressure).max())

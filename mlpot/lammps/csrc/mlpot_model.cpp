@@ -443,8 +443,8 @@ void Model::evaluate(const double *positions, const int64_t *numbers, int64_t n,
                      const double *cell, int64_t n_local, bool want_virial, bool want_energies,
                      Result &out, bool want_atom_virial) {
   if (want_atom_virial && impl_->package)
-    throw std::runtime_error("a .pt2 file has no per-atom virial (compute stress/atom): use the .pt file of the "
-                             "same model (mlpot export CHECKPOINT -o model.pt), or remove the compute");
+    throw std::runtime_error("a .pt2 file has no per-atom virial (compute stress/atom) on the whole-model path: use "
+                             "the exchange path, or the .pt file of the same model, or remove the compute");
   if (want_atom_virial && !info_.atom_virial)
     throw std::runtime_error("the model file's forward has no per-atom virial (exported before it existed): "
                              "export it again with `mlpot export`");
