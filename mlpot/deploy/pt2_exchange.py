@@ -120,11 +120,11 @@ def trace_example(positions: torch.Tensor, atomic_numbers: torch.Tensor) -> tupl
 
 
 def run_exchange(step, inputs: tuple, n_interactions: int) -> dict:
-    """The exchange path on one rank without neighbours, as the plugin runs it: step(name, args)
-    runs a model of the package (or its eager module). Between layers, the targets' rows take
-    their new features and the other rows keep theirs (LAMMPS would send their owners'); the
-    gradient goes on through the targets' rows. Returns energy [1] eV, forces [R, 3] eV/Å,
-    energies [n_local] eV and virial [3, 3] eV from ∂E/∂edge_vectors."""
+    """The exchange path as the plugin runs it, on one rank with no other rank to exchange with:
+    step(name, args) runs a model of the package (or its eager module). Between layers the targets'
+    rows take their new features and the other rows fixed numbers (LAMMPS would send their owners'
+    features); the gradient goes on through the targets' rows. Returns energy [1] eV, forces
+    [R, 3] eV/Å, energies [n_local] eV and virial [3, 3] eV from ∂E/∂edge_vectors."""
     numbers, vectors, edge_index, targets, two_way = inputs
     n_local = targets.shape[0]
     edges = (vectors, edge_index, targets, two_way)
