@@ -70,7 +70,7 @@ def main() -> None:
 
                     pt2 = {"pt2_one": Path(tmp) / f"one_{width}_{dtype}.pt2",
                            "pt2_stacked": Path(tmp) / f"committee_{width}_{dtype}.pt2"}
-                    export_pt2(potentials[0], pt2["pt2_one"], dtype)
+                    export_pt2(potentials[0], pt2["pt2_one"], dtype, lammps_layers=False)   # ASE only
                     export_pt2(potentials, pt2["pt2_stacked"], dtype)
                 for system, build in SYSTEMS.items():
                     atoms = build()

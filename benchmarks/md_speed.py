@@ -103,7 +103,8 @@ def export_mlpot_models(folder: Path) -> dict[str, Path]:
 
         torch.manual_seed(0)
         paths["schnet_pt2"] = folder / "schnet.pt2"
-        export_pt2(build_potential(schnet, SPECIES), paths["schnet_pt2"], "float32", training_data="random weights")
+        export_pt2(build_potential(schnet, SPECIES), paths["schnet_pt2"], "float32", training_data="random weights",
+                   lammps_layers=False)   # ASE only
     except Exception as exc:   # noqa: BLE001 — reported, the other columns still run
         print(f"no .pt2 column: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
         paths.pop("schnet_pt2", None)
