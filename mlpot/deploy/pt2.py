@@ -10,8 +10,8 @@ also holds the models of LAMMPS' two paths, each checked the same way: the whole
 shell, "lammps" (mlpot.deploy.pt2_lammps), and the layers one at a time with the ghosts' features
 exchanged between them, "layer_{t}_forward" / "layer_{t}_backward" (mlpot.deploy.pt2_exchange). A
 committee package does not: LAMMPS takes its members' files. Not yet: wACSF / ACSF and dipole
-heads, per-atom virials; those take the TorchScript file (.pt). A package is compiled for one machine kind (CPU, its instruction set): compile it again
-from the checkpoint on another kind.
+heads, per-atom virials; those take the TorchScript file (.pt). A package is compiled for one
+machine kind (CPU, its instruction set): compile it again from the checkpoint on another kind.
 
 Before the file is written, the compiled package is compared with the eager model on two
 structures (a molecule and a periodic cell smaller than the cutoff): energies, forces and virial
@@ -120,6 +120,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     if path.suffix != PT2_SUFFIX:
         raise ModelFileError(f"{path}: a .pt2 package's name must end in .pt2")
     members = list(potential) if isinstance(potential, (list, tuple)) else [potential]
+    single = len(members) == 1
     wrapped_members = []
     for member in members:
         wrapped, chosen, tables = wrapped_with_kernels(member, dtype, kernels, table_spacing)
@@ -130,15 +131,14 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
                                  "export a TorchScript file instead: -o model.pt")
         wrapped_members.append(wrapped)
     try:
-        engine = wrapped_members[0].engine if len(members) == 1 else WrittenOutSchNet(wrapped_members)
+        engine = wrapped_members[0].engine if single else WrittenOutSchNet(wrapped_members)
     except ValueError as err:   # members of different architectures
         raise ModelFileError(f"{path}: {err}; export them as separate TorchScript files (-o model.pt)") from None
     potential = members[0]
     extra = dict(metadata_extra or {})
     extra.update(tables)   # the last member's tables (each member's error is within the same tolerance)
-    if len(members) > 1:
+    if not single:
         extra["n_members"] = len(members)
-    single = len(members) == 1
     layers = single and lammps_layers
     n_features = int(potential.representation.n_features)
     extra["provides"] = {"per_layer": layers, "written_out": True, "n_features": n_features if layers else 0,
@@ -171,8 +171,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
         for case, (m, wrapped) in itertools.product(cases, enumerate(wrapped_members)):
             eager = wrapped(*case, case[0].shape[0], True)          # each member on its own
             out = compiled.forward(*case, case[0].shape[0], True)
-            deviations.append(("", largest_deviation({k: v[m] for k, v in out.items()} if len(members) > 1 else out,
-                                                     eager)))
+            deviations.append(("", largest_deviation(out if single else {k: v[m] for k, v in out.items()}, eager)))
         if single:
             deviations.append(("LAMMPS model's ", lammps_deviation(partial, wrapped_members[0], cases)))
         if layers:

@@ -51,13 +51,11 @@ def pair_terms(exported: ExportedSchNet, edge_vectors: torch.Tensor, edge_index:
                atomic_numbers: torch.Tensor, n_local: int, n_two_way: int) -> tuple:
     """(repulsion energies [n_local] eV, ∂(their sum)/∂edge_vectors [E, 3]): ExportedSchNet.pair_terms
     through the written-out engine's operator (one call, no branch on n_two_way)."""
-    engine = exported.engine
     d = torch.linalg.norm(edge_vectors, dim=1)
     counted = (torch.arange(atomic_numbers.shape[0]) < n_local).to(d.dtype)
-    energies, g_d = torch.ops.mlpot.pair_repulsion(d, atomic_numbers, edge_index[0], edge_index[1],
-                                                   engine.element_index, engine.radius, engine.strength,
-                                                   counted, n_two_way)
-    return energies[0].narrow(0, 0, n_local), gradient_along_edges(edge_vectors, g_d[0], d)
+    energies, g_d = exported.engine.repulsion_terms(d, atomic_numbers, edge_index[0], edge_index[1], counted,
+                                                    n_two_way)
+    return energies.narrow(0, 0, n_local), gradient_along_edges(edge_vectors, g_d, d)
 
 
 class LayerForward(nn.Module):

@@ -338,6 +338,18 @@ class WrittenOutSchNet(nn.Module):
         return self.forward_edges(positions, atomic_numbers, idx_i, idx_j, vectors, n_two_way, n_local,
                                   compute_virial, compute_atom_virial)
 
+    def repulsion_terms(self, d: torch.Tensor, atomic_numbers: torch.Tensor, idx_i: torch.Tensor,
+                        idx_j: torch.Tensor, counted: torch.Tensor, n_two_way: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The pair repulsion, compiled (mlpot.model.nn.pair_repulsion's function in one operator
+        call): (per-atom energies [(M,) N] eV, ∂(Σ counted · energies)/∂d [(M,) E]) of edges of
+        lengths d [E] Å, the first n_two_way counting for both atoms; counted [N] is 1 for the
+        atoms whose energy counts."""
+        energies, grad_d = torch.ops.mlpot.pair_repulsion(d, atomic_numbers, idx_i, idx_j, self.element_index,
+                                                          self.radius, self.strength, counted, n_two_way)
+        if self.n_members == 1:
+            return energies[0], grad_d[0]
+        return energies, grad_d
+
     def forward_edges(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, idx_i: torch.Tensor,
                       idx_j: torch.Tensor, vectors: torch.Tensor, n_two_way: int, n_local: int,
                       compute_virial: bool, compute_atom_virial: bool = False) -> Dict[str, torch.Tensor]:
@@ -360,12 +372,7 @@ class WrittenOutSchNet(nn.Module):
             pre.append(a)
         energies, head_pre = self.head(h, atomic_numbers)
         local = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
-        # the pair repulsion, compiled (mlpot.model.nn.pair_repulsion's function in one operator call)
-        pair_energies, pair_grad = torch.ops.mlpot.pair_repulsion(d, atomic_numbers, idx_i, idx_j, self.element_index,
-                                                                  self.radius, self.strength, local,
-                                                                  n_two_way)                    # [M, N], [M, E]
-        if self.n_members == 1:
-            pair_energies, pair_grad = pair_energies[0], pair_grad[0]
+        pair_energies, pair_grad = self.repulsion_terms(d, atomic_numbers, idx_i, idx_j, local, n_two_way)
         energies = energies + pair_energies.to(energies.dtype)
         # the gradient of the energy, back through the same layers. The energy of the local atoms,
         # forces on all (LAMMPS); with every atom local the mask is all ones (the same numbers), and
