@@ -31,14 +31,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlpot import ops
 from mlpot.data.neighbors import neighbor_list_arrays
 from mlpot.deploy.export import TORCH_DTYPES, ModelFileError, wrapped_with_kernels
 from mlpot.deploy.metadata import METADATA_NAME, build_metadata
 from mlpot.deploy.pt2_lammps import LAMMPS_MODEL, PACKAGE_MODEL, compile_package, export_lammps, lammps_cases
-from mlpot.deploy.pt2_lammps import lammps_deviation
+from mlpot.deploy.pt2_lammps import lammps_deviation, lammps_inputs
+from mlpot.deploy.pt2_symmetry import export_symmetry
 from mlpot.deploy.pt2_exchange import export_layers, layer_deviation, layer_model_names, trace_example
 from mlpot.deploy.pt2_model import PT2_SUFFIX, Pt2Model
 from mlpot.kernels.written_out import ExportedSchNet, WrittenOutSchNet
+from mlpot.model.exported import ExportedSymmetryFunctions
+from mlpot.model.representations.triplets import angle_triplets
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}   # of each output's largest magnitude
 OUTPUTS = ("energy", "forces", "energies", "virial")
@@ -58,6 +62,14 @@ class Pt2Graph(nn.Module):
         out = self.engine.forward_edges(positions, atomic_numbers, pair_index[0], pair_index[1], pair_vectors,
                                         pair_index.shape[1], positions.shape[0], True)
         return out["energy"], out["forces"], out["energies"], out["virial"]
+
+
+def export_whole_structures(engine: WrittenOutSchNet, example: tuple) -> torch.export.ExportedProgram:
+    """The package's model of a written-out engine traced with dynamic numbers of atoms and pairs."""
+    atoms = torch.export.Dim("n_atoms", min=2, max=10_000_000)
+    pairs = torch.export.Dim("n_pairs", min=2, max=1_000_000_000)
+    return torch.export.export(Pt2Graph(engine).eval(), example,
+                               dynamic_shapes=({0: atoms}, {0: atoms}, {1: pairs}, {0: pairs}), strict=False)
 
 
 def check_structures(species: list[int], cutoff: float, dtype: torch.dtype) -> list[tuple]:
@@ -119,19 +131,25 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
                 kernels: str, table_spacing: float, lammps_layers: bool) -> dict[str, Any]:
     if path.suffix != PT2_SUFFIX:
         raise ModelFileError(f"{path}: a .pt2 package's name must end in .pt2")
+    ops.load()    # the pair rule of the package's inputs (edges_for_messages) is one of mlpot's operators
     members = list(potential) if isinstance(potential, (list, tuple)) else [potential]
     single = len(members) == 1
     wrapped_members = []
     for member in members:
         wrapped, chosen, tables = wrapped_with_kernels(member, dtype, kernels, table_spacing)
-        if not isinstance(wrapped, ExportedSchNet):
-            raise ModelFileError(f"{path}: a .pt2 file holds SchNet with fused or tabulated kernels and an energy head "
-                                 f"for now (this model: {type(member.representation).__name__}, {chosen} kernels"
-                                 f"{', dipole head' if getattr(member, 'dipole_head', None) is not None else ''}); "
+        dipole = getattr(member, "dipole_head", None) is not None
+        if not isinstance(wrapped, (ExportedSchNet, ExportedSymmetryFunctions)) or dipole:
+            raise ModelFileError(f"{path}: a .pt2 file holds SchNet with fused or tabulated kernels, or wACSF / ACSF, "
+                                 f"with an energy head for now (this model: {type(member.representation).__name__}, "
+                                 f"{chosen} kernels{', dipole head' if dipole else ''}); "
                                  "export a TorchScript file instead: -o model.pt")
         wrapped_members.append(wrapped)
+    symmetry = isinstance(wrapped_members[0], ExportedSymmetryFunctions)   # wACSF / ACSF: mlpot.deploy.pt2_symmetry
+    if symmetry and not single:
+        raise ModelFileError(f"{path}: a committee .pt2 stacks SchNet members; give a wACSF / ACSF committee as "
+                             "one .pt2 file per member (mlpot export -o model.pt2 for each checkpoint)")
     try:
-        engine = wrapped_members[0].engine if single else WrittenOutSchNet(wrapped_members)
+        engine = None if symmetry else wrapped_members[0].engine if single else WrittenOutSchNet(wrapped_members)
     except ValueError as err:   # members of different architectures
         raise ModelFileError(f"{path}: {err}; export them as separate TorchScript files (-o model.pt)") from None
     potential = members[0]
@@ -139,10 +157,12 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     extra.update(tables)   # the last member's tables (each member's error is within the same tolerance)
     if not single:
         extra["n_members"] = len(members)
-    layers = single and lammps_layers
+    layers = single and lammps_layers and not symmetry
     n_features = int(potential.representation.n_features)
-    extra["provides"] = {"per_layer": layers, "written_out": True, "n_features": n_features if layers else 0,
+    extra["provides"] = {"per_layer": layers, "written_out": not symmetry, "n_features": n_features if layers else 0,
                          "atom_virial": False, "extrapolation_grade": False}
+    if symmetry:
+        extra["angle_triplets"] = True
     extra["file_format"] = "pt2"
     extra["compiled_for"] = {"device": "cpu", "machine": platform.machine()}
     # LAMMPS' pair_style mlpot runs the others (a committee's members go to LAMMPS as their own files)
@@ -150,21 +170,21 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
                            (layer_model_names(engine.n_interactions) if layers else []))
     metadata = build_metadata(potential, dtype, training_data, extra, kernels=chosen)
 
-    graph = Pt2Graph(engine).eval()
     cases = check_structures(sorted(int(z) for z in potential.species), float(potential.cutoff), TORCH_DTYPES[dtype])
     example = Pt2Model.pair_inputs(*cases[0][:4])
-    atoms = torch.export.Dim("n_atoms", min=2, max=10_000_000)
-    pairs = torch.export.Dim("n_pairs", min=2, max=1_000_000_000)
-    program = torch.export.export(graph, example, dynamic_shapes=({0: atoms}, {0: atoms}, {1: pairs}, {0: pairs}),
-                                  strict=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial{PT2_SUFFIX}")   # the user's file is replaced only when checked
-    try:
-        programs = {PACKAGE_MODEL: program}
+    if symmetry:
+        triplets = angle_triplets(torch.cat([example[2][0], example[2][1]]), example[0].shape[0])
+        programs = export_symmetry(wrapped_members[0], example + (triplets,),
+                                   lammps_inputs(*lammps_cases(cases)[0], triplets=True))
+    else:
+        programs = {PACKAGE_MODEL: export_whole_structures(engine, example)}
         if single:
             programs[LAMMPS_MODEL] = export_lammps(wrapped_members[0], lammps_cases(cases)[0])
         if layers:
             programs.update(export_layers(wrapped_members[0], trace_example(*cases[0][:2])))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial{PT2_SUFFIX}")   # the user's file is replaced only when checked
+    try:
         compile_package(partial, programs, {"aot_inductor.metadata": {METADATA_NAME: json.dumps(metadata)}})
         compiled = Pt2Model(partial, metadata)
         deviations = []     # (which of the package's models, (output, its largest relative deviation))
@@ -173,7 +193,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
             out = compiled.forward(*case, case[0].shape[0], True)
             deviations.append(("", largest_deviation(out if single else {k: v[m] for k, v in out.items()}, eager)))
         if single:
-            deviations.append(("LAMMPS model's ", lammps_deviation(partial, wrapped_members[0], cases)))
+            deviations.append(("LAMMPS model's ", lammps_deviation(partial, wrapped_members[0], cases, symmetry)))
         if layers:
             deviations.append(("LAMMPS layer models' ", layer_deviation(partial, wrapped_members[0], cases[0])))
         for model, (key, deviation) in deviations:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from mlpot.kernels.written_out import ExportedSchNet
+from mlpot.model.representations.triplets import angle_triplets
 
 LAMMPS_MODEL = "lammps"        # the model's name in the package (AOTIModelPackageLoader's model_name)
 PACKAGE_MODEL = "model"        # the package's whole-structure model (mlpot.deploy.pt2_model)
@@ -42,9 +43,11 @@ class LammpsGraph(nn.Module):
 
 
 def lammps_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
-                  n_local: int) -> tuple:
-    """The lammps model's inputs (positions, atomic_numbers, edge_index, local [n_local] uint8)."""
-    return positions, atomic_numbers, edge_index, torch.zeros(n_local, dtype=torch.uint8)
+                  n_local: int, triplets: bool = False) -> tuple:
+    """The lammps model's inputs (positions, atomic_numbers, edge_index, local [n_local] uint8),
+    and the edges' angle triplets [2, T] where the package takes them (mlpot.deploy.pt2_symmetry)."""
+    inputs = (positions, atomic_numbers, edge_index, torch.zeros(n_local, dtype=torch.uint8))
+    return inputs + (angle_triplets(edge_index[0], positions.shape[0]),) if triplets else inputs
 
 
 def lammps_cases(cases: list[tuple]) -> list[tuple]:
@@ -74,15 +77,16 @@ def compile_package(path, programs: dict, inductor_configs: dict) -> None:
     package_aoti(str(path), files)
 
 
-def lammps_deviation(path, wrapped: ExportedSchNet, cases: list[tuple]) -> tuple[str, float]:
+def lammps_deviation(path, wrapped, cases: list[tuple], triplets: bool = False) -> tuple[str, float]:
     """(output, largest deviation relative to its scale) of the package's lammps model at `path`
-    from the eager model over lammps_cases(cases)."""
+    from the eager model (ExportedSchNet, or ExportedSymmetryFunctions with triplets) over
+    lammps_cases(cases)."""
     from torch._inductor.package import load_package
 
     from mlpot.deploy.pt2 import largest_deviation
 
     runner = load_package(str(path), LAMMPS_MODEL)
-    return max((largest_deviation(run_lammps_model(runner, *case), eager_lammps(wrapped, *case))
+    return max((largest_deviation(run_lammps_model(runner, *case, triplets), eager_lammps(wrapped, *case))
                 for case in lammps_cases(cases)), key=lambda found: found[1])
 
 
@@ -96,7 +100,7 @@ def export_lammps(wrapped: ExportedSchNet, example: tuple) -> torch.export.Expor
                                dynamic_shapes=({0: atoms}, {0: atoms}, {1: edges}, {0: local}), strict=False)
 
 
-def eager_lammps(wrapped: ExportedSchNet, positions: torch.Tensor, atomic_numbers: torch.Tensor,
+def eager_lammps(wrapped, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                  edge_index: torch.Tensor, n_local: int) -> dict:
     """What the plugin gets from the TorchScript file of the same model on these inputs."""
     zeros = torch.zeros((edge_index.shape[1], 3), dtype=positions.dtype)
@@ -105,7 +109,8 @@ def eager_lammps(wrapped: ExportedSchNet, positions: torch.Tensor, atomic_number
 
 
 def run_lammps_model(runner, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
-                     n_local: int) -> dict:
+                     n_local: int, triplets: bool = False) -> dict:
     """The package's lammps model (a loaded runner) on these inputs, as a dict of its outputs."""
-    energy, forces, energies, virial = runner(*lammps_inputs(positions, atomic_numbers, edge_index, n_local))
+    energy, forces, energies, virial = runner(*lammps_inputs(positions, atomic_numbers, edge_index, n_local,
+                                                             triplets))
     return {"energy": energy, "forces": forces, "energies": energies, "virial": virial}

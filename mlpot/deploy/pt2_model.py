@@ -8,6 +8,8 @@ The package's own model takes a whole structure with one edge per unordered pair
 Pt2Model.forward takes the full, symmetric edge list of ExportedForward.forward and keeps one edge
 of each pair (mlpot.kernels.written_out.edges_for_messages, the written-out engine's pair rule);
 Pt2Model.forward_pairs takes the pairs as they are (MLPotCalculator: SkinNeighborList.pairs).
+A wACSF / ACSF package (metadata "angle_triplets") takes the angle triplets of its edges as a
+fifth input, which forward_pairs builds (mlpot.deploy.pt2_symmetry).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import torch
 
 from mlpot import ops
 from mlpot.kernels.written_out import edges_for_messages
+from mlpot.model.representations.triplets import angle_triplets
 
 PT2_SUFFIX = ".pt2"
 AOTI_FOLDER = "/data/aotinductor/"          # what every AOTInductor package holds (below its top folder)
@@ -54,6 +57,8 @@ class Pt2Model:
         # the package's loader called directly: AOTICompiledModel.__call__ parses the call's tree
         # spec on every call (~0.05 ms, a fifth of the model's time on ethanol)
         self._run = self.runner.loader.boxed_run
+        # a wACSF / ACSF package takes its edges' angle triplets too (mlpot.deploy.pt2_symmetry)
+        self.angle_triplets = bool(metadata.get("angle_triplets", False))
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                 shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
@@ -73,7 +78,10 @@ class Pt2Model:
                       pair_vectors: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The package's model on one edge per unordered pair (pair_index [2, P], pair_vectors
         [P, 3] Å): energy [1] eV, forces [N, 3] eV/Å, energies [N] eV, virial [3, 3] eV."""
-        energy, forces, energies, virial = self._run([positions, atomic_numbers, pair_index, pair_vectors])
+        inputs = [positions, atomic_numbers, pair_index, pair_vectors]
+        if self.angle_triplets:   # of the edges i → j, then j → i
+            inputs.append(angle_triplets(torch.cat([pair_index[0], pair_index[1]]), positions.shape[0]))
+        energy, forces, energies, virial = self._run(inputs)
         return {"energy": energy, "forces": forces, "energies": energies, "virial": virial}
 
     @staticmethod

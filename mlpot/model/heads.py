@@ -73,6 +73,15 @@ class ElementalAtomwise(nn.Module):
             out = out.index_copy(0, rows, net(features.index_select(0, rows)))
         return out
 
+    def forward_masked(self, features: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
+        """forward's [N, n_out] with each atom's element index given (element [N]): every network
+        on every atom, each atom keeping its own's. No sizes that depend on values (what a `.pt2`
+        traces, mlpot.deploy.pt2_symmetry), at n_species times forward's work."""
+        out = torch.zeros((features.shape[0], self.n_out), dtype=features.dtype, device=features.device)
+        for k, net in enumerate(self.nets):
+            out = torch.where((element == k)[:, None], net(features), out)
+        return out
+
 
 def _atomic_masses() -> torch.Tensor:
     from ase.data import atomic_masses  # lazy: model/ loads with torch alone (README, Layout)

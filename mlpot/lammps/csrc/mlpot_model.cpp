@@ -62,6 +62,7 @@ static ModelInfo parse_metadata(const std::string &path, const std::string &text
     info.symbols = meta.at("species_symbols").get<std::vector<std::string>>();
     info.dtype = meta.at("dtype").get<std::string>();
     info.per_layer = meta.value("message_passing", std::string("whole_graph")) == "per_layer";
+    info.angle_triplets = meta.value("angle_triplets", false);
     if (info.format_version >= 2 && meta.contains("provides")) {   // declared, not probed
       const json &provides = meta.at("provides");
       info.declared = true;
@@ -114,6 +115,23 @@ static std::vector<std::string> archive_records(const std::string &path) {
 static bool has_folder(const std::vector<std::string> &records, const std::string &prefix) {
   return std::any_of(records.begin(), records.end(),
                      [&](const std::string &name) { return name.compare(0, prefix.size(), prefix) == 0; });
+}
+
+// The angle triplets [2, T] of a directed edge list whose centres are idx_i [E]: every unordered
+// pair of distinct edges with the same centre, as edge indices (the same as
+// mlpot.model.representations.triplets.edge_pairs, which the package's model was checked with).
+static torch::Tensor angle_triplets(const torch::Tensor &idx_i, int64_t n_atoms) {
+  const torch::Tensor order = torch::argsort(idx_i);
+  const torch::Tensor centres = idx_i.index_select(0, order);
+  const torch::Tensor counts = torch::bincount(centres, {}, n_atoms);
+  const torch::Tensor starts = counts.cumsum(0) - counts;          // first sorted position of each centre
+  const torch::Tensor position = torch::arange(order.size(0), idx_i.options());
+  const torch::Tensor partners = counts.index_select(0, centres) - (position - starts.index_select(0, centres)) - 1;
+  const torch::Tensor first = torch::repeat_interleave(position, partners);
+  const torch::Tensor block_start = partners.cumsum(0) - partners;
+  const torch::Tensor offset = torch::arange(first.size(0), idx_i.options()) - block_start.index_select(0, first);
+  const torch::Tensor second = first + 1 + offset;
+  return torch::stack({order.index_select(0, first), order.index_select(0, second)});
 }
 
 void Model::load_pt2(const std::string &path, const std::vector<std::string> &records) {
@@ -461,7 +479,9 @@ void Model::evaluate(const double *positions, const int64_t *numbers, int64_t n,
   }
   if (impl_->package) {   // mlpot.deploy.pt2_lammps: n_local is the length of the last input
     torch::Tensor local = torch::zeros({n_local}, torch::TensorOptions().dtype(torch::kUInt8));
-    std::vector<torch::Tensor> result = impl_->package->run({pos, z, edges, local});
+    std::vector<torch::Tensor> inputs{pos, z, edges, local};
+    if (info_.angle_triplets) inputs.push_back(angle_triplets(edges[0], n));
+    std::vector<torch::Tensor> result = impl_->package->run(inputs);
     fill_result(result.at(0), result.at(1), result.at(2), result.at(3), n, want_virial, want_energies, out);
     return;
   }

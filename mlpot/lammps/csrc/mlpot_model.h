@@ -29,6 +29,8 @@ struct ModelInfo {
                                       // it existed do not: the shell path has no per-atom virial then)
   bool declared = false;              // format version >= 2 with "provides": the fields above are
                                       // read from mlpot.json; version-1 files are probed
+  bool angle_triplets = false;        // a .pt2 of wACSF / ACSF: its lammps model takes the edges' angle
+                                      // triplets too (mlpot.deploy.pt2_symmetry)
   bool pt2 = false;                   // an AOTInductor package (.pt2, mlpot.deploy.pt2_lammps and
                                       // pt2_exchange): the whole graph (evaluate), the layers where
                                       // it holds their models (per_layer), no per-atom virial

@@ -135,7 +135,7 @@ void PairMLPot::settings(int narg, char **arg) {
 
 void PairMLPot::choose_mode() {
   const mlpot::ModelInfo &info = model_->info();
-  if (requested_ == Mode::Exchange && info.pt2 && !info.per_layer)
+  if (requested_ == Mode::Exchange && info.pt2 && !info.per_layer && !info.angle_triplets)
     error->all(FLERR, "pair_style mlpot exchange: this .pt2 package holds no layer models (written without them, "
                       "or before the plugin ran .pt2 layers): export it again with `mlpot export CHECKPOINT -o "
                       "model.pt2`, or use pair_style mlpot shell");

@@ -24,3 +24,10 @@ def edge_pairs(idx_i: torch.Tensor, n_atoms: int) -> Tuple[torch.Tensor, torch.T
     offset = torch.arange(first.shape[0], device=idx_i.device) - block_start[first]
     second = first + 1 + offset
     return order[first], order[second]
+
+
+def angle_triplets(idx_i: torch.Tensor, n_atoms: int) -> torch.Tensor:
+    """edge_pairs(idx_i, n_atoms) as one [2, T] int64 tensor: the input a `.pt2` file of a
+    wACSF / ACSF model takes beside its edges (its graph has no sizes that depend on values)."""
+    e1, e2 = edge_pairs(idx_i, n_atoms)
+    return torch.stack([e1, e2])

@@ -155,10 +155,18 @@ class SymmetryFunctions(nn.Module):
         n_atoms = atomic_numbers.shape[0]
         keep = torch.nonzero(lengths < self.cutoff).squeeze(1)
         idx_i = edge_index[0][keep]
-        idx_j = edge_index[1][keep]
-        v = vectors[keep]
-        d = lengths[keep]
-        channel = self.channels(atomic_numbers)
+        e1, e2 = edge_pairs(idx_i, n_atoms)
+        return self.descriptors_of_triplets(self.channels(atomic_numbers), atomic_numbers, idx_i, edge_index[1][keep],
+                                            vectors[keep], lengths[keep], e1, e2)
+
+    def descriptors_of_triplets(self, channel: torch.Tensor, atomic_numbers: torch.Tensor, idx_i: torch.Tensor,
+                                idx_j: torch.Tensor, v: torch.Tensor, d: torch.Tensor, e1: torch.Tensor,
+                                e2: torch.Tensor) -> torch.Tensor:
+        """Raw symmetry functions [N, n_features] of edges i -> j (idx_i, idx_j [E], vectors v
+        [E, 3] Å, lengths d [E] Å; edges beyond the cutoff add nothing) and the angle triplets
+        (e1, e2 [T]: edge_pairs of idx_i); channel [N] from `channels`. No value checks and no
+        sizes that depend on values: what a `.pt2` traces (mlpot.deploy.pt2_symmetry)."""
+        n_atoms = atomic_numbers.shape[0]
         weight = self.element_weight.to(d.dtype)[atomic_numbers]
         fc = self.cutoff_fn(d)
 
@@ -169,7 +177,6 @@ class SymmetryFunctions(nn.Module):
         if self.n_angular == 0:
             return radial
 
-        e1, e2 = edge_pairs(idx_i, n_atoms)
         v1 = v[e1]
         v2 = v[e2]
         d1 = d[e1]
@@ -190,16 +197,26 @@ class SymmetryFunctions(nn.Module):
         angular = angular.reshape(n_atoms, self.n_pair_channels * self.n_theta * self.n_angular)
         return torch.cat([radial, angular], dim=1)
 
+    def standardise(self, raw: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Raw descriptors [N, n_features] standardised with the statistics of each atom's row [N]."""
+        return (raw - self.sf_mean[rows]) / self.sf_std[rows]
+
+    def bounded(self, raw: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The descriptors the element networks see [N, n_features]: raw [N, n_features]
+        standardised (rows [N]) and softly bounded to the training range."""
+        return soft_bounds(self.standardise(raw, rows), self.sf_lo[rows], self.sf_hi[rows], self.range_margin)
+
     def forward(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
-        standardised, rows = self.standardised(inputs)
-        return soft_bounds(standardised, self.sf_lo[rows], self.sf_hi[rows], self.range_margin)
+        raw = self.descriptors(inputs[K.ATOMIC_NUMBERS], inputs[K.EDGE_INDEX],
+                               inputs[K.EDGE_VECTORS], inputs[K.EDGE_LENGTHS])
+        return self.bounded(raw, species_index(self.centre_row, inputs[K.ATOMIC_NUMBERS]))
 
     def standardised(self, inputs: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         """(standardised descriptors [N, n_features] before the soft bounds, each atom's row [N])."""
         raw = self.descriptors(inputs[K.ATOMIC_NUMBERS], inputs[K.EDGE_INDEX],
                                inputs[K.EDGE_VECTORS], inputs[K.EDGE_LENGTHS])
         rows = species_index(self.centre_row, inputs[K.ATOMIC_NUMBERS])
-        return (raw - self.sf_mean[rows]) / self.sf_std[rows], rows
+        return self.standardise(raw, rows), rows
 
     def extrapolation_grade(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
         """[N]: how far each atom's descriptors lie outside the range the training atoms of its
