@@ -9,8 +9,9 @@ What a `.pt2` holds today: SchNet with fused or tabulated kernels and an atom-wi
 also holds the models of LAMMPS' two paths, each checked the same way: the whole model on a ghost
 shell, "lammps" (mlpot.deploy.pt2_lammps), and the layers one at a time with the ghosts' features
 exchanged between them, "layer_{t}_forward" / "layer_{t}_backward" (mlpot.deploy.pt2_exchange). A
-committee package does not: LAMMPS takes its members' files. Not yet: wACSF / ACSF and dipole
-heads, per-atom virials; those take the TorchScript file (.pt). A package is compiled for one
+committee package does not: LAMMPS takes its members' files. A wACSF / ACSF model's package holds
+"model" and "lammps", which also take the angle triplets of their edges (mlpot.deploy.pt2_symmetry).
+Not yet: dipole heads, per-atom virials; those take the TorchScript file (.pt). A package is compiled for one
 machine kind (CPU, its instruction set): compile it again from the checkpoint on another kind.
 
 Before the file is written, the compiled package is compared with the eager model on two
