@@ -9,7 +9,8 @@ mlpot SchNet runs as `mlpot export` writes it by default in float32 (filter netw
 splines, tables whose error lies far below float32 rounding: benchmarks/tabulated_error.py
 measures the forces against the float64 network), with the filter networks evaluated in the
 fused C++ kernels ("fused network"), and with the plain-PyTorch reference kernels; the default
-SchNet also as a `.pt2` package (torch.export + AOTInductor, mlpot.deploy.pt2), compiled here.
+SchNet and the wACSF model also as `.pt2` packages (torch.export + AOTInductor, mlpot.deploy.pt2),
+compiled here.
 
 Architecture (the SchNet paper's MD17 setup, as in the reference script): SchNet with 128
 atom features, 128 filters, 3 interactions, 20 Gaussians, cosine cutoff 5 Å, float32; wACSF
@@ -98,16 +99,18 @@ def export_mlpot_models(folder: Path) -> dict[str, Path]:
         paths[name] = folder / f"{name}.pt"
         export_model(build_potential(cfg, SPECIES), paths[name], "float32", training_data="random weights",
                      kernels=kernels)
-    try:   # the same SchNet as "schnet", compiled by AOTInductor into a .pt2 package
-        from mlpot.deploy.pt2 import export_pt2
+    # the same SchNet and wACSF, compiled by AOTInductor into .pt2 packages
+    for name, cfg in (("schnet_pt2", schnet), ("wacsf_pt2", configs["wacsf"][0])):
+        try:
+            from mlpot.deploy.pt2 import export_pt2
 
-        torch.manual_seed(0)
-        paths["schnet_pt2"] = folder / "schnet.pt2"
-        export_pt2(build_potential(schnet, SPECIES), paths["schnet_pt2"], "float32", training_data="random weights",
-                   lammps_layers=False)   # ASE only
-    except Exception as exc:   # noqa: BLE001 — reported, the other columns still run
-        print(f"no .pt2 column: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
-        paths.pop("schnet_pt2", None)
+            torch.manual_seed(0)
+            paths[name] = folder / f"{name}.pt2"
+            export_pt2(build_potential(cfg, SPECIES), paths[name], "float32", training_data="random weights",
+                       lammps_layers=False)   # ASE only
+        except Exception as exc:   # noqa: BLE001 — reported, the other columns still run
+            print(f"no {name} column: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
+            paths.pop(name, None)
     return paths
 
 
@@ -179,7 +182,7 @@ def format_table(rows: list[dict], have_spk: bool) -> str:
     head = ("| system | atoms | mlpot SchNet s/call | SchNet .pt2 s/call | .pt / .pt2 | SchNetPack s/call | "
             "SchNetPack / mlpot | SchNetPack / .pt2 | "
             "fused network s/call | SchNetPack / fused | PyTorch kernels s/call | "
-            "wACSF s/call | SchNet µs/atom | peak MB |")
+            "wACSF s/call | wACSF .pt2 s/call | SchNet µs/atom | peak MB |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         def fmt(x, pattern="{:.4f}"):
@@ -192,7 +195,8 @@ def format_table(rows: list[dict], have_spk: bool) -> str:
         lines.append(f"| {r['system']} | {r['atoms']} | {fmt(r.get('schnet'))} | {fmt(r.get('schnet_pt2'))} | "
                      f"{fmt(pt2, '{:.2f}×')} | {fmt(r.get('spk'))} | {fmt(ratio, '{:.2f}×')} | "
                      f"{fmt(ratio_pt2, '{:.2f}×')} | {fmt(r.get('schnet_fused'))} | {fmt(ratio_fused, '{:.2f}×')} | "
-                     f"{fmt(r.get('schnet_torch'))} | {fmt(r.get('wacsf'))} | {fmt(per_atom, '{:.1f}')} | "
+                     f"{fmt(r.get('schnet_torch'))} | {fmt(r.get('wacsf'))} | {fmt(r.get('wacsf_pt2'))} | "
+                     f"{fmt(per_atom, '{:.1f}')} | "
                      f"{fmt(r.get('peak_mb'), '{:.0f}')} |")
     if not have_spk:
         lines.append("(SchNetPack venv not found: its columns are empty)")
@@ -249,7 +253,7 @@ def measure(args, systems: list[str], models: dict[str, Path], have_spk: bool) -
                       f"{available_memory_mb():.0f} MB available", file=sys.stderr)
                 continue
         runs: dict[str, list[dict]] = {"schnet": [], "schnet_pt2": [], "schnet_fused": [], "schnet_torch": [],
-                                       "spk": [], "wacsf": []}
+                                       "spk": [], "wacsf": [], "wacsf_pt2": []}
         for _ in range(args.rounds):
             r = run_worker(sys.executable, "mlpot", system, reps, args.threads, models["schnet"])
             runs["schnet"] += [r] if r else []
@@ -267,6 +271,9 @@ def measure(args, systems: list[str], models: dict[str, Path], have_spk: bool) -
             if system != "si_110592_pbc":  # wACSF's triplet tensors at 110k atoms: beyond 24 GB
                 r = run_worker(sys.executable, "mlpot", system, reps, args.threads, models["wacsf"])
                 runs["wacsf"] += [r] if r else []
+                if "wacsf_pt2" in models:
+                    r = run_worker(sys.executable, "mlpot", system, reps, args.threads, models["wacsf_pt2"])
+                    runs["wacsf_pt2"] += [r] if r else []
         row = {"system": system, "atoms": len(SYSTEMS[system]())}
         for key, results in runs.items():
             if results:

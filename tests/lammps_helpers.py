@@ -89,6 +89,20 @@ def lammps_single_point(plugin, model, data, symbols, mode="", extra=()):
                 "ghosts": lmp.extract_setting("nghost")}
 
 
+def atom_virials(plugin, model, data, symbols, mode=""):
+    """stress/atom (bar·Å³, by atom id) and the pressure tensor (bar) from run 0 with
+    `pair_style mlpot {mode}`, in this process."""
+    with lammps_instance(plugin) as lmp:
+        for line in [*SETUP, f"read_data {data}", f"pair_style mlpot {mode}", f"pair_coeff * * {model} {' '.join(symbols)}",
+                     "compute sa all stress/atom NULL", "run 0"]:
+            lmp.command(line)
+        n = lmp.extract_setting("nlocal")
+        order = lmp.numpy.extract_atom("id")[:n] - 1
+        stress = np.zeros((n, 6))
+        stress[order] = lmp.numpy.extract_compute("sa", 1, 2)[:n]
+        return stress, np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")])
+
+
 def single_point_lines(data, model, symbols, mode, out_prefix, extra=(), setup=SETUP):
     """Input lines for one `run 0` whose energy and pressure tensor go to {out_prefix}.thermo and
     forces and per-atom energies (sorted by id) to {out_prefix}.dump; `clear` first, so that

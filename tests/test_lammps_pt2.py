@@ -6,8 +6,8 @@ same model gives on the same path — energy, forces, per-atom energies and pres
 1e-10 (float64; 1e-5 in float32) — on a periodic Si cell whose neighbours are mostly ghosts, on 1
 rank in-process and on 2 ranks (mpirun), a committee of two .pt2 files (its deviation file equals
 the .pt committee's), cells of 1 and 2 atoms (ranks with one local atom, none, or atoms without
-neighbours), and the one-line refusals (per-atom virial, a package without the LAMMPS model or
-without its layer models). The files are exported once per module (~50 s per .pt2); every 2-rank
+neighbours), compute stress/atom on both paths, and the one-line refusals (a package without the
+LAMMPS model or without its layer models). The files are exported once per module (~50 s per .pt2); every 2-rank
 run is one mpirun."""
 import re
 import shutil
@@ -23,7 +23,7 @@ if shutil.which("cmake") is None:
 from ase import Atoms  # noqa: E402
 from ase.build import bulk  # noqa: E402
 
-from lammps_helpers import (SETUP, deviation_line, lammps_error, lammps_instance, lammps_single_point,  # noqa: E402
+from lammps_helpers import (SETUP, atom_virials, deviation_line, lammps_error, lammps_single_point,  # noqa: E402
                             mismatches, python_reference, read_single_point, run_input_lines, silicon_primitive,
                             single_point_lines, tiny_potential)
 from mlpot import ops  # noqa: E402
@@ -161,8 +161,7 @@ def test_committee_of_pt2_files_writes_the_pt_committees_line(plugin, setup):
 
 
 def test_refusals_say_what_to_do(plugin, setup, tmp_path):
-    """a per-atom virial on the whole-model path, a package without its LAMMPS model, exchange with a package without its
-    layer models, a committee of such a .pt2 and a .pt (exchanged layer by layer) and a .pt2 that
+    """a package without its LAMMPS model, exchange with a package without its layer models, a committee of such a .pt2 and a .pt (exchanged layer by layer) and a .pt2 that
     is none: one line each, saying what to do."""
     pt2, data = setup["files"]["m0", "pt2"], setup["data"]["cubic_8"]
     start = SETUP + [f"read_data {data}"]
@@ -182,9 +181,6 @@ def test_refusals_say_what_to_do(plugin, setup, tmp_path):
     whole = without([f"layer_{t}_{step}" for t in range(2) for step in ("forward", "backward")], "whole.pt2")
     message = first_line(["pair_style mlpot exchange", f"pair_coeff * * {whole} Si"])
     assert "holds no layer models" in message and "pair_style mlpot shell" in message and "-o model.pt2" in message
-    message = first_line(["pair_style mlpot shell", f"pair_coeff * * {pt2} Si", "compute sa all stress/atom NULL",
-                          "compute s all reduce sum c_sa[1]", "thermo_style custom step c_s", "run 0"])
-    assert ".pt2 file" in message and "per-atom virial" in message and "exchange path" in message, message
     message = first_line(["pair_style mlpot", f"pair_coeff * * {without(['lammps'], 'old.pt2')} Si"])
     assert "without a LAMMPS model" in message and "members' own files" in message, message   # a committee package too
     message = first_line(["pair_style mlpot", f"pair_coeff * * {whole} {setup['files']['m0', 'pt']} Si"])
@@ -242,25 +238,14 @@ def test_the_exports_check_of_the_layer_models_sees_another_model(setup):
     assert deviation["m0"] < TOLERANCE["float64"] < 1e-3 < deviation["m1"], deviation
 
 
-def atom_virials(plugin, model, data):
-    """stress/atom (bar·Å³, by atom id) and the pressure tensor from run 0 on the exchange path."""
-    with lammps_instance(plugin) as lmp:
-        for line in [*SETUP, f"read_data {data}", "pair_style mlpot", f"pair_coeff * * {model} Si",
-                     "compute sa all stress/atom NULL", "run 0"]:
-            lmp.command(line)
-        n = lmp.extract_setting("nlocal")
-        order = lmp.numpy.extract_atom("id")[:n] - 1
-        stress = np.zeros((n, 6))
-        stress[order] = lmp.numpy.extract_compute("sa", 1, 2)[:n]
-        return stress, np.array([lmp.get_thermo(k) for k in ("pxx", "pyy", "pzz", "pxy", "pxz", "pyz")])
-
-
+@pytest.mark.parametrize("mode", PATHS)
 @pytest.mark.parametrize("name, dtype", [(name, dtype) for name, _, dtype in MODELS])
-def test_per_atom_virial_on_the_exchange_path(plugin, setup, name, dtype):
-    """compute stress/atom with a .pt2 on the exchange path (from its layer models' edge
-    gradients) equals the .pt's, and sums to the pressure tensor times the volume."""
+def test_per_atom_virial_on_both_paths(plugin, setup, name, dtype, mode):
+    """compute stress/atom with a .pt2 (exchange: from its layer models' edge gradients; shell:
+    its lammps model's per-atom virial) equals the .pt's on the same path, and sums to the
+    pressure tensor times the volume."""
     files, data = setup["files"], setup["data"]["cubic_8"]
-    (got, pressure), (ref, _) = (atom_virials(plugin, files[name, s], data) for s in ("pt2", "pt"))
+    (got, pressure), (ref, _) = (atom_virials(plugin, files[name, s], data, ["Si"], mode) for s in ("pt2", "pt"))
     assert np.abs(ref).max() > 1e3                                            # bar·Å³: real virials
     assert relative(got, ref) < TOLERANCE[dtype], relative(got, ref)
     volume = float(np.prod(np.diag(silicon_cubic().cell)))

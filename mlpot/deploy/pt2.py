@@ -11,7 +11,8 @@ shell, "lammps" (mlpot.deploy.pt2_lammps), and the layers one at a time with the
 exchanged between them, "layer_{t}_forward" / "layer_{t}_backward" (mlpot.deploy.pt2_exchange). A
 committee package does not: LAMMPS takes its members' files. A wACSF / ACSF model's package holds
 "model" and "lammps", which also take the angle triplets of their edges (mlpot.deploy.pt2_symmetry).
-Not yet: dipole heads, per-atom virials; those take the TorchScript file (.pt). A package is compiled for one
+A single model's models give per-atom virials too (a committee package's do not). Not yet: dipole
+heads, Hessians; those take the TorchScript file (.pt). A package is compiled for one
 machine kind (CPU, its instruction set): compile it again from the checkpoint on another kind.
 
 Before the file is written, the compiled package is compared with the eager model on two
@@ -40,19 +41,18 @@ from mlpot.deploy.pt2_lammps import LAMMPS_MODEL, PACKAGE_MODEL, compile_package
 from mlpot.deploy.pt2_lammps import lammps_deviation, lammps_inputs
 from mlpot.deploy.pt2_symmetry import export_symmetry
 from mlpot.deploy.pt2_exchange import export_layers, layer_deviation, layer_model_names, trace_example
-from mlpot.deploy.pt2_model import PT2_SUFFIX, Pt2Model
+from mlpot.deploy.pt2_model import OUTPUT_NAMES, PT2_SUFFIX, Pt2Model
 from mlpot.kernels.written_out import ExportedSchNet, WrittenOutSchNet
 from mlpot.model.exported import ExportedSymmetryFunctions
 from mlpot.model.representations.triplets import angle_triplets
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}   # of each output's largest magnitude
-OUTPUTS = ("energy", "forces", "energies", "virial")
 
 
 class Pt2Graph(nn.Module):
     """What is traced: a written-out engine (one ExportedSchNet's, or a committee's members
     stacked) on one edge per unordered pair (each sending its message both ways), every atom
-    local. Inputs and outputs: mlpot.deploy.pt2_model."""
+    local. Inputs and outputs: mlpot.deploy.pt2_model (a single model's with the per-atom virial)."""
 
     def __init__(self, engine: WrittenOutSchNet):
         super().__init__()
@@ -61,8 +61,8 @@ class Pt2Graph(nn.Module):
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, pair_index: torch.Tensor,
                 pair_vectors: torch.Tensor):
         out = self.engine.forward_edges(positions, atomic_numbers, pair_index[0], pair_index[1], pair_vectors,
-                                        pair_index.shape[1], positions.shape[0], True)
-        return out["energy"], out["forces"], out["energies"], out["virial"]
+                                        pair_index.shape[1], positions.shape[0], True, True)
+        return tuple(out[key] for key in OUTPUT_NAMES if key in out)
 
 
 def export_whole_structures(engine: WrittenOutSchNet, example: tuple) -> torch.export.ExportedProgram:
@@ -95,9 +95,10 @@ def check_structures(species: list[int], cutoff: float, dtype: torch.dtype) -> l
 
 
 def largest_deviation(compiled: dict, eager: dict) -> tuple[str, float]:
-    """(the output, its largest deviation relative to its largest magnitude) of two results."""
+    """(the output, its largest deviation relative to its largest magnitude) of two results (the
+    outputs of OUTPUT_NAMES that `compiled` has; `eager` must have them too)."""
     worst = ("energy", 0.0)
-    for key in OUTPUTS:
+    for key in (k for k in OUTPUT_NAMES if k in compiled):
         a, b = compiled[key].double(), eager[key].double()
         scale = max(float(b.abs().max()), 1e-12) if b.numel() else 1.0
         deviation = float((a - b).abs().max()) / scale if b.numel() else 0.0
@@ -161,7 +162,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     layers = single and lammps_layers and not symmetry
     n_features = int(potential.representation.n_features)
     extra["provides"] = {"per_layer": layers, "written_out": not symmetry, "n_features": n_features if layers else 0,
-                         "atom_virial": False, "extrapolation_grade": False}
+                         "atom_virial": single, "extrapolation_grade": False}
     if symmetry:
         extra["angle_triplets"] = True
     extra["file_format"] = "pt2"
@@ -190,8 +191,8 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
         compiled = Pt2Model(partial, metadata)
         deviations = []     # (which of the package's models, (output, its largest relative deviation))
         for case, (m, wrapped) in itertools.product(cases, enumerate(wrapped_members)):
-            eager = wrapped(*case, case[0].shape[0], True)          # each member on its own
-            out = compiled.forward(*case, case[0].shape[0], True)
+            eager = wrapped(*case, case[0].shape[0], True, single)          # each member on its own
+            out = compiled.forward(*case, case[0].shape[0], True, single)
             deviations.append(("", largest_deviation(out if single else {k: v[m] for k, v in out.items()}, eager)))
         if single:
             deviations.append(("LAMMPS model's ", lammps_deviation(partial, wrapped_members[0], cases, symmetry)))

@@ -9,7 +9,8 @@ other ranks' atoms are explicit atoms, no shifts), a directed edge list that nee
            neighbour of i, message j → i, r = x_j − x_i), local [n_local] uint8 (only its length
            counts: torch.export keeps a tensor's size dynamic, not an int argument's value))
       -> (energy [1] eV (Σ over atoms < n_local), forces [N, 3] eV/Å (ghosts included),
-          energies [N] eV, virial [3, 3] eV)
+          energies [N] eV, virial [3, 3] eV, atom_virial [N, 3, 3] eV (compute stress/atom; not
+          in packages written before it: metadata provides.atom_virial))
 
 Sizes from N = 1, E = 0, n_local = 0 up (a rank may own no atom, or one without neighbours).
 The export checks it against the eager model (ExportedSchNet's forward with n_local < N, as the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mlpot.deploy.pt2_model import OUTPUT_NAMES
 from mlpot.kernels.written_out import ExportedSchNet
 from mlpot.model.representations.triplets import angle_triplets
 
@@ -38,8 +40,9 @@ class LammpsGraph(nn.Module):
                 local: torch.Tensor):
         idx_i, idx_j = edge_index[0], edge_index[1]
         vectors = positions[idx_j] - positions[idx_i]     # as the .pt computes them, with zero shifts
-        out = self.engine.forward_edges(positions, atomic_numbers, idx_i, idx_j, vectors, 0, local.shape[0], True)
-        return out["energy"], out["forces"], out["energies"], out["virial"]
+        out = self.engine.forward_edges(positions, atomic_numbers, idx_i, idx_j, vectors, 0, local.shape[0], True,
+                                        True)
+        return out["energy"], out["forces"], out["energies"], out["virial"], out["atom_virial"]
 
 
 def lammps_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
@@ -105,12 +108,10 @@ def eager_lammps(wrapped, positions: torch.Tensor, atomic_numbers: torch.Tensor,
     """What the plugin gets from the TorchScript file of the same model on these inputs."""
     zeros = torch.zeros((edge_index.shape[1], 3), dtype=positions.dtype)
     return wrapped(positions, atomic_numbers, edge_index, zeros, torch.zeros((3, 3), dtype=positions.dtype),
-                   n_local, True)
+                   n_local, True, True)
 
 
 def run_lammps_model(runner, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                      n_local: int, triplets: bool = False) -> dict:
     """The package's lammps model (a loaded runner) on these inputs, as a dict of its outputs."""
-    energy, forces, energies, virial = runner(*lammps_inputs(positions, atomic_numbers, edge_index, n_local,
-                                                             triplets))
-    return {"energy": energy, "forces": forces, "energies": energies, "virial": virial}
+    return dict(zip(OUTPUT_NAMES, runner(*lammps_inputs(positions, atomic_numbers, edge_index, n_local, triplets))))

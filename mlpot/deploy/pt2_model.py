@@ -4,7 +4,11 @@ forward of a TorchScript model file, so that MLPotCalculator runs either.
 The package's own model takes a whole structure with one edge per unordered pair:
     model(positions [N, 3] Å, atomic_numbers [N] int64, pair_index [2, P] int64 (i, j),
           pair_vectors [P, 3] Å (r_j − r_i + S·cell)) -> (energy [1] eV, forces [N, 3] eV/Å,
-                                                         energies [N] eV, virial [3, 3] eV)
+                                                         energies [N] eV, virial [3, 3] eV,
+                                                         atom_virial [N, 3, 3] eV)
+The per-atom virial (ExportedForward's, −½ r_e ⊗ ∂E/∂r_e to both atoms of every pair) is in a
+single model's packages (metadata provides.atom_virial; not in a committee package, nor in those
+written before it).
 Pt2Model.forward takes the full, symmetric edge list of ExportedForward.forward and keeps one edge
 of each pair (mlpot.kernels.written_out.edges_for_messages, the written-out engine's pair rule);
 Pt2Model.forward_pairs takes the pairs as they are (MLPotCalculator: SkinNeighborList.pairs).
@@ -27,6 +31,7 @@ from mlpot.model.representations.triplets import angle_triplets
 PT2_SUFFIX = ".pt2"
 AOTI_FOLDER = "/data/aotinductor/"          # what every AOTInductor package holds (below its top folder)
 AOTI_METADATA = "wrapper_metadata.json"      # where AOTInductor keeps a package's metadata dict
+OUTPUT_NAMES = ("energy", "forces", "energies", "virial", "atom_virial")   # a package's outputs, in order
 
 
 def is_pt2_archive(names: list[str]) -> bool:
@@ -59,6 +64,7 @@ class Pt2Model:
         self._run = self.runner.loader.boxed_run
         # a wACSF / ACSF package takes its edges' angle triplets too (mlpot.deploy.pt2_symmetry)
         self.angle_triplets = bool(metadata.get("angle_triplets", False))
+        self.atom_virial = bool(metadata.get("provides", {}).get("atom_virial", False))
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                 shift_vectors: torch.Tensor, cell: torch.Tensor, n_local: int,
@@ -67,22 +73,25 @@ class Pt2Model:
         if n_local != n_atoms:
             raise ValueError(f"{self.path}: the package's model evaluates whole structures (n_local = N); "
                              "LAMMPS runs its 'lammps' model (pair_coeff * * model.pt2 ...)")
-        if compute_atom_virial:
-            raise ValueError(f"{self.path}: per-atom virials are not in .pt2 files yet; "
-                             "use a TorchScript file (.pt) for per-atom stresses")
-        return self.forward_pairs(*self.pair_inputs(positions, atomic_numbers, edge_index, shift_vectors))
+        if compute_atom_virial and not self.atom_virial:
+            raise ValueError(f"{self.path} holds no per-atom virial (a committee package, or written before .pt2 "
+                             "files held them): export it again, or use a TorchScript file (.pt)")
+        out = self.forward_pairs(*self.pair_inputs(positions, atomic_numbers, edge_index, shift_vectors))
+        if not compute_atom_virial:
+            out.pop("atom_virial", None)
+        return out
 
     __call__ = forward
 
     def forward_pairs(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, pair_index: torch.Tensor,
                       pair_vectors: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The package's model on one edge per unordered pair (pair_index [2, P], pair_vectors
-        [P, 3] Å): energy [1] eV, forces [N, 3] eV/Å, energies [N] eV, virial [3, 3] eV."""
+        [P, 3] Å): energy [1] eV, forces [N, 3] eV/Å, energies [N] eV, virial [3, 3] eV, and
+        atom_virial [N, 3, 3] eV where the package holds it."""
         inputs = [positions, atomic_numbers, pair_index, pair_vectors]
         if self.angle_triplets:   # of the edges i → j, then j → i
             inputs.append(angle_triplets(torch.cat([pair_index[0], pair_index[1]]), positions.shape[0]))
-        energy, forces, energies, virial = self._run(inputs)
-        return {"energy": energy, "forces": forces, "energies": energies, "virial": virial}
+        return dict(zip(OUTPUT_NAMES, self._run(inputs)))
 
     @staticmethod
     def pair_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,

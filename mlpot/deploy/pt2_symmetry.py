@@ -25,7 +25,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from mlpot.deploy.pt2_lammps import LAMMPS_MODEL, PACKAGE_MODEL
 from mlpot.model.exported import ExportedSymmetryFunctions
 from mlpot.model.heads import ElementalAtomwise
-from mlpot.model.nn.edge_gradients import forces_and_virial
+from mlpot.model.nn.edge_gradients import atom_virial_of_edges, forces_and_virial
 from mlpot.model.potential import Potential
 
 
@@ -51,15 +51,18 @@ def energies_of_edges(potential: Potential, atomic_numbers: torch.Tensor, idx_i:
 def energy_and_gradients(potential: Potential, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                          idx_i: torch.Tensor, idx_j: torch.Tensor, vectors: torch.Tensor, triplets: torch.Tensor,
                          n_local: int):
-    """(energy [1] eV of atoms < n_local, forces [N, 3] eV/Å, energies [N] eV, virial [3, 3] eV)."""
+    """(energy [1] eV of atoms < n_local, forces [N, 3] eV/Å, energies [N] eV, virial [3, 3] eV,
+    atom_virial [N, 3, 3] eV)."""
     vectors = vectors.detach().requires_grad_(True)
     energies = energies_of_edges(potential, atomic_numbers, idx_i, idx_j, vectors, triplets)
     n_atoms = positions.shape[0]
     counted = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
     energy = (energies * counted).sum()
     grad, = torch.autograd.grad([energy], [vectors])
-    forces, virial = forces_and_virial(vectors.detach(), grad, idx_i, idx_j, n_atoms, True)
-    return energy.detach().reshape(1), forces, energies.detach(), virial
+    vectors = vectors.detach()
+    forces, virial = forces_and_virial(vectors, grad, idx_i, idx_j, n_atoms, True)
+    return (energy.detach().reshape(1), forces, energies.detach(), virial,
+            atom_virial_of_edges(vectors, grad, idx_i, idx_j, n_atoms))
 
 
 class SymmetryPackageGraph(nn.Module):

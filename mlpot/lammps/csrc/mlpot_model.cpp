@@ -165,7 +165,7 @@ void Model::load_pt2(const std::string &path, const std::vector<std::string> &re
   if (!info_.per_layer) info_.n_features = 0;
   if (info_.per_layer && info_.n_features <= 0)
     throw std::runtime_error(path + " is not an mlpot export (mlpot.json: layer models without n_features)");
-  info_.atom_virial = false;
+  // info_.atom_virial as declared: the lammps model's fifth output (packages written before it lack it)
   for (int t = 0; info_.per_layer && t < info_.n_interactions; t++)
     for (const char *step : {"forward", "backward"}) {
       const std::string name = "layer_" + std::to_string(t) + "_" + step;
@@ -456,13 +456,19 @@ static void fill_result(const torch::Tensor &energy, const torch::Tensor &forces
   }
 }
 
+// out.atom_virial [9n] from a model's per-atom virial [n, 3, 3].
+static void fill_atom_virial(const torch::Tensor &atom_virial_out, int64_t n, Result &out) {
+  torch::Tensor atom_virial = atom_virial_out.to(torch::kFloat64).contiguous();
+  out.atom_virial.assign(atom_virial.data_ptr<double>(), atom_virial.data_ptr<double>() + 9 * n);
+}
+
 void Model::evaluate(const double *positions, const int64_t *numbers, int64_t n,
                      const std::vector<int64_t> &edge_i, const std::vector<int64_t> &edge_j,
                      const double *cell, int64_t n_local, bool want_virial, bool want_energies,
                      Result &out, bool want_atom_virial) {
-  if (want_atom_virial && impl_->package)
-    throw std::runtime_error("a .pt2 file has no per-atom virial (compute stress/atom) on the whole-model path: use "
-                             "the exchange path, or the .pt file of the same model, or remove the compute");
+  if (want_atom_virial && !info_.atom_virial && impl_->package)
+    throw std::runtime_error("this .pt2 file has no per-atom virial (compute stress/atom) on the whole-model path "
+                             "(written before its lammps model had one): export it again, or use the exchange path");
   if (want_atom_virial && !info_.atom_virial)
     throw std::runtime_error("the model file's forward has no per-atom virial (exported before it existed): "
                              "export it again with `mlpot export`");
@@ -483,6 +489,7 @@ void Model::evaluate(const double *positions, const int64_t *numbers, int64_t n,
     if (info_.angle_triplets) inputs.push_back(angle_triplets(edges[0], n));
     std::vector<torch::Tensor> result = impl_->package->run(inputs);
     fill_result(result.at(0), result.at(1), result.at(2), result.at(3), n, want_virial, want_energies, out);
+    if (want_atom_virial) fill_atom_virial(result.at(4), n, out);
     return;
   }
   torch::AutoGradMode grad_enabled(true);  // the model takes forces and virial by autograd
@@ -494,10 +501,7 @@ void Model::evaluate(const double *positions, const int64_t *numbers, int64_t n,
   auto result = impl_->module.forward(inputs).toGenericDict();
   fill_result(result.at("energy").toTensor(), result.at("forces").toTensor(), result.at("energies").toTensor(),
               result.at("virial").toTensor(), n, want_virial, want_energies, out);
-  if (want_atom_virial) {
-    torch::Tensor atom_virial = result.at("atom_virial").toTensor().to(torch::kFloat64).contiguous();
-    out.atom_virial.assign(atom_virial.data_ptr<double>(), atom_virial.data_ptr<double>() + 9 * n);
-  }
+  if (want_atom_virial) fill_atom_virial(result.at("atom_virial").toTensor(), n, out);
 }
 
 }  // namespace mlpot

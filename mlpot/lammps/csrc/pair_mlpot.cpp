@@ -357,13 +357,13 @@ double PairMLPot::init_one(int i, int j) {
 void PairMLPot::compute(int eflag, int vflag) {
   ev_init(eflag, vflag);
   // the exchange path takes per-atom virials from the layers' edge gradients; the whole-model path
-  // from the file's forward, which a .pt2 and files exported before them lack
+  // from the file's forward (or a .pt2's lammps model), which files exported before them lack
   if (want_atom_virial() && !exchange_ && !model_->info().atom_virial) {
     const std::string model = model_paths_.empty() ? std::string("the model") : model_paths_[0];
     if (model_->info().pt2)
-      error->all(FLERR, "pair_style mlpot: {} is a .pt2 file, which has no per-atom virial (compute stress/atom) on "
-                        "the whole-model path: use pair_style mlpot (the exchange path, with a .pt2 holding its layer "
-                        "models) or the .pt file of the same model, or remove the compute", model);
+      error->all(FLERR, "pair_style mlpot: {} is a .pt2 file written before its lammps model had per-atom virials "
+                        "(compute stress/atom) on the whole-model path: export it again with `mlpot export "
+                        "CHECKPOINT -o model.pt2`, or use the exchange path, or remove the compute", model);
     error->all(FLERR, "pair_style mlpot: {} was exported before per-atom virials existed, which compute "
                       "stress/atom needs: export it again with `mlpot export`, or remove the compute", model);
   }
