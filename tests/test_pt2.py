@@ -131,6 +131,30 @@ def test_pt2_refuses_what_it_does_not_hold(files):
         load_pt2(pt2, read_metadata(pt2), "cuda")
 
 
+def test_pt2_of_a_schnet_with_a_dipole_head(tmp_path):
+    """The written-out engine for energy and forces, the dipole head on its final features: energy,
+    forces, dipole and per-atom stresses equal the TorchScript file's (float64)."""
+    torch.manual_seed(3)
+    cfg = ModelConfig(n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8, cutoff=CUTOFF, dipole=True)
+    potential = sharpened(build_potential(cfg, [1, 6, 8]).double())
+    export_pt2(potential, tmp_path / "dipole.pt2", "float64", lammps_layers=False)
+    export_model(potential, tmp_path / "dipole.pt", "float64")
+    assert "dipole" in read_metadata(tmp_path / "dipole.pt2")["outputs"]
+    for atoms in (ethanol(), periodic_ethanol()):
+        got = {}
+        for suffix in ("pt", "pt2"):
+            work = atoms.copy()
+            work.calc = MLPotCalculator(tmp_path / f"dipole.{suffix}")
+            got[suffix] = {"energy": work.get_potential_energy(), "forces": work.get_forces(),
+                           "dipole": work.get_dipole_moment()}
+            if atoms.pbc.all():
+                got[suffix]["stresses"] = work.get_stresses()
+        for key, expected in got["pt"].items():
+            scale = np.abs(expected).max()
+            assert scale > 1e-3, key
+            assert np.abs(got["pt2"][key] - expected).max() <= TOLERANCE["float64"] * scale, key
+
+
 def test_pt2_export_refuses_models_it_cannot_hold(tmp_path):
     with pytest.raises(ModelFileError, match="TorchScript file instead"):
         export_pt2(tiny_potential(dipole=True), tmp_path / "dipole.pt2", "float64")

@@ -1,6 +1,6 @@
 """`.pt2` files of Behler–Parrinello models (ACSF descriptors, one network per element;
-mlpot.deploy.pt2_symmetry): the same energy, forces, per-atom energies, stress / pressure and
-per-atom stresses / virials as the TorchScript file of the same model, to 1e-10 in float64, through
+mlpot.deploy.pt2_symmetry), with an element-resolved dipole head: the same energy, forces, per-atom
+energies, dipole, stress / pressure and per-atom stresses / virials as the TorchScript file of the same model, to 1e-10 in float64, through
 MLPotCalculator (a C–Si cluster, a cubic cell and a 2-atom triclinic cell) and in pair_style mlpot
 on 1 rank and on 2 (a cubic SiC cell whose neighbours are mostly ghosts); the package's models take the angle
 triplets their loaders build; a committee package of such members is refused in one line. The
@@ -19,6 +19,7 @@ from lammps_helpers import silicon_carbide_primitive, tiny_potential
 from mlpot import MLPotCalculator, ops
 from mlpot.deploy.export import ModelFileError, export_model, read_metadata
 from mlpot.deploy.pt2 import export_pt2
+from mlpot.model.heads import ElementalDipoleMoment
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.skipif(not ops.available(), reason="mlpot's C++ operators are not available")]
@@ -37,6 +38,7 @@ def acsf_potential(seed=0):
     rep.sf_std.copy_(0.5 + torch.rand(rep.sf_std.shape, generator=generator, dtype=torch.float64))
     rep.sf_lo.fill_(-1.0)
     rep.sf_hi.fill_(1.5)
+    potential.dipole_head = ElementalDipoleMoment(rep.n_features, [6, 14]).double()   # latent charges per element
     return potential
 
 
@@ -74,7 +76,7 @@ def ase_results(path, atoms):
     atoms = atoms.copy()
     atoms.calc = MLPotCalculator(path)
     out = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces(),
-           "energies": atoms.get_potential_energies()}
+           "energies": atoms.get_potential_energies(), "dipole": atoms.get_dipole_moment()}
     if atoms.pbc.all():
         out["stress"] = atoms.get_stress()
         out["stresses"] = atoms.get_stresses()

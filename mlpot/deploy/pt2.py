@@ -11,16 +11,18 @@ shell, "lammps" (mlpot.deploy.pt2_lammps), and the layers one at a time with the
 exchanged between them, "layer_{t}_forward" / "layer_{t}_backward" (mlpot.deploy.pt2_exchange). A
 committee package does not: LAMMPS takes its members' files. A wACSF / ACSF model's package holds
 "model" and "lammps", which also take the angle triplets of their edges (mlpot.deploy.pt2_symmetry).
-A single model's models give per-atom virials too (a committee package's do not). Not yet: dipole
-heads, Hessians; those take the TorchScript file (.pt). A package is compiled for one
+A single model's models give per-atom virials too (a committee package's do not), and the package's
+"model" the dipole of a model with a dipole head (mlpot's DipoleMoment: SchNet's on the written-out
+engine's final features). Not yet: Hessians; those take the TorchScript file (.pt). A package is compiled for one
 machine kind (CPU, its instruction set): compile it again from the checkpoint on another kind.
 
 Before the file is written, the compiled package is compared with the eager model on two
-structures (a molecule and a periodic cell smaller than the cutoff): energies, forces and virial
-must agree to float rounding (1e-10 of each output's scale in float64, 1e-5 in float32).
+structures (a molecule and a periodic cell smaller than the cutoff): energies, forces, virial,
+per-atom virial and dipole must agree to float rounding (1e-10 of each output's scale in float64, 1e-5 in float32).
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
@@ -42,7 +44,8 @@ from mlpot.deploy.pt2_lammps import lammps_deviation, lammps_inputs
 from mlpot.deploy.pt2_symmetry import export_symmetry
 from mlpot.deploy.pt2_exchange import export_layers, layer_deviation, layer_model_names, trace_example
 from mlpot.deploy.pt2_model import OUTPUT_NAMES, PT2_SUFFIX, Pt2Model
-from mlpot.kernels.written_out import ExportedSchNet, WrittenOutSchNet
+from mlpot.kernels.written_out import ExportedSchNet, WrittenOutSchNet, written_out_forces_apply
+from mlpot.model.heads import DipoleMoment, structure_dipole
 from mlpot.model.exported import ExportedSymmetryFunctions
 from mlpot.model.representations.triplets import angle_triplets
 
@@ -54,22 +57,41 @@ class Pt2Graph(nn.Module):
     stacked) on one edge per unordered pair (each sending its message both ways), every atom
     local. Inputs and outputs: mlpot.deploy.pt2_model (a single model's with the per-atom virial)."""
 
-    def __init__(self, engine: WrittenOutSchNet):
+    def __init__(self, engine: WrittenOutSchNet, dipole_head: nn.Module | None = None):
         super().__init__()
         self.engine = engine
+        self.dipole_head = dipole_head      # a single model's, on the engine's final features
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, pair_index: torch.Tensor,
                 pair_vectors: torch.Tensor):
         out = self.engine.forward_edges(positions, atomic_numbers, pair_index[0], pair_index[1], pair_vectors,
-                                        pair_index.shape[1], positions.shape[0], True, True)
+                                        pair_index.shape[1], positions.shape[0], True, True,
+                                        self.dipole_head is not None)
+        if self.dipole_head is not None:
+            out["dipole"] = structure_dipole(self.dipole_head, positions, atomic_numbers, out["features"])
         return tuple(out[key] for key in OUTPUT_NAMES if key in out)
 
 
-def export_whole_structures(engine: WrittenOutSchNet, example: tuple) -> torch.export.ExportedProgram:
-    """The package's model of a written-out engine traced with dynamic numbers of atoms and pairs."""
+def written_out_of(wrapped) -> ExportedSchNet | None:
+    """The written-out engine's wrapper of an exported wrapper (mlpot.deploy.export.wrapped_with_kernels):
+    itself, or for a SchNet that has it all but a dipole head, an ExportedSchNet of a copy without
+    that head (the package runs the head on the engine's features); None for anything else."""
+    if isinstance(wrapped, ExportedSchNet):
+        return wrapped
+    if getattr(wrapped.potential, "dipole_head", None) is None:
+        return None
+    energy_only = copy.deepcopy(wrapped.potential)
+    energy_only.dipole_head = None
+    return ExportedSchNet(energy_only) if written_out_forces_apply(energy_only) else None
+
+
+def export_whole_structures(engine: WrittenOutSchNet, example: tuple,
+                            dipole_head: nn.Module | None = None) -> torch.export.ExportedProgram:
+    """The package's model of a written-out engine (and a single model's dipole head) traced with
+    dynamic numbers of atoms and pairs."""
     atoms = torch.export.Dim("n_atoms", min=2, max=10_000_000)
     pairs = torch.export.Dim("n_pairs", min=2, max=1_000_000_000)
-    return torch.export.export(Pt2Graph(engine).eval(), example,
+    return torch.export.export(Pt2Graph(engine, dipole_head).eval(), example,
                                dynamic_shapes=({0: atoms}, {0: atoms}, {1: pairs}, {0: pairs}), strict=False)
 
 
@@ -136,22 +158,26 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     ops.load()    # the pair rule of the package's inputs (edges_for_messages) is one of mlpot's operators
     members = list(potential) if isinstance(potential, (list, tuple)) else [potential]
     single = len(members) == 1
-    wrapped_members = []
+    wrapped_members, engines = [], []      # each member's exported wrapper, and its written-out engine's
     for member in members:
         wrapped, chosen, tables = wrapped_with_kernels(member, dtype, kernels, table_spacing)
-        dipole = getattr(member, "dipole_head", None) is not None
-        if not isinstance(wrapped, (ExportedSchNet, ExportedSymmetryFunctions)) or dipole:
-            raise ModelFileError(f"{path}: a .pt2 file holds SchNet with fused or tabulated kernels, or wACSF / ACSF, "
-                                 f"with an energy head for now (this model: {type(member.representation).__name__}, "
-                                 f"{chosen} kernels{', dipole head' if dipole else ''}); "
+        written_out = written_out_of(wrapped)
+        if written_out is None and not isinstance(wrapped, ExportedSymmetryFunctions):
+            raise ModelFileError(f"{path}: a .pt2 file holds SchNet with fused or tabulated kernels, or wACSF / ACSF "
+                                 f"(this model: {type(member.representation).__name__}, {chosen} kernels); "
                                  "export a TorchScript file instead: -o model.pt")
         wrapped_members.append(wrapped)
-    symmetry = isinstance(wrapped_members[0], ExportedSymmetryFunctions)   # wACSF / ACSF: mlpot.deploy.pt2_symmetry
-    if symmetry and not single:
-        raise ModelFileError(f"{path}: a committee .pt2 stacks SchNet members; give a wACSF / ACSF committee as "
-                             "one .pt2 file per member (mlpot export -o model.pt2 for each checkpoint)")
+        engines.append(written_out)
+    symmetry = engines[0] is None   # wACSF / ACSF: mlpot.deploy.pt2_symmetry
+    dipole_head = wrapped_members[0].potential.dipole_head
+    if dipole_head is not None and not isinstance(dipole_head, DipoleMoment):
+        raise ModelFileError(f"{path}: a .pt2 file holds mlpot's dipole heads (DipoleMoment), not "
+                             f"{type(dipole_head).__name__}; export a TorchScript file instead: -o model.pt")
+    if not single and (symmetry or dipole_head is not None):
+        raise ModelFileError(f"{path}: a committee .pt2 stacks SchNet members with an energy head only; give this "
+                             "committee as one .pt2 file per member (mlpot export -o model.pt2 for each checkpoint)")
     try:
-        engine = None if symmetry else wrapped_members[0].engine if single else WrittenOutSchNet(wrapped_members)
+        engine = None if symmetry else engines[0].engine if single else WrittenOutSchNet(engines)
     except ValueError as err:   # members of different architectures
         raise ModelFileError(f"{path}: {err}; export them as separate TorchScript files (-o model.pt)") from None
     potential = members[0]
@@ -179,11 +205,11 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
         programs = export_symmetry(wrapped_members[0], example + (triplets,),
                                    lammps_inputs(*lammps_cases(cases)[0], triplets=True))
     else:
-        programs = {PACKAGE_MODEL: export_whole_structures(engine, example)}
+        programs = {PACKAGE_MODEL: export_whole_structures(engine, example, dipole_head)}
         if single:
-            programs[LAMMPS_MODEL] = export_lammps(wrapped_members[0], lammps_cases(cases)[0])
+            programs[LAMMPS_MODEL] = export_lammps(engines[0], lammps_cases(cases)[0])
         if layers:
-            programs.update(export_layers(wrapped_members[0], trace_example(*cases[0][:2])))
+            programs.update(export_layers(engines[0], trace_example(*cases[0][:2])))
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial{PT2_SUFFIX}")   # the user's file is replaced only when checked
     try:
@@ -197,7 +223,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
         if single:
             deviations.append(("LAMMPS model's ", lammps_deviation(partial, wrapped_members[0], cases, symmetry)))
         if layers:
-            deviations.append(("LAMMPS layer models' ", layer_deviation(partial, wrapped_members[0], cases[0])))
+            deviations.append(("LAMMPS layer models' ", layer_deviation(partial, engines[0], cases[0])))
         for model, (key, deviation) in deviations:
             if deviation > TOLERANCE[dtype]:
                 raise ModelFileError(f"{path}: the compiled package's {model}{key} differs from the model's by "

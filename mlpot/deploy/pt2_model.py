@@ -5,10 +5,12 @@ The package's own model takes a whole structure with one edge per unordered pair
     model(positions [N, 3] Å, atomic_numbers [N] int64, pair_index [2, P] int64 (i, j),
           pair_vectors [P, 3] Å (r_j − r_i + S·cell)) -> (energy [1] eV, forces [N, 3] eV/Å,
                                                          energies [N] eV, virial [3, 3] eV,
-                                                         atom_virial [N, 3, 3] eV)
+                                                         atom_virial [N, 3, 3] eV,
+                                                         dipole [3] e·Å)
 The per-atom virial (ExportedForward's, −½ r_e ⊗ ∂E/∂r_e to both atoms of every pair) is in a
 single model's packages (metadata provides.atom_virial; not in a committee package, nor in those
-written before it).
+written before it); the dipole in those of a model with a dipole head (its latent charges on the
+final features, a neutral structure).
 Pt2Model.forward takes the full, symmetric edge list of ExportedForward.forward and keeps one edge
 of each pair (mlpot.kernels.written_out.edges_for_messages, the written-out engine's pair rule);
 Pt2Model.forward_pairs takes the pairs as they are (MLPotCalculator: SkinNeighborList.pairs).
@@ -31,7 +33,8 @@ from mlpot.model.representations.triplets import angle_triplets
 PT2_SUFFIX = ".pt2"
 AOTI_FOLDER = "/data/aotinductor/"          # what every AOTInductor package holds (below its top folder)
 AOTI_METADATA = "wrapper_metadata.json"      # where AOTInductor keeps a package's metadata dict
-OUTPUT_NAMES = ("energy", "forces", "energies", "virial", "atom_virial")   # a package's outputs, in order
+# a package's outputs, in order (atom_virial: a single model's; dipole: a model with a dipole head)
+OUTPUT_NAMES = ("energy", "forces", "energies", "virial", "atom_virial", "dipole")
 
 
 def is_pt2_archive(names: list[str]) -> bool:

@@ -18,51 +18,63 @@ elements before they call the package.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from mlpot.deploy.pt2_lammps import LAMMPS_MODEL, PACKAGE_MODEL
 from mlpot.model.exported import ExportedSymmetryFunctions
-from mlpot.model.heads import ElementalAtomwise
+from mlpot.model.heads import ElementalAtomwise, MaskedElementalAtomwise, structure_dipole
 from mlpot.model.nn.edge_gradients import atom_virial_of_edges, forces_and_virial
 from mlpot.model.potential import Potential
 
 
+def traceable(potential: Potential) -> Potential:
+    """A copy of `potential` whose element networks (energy and dipole heads) run as
+    MaskedElementalAtomwise: the same numbers without sizes that depend on values."""
+    potential = copy.deepcopy(potential)
+    for module in potential.modules():
+        if type(module) is ElementalAtomwise:
+            module.__class__ = MaskedElementalAtomwise     # same state, forward = forward_masked
+    return potential
+
+
 def energies_of_edges(potential: Potential, atomic_numbers: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
-                      vectors: torch.Tensor, triplets: torch.Tensor) -> torch.Tensor:
-    """Per-atom energies [N] eV of a wACSF / ACSF potential on directed edges i -> j (idx_i, idx_j
-    [E], vectors r_j − r_i [E, 3] Å, each pair both ways) with their angle triplets [2, T]."""
+                      vectors: torch.Tensor, triplets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-atom energies [N] eV, the descriptors the networks see [N, F]) of a wACSF / ACSF
+    potential (`traceable`) on directed edges i -> j (idx_i, idx_j [E], vectors r_j − r_i [E, 3]
+    Å, each pair both ways) with their angle triplets [2, T]."""
     representation = potential.representation
     d = torch.linalg.norm(vectors, dim=1)
     channel = representation.element_channel[atomic_numbers]
     raw = representation.descriptors_of_triplets(channel, atomic_numbers, idx_i, idx_j, vectors, d,
                                                  triplets[0], triplets[1])
     features = representation.bounded(raw, representation.centre_row[atomic_numbers])
-    head = potential.energy_head
-    if isinstance(head, ElementalAtomwise):
-        y = head.forward_masked(features, head.element_index[atomic_numbers])
-    else:
-        y = head(features, atomic_numbers)
-    return potential.energies_of_outputs(y[:, 0], atomic_numbers) + potential.repulsion(d, atomic_numbers, idx_i,
-                                                                                       idx_j)
+    energies = potential.atom_energies(features, atomic_numbers) + potential.repulsion(d, atomic_numbers, idx_i,
+                                                                                      idx_j)
+    return energies, features
 
 
 def energy_and_gradients(potential: Potential, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                          idx_i: torch.Tensor, idx_j: torch.Tensor, vectors: torch.Tensor, triplets: torch.Tensor,
                          n_local: int):
     """(energy [1] eV of atoms < n_local, forces [N, 3] eV/Å, energies [N] eV, virial [3, 3] eV,
-    atom_virial [N, 3, 3] eV)."""
+    atom_virial [N, 3, 3] eV, and with a dipole head the dipole [3] e·Å)."""
     vectors = vectors.detach().requires_grad_(True)
-    energies = energies_of_edges(potential, atomic_numbers, idx_i, idx_j, vectors, triplets)
+    energies, features = energies_of_edges(potential, atomic_numbers, idx_i, idx_j, vectors, triplets)
     n_atoms = positions.shape[0]
     counted = (torch.arange(n_atoms, device=positions.device) < n_local).to(energies.dtype)
     energy = (energies * counted).sum()
     grad, = torch.autograd.grad([energy], [vectors])
     vectors = vectors.detach()
     forces, virial = forces_and_virial(vectors, grad, idx_i, idx_j, n_atoms, True)
-    return (energy.detach().reshape(1), forces, energies.detach(), virial,
-            atom_virial_of_edges(vectors, grad, idx_i, idx_j, n_atoms))
+    out = (energy.detach().reshape(1), forces, energies.detach(), virial,
+           atom_virial_of_edges(vectors, grad, idx_i, idx_j, n_atoms))
+    if potential.dipole_head is None:
+        return out
+    return out + (structure_dipole(potential.dipole_head, positions, atomic_numbers, features.detach()),)
 
 
 class SymmetryPackageGraph(nn.Module):
@@ -95,7 +107,7 @@ class SymmetryLammpsGraph(nn.Module):
         idx_i, idx_j = edge_index[0], edge_index[1]
         vectors = positions[idx_j] - positions[idx_i]
         return energy_and_gradients(self.potential, positions, atomic_numbers, idx_i, idx_j, vectors, triplets,
-                                    local.shape[0])
+                                    local.shape[0])[:5]     # no dipole for LAMMPS
 
 
 def traced_program(graph: nn.Module, example: tuple, dynamic_shapes: tuple) -> torch.export.ExportedProgram:
@@ -114,7 +126,7 @@ def export_symmetry(wrapped: ExportedSymmetryFunctions, package_example: tuple,
     edges = torch.export.Dim("n_edges", min=0, max=1_000_000_000)
     local = torch.export.Dim("n_local", min=0, max=10_000_000)
     triplets = torch.export.Dim("n_triplets", min=0, max=10_000_000_000)
-    potential = wrapped.potential
+    potential = traceable(wrapped.potential)
     return {PACKAGE_MODEL: traced_program(SymmetryPackageGraph(potential), package_example,
                                           ({0: atoms}, {0: atoms}, {1: pairs}, {0: pairs}, {1: triplets})),
             LAMMPS_MODEL: traced_program(SymmetryLammpsGraph(potential), lammps_example,

@@ -10,7 +10,7 @@ network, shifted so that each structure's charges sum to its total charge, and t
 μ_b = Σ_i q_i (r_i − r_com,b) (e·Å) about the centre of mass. Called as
 head(data, features) -> {DIPOLE: [B, 3], CHARGES: [N]}.
 """
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -83,6 +83,14 @@ class ElementalAtomwise(nn.Module):
         return out
 
 
+class MaskedElementalAtomwise(ElementalAtomwise):
+    """ElementalAtomwise whose forward is forward_masked (no sizes that depend on values): what a
+    `.pt2` traces in place of an ElementalAtomwise (mlpot.deploy.pt2_symmetry.traceable)."""
+
+    def forward(self, features: torch.Tensor, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        return self.forward_masked(features, self.element_index[atomic_numbers])
+
+
 def _atomic_masses() -> torch.Tensor:
     from ase.data import atomic_masses  # lazy: model/ loads with torch alone (README, Layout)
     return torch.tensor(atomic_masses[:119], dtype=torch.get_default_dtype())
@@ -114,14 +122,29 @@ class DipoleMoment(nn.Module):
             total = data[K.TOTAL_CHARGE].to(q.dtype).reshape(-1)
         else:
             total = torch.zeros(n_structures, dtype=q.dtype, device=q.device)
-        counts = scatter_add(torch.ones_like(q), batch, n_structures).clamp(min=1.0)
-        excess = (scatter_add(q, batch, n_structures) - total) / counts
+        dipole, q = self.dipole_of_charges(q, positions, numbers, batch, n_structures, total, False)
+        return {K.DIPOLE: dipole, K.CHARGES: q}
+
+    def dipole_of_charges(self, q: torch.Tensor, positions: torch.Tensor, numbers: torch.Tensor, batch: torch.Tensor,
+                          n_structures: int, total: torch.Tensor, single: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(dipoles [B, 3] e·Å, the charges shifted to each structure's total [N] e) of latent
+        charges q [N]; single: one structure (B = 1) summed without a scatter (what a `.pt2`
+        traces: inductor, torch 2.13, fails to generate scatters into one row)."""
+        counts = per_structure(torch.ones_like(q), batch, n_structures, single).clamp(min=1.0)
+        excess = (per_structure(q, batch, n_structures, single) - total) / counts
         q = q - excess[batch]
         masses = self.masses.to(positions.dtype)[numbers]
-        mass_total = scatter_add(masses, batch, n_structures).clamp(min=1e-12)
-        com = scatter_add(masses[:, None] * positions, batch, n_structures) / mass_total[:, None]
-        dipole = scatter_add(q[:, None] * (positions - com[batch]), batch, n_structures)
-        return {K.DIPOLE: dipole, K.CHARGES: q}
+        mass_total = per_structure(masses, batch, n_structures, single).clamp(min=1e-12)
+        com = per_structure(masses[:, None] * positions, batch, n_structures, single) / mass_total[:, None]
+        dipole = per_structure(q[:, None] * (positions - com[batch]), batch, n_structures, single)
+        return dipole, q
+
+
+def per_structure(values: torch.Tensor, batch: torch.Tensor, n_structures: int, single: bool) -> torch.Tensor:
+    """Sums of values [N, ...] per structure [B, ...] (batch [N]); single: B = 1, a plain sum."""
+    if single:
+        return values.sum(0, keepdim=True)
+    return scatter_add(values, batch, n_structures)
 
 
 class ElementalDipoleMoment(DipoleMoment):
@@ -130,3 +153,12 @@ class ElementalDipoleMoment(DipoleMoment):
     def __init__(self, n_in: int, species: List[int], n_hidden: Optional[List[int]] = None, n_layers: int = 2):
         super().__init__(n_in, n_hidden, n_layers,
                          charge_net=ElementalAtomwise(n_in, species, 1, n_hidden, n_layers))
+
+
+def structure_dipole(head: DipoleMoment, positions: torch.Tensor, atomic_numbers: torch.Tensor,
+                     features: torch.Tensor) -> torch.Tensor:
+    """The dipole [3] e·Å of one neutral structure (positions [N, 3] Å) from a DipoleMoment head
+    and the final features [N, F]: what a `.pt2` traces (no scatter, no batch dict)."""
+    q = head.charge_net(features, atomic_numbers)[:, 0]
+    zero = torch.zeros(1, dtype=q.dtype, device=q.device)
+    return head.dipole_of_charges(q, positions, atomic_numbers, torch.zeros_like(atomic_numbers), 1, zero, True)[0][0]
