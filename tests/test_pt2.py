@@ -1,8 +1,8 @@
 """`.pt2` model files (mlpot.deploy.pt2: torch.export + AOTInductor): the same energies, forces,
 stress and per-atom stresses as the TorchScript file of the same model through MLPotCalculator,
 forces = −∇E, the metadata and `mlpot info`, one-line refusals (a name that disagrees with the
-kind, a model a .pt2 cannot hold yet, per-atom stresses of a committee package, Hessians, another
-device), no deprecation warning."""
+kind, a model a .pt2 cannot hold yet, per-atom stresses of a committee package, another device),
+Hessians by differences of the forces, dipole heads, no deprecation warning."""
 from __future__ import annotations
 
 import dataclasses
@@ -125,10 +125,23 @@ def test_pt2_refuses_what_it_does_not_hold(files):
     dtype, _, pt2, _ = files
     atoms = periodic_ethanol()
     atoms.calc = MLPotCalculator(pt2)
-    with pytest.raises(ValueError, match="Hessians need a TorchScript file"):
-        atoms.calc.get_hessian(atoms)
     with pytest.raises(ValueError, match="compiled for cpu, not cuda"):
         load_pt2(pt2, read_metadata(pt2), "cuda")
+
+
+def test_pt2_hessian_by_differences_equals_the_torchscript_files(files):
+    """A .pt2 has no autograd: its Hessian is a five-point difference of its forces, equal to the
+    .pt's by double backward to 1e-7 of its scale in float64 (1e-3 in float32: rounding)."""
+    dtype, pt, pt2, _ = files
+    atoms = ethanol()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)      # float32: the Hessian carries its rounding
+        got, ref = (MLPotCalculator(path).get_hessian(atoms) for path in (pt2, pt))
+    scale = np.abs(ref).max()
+    assert scale > 1.0 and np.allclose(got, got.T)
+    deviation = np.abs(got - ref).max() / scale
+    print(f"{dtype} Hessian .pt2 vs .pt: {deviation:.1e} of {scale:.1f} eV/Å²")
+    assert deviation < (1e-7 if dtype == "float64" else 1e-3)
 
 
 def test_pt2_of_a_schnet_with_a_dipole_head(tmp_path):

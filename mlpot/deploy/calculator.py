@@ -67,6 +67,10 @@ def voigt_stresses(atom_virial: np.ndarray, volume: float) -> np.ndarray:
     return np.stack([s[:, 0, 0], s[:, 1, 1], s[:, 2, 2], s[:, 1, 2], s[:, 0, 2], s[:, 0, 1]], axis=1)
 
 
+# get_hessian's step (Å) for .pt2 files, by dtype: float64 rounding (1e-16 of the forces) over the
+# step stays ~1e-12 eV/Å², the stencil's h⁴ error ~1e-9; float32's rounding needs a longer step
+HESSIAN_STEP = {"float64": 2e-3, "float32": 2e-2}
+
 class MLPotCalculator(Calculator):
     """ASE calculator for a model file written by `mlpot export`.
 
@@ -322,27 +326,50 @@ class MLPotCalculator(Calculator):
         return outs, grade
 
     def get_hessian(self, atoms=None) -> np.ndarray:
-        """∂²E/∂r∂r by automatic differentiation: [3N, 3N] eV/Å², symmetric, rows/columns ordered
-        (atom 0 x, y, z, atom 1 x, ...). Computed in the model's dtype (export float64 for
-        vibrational analysis)."""
+        """∂²E/∂r∂r [3N, 3N] eV/Å², symmetric, rows/columns ordered (atom 0 x, y, z, atom 1 x, ...):
+        by automatic differentiation (TorchScript files), or for .pt2 files (no autograd in a
+        package) by a five-point central difference of their forces (HESSIAN_STEP). Computed in
+        the model's dtype (export float64 for vibrational analysis)."""
         atoms = self.atoms if atoms is None else atoms
         if atoms is None:
             raise ValueError("get_hessian needs atoms: call get_hessian(atoms)")
-        for path, module, metadata in zip(self.model_paths, self.modules, self.metadatas):
-            if metadata.get("file_format") == "pt2":
-                raise ValueError(f"{path}: Hessians need a TorchScript file (autograd through the model); export "
-                                 "one with `mlpot export CKPT -o model.pt --dtype float64`")
-            if getattr(module, "potential", None) is None:
-                raise ValueError(f"{path} has no scripted `potential` submodule; re-export it with `mlpot export`")
         if self.dtype != torch.float64:
             warnings.warn(f"{self.model_path} is a {self.metadata['dtype']} file: its Hessian carries float32 "
                           "rounding (~1e-3 eV/Å², a few cm⁻¹ in soft modes); export it with `mlpot export "
                           "--dtype float64` for vibrational analysis", stacklevel=2)
+        if self.takes_pairs:
+            return self._difference_hessian(atoms)
+        for path, module, metadata in zip(self.model_paths, self.modules, self.metadatas):
+            if metadata.get("file_format") == "pt2":
+                raise ValueError(f"{path}: a committee mixing .pt2 and TorchScript files has no Hessian; give "
+                                 "every member as .pt2, or every member as .pt")
+            if getattr(module, "potential", None) is None:
+                raise ValueError(f"{path} has no scripted `potential` submodule; re-export it with `mlpot export`")
         positions, numbers, edge_index, shift_vectors, cell = self._inputs(atoms, requires_grad=True)
         n = len(atoms)
         inputs = structure_inputs(positions, numbers, edge_index, shift_vectors, cell, n)
         hessians = [self._member_hessian(module, inputs, positions, n) for module in self.modules]
         hessian = np.mean(hessians, axis=0)
+        return 0.5 * (hessian + hessian.T)
+
+    def _difference_hessian(self, atoms) -> np.ndarray:
+        """get_hessian of .pt2 files: −∂F/∂r by the five-point stencil
+        (−F(+2h) + 8F(+h) − 8F(−h) + F(−2h)) / 12h of the members' mean forces, h = HESSIAN_STEP
+        of the dtype (float64: error ~1e-9 eV/Å² from the step, ~1e-12 from rounding)."""
+        work = atoms.copy()
+        base = np.array(atoms.positions, dtype=float)
+        step = HESSIAN_STEP["float64" if self.dtype == torch.float64 else "float32"]
+        n = len(atoms)
+        rows = []
+        for k in range(3 * n):
+            forces = []
+            for shift in (2, 1, -1, -2):
+                work.positions = base
+                work.positions[k // 3, k % 3] += shift * step
+                forces.append(np.mean([o["forces"].detach().cpu().double().numpy() for o in self._pair_outputs(work)],
+                                      axis=0).reshape(-1))
+            rows.append(-(-forces[0] + 8.0 * forces[1] - 8.0 * forces[2] + forces[3]) / (12.0 * step))
+        hessian = np.array(rows)
         return 0.5 * (hessian + hessian.T)
 
     def _member_hessian(self, module, inputs, positions, n: int) -> np.ndarray:

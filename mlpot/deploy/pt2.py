@@ -13,7 +13,8 @@ committee package does not: LAMMPS takes its members' files. A wACSF / ACSF mode
 "model" and "lammps", which also take the angle triplets of their edges (mlpot.deploy.pt2_symmetry).
 A single model's models give per-atom virials too (a committee package's do not), and the package's
 "model" the dipole of a model with a dipole head (mlpot's DipoleMoment: SchNet's on the written-out
-engine's final features). Not yet: Hessians; those take the TorchScript file (.pt). A package is compiled for one
+engine's final features). Hessians: MLPotCalculator differentiates the forces by differences. A
+package is compiled for one
 machine kind (CPU, its instruction set): compile it again from the checkpoint on another kind.
 
 Before the file is written, the compiled package is compared with the eager model on two
