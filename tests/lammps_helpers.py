@@ -93,8 +93,8 @@ def atom_virials(plugin, model, data, symbols, mode=""):
     """stress/atom (bar·Å³, by atom id) and the pressure tensor (bar) from run 0 with
     `pair_style mlpot {mode}`, in this process."""
     with lammps_instance(plugin) as lmp:
-        for line in [*SETUP, f"read_data {data}", f"pair_style mlpot {mode}", f"pair_coeff * * {model} {' '.join(symbols)}",
-                     "compute sa all stress/atom NULL", "run 0"]:
+        for line in [*SETUP, f"read_data {data}", f"pair_style mlpot {mode}",
+                     f"pair_coeff * * {model} {' '.join(symbols)}", "compute sa all stress/atom NULL", "run 0"]:
             lmp.command(line)
         n = lmp.extract_setting("nlocal")
         order = lmp.numpy.extract_atom("id")[:n] - 1

@@ -161,8 +161,9 @@ def test_committee_of_pt2_files_writes_the_pt_committees_line(plugin, setup):
 
 
 def test_refusals_say_what_to_do(plugin, setup, tmp_path):
-    """a package without its LAMMPS model, exchange with a package without its layer models, a committee of such a .pt2 and a .pt (exchanged layer by layer) and a .pt2 that
-    is none: one line each, saying what to do."""
+    """a package without its LAMMPS model, exchange with a package without its layer models, a committee of
+    such a .pt2 and a .pt (exchanged layer by layer) and a .pt2 that is none: one line each, saying
+    what to do."""
     pt2, data = setup["files"]["m0", "pt2"], setup["data"]["cubic_8"]
     start = SETUP + [f"read_data {data}"]
 

@@ -1,11 +1,12 @@
 """`.pt2` files of Behler–Parrinello models (ACSF descriptors, one network per element;
 mlpot.deploy.pt2_symmetry), with an element-resolved dipole head: the same energy, forces, per-atom
-energies, dipole, stress / pressure and per-atom stresses / virials as the TorchScript file of the same model, to 1e-10 in float64, through
-MLPotCalculator (a C–Si cluster, a cubic cell and a 2-atom triclinic cell) and in pair_style mlpot
-on 1 rank and on 2 (a cubic SiC cell whose neighbours are mostly ghosts); the package's models take the angle
-triplets their loaders build; a committee package of such members is refused in one line. The
-descriptors' standardisation and soft bounds are set so that many atoms lie beyond the training
-range (the bounds' tanh branch and its derivative are in the graph). One export (~60 s)."""
+energies, dipole, stress / pressure and per-atom stresses / virials as the TorchScript file of the
+same model, to 1e-10 in float64, through MLPotCalculator (a C–Si cluster, a cubic cell and a 2-atom
+triclinic cell) and in pair_style mlpot on 1 rank and on 2 (a cubic SiC cell whose neighbours are
+mostly ghosts); the package's models take the angle triplets their loaders build; a committee
+package of such members is refused in one line. The descriptors' standardisation and soft bounds
+are set so that many atoms lie beyond the training range (the bounds' tanh branch and its
+derivative are in the graph). One export (~60 s)."""
 import importlib.util
 import shutil
 

@@ -1,7 +1,8 @@
-"""Export a Potential as a `.pt2` file: the written-out SchNet engine traced with torch.export
-(dynamic numbers of atoms and pairs) and compiled ahead of time by AOTInductor into one package,
-mlpot's metadata inside (the same JSON as a TorchScript file's, plus "file_format": "pt2" and
-"compiled_for"). A file that outlives TorchScript, and a lower fixed cost per call.
+"""Export a Potential as a `.pt2` file: the written-out SchNet engine (or a wACSF / ACSF model with
+its autograd unrolled) traced with torch.export (dynamic numbers of atoms and pairs) and compiled
+ahead of time by AOTInductor into one package, mlpot's metadata inside (the same JSON as a
+TorchScript file's, plus "file_format": "pt2" and "compiled_for"). A file that outlives
+TorchScript, and a lower fixed cost per call.
 
 What a `.pt2` holds today: SchNet with fused or tabulated kernels and an atom-wise energy head
 (what `mlpot export` writes by default), or a committee of such members stacked into one engine
@@ -14,12 +15,13 @@ committee package does not: LAMMPS takes its members' files. A wACSF / ACSF mode
 A single model's models give per-atom virials too (a committee package's do not), and the package's
 "model" the dipole of a model with a dipole head (mlpot's DipoleMoment: SchNet's on the written-out
 engine's final features). Hessians: MLPotCalculator differentiates the forces by differences. A
-package is compiled for one
-machine kind (CPU, its instruction set): compile it again from the checkpoint on another kind.
+package is compiled for one machine kind (CPU, its instruction set): compile it again from the
+checkpoint on another kind.
 
 Before the file is written, the compiled package is compared with the eager model on two
 structures (a molecule and a periodic cell smaller than the cutoff): energies, forces, virial,
-per-atom virial and dipole must agree to float rounding (1e-10 of each output's scale in float64, 1e-5 in float32).
+per-atom virial and dipole must agree to float rounding (1e-10 of each output's scale in float64,
+1e-5 in float32).
 """
 from __future__ import annotations
 
@@ -174,7 +176,8 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     if dipole_head is not None and not isinstance(dipole_head, DipoleMoment):
         raise ModelFileError(f"{path}: a .pt2 file holds mlpot's dipole heads (DipoleMoment), not "
                              f"{type(dipole_head).__name__}; export a TorchScript file instead: -o model.pt")
-    if not single and (symmetry or dipole_head is not None):
+    energy_only = all(e is not None and w.potential.dipole_head is None for e, w in zip(engines, wrapped_members))
+    if not single and not energy_only:
         raise ModelFileError(f"{path}: a committee .pt2 stacks SchNet members with an energy head only; give this "
                              "committee as one .pt2 file per member (mlpot export -o model.pt2 for each checkpoint)")
     try:
