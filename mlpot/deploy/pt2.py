@@ -50,7 +50,6 @@ from mlpot.deploy.pt2_model import OUTPUT_NAMES, PT2_SUFFIX, Pt2Model
 from mlpot.kernels.written_out import ExportedSchNet, WrittenOutSchNet, written_out_forces_apply
 from mlpot.model.heads import DipoleMoment, structure_dipole
 from mlpot.model.exported import ExportedSymmetryFunctions
-from mlpot.model.representations.triplets import angle_triplets
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}   # of each output's largest magnitude
 
@@ -205,8 +204,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     cases = check_structures(sorted(int(z) for z in potential.species), float(potential.cutoff), TORCH_DTYPES[dtype])
     example = Pt2Model.pair_inputs(*cases[0][:4])
     if symmetry:
-        triplets = angle_triplets(torch.cat([example[2][0], example[2][1]]), example[0].shape[0])
-        programs = export_symmetry(wrapped_members[0], example + (triplets,),
+        programs = export_symmetry(wrapped_members[0], example + (Pt2Model.pair_triplets(example[2], len(example[0])),),
                                    lammps_inputs(*lammps_cases(cases)[0], triplets=True))
     else:
         programs = {PACKAGE_MODEL: export_whole_structures(engine, example, dipole_head)}

@@ -92,9 +92,15 @@ class Pt2Model:
         [P, 3] Å): energy [1] eV, forces [N, 3] eV/Å, energies [N] eV, virial [3, 3] eV, and
         atom_virial [N, 3, 3] eV where the package holds it."""
         inputs = [positions, atomic_numbers, pair_index, pair_vectors]
-        if self.angle_triplets:   # of the edges i → j, then j → i
-            inputs.append(angle_triplets(torch.cat([pair_index[0], pair_index[1]]), positions.shape[0]))
+        if self.angle_triplets:
+            inputs.append(self.pair_triplets(pair_index, positions.shape[0]))
         return dict(zip(OUTPUT_NAMES, self._run(inputs)))
+
+    @staticmethod
+    def pair_triplets(pair_index: torch.Tensor, n_atoms: int) -> torch.Tensor:
+        """The angle triplets [2, T] a wACSF / ACSF package takes with pairs [2, P]: those of its
+        directed edges, the pairs i → j, then j → i (mlpot.deploy.pt2_symmetry)."""
+        return angle_triplets(torch.cat([pair_index[0], pair_index[1]]), n_atoms)
 
     @staticmethod
     def pair_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
