@@ -270,7 +270,7 @@ class MLPotCalculator(Calculator):
                 f"{', '.join(old)} was exported before per-atom virials existed: export it again with "
                 "`mlpot export` for per-atom stresses")
         if self.takes_pairs:
-            outs, grade = self._pair_outputs(atoms), None
+            outs, grade = self._pair_outputs(atoms, want_stresses), None
         else:
             outs, grade = self._edge_outputs(atoms, want_stress, want_stresses, properties)
         self.n_evaluations += 1
@@ -283,19 +283,19 @@ class MLPotCalculator(Calculator):
             self.results.pop("virial", None)
         if want_stresses:
             self.results["stresses"] = voigt_stresses(self.results.pop("atom_virial"), abs(atoms.cell.volume))
-        else:
-            self.results.pop("atom_virial", None)     # a .pt2 package gives it on every call
         if self.halt is not None:
             self.halt(atoms, self.results)
         if self.halt_grade is not None:
             self.halt_grade(atoms, self.results)
 
-    def _pair_outputs(self, atoms) -> list:
-        """The members' outputs (.pt2 files) on each pair once (SkinNeighborList.pairs)."""
+    def _pair_outputs(self, atoms, atom_virial: bool = False) -> list:
+        """The members' outputs (.pt2 files) on each pair once (SkinNeighborList.pairs), with
+        their per-atom virials when asked."""
         positions, numbers, cell, pbc, positions_t = self._structure(atoms)
         pair_index, pair_vectors = self.neighbors.pairs(positions, numbers, cell, pbc)
         numbers_t = self._numbers_tensor(numbers)
-        outs = [module.forward_pairs(positions_t, numbers_t, pair_index, pair_vectors) for module in self.modules]
+        outs = [module.forward_pairs(positions_t, numbers_t, pair_index, pair_vectors, atom_virial)
+                for module in self.modules]
         if self.n_members > len(outs):    # one committee .pt2: outputs [M, ...]
             return [{k: v[m] for k, v in outs[0].items()} for m in range(self.n_members)]
         return outs

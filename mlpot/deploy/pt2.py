@@ -57,7 +57,7 @@ TOLERANCE = {"float64": 1e-10, "float32": 1e-5}   # of each output's largest mag
 class Pt2Graph(nn.Module):
     """What is traced: a written-out engine (one ExportedSchNet's, or a committee's members
     stacked) on one edge per unordered pair (each sending its message both ways), every atom
-    local. Inputs and outputs: mlpot.deploy.pt2_model (a single model's with the per-atom virial)."""
+    local. Inputs and outputs: mlpot.deploy.pt2_model (a single model's with the edge gradient)."""
 
     def __init__(self, engine: WrittenOutSchNet, dipole_head: nn.Module | None = None):
         super().__init__()
@@ -67,8 +67,9 @@ class Pt2Graph(nn.Module):
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, pair_index: torch.Tensor,
                 pair_vectors: torch.Tensor):
         out = self.engine.forward_edges(positions, atomic_numbers, pair_index[0], pair_index[1], pair_vectors,
-                                        pair_index.shape[1], positions.shape[0], True, True,
-                                        self.dipole_head is not None)
+                                        pair_index.shape[1], positions.shape[0], True, False, True)
+        if self.engine.n_members > 1:       # a committee's: no per-atom virial, no dipole
+            return out["energy"], out["forces"], out["energies"], out["virial"]
         if self.dipole_head is not None:
             out["dipole"] = structure_dipole(self.dipole_head, positions, atomic_numbers, out["features"])
         return tuple(out[key] for key in OUTPUT_NAMES if key in out)

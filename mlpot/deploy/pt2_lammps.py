@@ -9,8 +9,9 @@ other ranks' atoms are explicit atoms, no shifts), a directed edge list that nee
            neighbour of i, message j → i, r = x_j − x_i), local [n_local] uint8 (only its length
            counts: torch.export keeps a tensor's size dynamic, not an int argument's value))
       -> (energy [1] eV (Σ over atoms < n_local), forces [N, 3] eV/Å (ghosts included),
-          energies [N] eV, virial [3, 3] eV, atom_virial [N, 3, 3] eV (compute stress/atom; not
-          in packages written before it: metadata provides.atom_virial))
+          energies [N] eV, virial [3, 3] eV, edge_gradient ∂E/∂r_e [E, 3] eV/Å (for compute
+          stress/atom, which the plugin takes from it; not in packages written before it:
+          metadata provides.atom_virial))
 
 Sizes from N = 1, E = 0, n_local = 0 up (a rank may own no atom, or one without neighbours).
 The export checks it against the eager model (ExportedSchNet's forward with n_local < N, as the
@@ -23,6 +24,7 @@ from torch import nn
 
 from mlpot.deploy.pt2_model import OUTPUT_NAMES
 from mlpot.kernels.written_out import ExportedSchNet
+from mlpot.model.nn.edge_gradients import atom_virial_of_edges
 from mlpot.model.representations.triplets import angle_triplets
 
 LAMMPS_MODEL = "lammps"        # the model's name in the package (AOTIModelPackageLoader's model_name)
@@ -41,8 +43,8 @@ class LammpsGraph(nn.Module):
         idx_i, idx_j = edge_index[0], edge_index[1]
         vectors = positions[idx_j] - positions[idx_i]     # as the .pt computes them, with zero shifts
         out = self.engine.forward_edges(positions, atomic_numbers, idx_i, idx_j, vectors, 0, local.shape[0], True,
-                                        True)
-        return out["energy"], out["forces"], out["energies"], out["virial"], out["atom_virial"]
+                                        False, True)
+        return out["energy"], out["forces"], out["energies"], out["virial"], out["edge_gradient"]
 
 
 def lammps_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
@@ -114,4 +116,8 @@ def eager_lammps(wrapped, positions: torch.Tensor, atomic_numbers: torch.Tensor,
 def run_lammps_model(runner, positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,
                      n_local: int, triplets: bool = False) -> dict:
     """The package's lammps model (a loaded runner) on these inputs, as a dict of its outputs."""
-    return dict(zip(OUTPUT_NAMES, runner(*lammps_inputs(positions, atomic_numbers, edge_index, n_local, triplets))))
+    out = dict(zip(OUTPUT_NAMES, runner(*lammps_inputs(positions, atomic_numbers, edge_index, n_local, triplets))))
+    vectors = positions[edge_index[1]] - positions[edge_index[0]]     # as the plugin takes the per-atom virial
+    out["atom_virial"] = atom_virial_of_edges(vectors, out.pop("edge_gradient"), edge_index[0], edge_index[1],
+                                              positions.shape[0])
+    return out

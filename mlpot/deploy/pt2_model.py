@@ -5,12 +5,14 @@ The package's own model takes a whole structure with one edge per unordered pair
     model(positions [N, 3] Å, atomic_numbers [N] int64, pair_index [2, P] int64 (i, j),
           pair_vectors [P, 3] Å (r_j − r_i + S·cell)) -> (energy [1] eV, forces [N, 3] eV/Å,
                                                          energies [N] eV, virial [3, 3] eV,
-                                                         atom_virial [N, 3, 3] eV,
+                                                         edge_gradient [P, 3] eV/Å,
                                                          dipole [3] e·Å)
-The per-atom virial (ExportedForward's, −½ r_e ⊗ ∂E/∂r_e to both atoms of every pair) is in a
-single model's packages (metadata provides.atom_virial; not in a committee package, nor in those
-written before it); the dipole in those of a model with a dipole head (its latent charges on the
-final features, a neutral structure).
+edge_gradient, ∂E/∂r_p of each pair vector, is in a single model's packages (metadata
+provides.atom_virial; not in a committee package, nor in those written before it): Pt2Model turns
+it into ExportedForward's per-atom virial (−½ r_p ⊗ ∂E/∂r_p to both atoms of every pair) when asked
+(computed in every call inside the package, the per-atom virial cost 15 % of a step on Si 1728).
+The dipole is in the packages of a model with a dipole head (its latent charges on the final
+features, a neutral structure).
 Pt2Model.forward takes the full, symmetric edge list of ExportedForward.forward and keeps one edge
 of each pair (mlpot.kernels.written_out.edges_for_messages, the written-out engine's pair rule);
 Pt2Model.forward_pairs takes the pairs as they are (MLPotCalculator: SkinNeighborList.pairs).
@@ -28,13 +30,14 @@ import torch
 
 from mlpot import ops
 from mlpot.kernels.written_out import edges_for_messages
+from mlpot.model.nn.edge_gradients import atom_virial_of_edges
 from mlpot.model.representations.triplets import angle_triplets
 
 PT2_SUFFIX = ".pt2"
 AOTI_FOLDER = "/data/aotinductor/"          # what every AOTInductor package holds (below its top folder)
 AOTI_METADATA = "wrapper_metadata.json"      # where AOTInductor keeps a package's metadata dict
-# a package's outputs, in order (atom_virial: a single model's; dipole: a model with a dipole head)
-OUTPUT_NAMES = ("energy", "forces", "energies", "virial", "atom_virial", "dipole")
+# a package's outputs, in order (edge_gradient: a single model's; dipole: a model with a dipole head)
+OUTPUT_NAMES = ("energy", "forces", "energies", "virial", "edge_gradient", "dipole")
 
 
 def is_pt2_archive(names: list[str]) -> bool:
@@ -79,22 +82,26 @@ class Pt2Model:
         if compute_atom_virial and not self.atom_virial:
             raise ValueError(f"{self.path} holds no per-atom virial (a committee package, or written before .pt2 "
                              "files held them): export it again, or use a TorchScript file (.pt)")
-        out = self.forward_pairs(*self.pair_inputs(positions, atomic_numbers, edge_index, shift_vectors))
-        if not compute_atom_virial:
-            out.pop("atom_virial", None)
-        return out
+        return self.forward_pairs(*self.pair_inputs(positions, atomic_numbers, edge_index, shift_vectors),
+                                  atom_virial=compute_atom_virial)
 
     __call__ = forward
 
     def forward_pairs(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, pair_index: torch.Tensor,
-                      pair_vectors: torch.Tensor) -> Dict[str, torch.Tensor]:
+                      pair_vectors: torch.Tensor, atom_virial: bool = False) -> Dict[str, torch.Tensor]:
         """The package's model on one edge per unordered pair (pair_index [2, P], pair_vectors
-        [P, 3] Å): energy [1] eV, forces [N, 3] eV/Å, energies [N] eV, virial [3, 3] eV, and
-        atom_virial [N, 3, 3] eV where the package holds it."""
+        [P, 3] Å): energy [1] eV, forces [N, 3] eV/Å, energies [N] eV, virial [3, 3] eV, dipole
+        [3] e·Å where the model has one, and atom_virial [N, 3, 3] eV when asked (the package must
+        provide it: self.atom_virial)."""
         inputs = [positions, atomic_numbers, pair_index, pair_vectors]
         if self.angle_triplets:
             inputs.append(self.pair_triplets(pair_index, positions.shape[0]))
-        return dict(zip(OUTPUT_NAMES, self._run(inputs)))
+        out = dict(zip(OUTPUT_NAMES, self._run(inputs)))
+        gradient = out.pop("edge_gradient", None)
+        if atom_virial:
+            out["atom_virial"] = atom_virial_of_edges(pair_vectors, gradient, pair_index[0], pair_index[1],
+                                                      positions.shape[0])
+        return out
 
     @staticmethod
     def pair_triplets(pair_index: torch.Tensor, n_atoms: int) -> torch.Tensor:

@@ -27,7 +27,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from mlpot.deploy.pt2_lammps import LAMMPS_MODEL, PACKAGE_MODEL
 from mlpot.model.exported import ExportedSymmetryFunctions
 from mlpot.model.heads import ElementalAtomwise, MaskedElementalAtomwise, structure_dipole
-from mlpot.model.nn.edge_gradients import atom_virial_of_edges, forces_and_virial
+from mlpot.model.nn.edge_gradients import forces_and_virial
 from mlpot.model.potential import Potential
 
 
@@ -61,7 +61,7 @@ def energy_and_gradients(potential: Potential, positions: torch.Tensor, atomic_n
                          idx_i: torch.Tensor, idx_j: torch.Tensor, vectors: torch.Tensor, triplets: torch.Tensor,
                          n_local: int):
     """(energy [1] eV of atoms < n_local, forces [N, 3] eV/Å, energies [N] eV, virial [3, 3] eV,
-    atom_virial [N, 3, 3] eV, and with a dipole head the dipole [3] e·Å)."""
+    ∂E/∂r_e [E, 3] eV/Å, and with a dipole head the dipole [3] e·Å)."""
     vectors = vectors.detach().requires_grad_(True)
     energies, features = energies_of_edges(potential, atomic_numbers, idx_i, idx_j, vectors, triplets)
     n_atoms = positions.shape[0]
@@ -70,8 +70,7 @@ def energy_and_gradients(potential: Potential, positions: torch.Tensor, atomic_n
     grad, = torch.autograd.grad([energy], [vectors])
     vectors = vectors.detach()
     forces, virial = forces_and_virial(vectors, grad, idx_i, idx_j, n_atoms, True)
-    out = (energy.detach().reshape(1), forces, energies.detach(), virial,
-           atom_virial_of_edges(vectors, grad, idx_i, idx_j, n_atoms))
+    out = (energy.detach().reshape(1), forces, energies.detach(), virial, grad)
     if potential.dipole_head is None:
         return out
     return out + (structure_dipole(potential.dipole_head, positions, atomic_numbers, features.detach()),)
@@ -90,8 +89,11 @@ class SymmetryPackageGraph(nn.Module):
         idx_i = torch.cat([pair_index[0], pair_index[1]])
         idx_j = torch.cat([pair_index[1], pair_index[0]])
         vectors = torch.cat([pair_vectors, -pair_vectors])
-        return energy_and_gradients(self.potential, positions, atomic_numbers, idx_i, idx_j, vectors, triplets,
-                                    positions.shape[0])
+        out = energy_and_gradients(self.potential, positions, atomic_numbers, idx_i, idx_j, vectors, triplets,
+                                   positions.shape[0])
+        n_pairs = pair_index.shape[1]       # r_ji = −r_ij: the pair's gradient from both of its edges
+        pair_gradient = out[4][:n_pairs] - out[4][n_pairs:]
+        return out[:4] + (pair_gradient,) + out[5:]
 
 
 class SymmetryLammpsGraph(nn.Module):

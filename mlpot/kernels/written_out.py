@@ -353,10 +353,11 @@ class WrittenOutSchNet(nn.Module):
     def forward_edges(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, idx_i: torch.Tensor,
                       idx_j: torch.Tensor, vectors: torch.Tensor, n_two_way: int, n_local: int,
                       compute_virial: bool, compute_atom_virial: bool = False,
-                      keep_features: bool = False) -> Dict[str, torch.Tensor]:
+                      keep: bool = False) -> Dict[str, torch.Tensor]:
         """forward on edges already chosen (edges_for_messages): idx_i, idx_j [E'], vectors
-        r_j − r_i + S [E', 3] Å, the first n_two_way sending messages both ways; keep_features:
-        also the final features h_T [(M,) N, F] as "features" (a dipole head's input)."""
+        r_j − r_i + S [E', 3] Å, the first n_two_way sending messages both ways; keep: also the
+        final features h_T [(M,) N, F] as "features" (a dipole head's input) and ∂E/∂r_e [(M,) E', 3]
+        as "edge_gradient" (what a `.pt2` gives for per-atom virials)."""
         n_atoms = positions.shape[0]
         d = torch.linalg.norm(vectors, dim=1)
         dc = d.to(self.embedding.dtype)
@@ -394,8 +395,9 @@ class WrittenOutSchNet(nn.Module):
         result: Dict[str, torch.Tensor] = {"energy": energy, "forces": forces, "energies": energies, "virial": virial}
         if compute_atom_virial and self.n_members == 1:
             result["atom_virial"] = atom_virial_of_edges(vectors, grad_vectors, idx_i, idx_j, n_atoms)
-        if keep_features:
+        if keep:
             result["features"] = h
+            result["edge_gradient"] = grad_vectors
         return result
 
 

@@ -117,6 +117,20 @@ static bool has_folder(const std::vector<std::string> &records, const std::strin
                      [&](const std::string &name) { return name.compare(0, prefix.size(), prefix) == 0; });
 }
 
+// out.atom_virial [9n]: −½ r_e ⊗ ∂E/∂r_e to both atoms of every edge e = (edge_i[e], edge_j[e]), of
+// the edge vectors vec [3E] and the energy's gradient along them ge [3E].
+static void atom_virial_of_edges(const double *vec, const double *ge, const std::vector<int64_t> &edge_i,
+                                 const std::vector<int64_t> &edge_j, int64_t n, Result &out) {
+  out.atom_virial.assign(9 * n, 0.0);
+  for (size_t e = 0; e < edge_i.size(); e++)
+    for (int a = 0; a < 3; a++)
+      for (int b = 0; b < 3; b++) {
+        const double half = -0.5 * vec[3 * e + a] * ge[3 * e + b];
+        out.atom_virial[9 * edge_i[e] + 3 * a + b] += half;
+        out.atom_virial[9 * edge_j[e] + 3 * a + b] += half;
+      }
+}
+
 // The angle triplets [2, T] of a directed edge list whose centres are idx_i [E]: every unordered
 // pair of distinct edges with the same centre, as edge indices (the same as
 // mlpot.model.representations.triplets.edge_pairs, which the package's model was checked with).
@@ -165,7 +179,8 @@ void Model::load_pt2(const std::string &path, const std::vector<std::string> &re
   if (!info_.per_layer) info_.n_features = 0;
   if (info_.per_layer && info_.n_features <= 0)
     throw std::runtime_error(path + " is not an mlpot export (mlpot.json: layer models without n_features)");
-  // info_.atom_virial as declared: the lammps model's fifth output (packages written before it lack it)
+  // info_.atom_virial as declared: from the lammps model's fifth output, the gradient along the edges
+  // (packages written before it lack it)
   for (int t = 0; info_.per_layer && t < info_.n_interactions; t++)
     for (const char *step : {"forward", "backward"}) {
       const std::string name = "layer_" + std::to_string(t) + "_" + step;
@@ -420,16 +435,7 @@ void Model::evaluate_per_layer(const double *positions, const int64_t *numbers, 
   if (want_virial)
     for (int a = 0; a < 3; a++)
       for (int b = 0; b < 3; b++) out.virial[3 * a + b] = -0.5 * (virial[3 * a + b] + virial[3 * b + a]);
-  if (want_atom_virial) {   // −½ r_e ⊗ ∂E/∂r_e to both atoms of every edge
-    out.atom_virial.assign(9 * n, 0.0);
-    for (int64_t e = 0; e < n_edges; e++)
-      for (int a = 0; a < 3; a++)
-        for (int b = 0; b < 3; b++) {
-          const double half = -0.5 * vec[3 * e + a] * ge[3 * e + b];
-          out.atom_virial[9 * edge_i[e] + 3 * a + b] += half;
-          out.atom_virial[9 * edge_j[e] + 3 * a + b] += half;
-        }
-  }
+  if (want_atom_virial) atom_virial_of_edges(vec.data(), ge, edge_i, edge_j, n, out);
   if (want_energies) {
     torch::Tensor e = energies.detach().to(torch::kFloat64).contiguous();
     out.energies.assign(n, 0.0);
@@ -489,7 +495,12 @@ void Model::evaluate(const double *positions, const int64_t *numbers, int64_t n,
     if (info_.angle_triplets) inputs.push_back(angle_triplets(edges[0], n));
     std::vector<torch::Tensor> result = impl_->package->run(inputs);
     fill_result(result.at(0), result.at(1), result.at(2), result.at(3), n, want_virial, want_energies, out);
-    if (want_atom_virial) fill_atom_virial(result.at(4), n, out);
+    if (want_atom_virial) {   // from the lammps model's gradient along the edges [E, 3]
+      const torch::Tensor vec = (pos.index_select(0, edges[1]) - pos.index_select(0, edges[0])).to(torch::kFloat64)
+                                    .contiguous();
+      const torch::Tensor ge = result.at(4).to(torch::kFloat64).contiguous();
+      atom_virial_of_edges(vec.data_ptr<double>(), ge.data_ptr<double>(), edge_i, edge_j, n, out);
+    }
     return;
   }
   torch::AutoGradMode grad_enabled(true);  // the model takes forces and virial by autograd
