@@ -71,6 +71,7 @@ def voigt_stresses(atom_virial: np.ndarray, volume: float) -> np.ndarray:
 # step stays ~1e-12 eV/Å², the stencil's h⁴ error ~1e-9; float32's rounding needs a longer step
 HESSIAN_STEP = {"float64": 2e-3, "float32": 2e-2}
 
+
 class MLPotCalculator(Calculator):
     """ASE calculator for a model file written by `mlpot export`.
 

@@ -40,6 +40,12 @@ AOTI_METADATA = "wrapper_metadata.json"      # where AOTInductor keeps a package
 OUTPUT_NAMES = ("energy", "forces", "energies", "virial", "edge_gradient", "dipole")
 
 
+def directed_pairs(pair_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(idx_i, idx_j [2P]): the directed edges of pairs [2, P], i → j, then j → i; the order a
+    wACSF / ACSF package's edges and their triplets share."""
+    return torch.cat([pair_index[0], pair_index[1]]), torch.cat([pair_index[1], pair_index[0]])
+
+
 def is_pt2_archive(names: list[str]) -> bool:
     """Whether the entries of a zip file are an AOTInductor package's."""
     return any(AOTI_FOLDER in n for n in names)
@@ -106,8 +112,8 @@ class Pt2Model:
     @staticmethod
     def pair_triplets(pair_index: torch.Tensor, n_atoms: int) -> torch.Tensor:
         """The angle triplets [2, T] a wACSF / ACSF package takes with pairs [2, P]: those of its
-        directed edges, the pairs i → j, then j → i (mlpot.deploy.pt2_symmetry)."""
-        return angle_triplets(torch.cat([pair_index[0], pair_index[1]]), n_atoms)
+        directed edges (directed_pairs; mlpot.deploy.pt2_symmetry)."""
+        return angle_triplets(directed_pairs(pair_index)[0], n_atoms)
 
     @staticmethod
     def pair_inputs(positions: torch.Tensor, atomic_numbers: torch.Tensor, edge_index: torch.Tensor,

@@ -25,6 +25,7 @@ from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from mlpot.deploy.pt2_lammps import LAMMPS_MODEL, PACKAGE_MODEL
+from mlpot.deploy.pt2_model import directed_pairs
 from mlpot.model.exported import ExportedSymmetryFunctions
 from mlpot.model.heads import ElementalAtomwise, MaskedElementalAtomwise, structure_dipole
 from mlpot.model.nn.edge_gradients import forces_and_virial
@@ -59,9 +60,9 @@ def energies_of_edges(potential: Potential, atomic_numbers: torch.Tensor, idx_i:
 
 def energy_and_gradients(potential: Potential, positions: torch.Tensor, atomic_numbers: torch.Tensor,
                          idx_i: torch.Tensor, idx_j: torch.Tensor, vectors: torch.Tensor, triplets: torch.Tensor,
-                         n_local: int):
+                         n_local: int, with_dipole: bool):
     """(energy [1] eV of atoms < n_local, forces [N, 3] eV/Å, energies [N] eV, virial [3, 3] eV,
-    ∂E/∂r_e [E, 3] eV/Å, and with a dipole head the dipole [3] e·Å)."""
+    ∂E/∂r_e [E, 3] eV/Å, and with_dipole (the potential's head) the dipole [3] e·Å)."""
     vectors = vectors.detach().requires_grad_(True)
     energies, features = energies_of_edges(potential, atomic_numbers, idx_i, idx_j, vectors, triplets)
     n_atoms = positions.shape[0]
@@ -71,7 +72,7 @@ def energy_and_gradients(potential: Potential, positions: torch.Tensor, atomic_n
     vectors = vectors.detach()
     forces, virial = forces_and_virial(vectors, grad, idx_i, idx_j, n_atoms, True)
     out = (energy.detach().reshape(1), forces, energies.detach(), virial, grad)
-    if potential.dipole_head is None:
+    if not with_dipole:
         return out
     return out + (structure_dipole(potential.dipole_head, positions, atomic_numbers, features.detach()),)
 
@@ -86,11 +87,10 @@ class SymmetryPackageGraph(nn.Module):
 
     def forward(self, positions: torch.Tensor, atomic_numbers: torch.Tensor, pair_index: torch.Tensor,
                 pair_vectors: torch.Tensor, triplets: torch.Tensor):
-        idx_i = torch.cat([pair_index[0], pair_index[1]])
-        idx_j = torch.cat([pair_index[1], pair_index[0]])
+        idx_i, idx_j = directed_pairs(pair_index)
         vectors = torch.cat([pair_vectors, -pair_vectors])
         out = energy_and_gradients(self.potential, positions, atomic_numbers, idx_i, idx_j, vectors, triplets,
-                                   positions.shape[0])
+                                   positions.shape[0], self.potential.dipole_head is not None)
         n_pairs = pair_index.shape[1]       # r_ji = −r_ij: the pair's gradient from both of its edges
         pair_gradient = out[4][:n_pairs] - out[4][n_pairs:]
         return out[:4] + (pair_gradient,) + out[5:]
@@ -109,7 +109,7 @@ class SymmetryLammpsGraph(nn.Module):
         idx_i, idx_j = edge_index[0], edge_index[1]
         vectors = positions[idx_j] - positions[idx_i]
         return energy_and_gradients(self.potential, positions, atomic_numbers, idx_i, idx_j, vectors, triplets,
-                                    local.shape[0])[:5]     # no dipole for LAMMPS
+                                    local.shape[0], False)     # no dipole for LAMMPS
 
 
 def traced_program(graph: nn.Module, example: tuple, dynamic_shapes: tuple) -> torch.export.ExportedProgram:

@@ -201,15 +201,18 @@ class SymmetryFunctions(nn.Module):
         """Raw descriptors [N, n_features] standardised with the statistics of each atom's row [N]."""
         return (raw - self.sf_mean[rows]) / self.sf_std[rows]
 
+    def bound(self, standardised: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Standardised descriptors [N, n_features] softly bounded to the training range of each
+        atom's row [N]: what the element networks see."""
+        return soft_bounds(standardised, self.sf_lo[rows], self.sf_hi[rows], self.range_margin)
+
     def bounded(self, raw: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The descriptors the element networks see [N, n_features]: raw [N, n_features]
-        standardised (rows [N]) and softly bounded to the training range."""
-        return soft_bounds(self.standardise(raw, rows), self.sf_lo[rows], self.sf_hi[rows], self.range_margin)
+        """bound(standardise(raw, rows), rows) of raw descriptors [N, n_features]."""
+        return self.bound(self.standardise(raw, rows), rows)
 
     def forward(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
-        raw = self.descriptors(inputs[K.ATOMIC_NUMBERS], inputs[K.EDGE_INDEX],
-                               inputs[K.EDGE_VECTORS], inputs[K.EDGE_LENGTHS])
-        return self.bounded(raw, species_index(self.centre_row, inputs[K.ATOMIC_NUMBERS]))
+        standardised, rows = self.standardised(inputs)
+        return self.bound(standardised, rows)
 
     def standardised(self, inputs: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         """(standardised descriptors [N, n_features] before the soft bounds, each atom's row [N])."""
