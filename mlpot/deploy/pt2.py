@@ -219,7 +219,8 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.partial{PT2_SUFFIX}")   # the user's file is replaced only when checked
     try:
-        compile_package(partial, programs, {"aot_inductor.metadata": {METADATA_NAME: json.dumps(metadata)}})
+        compile_package(partial, programs, {"aot_inductor.metadata": {METADATA_NAME: json.dumps(metadata)}},
+                        aten_scatters=symmetry)
         compiled = Pt2Model(partial, metadata)
         deviations = []     # (which of the package's models, (output, its largest relative deviation))
         for case, (m, wrapped) in itertools.product(cases, enumerate(wrapped_members)):

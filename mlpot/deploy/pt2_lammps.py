@@ -19,6 +19,8 @@ plugin calls a .pt) on LAMMPS-like inputs built from the export's check structur
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -71,15 +73,34 @@ def lammps_cases(cases: list[tuple]) -> list[tuple]:
             (positions[pair], numbers[pair], two, 0), (positions[:1], numbers[:1], none, 1)]
 
 
-def compile_package(path, programs: dict, inductor_configs: dict) -> None:
-    """One AOTInductor package at `path` holding every {name: ExportedProgram} of `programs`."""
+def compile_package(path, programs: dict, inductor_configs: dict, aten_scatters: bool = False) -> None:
+    """One AOTInductor package at `path` holding every {name: ExportedProgram} of `programs`.
+    aten_scatters: the sums into rows by index (index_put with accumulate, scatter_add) call
+    ATen's kernels instead of inductor's loops of one atomic add per element (what inductor
+    does under torch's deterministic mode). A wACSF / ACSF package sums ~50 angular terms of each
+    of ~3e5 triplets (water 192) into atoms: its atomic adds took ~20% of a call."""
     from torch._inductor.package import package_aoti
 
     options = {**inductor_configs, "aot_inductor.package": True}
-    files = {name: torch._inductor.aot_compile(program.module(check_guards=False), program.example_inputs[0],
-                                               options=dict(options))
-             for name, program in programs.items()}
+    with aten_scatter_kernels(aten_scatters):
+        files = {name: torch._inductor.aot_compile(program.module(check_guards=False), program.example_inputs[0],
+                                                   options=dict(options))
+                 for name, program in programs.items()}
     package_aoti(str(path), files)
+
+
+@contextlib.contextmanager
+def aten_scatter_kernels(enabled: bool):
+    """torch's deterministic mode while inductor compiles, when `enabled` (compile_package); the
+    caller's setting restored after."""
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
 def lammps_deviation(path, wrapped, cases: list[tuple], triplets: bool = False) -> tuple[str, float]:
