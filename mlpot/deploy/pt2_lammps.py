@@ -20,6 +20,10 @@ plugin calls a .pt) on LAMMPS-like inputs built from the export's check structur
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -31,6 +35,12 @@ from mlpot.model.representations.triplets import angle_triplets
 
 LAMMPS_MODEL = "lammps"        # the model's name in the package (AOTIModelPackageLoader's model_name)
 PACKAGE_MODEL = "model"        # the package's whole-structure model (mlpot.deploy.pt2_model)
+
+
+def lammps_member_models(n_members: int) -> list[str]:
+    """The names of a committee package's LAMMPS models, one per member (each a single member's
+    lammps model): lammps_0, lammps_1, ..."""
+    return [f"{LAMMPS_MODEL}_{m}" for m in range(n_members)]
 
 
 class LammpsGraph(nn.Module):
@@ -82,11 +92,24 @@ def compile_package(path, programs: dict, inductor_configs: dict, aten_scatters:
     from torch._inductor.package import package_aoti
 
     options = {**inductor_configs, "aot_inductor.package": True}
-    with aten_scatter_kernels(aten_scatters):
-        files = {name: torch._inductor.aot_compile(program.module(check_guards=False), program.example_inputs[0],
+    with tempfile.TemporaryDirectory() as folder, aten_scatter_kernels(aten_scatters):
+        files = {}
+        for name, program in programs.items():
+            compiled = torch._inductor.aot_compile(program.module(check_guards=False), program.example_inputs[0],
                                                    options=dict(options))
-                 for name, program in programs.items()}
-    package_aoti(str(path), files)
+            # inductor's cache names a model's files after its generated code, which two models of
+            # one architecture share (a committee's members): the later compile would overwrite the
+            # earlier's weights before they are packaged, so each model's files are copied first
+            files[name] = [own_copy(file, Path(folder) / name) for file in compiled]
+        package_aoti(str(path), files)
+
+
+def own_copy(file, folder: Path):
+    """A copy of the compiled file `file` (a path) in `folder`; anything else as it is."""
+    if not isinstance(file, str) or not os.path.isfile(file):
+        return file
+    folder.mkdir(exist_ok=True)
+    return shutil.copy2(file, folder / os.path.basename(file))
 
 
 @contextlib.contextmanager
@@ -103,15 +126,16 @@ def aten_scatter_kernels(enabled: bool):
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
-def lammps_deviation(path, wrapped, cases: list[tuple], triplets: bool = False) -> tuple[str, float]:
+def lammps_deviation(path, wrapped, cases: list[tuple], triplets: bool = False,
+                     model: str = LAMMPS_MODEL) -> tuple[str, float]:
     """(output, largest deviation relative to its scale) of the package's lammps model at `path`
-    from the eager model (ExportedSchNet, or ExportedSymmetryFunctions with triplets) over
-    lammps_cases(cases)."""
+    (or its `model`: a committee member's) from the eager model (ExportedSchNet, or
+    ExportedSymmetryFunctions with triplets) over lammps_cases(cases)."""
     from torch._inductor.package import load_package
 
     from mlpot.deploy.pt2 import largest_deviation
 
-    runner = load_package(str(path), LAMMPS_MODEL)
+    runner = load_package(str(path), model)
     return max((largest_deviation(run_lammps_model(runner, *case, triplets), eager_lammps(wrapped, *case))
                 for case in lammps_cases(cases)), key=lambda found: found[1])
 

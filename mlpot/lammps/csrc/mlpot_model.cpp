@@ -63,6 +63,7 @@ static ModelInfo parse_metadata(const std::string &path, const std::string &text
     info.dtype = meta.at("dtype").get<std::string>();
     info.per_layer = meta.value("message_passing", std::string("whole_graph")) == "per_layer";
     info.angle_triplets = meta.value("angle_triplets", false);
+    info.n_members = meta.value("n_members", 1);
     if (info.format_version >= 2 && meta.contains("provides")) {   // declared, not probed
       const json &provides = meta.at("provides");
       info.declared = true;
@@ -148,16 +149,20 @@ static torch::Tensor angle_triplets(const torch::Tensor &idx_i, int64_t n_atoms)
   return torch::stack({order.index_select(0, first), order.index_select(0, second)});
 }
 
-void Model::load_pt2(const std::string &path, const std::vector<std::string> &records) {
+void Model::load_pt2(const std::string &path, const std::vector<std::string> &records, int member) {
   const std::string again = "export it again with `mlpot export CHECKPOINT -o model.pt2` (or give pair_coeff a .pt file)";
-  if (!has_folder(records, AOTI_FOLDER + PT2_MODEL + "/"))
-    throw std::runtime_error(path + " is a .pt2 package without a LAMMPS model (a committee package, or one written "
-                             "before the plugin read .pt2 files): give pair_coeff the members' own files (`mlpot export "
-                             "RUN -o model.pt` writes model_0.pt, model_1.pt, ...), or " + again);
+  // a single model's "lammps", or a committee package's member models "lammps_0", "lammps_1", ...
+  const bool committee = !has_folder(records, AOTI_FOLDER + PT2_MODEL + "/");
+  const std::string model_name = committee ? PT2_MODEL + ("_" + std::to_string(member)) : PT2_MODEL;
+  if (!has_folder(records, AOTI_FOLDER + model_name + "/"))
+    throw std::runtime_error(path + " is a .pt2 package without a LAMMPS model (written before the plugin read .pt2 "
+                             "files, or a committee package written before it held its members' LAMMPS models): give "
+                             "pair_coeff the members' own files (`mlpot export RUN -o model.pt` writes model_0.pt, "
+                             "model_1.pt, ...), or " + again);
   std::unordered_map<std::string, std::string> metadata;
   try {
     // one thread calls it at a time: no runner pool, no locks
-    impl_->package = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, PT2_MODEL, true, 1);
+    impl_->package = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, model_name, true, 1);
     metadata = impl_->package->get_metadata();
   } catch (const c10::Error &e) {
     const std::string what = e.what_without_backtrace();
@@ -173,6 +178,12 @@ void Model::load_pt2(const std::string &path, const std::vector<std::string> &re
   // their models (evaluate_per_layer; the pair terms inside layer_0_forward), the global virial
   info_.pt2 = true;
   info_.declared = true;
+  if (committee != (info_.n_members > 1) || member >= info_.n_members)
+    throw std::runtime_error(path + " is not an mlpot export (its LAMMPS models do not match n_members " +
+                             std::to_string(info_.n_members) + " in mlpot.json): " + again);
+  // a committee's member models give the edge gradient like a single model's (the metadata's
+  // provides.atom_virial speaks of the package's whole-structure model, which has none then)
+  if (committee) info_.atom_virial = true;
   info_.per_layer = has_folder(records, AOTI_FOLDER + "layer_0_forward/");
   info_.written_out = true;
   info_.pair_terms = false;
@@ -192,11 +203,11 @@ void Model::load_pt2(const std::string &path, const std::vector<std::string> &re
   impl_->dtype = info_.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
 }
 
-Model::Model(const std::string &path) : impl_(std::make_unique<Impl>()) {
+Model::Model(const std::string &path, int member) : impl_(std::make_unique<Impl>()) {
   fused_kernels_error();  // loads them if it can; a model that needs them reports the reason below
   const std::vector<std::string> records = archive_records(path);
   if (has_folder(records, AOTI_FOLDER)) {
-    load_pt2(path, records);
+    load_pt2(path, records, member);
     return;
   }
   if (path.ends_with(".pt2"))

@@ -33,7 +33,9 @@ struct ModelInfo {
                                       // triplets too (mlpot.deploy.pt2_symmetry)
   bool pt2 = false;                   // an AOTInductor package (.pt2, mlpot.deploy.pt2_lammps and
                                       // pt2_exchange): the whole graph (evaluate), the layers where
-                                      // it holds their models (per_layer), no per-atom virial
+                                      // it holds their models (per_layer)
+  int n_members = 1;                  // a committee package's members (metadata n_members), each
+                                      // with its own whole-graph model lammps_{m}
 };
 
 // The pair style's LAMMPS communication of per-atom rows of `width` numbers ([nall*width],
@@ -68,7 +70,8 @@ struct Result {
 class Model {
  public:
   // Throws std::runtime_error with a one-line message when `path` is not an mlpot export.
-  explicit Model(const std::string &path);
+  // `member`: which member of a committee package (.pt2 with info().n_members > 1) this is.
+  explicit Model(const std::string &path, int member = 0);
   ~Model();
   const ModelInfo &info() const { return info_; }
 
@@ -94,7 +97,7 @@ class Model {
                           bool want_atom_virial = false);
 
  private:
-  void load_pt2(const std::string &path, const std::vector<std::string> &records);   // the constructor's, for a .pt2
+  void load_pt2(const std::string &path, const std::vector<std::string> &records, int member);   // the constructor's, for a .pt2
   struct Impl;
   std::unique_ptr<Impl> impl_;
   ModelInfo info_;

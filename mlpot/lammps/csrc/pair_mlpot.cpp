@@ -173,19 +173,27 @@ void PairMLPot::coeff(int narg, char **arg) {
     n_models++;
   }
   const std::string path = arg[2];
-  std::vector<std::unique_ptr<mlpot::Model>> members;
+  // every model of every file: a committee package (.pt2 of n_members > 1) gives each of its members
+  std::vector<std::unique_ptr<mlpot::Model>> models;
   std::vector<std::string> paths;
   try {
-    model_ = std::make_unique<mlpot::Model>(path);
-    paths.push_back(path);
-    for (int m = 1; m < n_models; m++) {
-      paths.push_back(arg[2 + m]);
-      members.push_back(std::make_unique<mlpot::Model>(paths.back()));
+    for (int k = 0; k < n_models; k++) {
+      const std::string file = arg[2 + k];
+      models.push_back(std::make_unique<mlpot::Model>(file));
+      const int n_members = models.back()->info().n_members;
+      auto member = [&](int m) { return file + " (member " + std::to_string(m + 1) + " of " + std::to_string(n_members) + ")"; };
+      paths.push_back(n_members > 1 ? member(0) : file);
+      for (int m = 1; m < n_members; m++) {
+        models.push_back(std::make_unique<mlpot::Model>(file, m));
+        paths.push_back(member(m));
+      }
     }
   } catch (const std::exception &e) {
     error->all(FLERR, std::string(e.what()));
   }
-  members_ = std::move(members);
+  model_ = std::move(models.front());
+  members_.clear();
+  for (size_t m = 1; m < models.size(); m++) members_.push_back(std::move(models[m]));
   model_paths_ = paths;
   member_results_.assign(members_.size(), mlpot::Result());
   for (size_t m = 0; m < members_.size(); m++) check_member(*members_[m], model_paths_[m + 1]);
@@ -267,8 +275,8 @@ void PairMLPot::coeff(int narg, char **arg) {
   if (comm->me == 0)
     utils::logmesg(lmp, "pair mlpot: plugin build {} ({})\n", MLPOT_PLUGIN_BUILD, plugin_file());
   if (members_.empty() && halt_deviation_ > 0)
-    error->all(FLERR, "pair mlpot: halt_deviation needs a committee: give two or more model files in "
-                      "pair_coeff: {}", SYNTAX);
+    error->all(FLERR, "pair mlpot: halt_deviation needs a committee: give two or more model files (or a "
+                      "committee .pt2) in pair_coeff: {}", SYNTAX);
 }
 
 void PairMLPot::check_member(const mlpot::Model &member, const std::string &path) {

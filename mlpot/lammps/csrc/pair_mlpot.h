@@ -87,7 +87,7 @@ class PairMLPot : public Pair {
 
  private:
   // the syntax, quoted in messages
-  static constexpr const char *SYNTAX = "pair_coeff * * model.pt [more_models.pt ...] C H O (model files .pt or .pt2; one element symbol per atom type; NULL for a type left to another style of pair_style hybrid)";
+  static constexpr const char *SYNTAX = "pair_coeff * * model.pt [more_models.pt ...] C H O (model files .pt or .pt2, a committee .pt2 gives all its members; one element symbol per atom type; NULL for a type left to another style of pair_style hybrid)";
   static constexpr const char *STYLE_SYNTAX = "pair_style mlpot [exchange | shell] [out_freq N] [out_file FILE] [halt_deviation X]";
 
   // data members (their order is the order of construction)
