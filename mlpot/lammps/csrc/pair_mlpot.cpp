@@ -181,7 +181,9 @@ void PairMLPot::coeff(int narg, char **arg) {
       const std::string file = arg[2 + k];
       models.push_back(std::make_unique<mlpot::Model>(file));
       const int n_members = models.back()->info().n_members;
-      auto member = [&](int m) { return file + " (member " + std::to_string(m + 1) + " of " + std::to_string(n_members) + ")"; };
+      auto member = [&](int m) {
+        return file + " (member " + std::to_string(m + 1) + " of " + std::to_string(n_members) + ")";
+      };
       paths.push_back(n_members > 1 ? member(0) : file);
       for (int m = 1; m < n_members; m++) {
         models.push_back(std::make_unique<mlpot::Model>(file, m));
