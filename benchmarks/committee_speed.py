@@ -70,8 +70,8 @@ def main() -> None:
 
                     pt2 = {"pt2_one": Path(tmp) / f"one_{width}_{dtype}.pt2",
                            "pt2_stacked": Path(tmp) / f"committee_{width}_{dtype}.pt2"}
-                    export_pt2(potentials[0], pt2["pt2_one"], dtype, lammps_layers=False)   # ASE only
-                    export_pt2(potentials, pt2["pt2_stacked"], dtype)
+                    export_pt2(potentials[0], pt2["pt2_one"], dtype, lammps=False)   # ASE only
+                    export_pt2(potentials, pt2["pt2_stacked"], dtype, lammps=False)
                 for system, build in SYSTEMS.items():
                     atoms = build()
                     one = ms_per_call(MLPotCalculator(paths[0]), atoms, args.calls)

@@ -107,7 +107,7 @@ def export_mlpot_models(folder: Path) -> dict[str, Path]:
             torch.manual_seed(0)
             paths[name] = folder / f"{name}.pt2"
             export_pt2(build_potential(cfg, SPECIES), paths[name], "float32", training_data="random weights",
-                       lammps_layers=False)   # ASE only
+                       lammps=False)   # ASE only
         except Exception as exc:   # noqa: BLE001 — reported, the other columns still run
             print(f"no {name} column: {str(exc).splitlines()[0][:300]}", file=sys.stderr)
             paths.pop(name, None)

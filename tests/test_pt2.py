@@ -46,7 +46,7 @@ def files(request, tmp_path_factory):
     potential.dipole_head = DipoleMoment(16).double()
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        export_pt2(potential, folder / "model.pt2", dtype, training_data="test", lammps_layers=False)
+        export_pt2(potential, folder / "model.pt2", dtype, training_data="test", lammps=False)   # ASE only
         calc = MLPotCalculator(folder / "model.pt2")
         atoms = ethanol()
         atoms.calc = calc
@@ -123,6 +123,7 @@ def test_pt2_metadata_info_and_no_deprecation_warning(files, capsys):
     assert deprecated == []
     metadata = read_metadata(pt2)
     assert metadata["file_format"] == "pt2" and metadata["dtype"] == dtype
+    assert metadata["pt2_models"] == ["model"]       # exported for ASE only (lammps=False)
     assert metadata["kernels"] == ("fused" if dtype == "float64" else "tabulated")
     assert metadata["compiled_for"]["device"] == "cpu" and metadata["compiled_for"]["cpu_isa"] is not None
     assert main(["info", str(pt2)]) == 0
@@ -202,7 +203,7 @@ def committee_files(tmp_path_factory):
     for member, path in zip(members, pt_files):
         export_model(member, path, "float32", training_data="test")
     export_pt2(members, folder / "committee.pt2", "float32", training_data="test")
-    export_pt2(members[0], folder / "member_0_float64.pt2", "float64", training_data="test", lammps_layers=False)
+    export_pt2(members[0], folder / "member_0_float64.pt2", "float64", training_data="test", lammps=False)
     export_model(members[0], folder / "member_0_float64.pt", "float64", training_data="test")
     return folder / "committee.pt2", pt_files, (folder / "member_0_float64.pt2", folder / "member_0_float64.pt")
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mlpot import MLPotCalculator
+from mlpot.deploy.export import read_metadata
 from mlpot.train import load_config, train
 from mlpot.train.checkpoint import load_checkpoint
 from mlpot.train.config import ConfigError
@@ -120,6 +121,7 @@ def test_export_of_a_committee_run_writes_every_member(tmp_path, data):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "a committee of 2 in one file" in done.stdout and not (tmp_path / "committee_0.pt2").exists()
+    assert read_metadata(package)["pt2_models"] == ["model", "lammps_0", "lammps_1"]    # and LAMMPS' models
     one = atoms.copy()
     one.calc = MLPotCalculator(package)
     for name in ("energy", "forces", "forces_std", "uncertainty"):

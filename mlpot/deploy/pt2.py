@@ -138,14 +138,16 @@ def largest_deviation(compiled: dict, eager: dict) -> tuple[str, float]:
 
 def export_pt2(potential, path, dtype: str = "float32", training_data: str = "unknown",
                metadata_extra: dict[str, Any] | None = None, kernels: str = "auto",
-               table_spacing: float = 0.0, lammps_layers: bool = True) -> dict[str, Any]:
+               table_spacing: float = 0.0, lammps_layers: bool = True, lammps: bool = True) -> dict[str, Any]:
     """Write `potential` to `path` (ending in .pt2) as an AOTInductor package; returns the
     metadata written. Arguments as mlpot.deploy.export.export_model; `potential` may be a list
     of M > 1 members of one architecture (a committee run's), written as one package whose
     outputs carry a member axis first (metadata "n_members": M). ModelFileError (one line) for a
     model a `.pt2` cannot hold yet, or a package that disagrees with the eager model. lammps_layers:
     a single model's package also holds the layer models of LAMMPS' exchange path
-    (mlpot.deploy.pt2_exchange; 2 per interaction, ~7 s of compiling each)."""
+    (mlpot.deploy.pt2_exchange; 2 per interaction, ~7 s of compiling each). lammps=False: the
+    package holds its whole-structure model only (ASE, `mlpot eval`), none of LAMMPS' models (a
+    single model's lammps and layer models, a committee's lammps_0 ..; ~9 s of compiling each)."""
     with warnings.catch_warnings():
         # the filter tables' derivatives (torch.func.jvp) and torch.export load torch's own jvp
         # decompositions and inductor imports torch.utils.mkldnn, which torch itself scripts: mlpot
@@ -155,11 +157,11 @@ def export_pt2(potential, path, dtype: str = "float32", training_data: str = "un
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                                 category=FutureWarning)
         return _export_pt2(potential, Path(path), dtype, training_data, metadata_extra, kernels, table_spacing,
-                           lammps_layers)
+                           lammps_layers, lammps)
 
 
 def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_extra: dict[str, Any] | None,
-                kernels: str, table_spacing: float, lammps_layers: bool) -> dict[str, Any]:
+                kernels: str, table_spacing: float, lammps_layers: bool, lammps: bool) -> dict[str, Any]:
     if path.suffix != PT2_SUFFIX:
         raise ModelFileError(f"{path}: a .pt2 package's name must end in .pt2")
     ops.load()    # the pair rule of the package's inputs (edges_for_messages) is one of mlpot's operators
@@ -193,7 +195,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     extra.update(tables)   # the last member's tables (each member's error is within the same tolerance)
     if not single:
         extra["n_members"] = len(members)
-    layers = single and lammps_layers and not symmetry
+    layers = single and lammps and lammps_layers and not symmetry
     n_features = int(potential.representation.n_features)
     extra["provides"] = {"per_layer": layers, "written_out": not symmetry, "n_features": n_features if layers else 0,
                          "atom_virial": single, "extrapolation_grade": False}
@@ -202,8 +204,9 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     extra["file_format"] = "pt2"
     extra["compiled_for"] = {"device": "cpu", "machine": platform.machine()}
     # LAMMPS' pair_style mlpot runs the others (a committee's: one whole model per member)
-    member_models = [] if single else lammps_member_models(len(members))
-    extra["pt2_models"] = ([PACKAGE_MODEL] + ([LAMMPS_MODEL] if single else member_models) +
+    member_models = [] if single or not lammps else lammps_member_models(len(members))
+    single_lammps = single and lammps
+    extra["pt2_models"] = ([PACKAGE_MODEL] + ([LAMMPS_MODEL] if single_lammps else member_models) +
                            (layer_model_names(engine.n_interactions) if layers else []))
     metadata = build_metadata(potential, dtype, training_data, extra, kernels=chosen)
 
@@ -211,10 +214,10 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     example = Pt2Model.pair_inputs(*cases[0][:4])
     if symmetry:
         programs = export_symmetry(wrapped_members[0], example + (Pt2Model.pair_triplets(example[2], len(example[0])),),
-                                   lammps_inputs(*lammps_cases(cases)[0], triplets=True))
+                                   lammps_inputs(*lammps_cases(cases)[0], triplets=True) if lammps else None)
     else:
         programs = {PACKAGE_MODEL: export_whole_structures(engine, example, dipole_head)}
-        if single:
+        if single_lammps:
             programs[LAMMPS_MODEL] = export_lammps(engines[0], lammps_cases(cases)[0])
         programs.update({name: export_lammps(e, lammps_cases(cases)[0]) for name, e in zip(member_models, engines)})
         if layers:
@@ -230,7 +233,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
             eager = wrapped(*case, case[0].shape[0], True, single)          # each member on its own
             out = compiled.forward(*case, case[0].shape[0], True, single)
             deviations.append(("", largest_deviation(out if single else {k: v[m] for k, v in out.items()}, eager)))
-        if single:
+        if single_lammps:
             deviations.append(("LAMMPS model's ", lammps_deviation(partial, wrapped_members[0], cases, symmetry)))
         for name, wrapped in zip(member_models, wrapped_members):
             deviations.append((f"LAMMPS model {name}'s ", lammps_deviation(partial, wrapped, cases, model=name)))

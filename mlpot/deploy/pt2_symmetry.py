@@ -120,16 +120,18 @@ def traced_program(graph: nn.Module, example: tuple, dynamic_shapes: tuple) -> t
 
 
 def export_symmetry(wrapped: ExportedSymmetryFunctions, package_example: tuple,
-                    lammps_example: tuple) -> dict[str, torch.export.ExportedProgram]:
+                    lammps_example: tuple | None) -> dict[str, torch.export.ExportedProgram]:
     """{"model": ..., "lammps": ...} of a wACSF / ACSF model traced with dynamic sizes; the
-    examples are each model's inputs, triplets included."""
+    examples are each model's inputs, triplets included (no "lammps" without its example)."""
     atoms = torch.export.Dim("n_atoms", min=1, max=10_000_000)
     pairs = torch.export.Dim("n_pairs", min=0, max=1_000_000_000)
     edges = torch.export.Dim("n_edges", min=0, max=1_000_000_000)
     local = torch.export.Dim("n_local", min=0, max=10_000_000)
     triplets = torch.export.Dim("n_triplets", min=0, max=10_000_000_000)
     potential = traceable(wrapped.potential)
-    return {PACKAGE_MODEL: traced_program(SymmetryPackageGraph(potential), package_example,
-                                          ({0: atoms}, {0: atoms}, {1: pairs}, {0: pairs}, {1: triplets})),
-            LAMMPS_MODEL: traced_program(SymmetryLammpsGraph(potential), lammps_example,
-                                         ({0: atoms}, {0: atoms}, {1: edges}, {0: local}, {1: triplets}))}
+    programs = {PACKAGE_MODEL: traced_program(SymmetryPackageGraph(potential), package_example,
+                                              ({0: atoms}, {0: atoms}, {1: pairs}, {0: pairs}, {1: triplets}))}
+    if lammps_example is not None:
+        programs[LAMMPS_MODEL] = traced_program(SymmetryLammpsGraph(potential), lammps_example,
+                                                ({0: atoms}, {0: atoms}, {1: edges}, {0: local}, {1: triplets}))
+    return programs

@@ -155,8 +155,9 @@ void Model::load_pt2(const std::string &path, const std::vector<std::string> &re
   const bool committee = !has_folder(records, AOTI_FOLDER + PT2_MODEL + "/");
   const std::string model_name = committee ? PT2_MODEL + ("_" + std::to_string(member)) : PT2_MODEL;
   if (!has_folder(records, AOTI_FOLDER + model_name + "/"))
-    throw std::runtime_error(path + " is a .pt2 package without a LAMMPS model (written before the plugin read .pt2 "
-                             "files, or a committee package written before it held its members' LAMMPS models): give "
+    throw std::runtime_error(path + " is a .pt2 package without a LAMMPS model (exported for ASE only, with "
+                             "export_pt2(..., lammps=False), or before the plugin read .pt2 files, or a committee "
+                             "package written before it held its members' LAMMPS models): give "
                              "pair_coeff the members' own files (`mlpot export RUN -o model.pt` writes model_0.pt, "
                              "model_1.pt, ...), or " + again);
   std::unordered_map<std::string, std::string> metadata;
