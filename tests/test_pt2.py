@@ -1,7 +1,7 @@
 """`.pt2` model files (mlpot.deploy.pt2: torch.export + AOTInductor): the same energies, forces,
 stress and per-atom stresses as the TorchScript file of the same model through MLPotCalculator,
 forces = −∇E, the metadata and `mlpot info`, one-line refusals (a name that disagrees with the
-kind, a model a .pt2 cannot hold yet, per-atom stresses of a committee package, another device),
+kind, a model a .pt2 cannot hold yet, another device),
 Hessians by differences of the forces, dipole heads, no deprecation warning; a committee package in
 ASE and in LAMMPS (its members' LAMMPS models, 1 and 2 ranks)."""
 from __future__ import annotations
@@ -232,8 +232,9 @@ def test_pt2_equals_the_torchscript_file_on_larger_systems(committee_files, syst
 
 @pytest.mark.parametrize("system", list(SYSTEMS))
 def test_committee_pt2_equals_the_members_files(committee_files, system):
-    """One .pt2 with 4 members stacked: the mean and the spread of the 4 TorchScript files
-    (energy_std to the energy's scale: it is a difference of energies)."""
+    """One .pt2 with 4 members stacked: the mean and the spread of the 4 TorchScript files, and in
+    periodic cells the mean stress and per-atom stresses (energy_std to the energy's scale: it is
+    a difference of energies)."""
     committee, pt_files, _ = committee_files
     atoms = SYSTEMS[system]()
     out = {}
@@ -245,16 +246,12 @@ def test_committee_pt2_equals_the_members_files(committee_files, system):
         out[name] = {p: np.atleast_1d(calc.get_property(p, work)) for p in properties}
         if atoms.pbc.all():
             out[name]["stress"] = work.get_stress()
+            out[name]["stresses"] = work.get_stresses()     # the members' mean per-atom stresses
         assert calc.is_committee and calc.n_members == 4
     for key, expected in out["pt"].items():
         scale = np.abs(out["pt"]["energy" if key == "energy_std" else key]).max()
         assert np.abs(expected).max() > 0, key
         assert np.abs(out["pt2"][key] - expected).max() <= COMMITTEE_TOLERANCE[system] * scale, key
-    if atoms.pbc.all():     # a committee package holds no per-atom virial; its members' files do
-        from ase.calculators.calculator import PropertyNotImplementedError
-
-        with pytest.raises(PropertyNotImplementedError, match="stresses"):
-            MLPotCalculator(committee).get_stresses(atoms.copy())
 
 
 def test_committee_pt2_halts_and_is_used_alone(committee_files, tmp_path):

@@ -264,9 +264,8 @@ class MLPotCalculator(Calculator):
             old = [p for p, m, md in zip(self.model_paths, self.modules, self.metadatas) if not has_atom_virial(m, md)]
             if any(md.get("file_format") == "pt2" for md in self.metadatas):
                 raise PropertyNotImplementedError(
-                    f"{', '.join(old)} holds no per-atom virial (a committee package, or a .pt2 written before "
-                    "they held one): give the members' own files, or export it again (`mlpot export CKPT -o "
-                    "model.pt2`)")
+                    f"{', '.join(old)} holds no per-atom virial (a .pt2 written before they held one): export it "
+                    "again (`mlpot export CKPT -o model.pt2`), or give the members' own files")
             raise PropertyNotImplementedError(
                 f"{', '.join(old)} was exported before per-atom virials existed: export it again with "
                 "`mlpot export` for per-atom stresses")

@@ -12,8 +12,8 @@ shell, "lammps" (mlpot.deploy.pt2_lammps), and the layers one at a time with the
 exchanged between them, "layer_{t}_forward" / "layer_{t}_backward" (mlpot.deploy.pt2_exchange). A
 committee package holds each member's whole model on a ghost shell, "lammps_0", "lammps_1", ...
 (LAMMPS' committee, `shell` path). A wACSF / ACSF model's package holds "model" and "lammps",
-which also take the angle triplets of their edges (mlpot.deploy.pt2_symmetry). The LAMMPS models
-give per-atom virials, and so does a single model's "model" (a committee package's does not); the package's
+which also take the angle triplets of their edges (mlpot.deploy.pt2_symmetry). Every model gives
+per-atom virials (from the gradient along its edges, a committee's for each member); the package's
 "model" the dipole of a model with a dipole head (mlpot's DipoleMoment: SchNet's on the written-out
 engine's final features). Hessians: MLPotCalculator differentiates the forces by differences. A
 package is compiled for one machine kind (CPU, its instruction set): compile it again from the
@@ -72,8 +72,8 @@ class Pt2Graph(nn.Module):
                 pair_vectors: torch.Tensor):
         out = self.engine.forward_edges(positions, atomic_numbers, pair_index[0], pair_index[1], pair_vectors,
                                         pair_index.shape[1], positions.shape[0], True, False, True)
-        if self.engine.n_members > 1:       # a committee's: no per-atom virial, no dipole
-            return out["energy"], out["forces"], out["energies"], out["virial"]
+        if self.engine.n_members > 1:       # a committee's: no dipole; the edge gradient [M, P, 3]
+            return out["energy"], out["forces"], out["energies"], out["virial"], out["edge_gradient"]
         if self.dipole_head is not None:
             out["dipole"] = structure_dipole(self.dipole_head, positions, atomic_numbers, out["features"])
         return tuple(out[key] for key in OUTPUT_NAMES if key in out)
@@ -198,7 +198,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
     layers = single and lammps and lammps_layers and not symmetry
     n_features = int(potential.representation.n_features)
     extra["provides"] = {"per_layer": layers, "written_out": not symmetry, "n_features": n_features if layers else 0,
-                         "atom_virial": single, "extrapolation_grade": False}
+                         "atom_virial": True, "extrapolation_grade": False}
     if symmetry:
         extra["angle_triplets"] = True
     extra["file_format"] = "pt2"
@@ -230,8 +230,8 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
         compiled = Pt2Model(partial, metadata)
         deviations = []     # (which of the package's models, (output, its largest relative deviation))
         for case, (m, wrapped) in itertools.product(cases, enumerate(wrapped_members)):
-            eager = wrapped(*case, case[0].shape[0], True, single)          # each member on its own
-            out = compiled.forward(*case, case[0].shape[0], True, single)
+            eager = wrapped(*case, case[0].shape[0], True, True)          # each member on its own
+            out = compiled.forward(*case, case[0].shape[0], True, True)
             deviations.append(("", largest_deviation(out if single else {k: v[m] for k, v in out.items()}, eager)))
         if single_lammps:
             deviations.append(("LAMMPS model's ", lammps_deviation(partial, wrapped_members[0], cases, symmetry)))

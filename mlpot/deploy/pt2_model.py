@@ -7,9 +7,10 @@ The package's own model takes a whole structure with one edge per unordered pair
                                                          energies [N] eV, virial [3, 3] eV,
                                                          edge_gradient [P, 3] eV/Å,
                                                          dipole [3] e·Å)
-edge_gradient, ∂E/∂r_p of each pair vector, is in a single model's packages (metadata
-provides.atom_virial; not in a committee package, nor in those written before it): Pt2Model turns
-it into ExportedForward's per-atom virial (−½ r_p ⊗ ∂E/∂r_p to both atoms of every pair) when asked
+(a committee package's outputs carry a member axis M first, and it has no dipole).
+edge_gradient, ∂E/∂r_p of each pair vector, is in every package (metadata provides.atom_virial;
+not in those written before it): Pt2Model turns it into ExportedForward's per-atom virial
+(−½ r_p ⊗ ∂E/∂r_p to both atoms of every pair; a committee's [M, N, 3, 3]) when asked
 (computed in every call inside the package, the per-atom virial cost 15 % of a step on Si 1728).
 The dipole is in the packages of a model with a dipole head (its latent charges on the final
 features, a neutral structure).
@@ -36,7 +37,8 @@ from mlpot.model.representations.triplets import angle_triplets
 PT2_SUFFIX = ".pt2"
 AOTI_FOLDER = "/data/aotinductor/"          # what every AOTInductor package holds (below its top folder)
 AOTI_METADATA = "wrapper_metadata.json"      # where AOTInductor keeps a package's metadata dict
-# a package's outputs, in order (edge_gradient: a single model's; dipole: a model with a dipole head)
+# a package's outputs, in order (edge_gradient: not in packages written before it; dipole: a model
+# with a dipole head)
 OUTPUT_NAMES = ("energy", "forces", "energies", "virial", "edge_gradient", "dipole")
 
 
@@ -86,8 +88,8 @@ class Pt2Model:
             raise ValueError(f"{self.path}: the package's model evaluates whole structures (n_local = N); "
                              "LAMMPS runs its 'lammps' model (pair_coeff * * model.pt2 ...)")
         if compute_atom_virial and not self.atom_virial:
-            raise ValueError(f"{self.path} holds no per-atom virial (a committee package, or written before .pt2 "
-                             "files held them): export it again, or use a TorchScript file (.pt)")
+            raise ValueError(f"{self.path} holds no per-atom virial (written before .pt2 files held them): export "
+                             "it again, or use a TorchScript file (.pt)")
         return self.forward_pairs(*self.pair_inputs(positions, atomic_numbers, edge_index, shift_vectors),
                                   atom_virial=compute_atom_virial)
 
@@ -104,9 +106,11 @@ class Pt2Model:
             inputs.append(self.pair_triplets(pair_index, positions.shape[0]))
         out = dict(zip(OUTPUT_NAMES, self._run(inputs)))
         gradient = out.pop("edge_gradient", None)
-        if atom_virial:
-            out["atom_virial"] = atom_virial_of_edges(pair_vectors, gradient, pair_index[0], pair_index[1],
-                                                      positions.shape[0])
+        if atom_virial:     # a committee's edge gradient [M, P, 3]: each member's
+            members = gradient.unsqueeze(0) if gradient.dim() == 2 else gradient
+            virials = [atom_virial_of_edges(pair_vectors, g, pair_index[0], pair_index[1], positions.shape[0])
+                       for g in members]
+            out["atom_virial"] = virials[0] if gradient.dim() == 2 else torch.stack(virials)
         return out
 
     @staticmethod

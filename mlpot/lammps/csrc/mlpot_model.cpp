@@ -182,9 +182,6 @@ void Model::load_pt2(const std::string &path, const std::vector<std::string> &re
   if (committee != (info_.n_members > 1) || member >= info_.n_members)
     throw std::runtime_error(path + " is not an mlpot export (its LAMMPS models do not match n_members " +
                              std::to_string(info_.n_members) + " in mlpot.json): " + again);
-  // a committee's member models give the edge gradient like a single model's (the metadata's
-  // provides.atom_virial speaks of the package's whole-structure model, which has none then)
-  if (committee) info_.atom_virial = true;
   info_.per_layer = has_folder(records, AOTI_FOLDER + "layer_0_forward/");
   info_.written_out = true;
   info_.pair_terms = false;
