@@ -61,7 +61,7 @@ CHECKED = ("energy", "forces", "energies", "virial", "atom_virial", "dipole")
 class Pt2Graph(nn.Module):
     """What is traced: a written-out engine (one ExportedSchNet's, or a committee's members
     stacked) on one edge per unordered pair (each sending its message both ways), every atom
-    local. Inputs and outputs: mlpot.deploy.pt2_model (a single model's with the edge gradient)."""
+    local. Inputs and outputs: mlpot.deploy.pt2_model (a committee's with a member axis first)."""
 
     def __init__(self, engine: WrittenOutSchNet, dipole_head: nn.Module | None = None):
         super().__init__()
@@ -72,9 +72,7 @@ class Pt2Graph(nn.Module):
                 pair_vectors: torch.Tensor):
         out = self.engine.forward_edges(positions, atomic_numbers, pair_index[0], pair_index[1], pair_vectors,
                                         pair_index.shape[1], positions.shape[0], True, False, True)
-        if self.engine.n_members > 1:       # a committee's: no dipole; the edge gradient [M, P, 3]
-            return out["energy"], out["forces"], out["energies"], out["virial"], out["edge_gradient"]
-        if self.dipole_head is not None:
+        if self.dipole_head is not None:     # a single model's (a committee's members have none)
             out["dipole"] = structure_dipole(self.dipole_head, positions, atomic_numbers, out["features"])
         return tuple(out[key] for key in OUTPUT_NAMES if key in out)
 
@@ -203,10 +201,9 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
         extra["angle_triplets"] = True
     extra["file_format"] = "pt2"
     extra["compiled_for"] = {"device": "cpu", "machine": platform.machine()}
-    # LAMMPS' pair_style mlpot runs the others (a committee's: one whole model per member)
-    member_models = [] if single or not lammps else lammps_member_models(len(members))
-    single_lammps = single and lammps
-    extra["pt2_models"] = ([PACKAGE_MODEL] + ([LAMMPS_MODEL] if single_lammps else member_models) +
+    # LAMMPS' pair_style mlpot runs the others: each member's whole model (a single model's "lammps")
+    lammps_models = ([LAMMPS_MODEL] if single else lammps_member_models(len(members))) if lammps else []
+    extra["pt2_models"] = ([PACKAGE_MODEL] + lammps_models +
                            (layer_model_names(engine.n_interactions) if layers else []))
     metadata = build_metadata(potential, dtype, training_data, extra, kernels=chosen)
 
@@ -217,9 +214,7 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
                                    lammps_inputs(*lammps_cases(cases)[0], triplets=True) if lammps else None)
     else:
         programs = {PACKAGE_MODEL: export_whole_structures(engine, example, dipole_head)}
-        if single_lammps:
-            programs[LAMMPS_MODEL] = export_lammps(engines[0], lammps_cases(cases)[0])
-        programs.update({name: export_lammps(e, lammps_cases(cases)[0]) for name, e in zip(member_models, engines)})
+        programs.update({name: export_lammps(e, lammps_cases(cases)[0]) for name, e in zip(lammps_models, engines)})
         if layers:
             programs.update(export_layers(engines[0], trace_example(*cases[0][:2])))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -233,10 +228,8 @@ def _export_pt2(potential, path: Path, dtype: str, training_data: str, metadata_
             eager = wrapped(*case, case[0].shape[0], True, True)          # each member on its own
             out = compiled.forward(*case, case[0].shape[0], True, True)
             deviations.append(("", largest_deviation(out if single else {k: v[m] for k, v in out.items()}, eager)))
-        if single_lammps:
-            deviations.append(("LAMMPS model's ", lammps_deviation(partial, wrapped_members[0], cases, symmetry)))
-        for name, wrapped in zip(member_models, wrapped_members):
-            deviations.append((f"LAMMPS model {name}'s ", lammps_deviation(partial, wrapped, cases, model=name)))
+        for name, wrapped in zip(lammps_models, wrapped_members):
+            deviations.append((f"LAMMPS model {name}'s ", lammps_deviation(partial, wrapped, cases, symmetry, name)))
         if layers:
             deviations.append(("LAMMPS layer models' ", layer_deviation(partial, engines[0], cases[0])))
         for model, (key, deviation) in deviations:

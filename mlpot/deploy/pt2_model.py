@@ -106,11 +106,9 @@ class Pt2Model:
             inputs.append(self.pair_triplets(pair_index, positions.shape[0]))
         out = dict(zip(OUTPUT_NAMES, self._run(inputs)))
         gradient = out.pop("edge_gradient", None)
-        if atom_virial:     # a committee's edge gradient [M, P, 3]: each member's
-            members = gradient.unsqueeze(0) if gradient.dim() == 2 else gradient
-            virials = [atom_virial_of_edges(pair_vectors, g, pair_index[0], pair_index[1], positions.shape[0])
-                       for g in members]
-            out["atom_virial"] = virials[0] if gradient.dim() == 2 else torch.stack(virials)
+        if atom_virial:     # a committee's gradient [M, P, 3] gives each member's
+            out["atom_virial"] = atom_virial_of_edges(pair_vectors, gradient, pair_index[0], pair_index[1],
+                                                      positions.shape[0])
         return out
 
     @staticmethod

@@ -35,12 +35,13 @@ def virial_of_edges(vectors: torch.Tensor, grad_vectors: torch.Tensor) -> torch.
 
 def atom_virial_of_edges(vectors: torch.Tensor, grad_vectors: torch.Tensor, idx_i: torch.Tensor,
                          idx_j: torch.Tensor, n_atoms: int) -> torch.Tensor:
-    """Per-atom virial [n_atoms, 3, 3] eV: −½ r_e ⊗ g_e to both atoms of every edge e = (i, j), for
-    edge vectors r_e [E, 3] and g_e = ∂E/∂r_e [E, 3]. Unsymmetrised (LAMMPS' centroid form); its
-    symmetric part is LAMMPS' per-atom virial (vatom), and its sum over atoms −Σ_e r_e ⊗ g_e."""
-    half = -0.5 * vectors[:, :, None] * grad_vectors[:, None, :]
-    zeros = torch.zeros((n_atoms, 3, 3), dtype=half.dtype, device=half.device)
-    return zeros.index_add(0, idx_i, half).index_add(0, idx_j, half)
+    """Per-atom virial [..., n_atoms, 3, 3] eV: −½ r_e ⊗ g_e to both atoms of every edge e = (i, j),
+    for edge vectors r_e [E, 3] and g_e = ∂E/∂r_e [..., E, 3]. Unsymmetrised (LAMMPS' centroid
+    form); its symmetric part is LAMMPS' per-atom virial (vatom), and its sum over atoms −Σ_e r_e ⊗ g_e."""
+    half = -0.5 * vectors[:, :, None] * grad_vectors[..., None, :]
+    zeros = torch.zeros(list(half.shape[:-3]) + [n_atoms, 3, 3], dtype=half.dtype, device=half.device)
+    axis = half.dim() - 3
+    return zeros.index_add(axis, idx_i, half).index_add(axis, idx_j, half)
 
 
 def forces_and_virial(vectors: torch.Tensor, grad_vectors: torch.Tensor, idx_i: torch.Tensor, idx_j: torch.Tensor,
