@@ -344,3 +344,53 @@ def test_skin_pairs_are_each_pair_of_the_edge_list_once():
     assert skin_list.n_builds == 1
     with pytest.raises(OverlapError, match="apart"):
         skin_list.pairs(np.concatenate([positions[:3], positions[:1] + 0.05]), numbers, cell, pbc)
+
+
+def test_calc_atoms_is_a_copy_of_the_last_calculated_structure(model64):
+    """calc.atoms (ASE's record of the last calculation, from a snapshot made when asked):
+    equal to the structure then, in every array, the cell, pbc, info and constraints, and
+    neither the user's object nor changed by the user's later edits."""
+    from ase.constraints import FixAtoms
+
+    atoms = periodic_ethanol()
+    atoms.set_momenta(np.random.default_rng(1).normal(size=(len(atoms), 3)))
+    atoms.set_tags(np.arange(len(atoms)))
+    atoms.info["charge"] = 0
+    atoms.set_constraint(FixAtoms(indices=[0, 2]))
+    calc = MLPotCalculator(model64)
+    atoms.calc = calc
+    forces = atoms.get_forces(apply_constraint=False)
+    then = atoms.copy()
+    recorded = calc.atoms
+    assert recorded is not atoms and calc.atoms is recorded
+    atoms.positions += 0.05
+    atoms.set_momenta(atoms.get_momenta() * 2)
+    atoms.set_cell(atoms.cell.array * 1.01, scale_atoms=False)
+    atoms.info["charge"] = 1
+    atoms.set_constraint()
+    assert sorted(recorded.arrays) == sorted(then.arrays)
+    for name in then.arrays:
+        np.testing.assert_array_equal(recorded.arrays[name], then.arrays[name], err_msg=name)
+    np.testing.assert_array_equal(recorded.cell.array, then.cell.array)
+    np.testing.assert_array_equal(recorded.pbc, then.pbc)
+    assert recorded.info == then.info and recorded.info is not atoms.info
+    assert [c.todict() for c in recorded.constraints] == [c.todict() for c in then.constraints]
+    # ASE's get_property without atoms takes the recorded structure: the cached forces
+    np.testing.assert_array_equal(calc.get_property("forces"), forces)
+
+
+def test_an_atoms_subclass_is_recorded_by_its_own_copy(model64):
+    class Tagged(Atoms):
+        def copy(self):
+            copied = super().copy()
+            copied.info["copied_by"] = "Tagged"
+            return copied
+
+    atoms = Tagged(ethanol())
+    atoms.calc = MLPotCalculator(model64)
+    atoms.get_forces()
+    assert atoms.calc.atoms.info["copied_by"] == "Tagged"
+    atoms.positions[0, 0] += 0.01
+    before = atoms.calc.n_evaluations
+    atoms.get_forces()
+    assert atoms.calc.n_evaluations == before + 1

@@ -24,11 +24,13 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import chemical_symbols
 
+from mlpot.deploy.atoms_snapshot import AtomsSnapshot
 from mlpot.deploy.committee import COMMITTEE_PROPERTIES, HALT_MEASURES, ExtrapolationError, check_members, committee_statistics
 from mlpot.deploy.export import TORCH_DTYPES, has_atom_virial, load_model
 from mlpot.deploy.pt2_model import Pt2Model
 from mlpot.model.potential import structure_inputs
 from mlpot.deploy.skin_neighbors import SkinNeighborList
+from mlpot.deploy.step_arrays import same_array, to_float64, to_tensor
 from mlpot.kernels.stacked import stacked_committee
 
 
@@ -185,74 +187,93 @@ class MLPotCalculator(Calculator):
         return self.neighbors.n_builds
 
     # --- inputs ---------------------------------------------------------------------------
-    def _check(self, atoms) -> None:
-        numbers_known = self._numbers_key is not None and np.array_equal(atoms.numbers, self._numbers_key)
-        unknown = [] if numbers_known else sorted(set(atoms.numbers.tolist()) - set(self.species.tolist()))
-        if unknown:
-            raise ValueError(
-                f"element(s) {', '.join(chemical_symbols[z] for z in unknown)} not in the model "
-                f"{self.model_path}, which was trained on {', '.join(self.metadata['species_symbols'])}; "
-                "use a model trained on these elements")
+    def _check(self, atoms) -> torch.Tensor:
+        """The atomic numbers of `atoms` as a tensor for the model, after checking that the model
+        knows them, the charge it can describe, and finite positions (ValueError)."""
+        numbers = atoms.arrays["numbers"]
+        if not same_array(numbers, self._numbers_key):
+            unknown = sorted(set(numbers.tolist()) - set(self.species.tolist()))
+            if unknown:
+                raise ValueError(
+                    f"element(s) {', '.join(chemical_symbols[z] for z in unknown)} not in the model "
+                    f"{self.model_path}, which was trained on {', '.join(self.metadata['species_symbols'])}; "
+                    "use a model trained on these elements")
+            self._numbers_key = numbers.copy()
+            self._numbers_t = torch.from_numpy(numbers.astype(np.int64)).to(self.device)
         charge = net_charge(atoms) if "dipole" in self.metadata["outputs"] else 0.0
         if abs(charge) > 1e-6:
             raise ValueError(f"the structure carries a net charge of {charge:g} e, but the dipole "
                              f"model {self.model_path} knows neutral structures only (its charges sum to 0); "
                              "use a model trained on this charge state, or a neutral structure")
-        if not np.all(np.isfinite(atoms.positions)):
+        if not np.isfinite(atoms.positions).all():
             bad = np.nonzero(~np.isfinite(atoms.positions).all(axis=1))[0]
             raise ValueError(f"positions of atoms {bad[:10].tolist()} are NaN or inf; "
                              "check the structure (or the MD step that produced it)")
-
-    def _numbers_tensor(self, numbers: np.ndarray) -> torch.Tensor:
-        if self._numbers_key is None or not np.array_equal(numbers, self._numbers_key):
-            self._numbers_key = numbers.copy()
-            self._numbers_t = torch.from_numpy(numbers.astype(np.int64)).to(self.device)
         return self._numbers_t
 
     def _structure(self, atoms) -> tuple:
         """(positions [N, 3] Å, numbers [N], cell [3, 3] Å, pbc [3]) as numpy arrays, and the
-        positions as a tensor for the model, after checking `atoms` (_check)."""
-        self._check(atoms)
+        positions and numbers as tensors for the model, after checking `atoms` (_check)."""
+        numbers_t = self._check(atoms)
         positions = np.asarray(atoms.positions, dtype=float)
-        positions_t = torch.from_numpy(positions).to(device=self.device, dtype=self.dtype)
-        return (positions, np.asarray(atoms.numbers), np.asarray(atoms.cell.array, dtype=float),
-                np.asarray(atoms.pbc, dtype=bool), positions_t)
+        positions_t = to_tensor(positions, self.dtype, self.device)
+        return (positions, atoms.arrays["numbers"], np.asarray(atoms.cell.array, dtype=float),
+                np.asarray(atoms.pbc, dtype=bool), positions_t, numbers_t)
 
     def _inputs(self, atoms, requires_grad: bool = False):
         """(positions, numbers, edge_index, shift_vectors, cell) tensors for the model."""
-        positions, numbers, cell, pbc, positions_t = self._structure(atoms)
+        positions, numbers, cell, pbc, positions_t, numbers_t = self._structure(atoms)
         edge_index, shift_vectors = self.neighbors.edges(positions, positions_t, numbers, cell, pbc)
         if requires_grad:
             positions_t.requires_grad_(True)
-        cell_t = torch.from_numpy(cell).to(device=self.device, dtype=self.dtype)
-        return positions_t, self._numbers_tensor(numbers), edge_index, shift_vectors, cell_t
+        cell_t = to_tensor(cell, self.dtype, self.device)
+        return positions_t, numbers_t, edge_index, shift_vectors, cell_t
 
     # --- ASE interface --------------------------------------------------------------------
+    @property
+    def atoms(self):
+        """The structure of the last calculation (ASE's Calculator.atoms): its copy, made when
+        first asked from the snapshot that calculate keeps (mlpot.deploy.atoms_snapshot)."""
+        snapshot = self.__dict__.get("_snapshot")
+        return None if snapshot is None else snapshot.to_atoms()
+
+    @atoms.setter
+    def atoms(self, atoms) -> None:
+        self._snapshot = None if atoms is None else AtomsSnapshot(atoms, keep=True)
+
     def check_state(self, atoms, tol=1e-15):
         """Which of positions, numbers, cell, pbc, initial charges/magmoms changed since the last
         calculation: ASE's test made exact (any change recomputes), ~10× cheaper than
         ase.calculators.calculator.compare_atoms for a small molecule (a per-call cost in MD)."""
-        previous = self.atoms
+        previous = self._snapshot
         if previous is None or len(previous) != len(atoms):
             return list(all_changes)
         changes = []
-        for name, new, old in (("positions", atoms.positions, previous.positions),
-                               ("numbers", atoms.numbers, previous.numbers),
-                               ("cell", atoms.cell.array, previous.cell.array),
-                               ("pbc", atoms.pbc, previous.pbc)):
-            if not np.array_equal(new, old):
+        new_arrays, old_arrays = atoms.arrays, previous.arrays
+        for name in ("positions", "numbers"):
+            if not same_array(new_arrays[name], old_arrays[name]):
                 changes.append(name)
+        if not same_array(atoms.cell.array, previous.cell):
+            changes.append("cell")
+        if not same_array(atoms.pbc, previous.pbc):
+            changes.append("pbc")
         if atoms.info.get("charge") != previous.info.get("charge"):
             changes.append("charge")
         for name in ("initial_charges", "initial_magmoms"):
-            new, old = atoms.arrays.get(name), previous.arrays.get(name)
-            if (new is None) != (old is None) or (new is not None and not np.array_equal(new, old)):
+            new, old = new_arrays.get(name), old_arrays.get(name)
+            if (new is None) != (old is None) or (new is not None and not same_array(new, old)):
                 changes.append(name)
         return changes
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        atoms = self.atoms
+        # Calculator.calculate: self.atoms a copy of atoms, here a snapshot (atoms_snapshot; and
+        # no stat of self.directory, which this calculator never writes: ~8 µs of a small call)
+        if atoms is None:
+            atoms = self.atoms
+        elif AtomsSnapshot.applies(atoms):
+            self._snapshot = AtomsSnapshot(atoms)
+        else:
+            self.atoms = atoms.copy()
         want_stress = "stress" in properties
         want_stresses = "stresses" in properties
         for name, wanted in (("stress", want_stress), ("stresses", want_stresses)):
@@ -274,7 +295,8 @@ class MLPotCalculator(Calculator):
         else:
             outs, grade = self._edge_outputs(atoms, want_stress, want_stresses, properties)
         self.n_evaluations += 1
-        self.results = _combine([{k: v.detach().cpu().double().numpy() for k, v in out.items()} for out in outs])
+        self.results = _combine([{k: to_float64(v) for k, v in out.items() if k != "virial" or want_stress}
+                                 for out in outs])
         if grade is not None:
             self.results["extrapolation_grade"] = grade
         if want_stress:
@@ -291,9 +313,8 @@ class MLPotCalculator(Calculator):
     def _pair_outputs(self, atoms, atom_virial: bool = False) -> list:
         """The members' outputs (.pt2 files) on each pair once (SkinNeighborList.pairs), with
         their per-atom virials when asked."""
-        positions, numbers, cell, pbc, positions_t = self._structure(atoms)
+        positions, numbers, cell, pbc, positions_t, numbers_t = self._structure(atoms)
         pair_index, pair_vectors = self.neighbors.pairs(positions, numbers, cell, pbc)
-        numbers_t = self._numbers_tensor(numbers)
         outs = [module.forward_pairs(positions_t, numbers_t, pair_index, pair_vectors, atom_virial)
                 for module in self.modules]
         if self.n_members > len(outs):    # one committee .pt2: outputs [M, ...]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from mlpot.data.neighbors import MIN_DISTANCE, neighbor_list_arrays, overlap_message
+from mlpot.deploy.step_arrays import same_array, to_tensor
 from mlpot.model.representations.schnet import half_of_symmetric_list
 
 
@@ -46,11 +47,10 @@ class SkinNeighborList:
         more than skin/2 since (positions as given, i.e. unwrapped)."""
         if self._reference_positions is None or positions.shape != self._reference_positions.shape:
             return True
-        if not (np.array_equal(numbers, self._numbers) and np.array_equal(cell, self._cell)
-                and np.array_equal(pbc, self._pbc)):
+        if not (same_array(numbers, self._numbers) and same_array(cell, self._cell) and same_array(pbc, self._pbc)):
             return True
-        moved_sq = np.max(np.sum((positions - self._reference_positions) ** 2, axis=1), initial=0.0)
-        return bool(moved_sq > (0.5 * self.skin) ** 2)
+        moved = positions - self._reference_positions
+        return bool(moved.size and np.einsum("ij,ij->i", moved, moved).max() > (0.5 * self.skin) ** 2)
 
     def build(self, positions: np.ndarray, numbers: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> None:
         i, j, shifts = neighbor_list_arrays(positions, cell, pbc, self.cutoff + self.skin)
@@ -79,7 +79,7 @@ class SkinNeighborList:
         if inside is not None:
             kept = torch.from_numpy(np.flatnonzero(inside)).to(self.device)
             index, vectors = index.index_select(1, kept), vectors[inside]
-        return index, torch.from_numpy(vectors).to(device=self.device, dtype=self.dtype)
+        return index, to_tensor(vectors, self.dtype, self.device)
 
     def _halve(self) -> tuple:
         """One edge of each pair of the full list, by the pair rule of the written-out engine
@@ -102,14 +102,12 @@ class SkinNeighborList:
         if len(vectors) == 0:
             return None
         squared = np.einsum("ij,ij->i", vectors, vectors)
-        closest = int(np.argmin(squared))
-        if squared[closest] < MIN_DISTANCE ** 2:
+        if squared.min() < MIN_DISTANCE ** 2:
+            closest = int(np.argmin(squared))
             pair = (int(i[closest]), int(j[closest]), float(np.sqrt(squared[closest])))
             raise OverlapError(overlap_message(pair))
-        if self.skin > 0:
-            inside = squared < self.cutoff ** 2
-            if not inside.all():
-                return inside
+        if self.skin > 0 and squared.max() >= self.cutoff ** 2:
+            return squared < self.cutoff ** 2
         return None
 
     def edges(self, positions: np.ndarray, positions_t: torch.Tensor, numbers: np.ndarray,
