@@ -73,7 +73,7 @@ class SkinNeighborList:
         if self._pairs is None:
             self._pairs = self._halve()
         index, i, j, shift_vectors = self._pairs
-        vectors = positions[j] - positions[i]
+        vectors = positions.take(j, axis=0) - positions.take(i, axis=0)   # take: half of [j]'s cost
         vectors += shift_vectors
         inside = self._within_cutoff(vectors, i, j)
         if inside is not None:
@@ -120,7 +120,7 @@ class SkinNeighborList:
         if edge_index.shape[1] == 0:
             return edge_index, shift_vectors
         # in numpy on the float64 positions: fewer, cheaper operations than torch here
-        vectors = positions[self._j] - positions[self._i]
+        vectors = positions.take(self._j, axis=0) - positions.take(self._i, axis=0)
         vectors += self._shift_vectors_np
         inside = self._within_cutoff(vectors, self._i, self._j)
         if inside is not None:
