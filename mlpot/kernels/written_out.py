@@ -107,11 +107,6 @@ def _repulsion(module) -> tuple:
     return index, torch.zeros((1, 1), dtype=potential.atomref.dtype), torch.zeros((), dtype=potential.atomref.dtype)
 
 
-def transposed(w: torch.Tensor) -> torch.Tensor:
-    """Wᵀ of weights W [(M,) out, in] as a contiguous [(M,) in, out]."""
-    return w.transpose(-1, -2).contiguous()
-
-
 def stackable(modules) -> Optional[str]:
     """None when the loaded model files `modules` can be one WrittenOutSchNet with M > 1, else
     why not (one line)."""
@@ -152,10 +147,6 @@ class WrittenOutSchNet(nn.Module):
     """
 
     w_in: List[torch.Tensor]
-    wt_in: List[torch.Tensor]
-    wt_1: List[torch.Tensor]
-    wt_2: List[torch.Tensor]
-    head_wt: List[torch.Tensor]
     w_1: List[torch.Tensor]
     b_1: List[torch.Tensor]
     w_2: List[torch.Tensor]
@@ -205,12 +196,6 @@ class WrittenOutSchNet(nn.Module):
         heads = [_head_layers(m) for m in members]                 # [member][k]
         self.head_w = [stack([hs[k].weight for hs in heads]) for k in range(len(self.head_activated))]
         self.head_b = [stack_bias([hs[k].bias for hs in heads]) for k in range(len(self.head_activated))]
-        # the forward's products take Wᵀ [(M,) in, out] stored contiguous: a transposed view made
-        # MKL copy the weights on every call, ~3 µs of each 9 × 128 × 128 product (ethanol)
-        self.wt_in = [transposed(w) for w in self.w_in]
-        self.wt_1 = [transposed(w) for w in self.w_1]
-        self.wt_2 = [transposed(w) for w in self.w_2]
-        self.head_wt = [transposed(w) for w in self.head_w]
         # all members' filter networks for one cfconv_filters pass: [M·T, ...], member-major
         for name in ("filter_w1", "filter_b1", "filter_w2", "filter_b2"):
             self.register_buffer(name, getattr(first, name).detach() if single else
@@ -230,13 +215,13 @@ class WrittenOutSchNet(nn.Module):
             len(members), -1))
         self.register_buffer("strength", torch.stack([_repulsion(m)[2].detach() for m in members]).reshape(-1))
 
-    def _linear(self, x: torch.Tensor, wt: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
-        """x Wᵀ + b of x [(M,) n, in], Wᵀ [(M,) in, out] (contiguous), b [(M, 1,) out] or None."""
+    def _linear(self, x: torch.Tensor, w: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
+        """x Wᵀ + b of x [(M,) n, in], W [(M,) out, in], b [(M, 1,) out] or None."""
         if self.n_members == 1:
-            return x.mm(wt) if b is None else torch.addmm(b, x, wt)
+            return nn.functional.linear(x, w, b)
         if b is None:
-            return torch.bmm(x, wt)
-        return torch.baddbmm(b, x, wt)
+            return torch.bmm(x, w.transpose(1, 2))
+        return torch.baddbmm(b, x, w.transpose(1, 2))
 
     def _matmul(self, g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """g W [(M,) n, in] of g [(M,) n, out], W [(M,) out, in]."""
@@ -275,7 +260,7 @@ class WrittenOutSchNet(nn.Module):
                       check_edges: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Interaction t of h_t [(M,) N, F]: (h_{t+1} [(M,) n_out, F], x = W_in h_t [(M,) N, F'],
         a = W₁ y_t + b₁ [(M,) n_out, F]); member m's filter is filters[m·stride + row]."""
-        x = self._linear(h, self.wt_in[t], None)
+        x = self._linear(h, self.w_in[t], None)
         ys: List[torch.Tensor] = []
         for m in range(self.n_members):
             check = check_edges and m == 0
@@ -287,8 +272,8 @@ class WrittenOutSchNet(nn.Module):
                 ys.append(torch.ops.mlpot.cfconv_messages(dc, self._member(x, m), idx_i, idx_j,
                                                           filters[m * stride + row], self.cutoff, n_two_way, n_out,
                                                           check))
-        a = self._linear(self._stacked(ys), self.wt_1[t], self.b_1[t])
-        h_next = h.narrow(-2, 0, n_out) + self._linear(shifted_softplus(a), self.wt_2[t], self.b_2[t])
+        a = self._linear(self._stacked(ys), self.w_1[t], self.b_1[t])
+        h_next = h.narrow(-2, 0, n_out) + self._linear(shifted_softplus(a), self.w_2[t], self.b_2[t])
         return h_next, x, a
 
     def layer_backward(self, t: int, g: torch.Tensor, x: torch.Tensor, a: torch.Tensor, dc: torch.Tensor,
@@ -321,7 +306,7 @@ class WrittenOutSchNet(nn.Module):
         head_pre: List[torch.Tensor] = []
         z = h
         for k in range(len(self.head_w)):
-            z = self._linear(z, self.head_wt[k], self.head_b[k])
+            z = self._linear(z, self.head_w[k], self.head_b[k])
             head_pre.append(z)
             if self.head_activated[k]:
                 z = shifted_softplus(z)
