@@ -265,6 +265,24 @@ class MLPotCalculator(Calculator):
                 changes.append(name)
         return changes
 
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        # per-atom stresses from a file without per-atom virials: say why and what to do, rather
+        # than ASE's "stresses property not implemented" (implemented_properties leaves it out)
+        if name == "stresses" and not self.has_atom_virial:
+            raise self._no_atom_virial()
+        return super().get_property(name, atoms, allow_calculation)
+
+    def _no_atom_virial(self) -> PropertyNotImplementedError:
+        """The error for per-atom stresses from model files that hold no per-atom virial."""
+        old = [p for p, m, md in zip(self.model_paths, self.modules, self.metadatas) if not has_atom_virial(m, md)]
+        if any(md.get("file_format") == "pt2" for md in self.metadatas):
+            return PropertyNotImplementedError(
+                f"{', '.join(old)} holds no per-atom virial (a .pt2 written before they held one): export it "
+                "again (`mlpot export CKPT -o model.pt2`), or give the members' own files")
+        return PropertyNotImplementedError(
+            f"{', '.join(old)} was exported before per-atom virials existed: export it again with "
+            "`mlpot export` for per-atom stresses")
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         # Calculator.calculate: self.atoms a copy of atoms, here a snapshot (atoms_snapshot; and
         # no stat of self.directory, which this calculator never writes: ~8 µs of a small call)
@@ -282,14 +300,7 @@ class MLPotCalculator(Calculator):
                     f"{name} is defined only for 3-D periodic systems, but pbc = {atoms.pbc.tolist()}; "
                     f"set atoms.pbc = True and a cell, or do not ask for the {name}")
         if want_stresses and not self.has_atom_virial:
-            old = [p for p, m, md in zip(self.model_paths, self.modules, self.metadatas) if not has_atom_virial(m, md)]
-            if any(md.get("file_format") == "pt2" for md in self.metadatas):
-                raise PropertyNotImplementedError(
-                    f"{', '.join(old)} holds no per-atom virial (a .pt2 written before they held one): export it "
-                    "again (`mlpot export CKPT -o model.pt2`), or give the members' own files")
-            raise PropertyNotImplementedError(
-                f"{', '.join(old)} was exported before per-atom virials existed: export it again with "
-                "`mlpot export` for per-atom stresses")
+            raise self._no_atom_virial()
         if self.takes_pairs:
             outs, grade = self._pair_outputs(atoms, want_stresses), None
         else:
