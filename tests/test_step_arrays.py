@@ -31,3 +31,5 @@ def test_to_tensor_and_back():
     back = to_float64(t32)
     assert back.dtype == np.float64 and not np.shares_memory(back, t32.numpy())
     np.testing.assert_allclose(back, a, rtol=1e-7)
+    same = to_float64(t64)
+    assert same.dtype == np.float64 and np.shares_memory(same, a), "float64 as it is, as .double().numpy()"

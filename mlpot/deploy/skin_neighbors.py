@@ -58,7 +58,7 @@ class SkinNeighborList:
         self._edge_index = torch.from_numpy(np.stack([i, j])).to(self.device)
         shift_vectors = shifts.astype(float) @ cell
         self._shift_vectors_np = shift_vectors
-        self._shift_vectors = torch.from_numpy(shift_vectors).to(device=self.device, dtype=self.dtype)
+        self._shift_vectors = to_tensor(shift_vectors, self.dtype, self.device)
         self._pairs = None
         self._reference_positions = positions.copy()
         self._numbers, self._cell, self._pbc = numbers.copy(), cell.copy(), pbc.copy()

@@ -35,5 +35,6 @@ def to_tensor(array: np.ndarray, dtype: torch.dtype, device: torch.device) -> to
 
 
 def to_float64(tensor: torch.Tensor) -> np.ndarray:
-    """A model's output as a new float64 numpy array."""
-    return tensor.detach().cpu().numpy().astype(np.float64)
+    """A model's output as a float64 numpy array: converted from float32, and sharing the memory
+    of a float64 tensor on the CPU (as tensor.double().numpy())."""
+    return tensor.detach().cpu().numpy().astype(np.float64, copy=False)
